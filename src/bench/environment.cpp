@@ -1,0 +1,96 @@
+// Collects machine, library and build facts.
+#include "bench/environment.hpp"
+
+#include <oneapi/dnnl/dnnl.hpp>
+#include <omp.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+
+#include "build_info.hpp"
+
+namespace bsbr {
+
+namespace {
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+std::string isa_name(dnnl::cpu_isa isa) {
+  switch (isa) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    default: return "isa#" + std::to_string(static_cast<int>(isa));
+  }
+}
+
+std::string run_command(const std::string& cmd) {
+  std::array<char, 256> buf{};
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return "";
+  while (fgets(buf.data(), buf.size(), p)) out += buf.data();
+  pclose(p);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out;
+}
+
+std::string git_commit() {
+  std::string dir = build_info::kSourceDir;
+  std::string sha = run_command("git -C '" + dir + "' rev-parse HEAD 2>/dev/null");
+  if (sha.empty()) return "unknown";
+  std::string dirty = run_command("git -C '" + dir + "' status --porcelain --untracked-files=no 2>/dev/null");
+  return dirty.empty() ? sha : sha + "-dirty";
+}
+
+}  // namespace
+
+Environment collect_environment(int threads) {
+  Environment e;
+  e.cpu_model = cpu_model_name();
+  e.cores = omp_get_num_procs();
+  e.threads = threads;
+  const dnnl_version_t* v = dnnl_version();
+  e.onednn_version = std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch) +
+                     (v->cpu_runtime == DNNL_RUNTIME_OMP ? " (OpenMP runtime)" : "");
+  e.onednn_isa = isa_name(dnnl::get_effective_cpu_isa());
+  e.compiler = build_info::kCompiler;
+  e.cxx_flags = build_info::kCxxFlags;
+  e.build_type = build_info::kBuildType;
+  e.git_commit = git_commit();
+  e.tool_version = build_info::kVersion;
+  std::time_t now = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  e.utc_time = buf;
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) == 0) e.hostname = host;
+  return e;
+}
+
+nlohmann::json to_json(const Environment& e) {
+  return {{"cpu_model", e.cpu_model},     {"cores", e.cores},         {"threads", e.threads},
+          {"onednn_version", e.onednn_version}, {"onednn_isa", e.onednn_isa}, {"compiler", e.compiler},
+          {"cxx_flags", e.cxx_flags},     {"build_type", e.build_type}, {"git_commit", e.git_commit},
+          {"utc_time", e.utc_time},       {"hostname", e.hostname},   {"tool_version", e.tool_version}};
+}
+
+}  // namespace bsbr

@@ -1,0 +1,205 @@
+// The point runner: prepare, verify, warm up, time, measure memory.
+#include "bench/runner.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <new>
+
+#include "core/errors.hpp"
+#include "core/rng.hpp"
+
+namespace bsbr {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string gib(std::size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
+  return buf;
+}
+
+bool all_finite(const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i])) return false;
+  return true;
+}
+
+}  // namespace
+
+std::vector<Problem> expand(const BenchConfig& bench, const std::vector<std::string>& models) {
+  std::vector<Problem> out;
+  for (const std::string& m : models)
+    for (int64_t n : bench.seq_lengths)
+      for (Workload w : bench.workloads) out.push_back({m, w, n});
+  return out;
+}
+
+std::vector<int32_t> Runner::input_tokens(const ModelConfig& m, int64_t batch, int64_t n) {
+  std::vector<int32_t> t(static_cast<std::size_t>(batch * n));
+  for (int64_t b = 0; b < batch; ++b) {
+    CounterRng rng(m.seed, hash_name("input_tokens") + static_cast<uint64_t>(b));
+    for (int64_t i = 0; i < n; ++i) t[b * n + i] = static_cast<int32_t>(rng.bits(i) % static_cast<uint64_t>(m.vocab_size));
+  }
+  return t;
+}
+
+RunShape Runner::shape_for(const Problem& p, int64_t batch, int64_t n_tokens) {
+  RunShape s;
+  s.batch = batch;
+  switch (p.workload) {
+    case Workload::kPrefill: s.prefill_lengths = {p.n}; break;
+    case Workload::kDecode:
+    case Workload::kGenerate:
+      s.prefill_lengths = {p.n};
+      s.capacity = p.n + n_tokens;
+      break;
+    case Workload::kRecompute:
+      // The study's method: every new token re-runs the whole forward at lengths n .. n+N.
+      for (int64_t L = p.n; L <= p.n + n_tokens; ++L) s.prefill_lengths.push_back(L);
+      break;
+  }
+  return s;
+}
+
+// One sample of the workload. Returns seconds (decode: per token). Generated tokens go to rec
+// when record_tokens (the verify pass).
+double Runner::time_once(Model& model, const Problem& p, RunRecord& rec, bool record_tokens) {
+  const int64_t b = rec.batch, N = rec.n_tokens, n = p.n;
+  const std::vector<int32_t>& prompt = prompt_;
+  std::vector<int32_t>&next = next_, &seq = seq_, &packed = packed_;
+  if (record_tokens) rec.generated.clear();
+  auto keep = [&]() {
+    if (record_tokens) rec.generated.insert(rec.generated.end(), next.begin(), next.end());
+  };
+  switch (p.workload) {
+    case Workload::kPrefill: {
+      auto t0 = Clock::now();
+      model.prefill(ctx_, prompt.data(), n);
+      return seconds_since(t0);
+    }
+    case Workload::kDecode: {
+      model.prefill(ctx_, prompt.data(), n);  // untimed
+      model.argmax(next.data());
+      keep();
+      auto t0 = Clock::now();
+      for (int64_t i = 0; i < N; ++i) {
+        model.step(ctx_, next.data(), n + i);
+        model.argmax(next.data());
+        keep();
+      }
+      return seconds_since(t0) / static_cast<double>(N);
+    }
+    case Workload::kGenerate: {
+      auto t0 = Clock::now();
+      model.prefill(ctx_, prompt.data(), n);
+      model.argmax(next.data());
+      keep();
+      for (int64_t i = 0; i < N; ++i) {
+        model.step(ctx_, next.data(), n + i);
+        model.argmax(next.data());
+        keep();
+      }
+      return seconds_since(t0);
+    }
+    case Workload::kRecompute: {
+      // seq holds each sequence's tokens so far; packed is the [b, L] input of one forward.
+      for (int64_t s = 0; s < b; ++s)
+        std::copy(prompt.begin() + s * n, prompt.begin() + (s + 1) * n, seq.begin() + s * (n + N + 1));
+      auto t0 = Clock::now();
+      for (int64_t L = n; L <= n + N; ++L) {
+        for (int64_t s = 0; s < b; ++s)
+          std::copy(seq.begin() + s * (n + N + 1), seq.begin() + s * (n + N + 1) + L, packed.begin() + s * L);
+        model.prefill(ctx_, packed.data(), L);
+        model.argmax(next.data());
+        keep();
+        for (int64_t s = 0; s < b; ++s) seq[s * (n + N + 1) + L] = next[s];
+      }
+      return seconds_since(t0);
+    }
+  }
+  return 0;
+}
+
+RunRecord Runner::run(Model& model, const Problem& p) {
+  RunRecord rec;
+  rec.problem = p;
+  rec.batch = cfg_.model.batch_size;
+  rec.n_tokens = (p.workload == Workload::kPrefill) ? 0 : cfg_.bench.n_tokens;
+  rec.threads = ctx_.threads();
+  rec.warmup = cfg_.bench.warmup;
+  rec.repeats = cfg_.bench.repeats;
+  rec.unit = p.workload == Workload::kDecode ? "s/token" : "s";
+  rec.tokens_generated = p.workload == Workload::kPrefill ? 0 : (p.workload == Workload::kDecode ? rec.n_tokens : rec.n_tokens + 1);
+  const RunShape shape = shape_for(p, rec.batch, cfg_.bench.n_tokens);
+
+  // Memory guard: skip a point whose buffers would not fit, instead of being killed.
+  rec.memory.estimate_bytes = model.estimate_bytes(shape, ctx_.threads());
+  std::size_t available = ProcessMemory::available_bytes();
+  if (cfg_.bench.memory_guard && available > 0 && rec.memory.estimate_bytes > available / 10 * 9) {
+    rec.status = "skipped";
+    rec.reason = "memory guard: needs about " + gib(rec.memory.estimate_bytes) + ", only " + gib(available) + " available";
+    return rec;
+  }
+
+  prompt_ = input_tokens(model.config(), rec.batch, p.n);
+  next_.assign(rec.batch, 0);
+  seq_.assign(rec.batch * (p.n + rec.n_tokens + 1), 0);
+  packed_.assign(seq_.size(), 0);
+
+  MemoryTracker& mem = ctx_.memory();
+  mem.reset_peak();
+  bool rss_reset = ProcessMemory::reset_peak_rss();
+  try {
+    model.prepare(ctx_, shape);
+    // Verify: one untimed run; outputs must be finite and tokens in range.
+    time_once(model, p, rec, /*record_tokens=*/true);
+    const int64_t V = model.config().vocab_size;
+    if (!all_finite(model.logits(), rec.batch * V)) {
+      rec.status = "failed";
+      rec.reason = "non-finite logits in the verify run";
+    }
+    if (rec.status == "ok") {
+      ops::FrozenRegion frozen(ctx_);
+      for (int64_t i = 0; i < cfg_.bench.warmup; ++i) time_once(model, p, rec, false);
+      for (int64_t i = 0; i < cfg_.bench.repeats; ++i) rec.samples_s.push_back(time_once(model, p, rec, false));
+    }
+  } catch (const std::bad_alloc&) {
+    rec.status = "failed";
+    rec.reason = "out of memory while preparing or running";
+  }
+  rec.memory.peak_working_bytes = mem.peak_working();
+  rec.memory.peak_activation_bytes = mem.peak(MemCategory::kActivations);
+  rec.memory.scratchpad_bytes = mem.peak(MemCategory::kScratch);
+  rec.memory.state_allocated_bytes = mem.current(MemCategory::kState);
+  rec.memory.params_bytes = mem.current(MemCategory::kParams);
+  rec.memory.peak_rss_bytes = rss_reset ? ProcessMemory::peak_rss_bytes() : 0;
+  model.release(ctx_);
+  ctx_.release_scratchpad();
+  if (rec.status != "ok") return rec;
+
+  if (p.workload != Workload::kPrefill) rec.memory.state_bytes = model.state_bytes(p.n);
+  rec.stats = compute_stats(rec.samples_s);
+  rec.noisy = rec.stats.count > 1 && rec.stats.cv > kNoisyCv;
+  const int64_t N = cfg_.bench.n_tokens;
+  switch (p.workload) {
+    case Workload::kPrefill: rec.flops = model.prefill_flops(p.n); break;
+    case Workload::kDecode:
+      for (int64_t i = 0; i < N; ++i) rec.flops += model.step_flops(p.n + i);
+      rec.flops /= static_cast<double>(N);
+      break;
+    case Workload::kGenerate:
+      rec.flops = model.prefill_flops(p.n);
+      for (int64_t i = 0; i < N; ++i) rec.flops += model.step_flops(p.n + i);
+      break;
+    case Workload::kRecompute:
+      for (int64_t L = p.n; L <= p.n + N; ++L) rec.flops += model.prefill_flops(L);
+      break;
+  }
+  rec.gflops = rec.stats.median > 0 ? rec.flops / rec.stats.median / 1e9 : 0;
+  return rec;
+}
+
+}  // namespace bsbr

@@ -1,0 +1,160 @@
+// `bsbr-bench compare`: sweep models x workloads x sequence lengths, write comparison_results.json.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "bench/calibration.hpp"
+#include "bench/environment.hpp"
+#include "bench/runner.hpp"
+#include "cli/commands.hpp"
+#include "core/config.hpp"
+#include "core/errors.hpp"
+#include "model/model.hpp"
+#include "report/console.hpp"
+#include "report/results.hpp"
+
+namespace bsbr::cli {
+
+namespace {
+
+struct CompareOptions {
+  std::string config_path;
+  std::vector<std::string> overrides;  // --set section.key=value
+  std::vector<std::string> models;
+  std::vector<int64_t> seq_lengths;
+  std::vector<std::string> workloads;
+  int64_t n_tokens = -1, repeats = -1, warmup = -1, threads = -1;
+  bool no_memory_guard = false;
+  std::string out_dir = "results";
+};
+
+std::string join(const std::vector<std::string>& v, const char* sep = " ") {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
+  return s;
+}
+
+Config effective_config(const CompareOptions& o) {
+  Config cfg = o.config_path.empty() ? Config{} : load_config(o.config_path);
+  for (const std::string& kv : o.overrides) apply_override(cfg, kv);
+  BenchConfig& b = cfg.bench;
+  if (!o.models.empty()) b.models = o.models;
+  if (!o.seq_lengths.empty()) b.seq_lengths = o.seq_lengths;
+  if (!o.workloads.empty()) {
+    b.workloads.clear();
+    for (const std::string& w : o.workloads) b.workloads.push_back(parse_workload(w));
+  }
+  if (o.n_tokens >= 0) b.n_tokens = o.n_tokens;
+  if (o.repeats >= 0) b.repeats = o.repeats;
+  if (o.warmup >= 0) b.warmup = o.warmup;
+  if (o.threads >= 0) b.threads = o.threads;
+  if (o.no_memory_guard) b.memory_guard = false;
+  if (b.models.empty())
+    for (const Architecture& a : architectures()) b.models.push_back(a.name);
+  for (const std::string& m : b.models) find_architecture(m);  // unknown names are a UserError
+  b.validate("command line");
+  return cfg;
+}
+
+// The exact command that re-runs one point (benchdnn's repro line).
+std::string repro_line(const CompareOptions& o, const Config& cfg, const Problem& p, int threads) {
+  std::string s = "bsbr-bench compare";
+  if (!o.config_path.empty()) s += " --config " + o.config_path;
+  for (const std::string& kv : o.overrides) s += " --set " + kv;
+  s += " --models " + p.model + " --workloads " + to_string(p.workload) + " --seq_lengths " + std::to_string(p.n);
+  s += " --n_tokens " + std::to_string(cfg.bench.n_tokens) + " --repeats " + std::to_string(cfg.bench.repeats) +
+       " --warmup " + std::to_string(cfg.bench.warmup) + " --threads " + std::to_string(threads);
+  if (!cfg.bench.memory_guard) s += " --no-memory-guard";
+  return s;
+}
+
+nlohmann::json config_json(const Config& cfg) {
+  nlohmann::json model = nlohmann::json::object();
+  for (auto& [k, v] : describe(cfg.model)) model[k] = v;
+  std::vector<std::string> workloads;
+  for (Workload w : cfg.bench.workloads) workloads.push_back(to_string(w));
+  return {{"source", cfg.source},
+          {"model", model},
+          {"benchmark",
+           {{"models", cfg.bench.models}, {"seq_lengths", cfg.bench.seq_lengths}, {"workloads", workloads},
+            {"n_tokens", cfg.bench.n_tokens}, {"repeats", cfg.bench.repeats}, {"warmup", cfg.bench.warmup},
+            {"threads", cfg.bench.threads}, {"memory_guard", cfg.bench.memory_guard}}}};
+}
+
+int run_compare(const CompareOptions& o) {
+  Config cfg = effective_config(o);
+  ops::Context ctx(static_cast<int>(cfg.bench.threads));
+  Results results;
+  results.models = cfg.bench.models;
+  results.seq_lengths = cfg.bench.seq_lengths;
+  results.config = config_json(cfg);
+  results.environment = to_json(collect_environment(ctx.threads()));
+
+  std::fprintf(stderr, "calibrating: %lldx%lldx%lld f32 matmul on %d threads ... ", 2048LL, 2048LL, 2048LL, ctx.threads());
+  Calibration cal = calibrate(ctx);
+  std::fprintf(stderr, "%.1f GFLOP/s (%s)\n", cal.gflops, cal.impl.c_str());
+  results.calibration = to_json(cal);
+
+  Runner runner(ctx, cfg);
+  std::size_t total = cfg.bench.models.size() * cfg.bench.seq_lengths.size() * cfg.bench.workloads.size(), done = 0, not_ok = 0;
+  for (const std::string& name : cfg.bench.models) {
+    Model model(ctx, cfg.model, find_architecture(name));
+    results.model_info[name] = ModelInfo{name, model.param_count(false), model.param_count(true)};
+    for (const Problem& p : expand(cfg.bench, {name})) {
+      ++done;
+      std::fprintf(stderr, "[%3zu/%zu] %-13s %-9s n=%-6lld ", done, total, name.c_str(), to_string(p.workload),
+                   static_cast<long long>(p.n));
+      std::fflush(stderr);
+      RunRecord rec = runner.run(model, p);
+      rec.repro = repro_line(o, cfg, p, ctx.threads());
+      if (rec.status == "ok") {
+        std::fprintf(stderr, "median %-10s cv %4.1f%%  %7.1f GFLOP/s  peak %s%s\n", format_seconds(rec.stats.median).c_str(),
+                     100 * rec.stats.cv, rec.gflops, format_bytes(static_cast<double>(rec.memory.peak_working_bytes)).c_str(),
+                     rec.noisy ? "  [noisy: cv > 10%]" : "");
+      } else {
+        ++not_ok;
+        std::fprintf(stderr, "%s: %s\n", rec.status.c_str(), rec.reason.c_str());
+      }
+      results.runs.push_back(std::move(rec));
+    }
+  }
+
+  const std::string path = o.out_dir + "/comparison_results.json";
+  save_results(results, path);
+
+  for (Workload w : cfg.bench.workloads) {
+    std::printf("\n%s: median %s over %lld repeats (~ marks cv > 10%%)\n", to_string(w),
+                w == Workload::kDecode ? "time per token" : "time", static_cast<long long>(cfg.bench.repeats));
+    std::printf("%s", time_table(results, w).c_str());
+  }
+  std::printf("\npeak working memory (activations + state + scratchpad), %s workload\n", to_string(cfg.bench.workloads.back()));
+  std::printf("%s", memory_table(results, cfg.bench.workloads.back()).c_str());
+  std::printf("\nparameters\n%s", params_table(results).c_str());
+  std::printf("\ncalibration: %.1f GFLOP/s; results written to %s%s\n", cal.gflops, path.c_str(),
+              not_ok ? (" (" + std::to_string(not_ok) + " points skipped or failed; see their reasons above)").c_str() : "");
+  return 0;
+}
+
+}  // namespace
+
+void add_compare(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<CompareOptions>();
+  CLI::App* sub = app.add_subcommand("compare", "Benchmark architectures over sequence lengths and write comparison_results.json");
+  sub->add_option("--config", o->config_path, "YAML or JSON config (SPEC §1); default: the built-in SPEC defaults");
+  sub->add_option("--set", o->overrides, "Override one config key, e.g. --set model.chunk_size=64 (repeatable)");
+  std::string known;
+  for (const Architecture& a : architectures()) known += (known.empty() ? "" : ", ") + std::string(a.name);
+  sub->add_option("--models", o->models, "Models to run (default: all, in the study's order): " + known)->expected(1, -1);
+  sub->add_option("--seq_lengths,--seq-lengths", o->seq_lengths, "Sequence lengths n")->expected(1, -1);
+  sub->add_option("--workloads", o->workloads, "Workloads: prefill decode generate recompute")->expected(1, -1);
+  sub->add_option("--n_tokens,--n-tokens", o->n_tokens, "Tokens generated after the prefill (decode, generate, recompute)");
+  sub->add_option("--repeats", o->repeats, "Timed repeats per point (every sample is kept)");
+  sub->add_option("--warmup", o->warmup, "Untimed warm-up runs per point");
+  sub->add_option("--threads", o->threads, "Worker threads (0 = all cores)");
+  sub->add_flag("--no-memory-guard", o->no_memory_guard, "Run points even if their estimated memory exceeds what is available");
+  sub->add_option("--out", o->out_dir, "Output directory for comparison_results.json")->capture_default_str();
+  sub->callback([o, &exit_code]() { exit_code = run_compare(*o); });
+}
+
+}  // namespace bsbr::cli

@@ -1,0 +1,308 @@
+// Config loading: one table of known keys per section, each with a strict typed setter.
+#include "core/config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "core/errors.hpp"
+
+namespace bsbr {
+
+const char* to_string(Workload w) {
+  switch (w) {
+    case Workload::kPrefill: return "prefill";
+    case Workload::kDecode: return "decode";
+    case Workload::kGenerate: return "generate";
+    case Workload::kRecompute: return "recompute";
+  }
+  return "?";
+}
+
+Workload parse_workload(const std::string& s) {
+  for (Workload w : {Workload::kPrefill, Workload::kDecode, Workload::kGenerate, Workload::kRecompute})
+    if (s == to_string(w)) return w;
+  throw UserError("unknown workload '" + s + "' (known: prefill, decode, generate, recompute)");
+}
+
+namespace {
+
+std::string scalar_text(const YAML::Node& n) { return n.IsScalar() ? n.Scalar() : std::string("<") + (n.IsSequence() ? "list" : n.IsMap() ? "mapping" : "null") + ">"; }
+
+[[noreturn]] void bad(const std::string& where, const std::string& what, const YAML::Node& n) {
+  throw UserError(where + " must be " + what + ", got '" + scalar_text(n) + "'");
+}
+
+int64_t to_int(const YAML::Node& n, const std::string& where) {
+  if (!n.IsScalar()) bad(where, "an integer", n);
+  const std::string& s = n.Scalar();
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) bad(where, "an integer", n);
+  return v;
+}
+
+double to_double(const YAML::Node& n, const std::string& where) {
+  if (!n.IsScalar()) bad(where, "a number", n);
+  const std::string& s = n.Scalar();
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || end != s.c_str() + s.size() || !std::isfinite(v)) bad(where, "a finite number", n);
+  return v;
+}
+
+bool to_bool(const YAML::Node& n, const std::string& where) {
+  if (!n.IsScalar()) bad(where, "true or false", n);
+  const std::string& s = n.Scalar();
+  if (s == "true" || s == "True") return true;
+  if (s == "false" || s == "False") return false;
+  bad(where, "true or false", n);
+}
+
+std::string to_str(const YAML::Node& n, const std::string& where) {
+  if (!n.IsScalar()) bad(where, "a string", n);
+  return n.Scalar();
+}
+
+template <class T>
+std::vector<T> to_list(const YAML::Node& n, const std::string& where, T (*conv)(const YAML::Node&, const std::string&)) {
+  if (!n.IsSequence()) bad(where, "a list", n);
+  std::vector<T> out;
+  for (std::size_t i = 0; i < n.size(); ++i) out.push_back(conv(n[i], where + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+Workload to_workload(const YAML::Node& n, const std::string& where) {
+  std::string s = to_str(n, where);
+  try {
+    return parse_workload(s);
+  } catch (const UserError& e) {
+    throw UserError(where + ": " + e.what());
+  }
+}
+
+using Setter = std::function<void(Config&, const YAML::Node&, const std::string&)>;
+using Getter = std::function<std::string(const Config&)>;
+struct Field {
+  Setter set;
+  Getter get;
+};
+
+template <class V, class F>
+std::string join_words(const V& values, F to_text) {
+  std::string s;
+  for (const auto& v : values) s += (s.empty() ? "" : " ") + to_text(v);
+  return s;
+}
+
+std::string fmt_double(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+const std::map<std::string, std::map<std::string, Field>>& sections() {
+  static const std::map<std::string, std::map<std::string, Field>> table = [] {
+    std::map<std::string, std::map<std::string, Field>> t;
+    auto& m = t["model"];
+    auto int_field = [](int64_t ModelConfig::*p) {
+      return Field{[p](Config& c, const YAML::Node& n, const std::string& w) { c.model.*p = to_int(n, w); },
+                   [p](const Config& c) { return std::to_string(c.model.*p); }};
+    };
+    auto dbl_field = [](double ModelConfig::*p) {
+      return Field{[p](Config& c, const YAML::Node& n, const std::string& w) { c.model.*p = to_double(n, w); },
+                   [p](const Config& c) { return fmt_double(c.model.*p); }};
+    };
+    m["vocab_size"] = int_field(&ModelConfig::vocab_size);
+    m["hidden_dim"] = int_field(&ModelConfig::hidden_dim);
+    m["num_layers"] = int_field(&ModelConfig::num_layers);
+    m["num_heads"] = int_field(&ModelConfig::num_heads);
+    m["ff_dim"] = int_field(&ModelConfig::ff_dim);
+    m["chunk_size"] = int_field(&ModelConfig::chunk_size);
+    m["window_size"] = int_field(&ModelConfig::window_size);
+    m["expansion_factor"] = int_field(&ModelConfig::expansion_factor);
+    m["batch_size"] = int_field(&ModelConfig::batch_size);
+    m["linear_chunk_size"] = int_field(&ModelConfig::linear_chunk_size);
+    m["beta"] = dbl_field(&ModelConfig::beta);
+    m["temperature"] = dbl_field(&ModelConfig::temperature);
+    m["layer_norm_eps"] = dbl_field(&ModelConfig::layer_norm_eps);
+    m["init_std"] = dbl_field(&ModelConfig::init_std);
+    m["compression_factor"] = Field{
+        [](Config& c, const YAML::Node& n, const std::string& w) {
+          if (n.IsNull() || (n.IsScalar() && (n.Scalar() == "none" || n.Scalar() == "null"))) {
+            c.model.compression_factor = 0;
+          } else {
+            int64_t v = to_int(n, w);
+            if (v <= 0) throw UserError(w + " must be a positive integer or none, got '" + n.Scalar() + "'");
+            c.model.compression_factor = v;
+          }
+        },
+        [](const Config& c) { return c.model.compression_factor == 0 ? std::string("none") : std::to_string(c.model.compression_factor); }};
+    m["seed"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) {
+                        int64_t v = to_int(n, w);
+                        if (v < 0) throw UserError(w + " must be >= 0, got '" + n.Scalar() + "'");
+                        c.model.seed = static_cast<uint64_t>(v);
+                      },
+                      [](const Config& c) { return std::to_string(c.model.seed); }};
+    m["normalize"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) { c.model.normalize = to_bool(n, w); },
+                           [](const Config& c) { return std::string(c.model.normalize ? "true" : "false"); }};
+    m["feature_map"] = Field{
+        [](Config& c, const YAML::Node& n, const std::string& w) {
+          std::string s = to_str(n, w);
+          if (s == "elu1") c.model.feature_map = FeatureMap::kElu1;
+          else if (s == "identity") c.model.feature_map = FeatureMap::kIdentity;
+          else throw UserError(w + " must be elu1 or identity, got '" + s + "'");
+        },
+        [](const Config& c) { return std::string(c.model.feature_map == FeatureMap::kElu1 ? "elu1" : "identity"); }};
+    m["beta_mode"] = Field{
+        [](Config& c, const YAML::Node& n, const std::string& w) {
+          std::string s = to_str(n, w);
+          if (s == "constant") c.model.beta_mode = BetaMode::kConstant;
+          else if (s == "learned") c.model.beta_mode = BetaMode::kLearned;
+          else throw UserError(w + " must be constant or learned, got '" + s + "'");
+        },
+        [](const Config& c) { return std::string(c.model.beta_mode == BetaMode::kConstant ? "constant" : "learned"); }};
+
+    auto& b = t["benchmark"];
+    auto bint = [](int64_t BenchConfig::*p) {
+      return Field{[p](Config& c, const YAML::Node& n, const std::string& w) { c.bench.*p = to_int(n, w); },
+                   [p](const Config& c) { return std::to_string(c.bench.*p); }};
+    };
+    b["n_tokens"] = bint(&BenchConfig::n_tokens);
+    b["repeats"] = bint(&BenchConfig::repeats);
+    b["warmup"] = bint(&BenchConfig::warmup);
+    b["threads"] = bint(&BenchConfig::threads);
+    b["memory_guard"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) { c.bench.memory_guard = to_bool(n, w); },
+                              [](const Config& c) { return std::string(c.bench.memory_guard ? "true" : "false"); }};
+    b["models"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) { c.bench.models = to_list<std::string>(n, w, to_str); },
+                        [](const Config& c) { return join_words(c.bench.models, [](const std::string& m) { return m; }); }};
+    b["seq_lengths"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) { c.bench.seq_lengths = to_list<int64_t>(n, w, to_int); },
+                             [](const Config& c) { return join_words(c.bench.seq_lengths, [](int64_t v) { return std::to_string(v); }); }};
+    b["workloads"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) { c.bench.workloads = to_list<Workload>(n, w, to_workload); },
+                           [](const Config& c) { return join_words(c.bench.workloads, [](Workload w) { return std::string(to_string(w)); }); }};
+    return t;
+  }();
+  return table;
+}
+
+std::string known_keys(const std::map<std::string, Field>& sec) {
+  std::string s;
+  for (auto& [k, _] : sec) s += (s.empty() ? "" : ", ") + k;
+  return s;
+}
+
+void apply_node(Config& cfg, const std::string& section, const std::string& key, const YAML::Node& value,
+                const std::string& origin) {
+  auto& table = sections();
+  auto sit = table.find(section);
+  if (sit == table.end()) throw UserError(origin + ": unknown section '" + section + "' (known: model, benchmark)");
+  auto fit = sit->second.find(key);
+  if (fit == sit->second.end())
+    throw UserError(origin + ": unknown key '" + section + "." + key + "' (known " + section + " keys: " + known_keys(sit->second) + ")");
+  fit->second.set(cfg, value, origin + ": " + section + "." + key);
+}
+
+}  // namespace
+
+void ModelConfig::validate(const std::string& origin) const {
+  auto positive = [&](const char* name, int64_t v) {
+    if (v <= 0) throw UserError(origin + ": model." + name + " must be positive, got " + std::to_string(v));
+  };
+  positive("vocab_size", vocab_size);
+  positive("hidden_dim", hidden_dim);
+  positive("num_layers", num_layers);
+  positive("num_heads", num_heads);
+  positive("ff_dim", ff_dim);
+  positive("chunk_size", chunk_size);
+  positive("window_size", window_size);
+  positive("expansion_factor", expansion_factor);
+  positive("batch_size", batch_size);
+  positive("linear_chunk_size", linear_chunk_size);
+  if (hidden_dim % num_heads != 0)
+    throw UserError(origin + ": model.hidden_dim (" + std::to_string(hidden_dim) + ") must be divisible by model.num_heads (" +
+                    std::to_string(num_heads) + ")");
+  if (compression_factor < 0) throw UserError(origin + ": model.compression_factor must be positive or none");
+  if (compression_factor > 0 && hidden_dim % compression_factor != 0)
+    throw UserError(origin + ": model.hidden_dim (" + std::to_string(hidden_dim) + ") must be divisible by model.compression_factor (" +
+                    std::to_string(compression_factor) + ")");
+  if (!(beta > 0.0 && beta < 2.0))
+    throw UserError(origin + ": model.beta must be in (0, 2) so the delta rule is stable for unit keys, got " + fmt_double(beta));
+  if (!(temperature > 0.0)) throw UserError(origin + ": model.temperature must be positive, got " + fmt_double(temperature));
+  if (!(layer_norm_eps > 0.0)) throw UserError(origin + ": model.layer_norm_eps must be positive, got " + fmt_double(layer_norm_eps));
+  if (!(init_std > 0.0)) throw UserError(origin + ": model.init_std must be positive, got " + fmt_double(init_std));
+  if (vocab_size > (int64_t{1} << 31) - 1) throw UserError(origin + ": model.vocab_size must fit in int32");
+}
+
+void BenchConfig::validate(const std::string& origin) const {
+  if (seq_lengths.empty()) throw UserError(origin + ": benchmark.seq_lengths is empty");
+  for (int64_t n : seq_lengths)
+    if (n <= 0) throw UserError(origin + ": benchmark.seq_lengths must be positive, got " + std::to_string(n));
+  if (workloads.empty()) throw UserError(origin + ": benchmark.workloads is empty");
+  if (n_tokens <= 0) throw UserError(origin + ": benchmark.n_tokens must be positive, got " + std::to_string(n_tokens));
+  if (repeats <= 0) throw UserError(origin + ": benchmark.repeats must be positive, got " + std::to_string(repeats));
+  if (warmup < 0) throw UserError(origin + ": benchmark.warmup must be >= 0, got " + std::to_string(warmup));
+  if (threads < 0) throw UserError(origin + ": benchmark.threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+}
+
+Config load_config(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(path)) throw UserError("config file not found: " + path);
+  if (fs::is_directory(path)) throw UserError("config path is a directory, not a file: " + path);
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw UserError("config " + path + ": not valid YAML/JSON (line " + std::to_string(e.mark.line + 1) + "): " + e.msg);
+  }
+  Config cfg;
+  cfg.source = path;
+  if (root.IsNull()) throw UserError("config " + path + ": file is empty");
+  if (!root.IsMap()) throw UserError("config " + path + ": top level must be a mapping with sections 'model' and/or 'benchmark'");
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    std::string section = it->first.as<std::string>();
+    const YAML::Node& body = it->second;
+    if (section != "model" && section != "benchmark")
+      throw UserError("config " + path + ": unknown section '" + section + "' (known: model, benchmark)");
+    if (body.IsNull()) continue;
+    if (!body.IsMap()) throw UserError("config " + path + ": section '" + section + "' must be a mapping");
+    for (auto kv = body.begin(); kv != body.end(); ++kv)
+      apply_node(cfg, section, kv->first.as<std::string>(), kv->second, "config " + path);
+  }
+  cfg.model.validate("config " + path);
+  cfg.bench.validate("config " + path);
+  return cfg;
+}
+
+void apply_override(Config& cfg, const std::string& assignment) {
+  auto eq = assignment.find('=');
+  auto dot = assignment.find('.');
+  if (eq == std::string::npos || dot == std::string::npos || dot > eq)
+    throw UserError("--set expects section.key=value (e.g. model.chunk_size=64), got '" + assignment + "'");
+  std::string section = assignment.substr(0, dot);
+  std::string key = assignment.substr(dot + 1, eq - dot - 1);
+  std::string value = assignment.substr(eq + 1);
+  YAML::Node node;
+  try {
+    node = YAML::Load(value);
+  } catch (const YAML::Exception& e) {
+    throw UserError("--set " + assignment + ": value is not valid YAML: " + e.msg);
+  }
+  apply_node(cfg, section, key, node, "--set");
+  cfg.model.validate("--set " + assignment);
+  cfg.bench.validate("--set " + assignment);
+}
+
+std::vector<std::pair<std::string, std::string>> describe(const ModelConfig& m) {
+  Config c;
+  c.model = m;
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& [k, f] : sections().at("model")) out.emplace_back(k, f.get(c));
+  return out;
+}
+
+}  // namespace bsbr

@@ -1,0 +1,72 @@
+// Model and benchmark configuration (SPEC §1, §3), loaded from YAML or JSON with strict checks:
+// an unknown key, a wrong type, a non-positive size or an inconsistent shape is a UserError
+// naming the file and the key. Nothing falls back to a silent default.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bsbr {
+
+enum class FeatureMap { kElu1, kIdentity };
+enum class BetaMode { kConstant, kLearned };
+
+// Architecture hyper-parameters. Defaults are the study's defaults (SPEC §1).
+struct ModelConfig {
+  int64_t vocab_size = 10000;
+  int64_t hidden_dim = 256;    // d
+  int64_t num_layers = 2;      // L
+  int64_t num_heads = 4;       // h
+  int64_t ff_dim = 512;
+  int64_t chunk_size = 32;     // B (BSBR, GAU; also the Linear/DeltaNet prefill chunk unless overridden)
+  int64_t window_size = 32;    // w (SlidingWindow)
+  double beta = 0.9;           // DeltaNet constant β
+  double temperature = 1.0;    // T (Hopfield)
+  int64_t expansion_factor = 2;  // e (GAU)
+  int64_t compression_factor = 0;  // c (BSBR); 0 = no compression
+  int64_t batch_size = 1;
+  FeatureMap feature_map = FeatureMap::kElu1;  // Linear
+  bool normalize = true;                       // Linear
+  BetaMode beta_mode = BetaMode::kConstant;    // DeltaNet
+  int64_t linear_chunk_size = 64;  // prefill chunk of Linear / DeltaNet (an implementation choice)
+  double layer_norm_eps = 1e-5;
+  double init_std = 0.02;      // weights ~ N(0, init_std²), biases 0, LayerNorm (1, 0)
+  uint64_t seed = 0;           // weights and input tokens
+
+  int64_t head_dim() const { return hidden_dim / num_heads; }
+  void validate(const std::string& origin) const;  // throws UserError
+};
+
+enum class Workload { kPrefill, kDecode, kGenerate, kRecompute };
+const char* to_string(Workload w);
+Workload parse_workload(const std::string& s);  // throws UserError
+
+// What to run and how to time it (SPEC §3).
+struct BenchConfig {
+  std::vector<std::string> models;  // empty = all registered, in the study's order
+  std::vector<int64_t> seq_lengths{64, 128, 256, 512, 1024};
+  std::vector<Workload> workloads{Workload::kPrefill, Workload::kGenerate};
+  int64_t n_tokens = 50;
+  int64_t repeats = 5;
+  int64_t warmup = 1;
+  int64_t threads = 0;  // 0 = all cores
+  bool memory_guard = true;
+  void validate(const std::string& origin) const;  // throws UserError
+};
+
+struct Config {
+  ModelConfig model;
+  BenchConfig bench;
+  std::string source;  // file it was loaded from ("" = built-in defaults)
+};
+
+// Loads a config file (.yaml, .yml or .json). Missing keys keep the SPEC defaults; unknown keys,
+// wrong types and invalid values throw UserError naming the problem.
+Config load_config(const std::string& path);
+// Applies one "section.key=value" override (the CLI's --set), with the same checks.
+void apply_override(Config& cfg, const std::string& assignment);
+// The model section as "key: value" pairs, for results files.
+std::vector<std::pair<std::string, std::string>> describe(const ModelConfig& m);
+
+}  // namespace bsbr

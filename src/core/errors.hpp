@@ -1,0 +1,31 @@
+// Error handling, two levels (see README "Errors"):
+//  - UserError: bad input (config, results file, weights, CLI flag). main() prints one line and
+//    exits with code 2. Never a crash, never a silent default.
+//  - InvariantError: a broken internal invariant. Stops with file:line and a hint (exit code 3).
+// A failing benchmark point (unsupported, out of memory) is not an error: it is recorded in the
+// results as skipped/failed with its reason and the sweep continues (bench/runner.hpp).
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace bsbr {
+
+class UserError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class InvariantError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+[[noreturn]] void invariant_failed(const char* expr, const char* file, int line, const std::string& hint);
+
+}  // namespace bsbr
+
+// BSBR_CHECK(cond, hint): stops with "file:line: invariant `cond` broken: hint".
+#define BSBR_CHECK(cond, hint)                                              \
+  do {                                                                      \
+    if (!(cond)) ::bsbr::invariant_failed(#cond, __FILE__, __LINE__, (hint)); \
+  } while (0)

@@ -1,0 +1,50 @@
+// Full causal softmax attention with a KV cache, shared by Standard (scale 1/sqrt(dh)) and
+// Hopfield (energy scaled by 1/(T sqrt(dh))): SPEC §2. Prefill is tiled with an online softmax
+// (ops::CausalAttention), so memory is O(n); decode appends to the KV cache and attends over it.
+#pragma once
+#include <map>
+
+#include "model/mixer.hpp"
+#include "ops/attention.hpp"
+
+namespace bsbr {
+
+class SoftmaxAttention : public Mixer {
+ public:
+  // scale: multiplies q.k before the softmax.
+  SoftmaxAttention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, float scale);
+
+  void prepare(ops::Context& ctx, const RunShape& shape) override;
+  void release() override;
+  void prefill(ops::Context& ctx, const float* x, float* residual, int64_t n) override;
+  void step(ops::Context& ctx, const float* x, float* residual, int64_t pos) override;
+  std::size_t state_bytes(int64_t n) const override;
+  std::size_t estimate_bytes(const RunShape& shape, int threads) const override;
+  double prefill_flops(int64_t n) const override;
+  double step_flops(int64_t pos) const override;
+
+  // Tile sizes: prefill [kPrefillTile x kPrefillTile] score tiles; decode reads the cache in
+  // kDecodeKeyTile rows. The KV cache is padded to a multiple of kCachePad rows.
+  static constexpr int64_t kPrefillTile = 128, kDecodeKeyTile = 256, kCachePad = 256;
+
+ private:
+  struct LengthOps {  // ops for one prefill length n (rows = b*n)
+    ops::MatMul q, k, v, out;
+    ops::CausalAttention attn;
+  };
+  LengthOps make_length_ops(ops::Context& ctx, int64_t n) const;
+
+  int64_t d_, heads_, dh_;
+  float scale_;
+  ParamStore::LinearRef q_, k_, v_, o_;
+  // Prepared state.
+  int64_t batch_ = 1, cache_rows_ = 0;
+  std::map<int64_t, LengthOps> by_length_;
+  ops::MatMul q1_, k1_, v1_, out1_;  // decode projections (rows = b)
+  ops::CausalAttention decode_attn_;
+  Tensor q_buf_, o_buf_;       // [b, n, d]
+  Tensor k_cache_, v_cache_;   // [b, cache_rows, d]: KV cache (prefill writes into it directly)
+  Tensor q1_buf_, o1_buf_;     // [b, d]
+};
+
+}  // namespace bsbr

@@ -1,0 +1,27 @@
+// The architecture registry: one explicit table, in the study's order. Adding an architecture
+// means one file in model/arch/, one row here, and its oracle in tests/ref/.
+#include "core/errors.hpp"
+#include "model/mixer.hpp"
+
+namespace bsbr {
+
+std::unique_ptr<Mixer> make_standard(const ModelConfig&, ParamStore&, const std::string&);
+std::unique_ptr<Mixer> make_hopfield(const ModelConfig&, ParamStore&, const std::string&);
+
+const std::vector<Architecture>& architectures() {
+  static const std::vector<Architecture> table = {
+      {"Standard", make_standard, "full causal softmax attention, tiled online softmax, KV-cache decode"},
+      {"Hopfield", make_hopfield, "modern-Hopfield retrieval: softmax(q.k / (T sqrt(dh))) over the past"},
+  };
+  return table;
+}
+
+const Architecture& find_architecture(const std::string& name) {
+  for (const Architecture& a : architectures())
+    if (name == a.name) return a;
+  std::string known;
+  for (const Architecture& a : architectures()) known += (known.empty() ? "" : ", ") + std::string(a.name);
+  throw UserError("unknown model '" + name + "' (known: " + known + ")");
+}
+
+}  // namespace bsbr

@@ -1,0 +1,95 @@
+// Tiled causal attention with an online softmax.
+#include "ops/attention.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/errors.hpp"
+#include "ops/kernels.hpp"
+
+namespace bsbr::ops {
+
+CausalAttention::CausalAttention(Context& ctx, const AttentionGeometry& g, int64_t max_queries) : g_(g) {
+  BSBR_CHECK(max_queries > 0 && g.head_dim > 0 && g.q_tile > 0 && g.k_tile > 0, "bad attention geometry");
+  q_tile_ = std::min(g.q_tile, max_queries);
+  const int64_t dh = g.head_dim, kt = g.k_tile;
+  MatMulSpec qk;
+  qk.a = MatLayout::dense(q_tile_, dh);
+  qk.b = MatLayout::strided(kt, dh, g.kv_row_stride).transposed();  // K tile read as [dh, k_tile]
+  qk.c = MatLayout::dense(q_tile_, kt);
+  qk.scale = g.scale;
+  qk_ = MatMul(ctx, qk);
+  MatMulSpec pv;
+  pv.a = MatLayout::dense(q_tile_, kt);
+  pv.b = MatLayout::strided(kt, dh, g.kv_row_stride);
+  pv.c = MatLayout::dense(q_tile_, dh);
+  pv.post_ops = {PostOp::accumulate()};
+  pv_ = MatMul(ctx, pv);
+  ws_.resize(ctx.threads());
+  for (Workspace& w : ws_) {
+    w.q = ctx.tensor(MemCategory::kActivations, {q_tile_, dh});
+    w.s = ctx.tensor(MemCategory::kActivations, {q_tile_, kt});
+    w.o = ctx.tensor(MemCategory::kActivations, {q_tile_, dh});
+    w.m = ctx.tensor(MemCategory::kActivations, {q_tile_});
+    w.l = ctx.tensor(MemCategory::kActivations, {q_tile_});
+    w.lo.resize(q_tile_);
+    w.hi.resize(q_tile_);
+  }
+}
+
+void CausalAttention::run(Context& ctx, const float* q, const float* k, const float* v, float* o, int64_t q_pos,
+                          int64_t q_count) const {
+  BSBR_CHECK(qk_.valid(), "attention used before prepare()");
+  const int64_t dh = g_.head_dim, kt = g_.k_tile, qt = q_tile_;
+  const int64_t n_qtiles = (q_count + qt - 1) / qt;
+  const int64_t items = g_.batch * g_.heads * n_qtiles;
+  const int64_t last_pos = q_pos + q_count - 1;
+
+  // Items are ordered so the most expensive (latest) query tiles start first.
+#pragma omp parallel for schedule(dynamic, 1) if (items > 1)
+  for (int64_t item = 0; item < items; ++item) {
+    Workspace& w = ws_[Context::thread_id()];
+    const int64_t qi = n_qtiles - 1 - item / (g_.batch * g_.heads);
+    const int64_t bh = item % (g_.batch * g_.heads);
+    const int64_t b = bh / g_.heads, h = bh % g_.heads;
+    const int64_t row0 = qi * qt;                       // first query row of the tile (relative)
+    const int64_t rows = std::min(qt, q_count - row0);  // valid rows
+    const float* qb = q + b * g_.q_batch_stride + h * dh;
+    const float* kb = k + b * g_.kv_batch_stride + h * dh;
+    const float* vb = v + b * g_.kv_batch_stride + h * dh;
+    float* ob = o + b * g_.o_batch_stride + h * dh;
+
+    // Dense copy of the query tile; padded rows repeat the last valid query (finite, discarded).
+    for (int64_t r = 0; r < qt; ++r) {
+      int64_t src = row0 + std::min(r, rows - 1);
+      std::memcpy(w.q.data() + r * dh, qb + src * g_.q_row_stride, sizeof(float) * dh);
+      int64_t t = q_pos + src;
+      w.hi[r] = t;
+      w.lo[r] = g_.window < 0 ? 0 : std::max<int64_t>(0, t - g_.window);
+    }
+    std::fill(w.m.data(), w.m.data() + qt, kNegInf);
+    std::fill(w.l.data(), w.l.data() + qt, 0.0f);
+    std::fill(w.o.data(), w.o.data() + qt * dh, 0.0f);
+
+    const int64_t first_t = q_pos + row0, tile_last_t = std::min(q_pos + row0 + rows - 1, last_pos);
+    const int64_t key_lo = g_.window < 0 ? 0 : std::max<int64_t>(0, first_t - g_.window);
+    for (int64_t k0 = key_lo / kt * kt; k0 <= tile_last_t; k0 += kt) {
+      qk_.run(ctx, w.q.data(), kb + k0 * g_.kv_row_stride, w.s.data());
+      // Mask only where some row cannot see the whole tile.
+      bool full = (k0 + kt - 1 <= first_t) && (g_.window < 0 || k0 >= tile_last_t - g_.window);
+      online_softmax_update(w.s.data(), qt, kt, k0, full ? nullptr : w.lo.data(), full ? nullptr : w.hi.data(),
+                            w.m.data(), w.l.data(), w.o.data(), dh);
+      pv_.run(ctx, w.s.data(), vb + k0 * g_.kv_row_stride, w.o.data());
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      float inv = 1.0f / w.l[r];
+      const float* src = w.o.data() + r * dh;
+      float* dst = ob + (row0 + r) * g_.o_row_stride;
+      for (int64_t i = 0; i < dh; ++i) dst[i] = src[i] * inv;
+    }
+  }
+}
+
+}  // namespace bsbr::ops

@@ -1,0 +1,75 @@
+// Execution context for the op layer: the oneDNN engine, one stream per worker thread, the
+// run's MemoryTracker, per-thread user-managed scratchpads, and the "frozen" guard.
+//
+// Phases (benchdnn's order): create primitives and buffers -> verify -> time. While the context
+// is frozen (the timed region), creating a primitive or growing a scratchpad is a broken
+// invariant: it stops with file:line instead of silently timing setup work.
+#pragma once
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <memory>
+#include <vector>
+
+#include "core/memory.hpp"
+#include "core/tensor.hpp"
+
+namespace bsbr::ops {
+
+class Context {
+ public:
+  // threads: worker threads for oneDNN's OpenMP runtime and our own parallel loops; 0 = all cores.
+  explicit Context(int threads = 0);
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  const dnnl::engine& engine() const { return engine_; }
+  // The stream of the calling thread (thread 0 outside parallel regions).
+  dnnl::stream& stream();
+  int threads() const { return threads_; }
+  // Index of the calling worker thread, in [0, threads()).
+  static int thread_id();
+
+  MemoryTracker& memory() { return memory_; }
+  Tensor tensor(MemCategory category, Shape shape) { return Tensor(memory_, category, std::move(shape)); }
+
+  // User-managed scratchpad: every primitive created through the op layer reserves its scratchpad
+  // here (counted as MemCategory::kScratch). One buffer per worker thread, because ops run inside
+  // our own parallel loops execute concurrently.
+  void reserve_scratchpad(std::size_t bytes);
+  void* scratchpad() { return scratch_[thread_id()].data(); }
+  std::size_t scratchpad_bytes() const { return scratch_bytes_; }
+  // Frees the scratchpads (between benchmark points).
+  void release_scratchpad();
+
+  void freeze() { frozen_ = true; }
+  void thaw() { frozen_ = false; }
+  bool frozen() const { return frozen_; }
+  // Called by every primitive constructor: fails if the context is frozen.
+  void check_creation_allowed(const char* what) const;
+
+ private:
+  int threads_;
+  dnnl::engine engine_;
+  std::vector<dnnl::stream> streams_;
+  MemoryTracker memory_;
+  std::vector<Buffer> scratch_;
+  std::size_t scratch_bytes_ = 0;
+  bool frozen_ = false;
+};
+
+// RAII: freezes a context for a timed region.
+class FrozenRegion {
+ public:
+  explicit FrozenRegion(Context& ctx) : ctx_(ctx), was_(ctx.frozen()) { ctx_.freeze(); }
+  ~FrozenRegion() {
+    if (!was_) ctx_.thaw();
+  }
+  FrozenRegion(const FrozenRegion&) = delete;
+  FrozenRegion& operator=(const FrozenRegion&) = delete;
+
+ private:
+  Context& ctx_;
+  bool was_;
+};
+
+}  // namespace bsbr::ops

@@ -1,0 +1,52 @@
+// Hand-written loops, each for work oneDNN 2.6 has no primitive for:
+//   - embedding gather (+ position table add): no gather primitive;
+//   - argmax over logits: reduction has max but no arg-max;
+//   - the online-softmax tile update of tiled attention: no online/streaming softmax primitive
+//     (oneDNN 2.6 has no fused attention), so max/exp/sum/rescale are fused in one pass here;
+//   - a vectorisable exp used by that update (the polynomial is the classic Cephes expf scheme).
+// Loops are written plainly so GCC vectorises them at -O3 -march=native.
+#pragma once
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace bsbr::ops {
+
+// exp(x) for x <= 88, with relative error ~2e-7; returns ~1e-38 (not 0) below -87.
+inline float fast_exp(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  float kf = std::floor(x * 1.44269504088896341f + 0.5f);  // k = round(x / ln 2)
+  float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;    // x - k ln2, ln2 split hi/lo
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(kf) + 127) << 23;  // 2^k
+  return p * std::bit_cast<float>(bits);
+}
+
+inline constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// out[t, :] = table[tokens[t], :] + (pos ? pos[first_pos + t, :] : 0), t in [0, n).  [n, d]
+void embed_tokens(const int32_t* tokens, int64_t n, const float* table, int64_t d, const float* pos_table,
+                  int64_t first_pos, float* out, int64_t out_row_stride);
+
+// Sinusoidal positions (SPEC §1): pe[p, 2i] = sin(p / 10000^(2i/d)), pe[p, 2i+1] = cos(same). [n, d]
+void sinusoidal_positions(int64_t first_pos, int64_t n, int64_t d, float* out);
+
+// Index of the largest value in each row of [rows, cols] (first one on ties).
+void argmax_rows(const float* x, int64_t rows, int64_t cols, int64_t row_stride, int32_t* out);
+
+// One step of the online softmax (Milakov & Gimelshein 2018) over a [rows, cols] score tile:
+// for each row r, visible keys are columns c with key_first + c in [lo[r], hi[r]] (inclusive);
+// the others are masked. Updates the running max m[r] and sum l[r], replaces scores by
+// p = exp(s - m_new) (0 where masked), and scales acc[r, :dh] by exp(m_old - m_new).
+// lo/hi == nullptr means every column is visible.
+void online_softmax_update(float* scores, int64_t rows, int64_t cols, int64_t key_first, const int64_t* lo,
+                           const int64_t* hi, float* m, float* l, float* acc, int64_t dh);
+
+}  // namespace bsbr::ops

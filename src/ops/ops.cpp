@@ -1,0 +1,255 @@
+// Op layer implementation: descriptor building, primitive creation, allocation-free execution.
+#include "ops/ops.hpp"
+
+#include "core/errors.hpp"
+
+namespace bsbr::ops {
+
+using dnnl::memory;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+std::string MatLayout::str() const {
+  return "[" + std::to_string(batch) + "x" + std::to_string(rows) + "x" + std::to_string(cols) + " strides " +
+         std::to_string(batch_stride) + "," + std::to_string(row_stride) + "," + std::to_string(col_stride) + "]";
+}
+
+memory::desc to_desc(const MatLayout& m, bool force_3d) {
+  BSBR_CHECK(m.rows > 0 && m.cols > 0 && m.batch > 0, "empty matrix layout " + m.str());
+  if (m.batch == 1 && !force_3d) return memory::desc({m.rows, m.cols}, dt::f32, memory::dims{m.row_stride, m.col_stride});
+  // A broadcast batch (batch == 1) still needs a stride; oneDNN ignores it but checks it is sane.
+  int64_t bs = m.batch == 1 ? m.rows * m.cols * std::max<int64_t>(1, std::max(m.row_stride, m.col_stride)) : m.batch_stride;
+  return memory::desc({m.batch, m.rows, m.cols}, dt::f32, memory::dims{bs, m.row_stride, m.col_stride});
+}
+
+namespace {
+
+dnnl::algorithm eltwise_alg(Eltwise k) {
+  using A = dnnl::algorithm;
+  switch (k) {
+    case Eltwise::kIdentity: return A::eltwise_linear;  // alpha=1, beta=0 set by caller
+    case Eltwise::kGeluErf: return A::eltwise_gelu_erf;
+    case Eltwise::kGeluTanh: return A::eltwise_gelu_tanh;
+    case Eltwise::kElu: return A::eltwise_elu;
+    case Eltwise::kSigmoid: return A::eltwise_logistic;
+    case Eltwise::kExp: return A::eltwise_exp;
+    case Eltwise::kLinear: return A::eltwise_linear;
+    case Eltwise::kRelu: return A::eltwise_relu;
+    case Eltwise::kSquare: return A::eltwise_square;
+    case Eltwise::kSqrt: return A::eltwise_sqrt;
+  }
+  return A::eltwise_linear;
+}
+
+std::pair<float, float> eltwise_params(const EltwiseSpec& f) {
+  if (f.kind == Eltwise::kIdentity) return {1.f, 0.f};
+  return {f.alpha, f.beta};
+}
+
+dnnl::primitive_attr make_attr(const std::vector<PostOp>& post_ops, bool ndims3, std::vector<memory::desc>& binary_descs) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::post_ops po;
+  for (const PostOp& p : post_ops) {
+    switch (p.kind) {
+      case PostOp::Kind::kEltwise: {
+        auto [a, b] = eltwise_params(p.eltwise);
+        po.append_eltwise(1.f, eltwise_alg(p.eltwise.kind), a, b);
+        break;
+      }
+      case PostOp::Kind::kSum: po.append_sum(p.sum_scale); break;
+      case PostOp::Kind::kBinaryAdd:
+      case PostOp::Kind::kBinaryMul: {
+        memory::desc d = to_desc(p.src1, ndims3);
+        binary_descs.push_back(d);
+        po.append_binary(p.kind == PostOp::Kind::kBinaryAdd ? dnnl::algorithm::binary_add : dnnl::algorithm::binary_mul, d);
+        break;
+      }
+    }
+  }
+  attr.set_post_ops(po);
+  return attr;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+void PrimitiveOp::init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::primitive prim, const ArgDescs& args) {
+  prim_ = std::move(prim);
+  impl_ = pd.impl_info_str();
+  std::size_t scratch = pd.scratchpad_desc().get_size();
+  has_scratchpad_ = scratch > 0;
+  ctx.reserve_scratchpad(scratch);
+  bindings_.assign(ctx.threads(), {});
+  for (Binding& b : bindings_) {
+    for (auto& [arg, desc] : args) b.mems.emplace_back(desc, ctx.engine(), static_cast<void*>(DNNL_MEMORY_NONE));
+    if (has_scratchpad_) b.mems.emplace_back(pd.scratchpad_desc(), ctx.engine(), static_cast<void*>(DNNL_MEMORY_NONE));
+    for (std::size_t i = 0; i < args.size(); ++i) b.args.push_back({args[i].first, b.mems[i].get()});
+    if (has_scratchpad_) b.args.push_back({DNNL_ARG_SCRATCHPAD, b.mems.back().get()});
+  }
+}
+
+void PrimitiveOp::execute(Context& ctx, const void* const* ptrs, std::size_t count) const {
+  BSBR_CHECK(valid(), "op used before it was created in prepare()");
+  Binding& b = bindings_[Context::thread_id()];
+  BSBR_CHECK(count == b.mems.size() - (has_scratchpad_ ? 1 : 0), "op run() given the wrong number of pointers");
+  for (std::size_t i = 0; i < count; ++i) b.mems[i].set_data_handle(const_cast<void*>(ptrs[i]));
+  if (has_scratchpad_) b.mems.back().set_data_handle(ctx.scratchpad());
+  dnnl_status_t st = dnnl_primitive_execute(prim_.get(), ctx.stream().get(), static_cast<int>(b.args.size()), b.args.data());
+  BSBR_CHECK(st == dnnl_success, "oneDNN primitive execution failed (status " + std::to_string(st) + ") in " + impl_);
+}
+
+// ---------------------------------------------------------------------------------------------
+MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
+  ctx.check_creation_allowed("matmul creation");
+  const MatLayout &A = spec.a, &B = spec.b, &C = spec.c;
+  BSBR_CHECK(A.cols == B.rows && A.rows == C.rows && B.cols == C.cols,
+             "matmul shapes do not chain: a " + A.str() + " b " + B.str() + " c " + C.str());
+  BSBR_CHECK(!(spec.bias && spec.scale != 1.f), "matmul: scale and bias are exclusive in this layer");
+  bool nd3 = A.batch > 1 || B.batch > 1 || C.batch > 1;
+  memory::desc a = to_desc(A, nd3), b = to_desc(B, nd3), c = to_desc(C, nd3);
+  std::vector<memory::desc> binary_descs;
+  dnnl::primitive_attr attr = make_attr(spec.post_ops, nd3, binary_descs);
+  if (spec.scale != 1.f) attr.set_output_scales(0, {spec.scale});
+  memory::desc bias_d;
+  if (spec.bias) bias_d = nd3 ? memory::desc({1, 1, C.cols}, dt::f32, tag::abc) : memory::desc({1, C.cols}, dt::f32, tag::ab);
+  dnnl::matmul::desc d = spec.bias ? dnnl::matmul::desc(a, b, bias_d, c) : dnnl::matmul::desc(a, b, c);
+  dnnl::matmul::primitive_desc pd;
+  try {
+    pd = dnnl::matmul::primitive_desc(d, attr, ctx.engine());
+  } catch (const dnnl::error& e) {
+    invariant_failed("matmul primitive_desc", __FILE__, __LINE__,
+                     std::string("oneDNN rejected matmul a ") + A.str() + " b " + B.str() + " c " + C.str() + ": " + e.what());
+  }
+  ArgDescs args{{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
+  if (spec.bias) args.push_back({DNNL_ARG_BIAS, bias_d});
+  int bi = 0;
+  for (std::size_t i = 0; i < spec.post_ops.size(); ++i) {
+    auto k = spec.post_ops[i].kind;
+    if (k == PostOp::Kind::kBinaryAdd || k == PostOp::Kind::kBinaryMul)
+      args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(static_cast<int>(i)) | DNNL_ARG_SRC_1, binary_descs[bi++]});
+  }
+  init(ctx, pd, dnnl::matmul(pd), args);
+}
+
+void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const float* bias,
+                 std::initializer_list<const float*> binary_srcs) const {
+  BSBR_CHECK(spec_.bias == (bias != nullptr), "matmul bias pointer does not match its spec");
+  // Pointers in argument order: src, weights, dst, [bias], binary post-op sources.
+  const void* p[8];
+  int n = 0;
+  p[n++] = a;
+  p[n++] = b;
+  p[n++] = c;
+  if (bias) p[n++] = bias;
+  BSBR_CHECK(binary_srcs.size() + n <= 8, "too many binary post-ops");
+  for (const float* s : binary_srcs) p[n++] = s;
+  execute(ctx, p, static_cast<std::size_t>(n));
+}
+
+// ---------------------------------------------------------------------------------------------
+EltwiseOp::EltwiseOp(Context& ctx, const MatLayout& src, const MatLayout& dst, EltwiseSpec f) {
+  ctx.check_creation_allowed("eltwise creation");
+  bool nd3 = src.batch > 1 || dst.batch > 1;
+  memory::desc s = to_desc(src, nd3), d = to_desc(dst, nd3);
+  auto [a, b] = eltwise_params(f);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_inference, eltwise_alg(f.kind), s, a, b);
+  // eltwise_forward in 2.6 takes one descriptor for src and dst; a different dst layout goes
+  // through a reorder-free path only when they match, which every caller here guarantees.
+  BSBR_CHECK(s == d, "eltwise src and dst layouts must match: " + src.str() + " vs " + dst.str());
+  dnnl::eltwise_forward::primitive_desc pd(desc, attr, ctx.engine());
+  init(ctx, pd, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}});
+}
+
+void EltwiseOp::run(Context& ctx, const float* src, float* dst) const { execute(ctx, {src, dst}); }
+
+// ---------------------------------------------------------------------------------------------
+BinaryOp::BinaryOp(Context& ctx, Kind kind, const MatLayout& src0, const MatLayout& src1, const MatLayout& dst,
+                   std::vector<PostOp> post_ops) {
+  ctx.check_creation_allowed("binary creation");
+  bool nd3 = src0.batch > 1 || src1.batch > 1 || dst.batch > 1;
+  memory::desc s0 = to_desc(src0, nd3), s1 = to_desc(src1, nd3), d = to_desc(dst, nd3);
+  using A = dnnl::algorithm;
+  A alg = kind == Kind::kAdd ? A::binary_add : kind == Kind::kMul ? A::binary_mul : kind == Kind::kSub ? A::binary_sub
+          : kind == Kind::kDiv ? A::binary_div : A::binary_max;
+  std::vector<memory::desc> binary_descs;
+  dnnl::primitive_attr attr = make_attr(post_ops, nd3, binary_descs);
+  BSBR_CHECK(binary_descs.empty(), "binary op: binary post-ops are not supported here");
+  dnnl::binary::desc desc(alg, s0, s1, d);
+  dnnl::binary::primitive_desc pd(desc, attr, ctx.engine());
+  init(ctx, pd, dnnl::binary(pd), {{DNNL_ARG_SRC_0, s0}, {DNNL_ARG_SRC_1, s1}, {DNNL_ARG_DST, d}});
+}
+
+void BinaryOp::run(Context& ctx, const float* src0, const float* src1, float* dst) const { execute(ctx, {src0, src1, dst}); }
+
+// ---------------------------------------------------------------------------------------------
+LayerNormOp::LayerNormOp(Context& ctx, const MatLayout& src, const MatLayout& dst, float eps) {
+  ctx.check_creation_allowed("layer norm creation");
+  memory::desc s = to_desc(src), d = to_desc(dst);
+  BSBR_CHECK(src.rows == dst.rows && src.cols == dst.cols, "layer norm src/dst shapes differ");
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  auto flags = dnnl::normalization_flags::use_scale | dnnl::normalization_flags::use_shift;
+  // 2.6's layer norm takes one data descriptor; strided src/dst must therefore share a layout.
+  BSBR_CHECK(s == d, "layer norm src and dst layouts must match");
+  dnnl::layer_normalization_forward::desc desc(dnnl::prop_kind::forward_inference, s, eps, flags);
+  dnnl::layer_normalization_forward::primitive_desc pd(desc, attr, ctx.engine());
+  memory::desc gd({src.cols}, dt::f32, tag::a);
+  init(ctx, pd, dnnl::layer_normalization_forward(pd),
+       {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}, {DNNL_ARG_SCALE, gd}, {DNNL_ARG_SHIFT, gd}});
+}
+
+void LayerNormOp::run(Context& ctx, const float* src, const float* gamma, const float* beta, float* dst) const {
+  execute(ctx, {src, dst, gamma, beta});
+}
+
+// ---------------------------------------------------------------------------------------------
+SoftmaxOp::SoftmaxOp(Context& ctx, const MatLayout& data) {
+  ctx.check_creation_allowed("softmax creation");
+  memory::desc s = to_desc(data);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  int axis = data.batch > 1 ? 2 : 1;
+  dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::softmax_accurate, s, s, axis);
+  dnnl::softmax_v2_forward::primitive_desc pd(desc, attr, ctx.engine());
+  init(ctx, pd, dnnl::softmax_v2_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, s}});
+}
+
+void SoftmaxOp::run(Context& ctx, const float* src, float* dst) const { execute(ctx, {src, dst}); }
+
+// ---------------------------------------------------------------------------------------------
+ReorderOp::ReorderOp(Context& ctx, const MatLayout& src, const MatLayout& dst) {
+  ctx.check_creation_allowed("reorder creation");
+  BSBR_CHECK(src.rows == dst.rows && src.cols == dst.cols && src.batch == dst.batch,
+             "reorder shapes differ: " + src.str() + " vs " + dst.str());
+  bool nd3 = src.batch > 1;
+  memory::desc s = to_desc(src, nd3), d = to_desc(dst, nd3);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::reorder::primitive_desc pd(ctx.engine(), s, ctx.engine(), d, attr);
+  init(ctx, pd, dnnl::reorder(pd), {{DNNL_ARG_FROM, s}, {DNNL_ARG_TO, d}});
+}
+
+void ReorderOp::run(Context& ctx, const float* src, float* dst) const { execute(ctx, {src, dst}); }
+
+// ---------------------------------------------------------------------------------------------
+ReductionOp::ReductionOp(Context& ctx, Kind kind, const MatLayout& src, const MatLayout& dst) {
+  ctx.check_creation_allowed("reduction creation");
+  bool nd3 = src.batch > 1;
+  memory::desc s = to_desc(src, nd3), d = to_desc(dst, nd3);
+  using A = dnnl::algorithm;
+  A alg = kind == Kind::kSum ? A::reduction_sum : kind == Kind::kMax ? A::reduction_max : kind == Kind::kMean ? A::reduction_mean
+          : A::reduction_norm_lp_sum;
+  float p = kind == Kind::kNormL2 ? 2.f : 0.f;
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::reduction::desc desc(alg, s, d, p, 0.f);
+  dnnl::reduction::primitive_desc pd(desc, attr, ctx.engine());
+  init(ctx, pd, dnnl::reduction(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}});
+}
+
+void ReductionOp::run(Context& ctx, const float* src, float* dst) const { execute(ctx, {src, dst}); }
+
+}  // namespace bsbr::ops

@@ -1,0 +1,181 @@
+// The thin op layer over oneDNN. Models call these, never oneDNN directly.
+//
+// Each op is built once for a fixed geometry (in prepare(), outside any timed region): it creates
+// its oneDNN primitive, reserves its scratchpad in the Context, and makes one set of memory
+// handles per worker thread. run() only points those handles at the caller's data and executes,
+// so it allocates nothing and may be called concurrently from our own parallel loops (oneDNN then
+// runs single-threaded inside each worker) or from the top level (oneDNN uses all threads).
+//
+// All data is f32. Layouts are strided views; shapes are documented as [rows, cols].
+#pragma once
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ops/context.hpp"
+
+namespace bsbr::ops {
+
+// A (batched) strided matrix: element (b, r, c) lives at b*batch_stride + r*row_stride + c*col_stride.
+struct MatLayout {
+  int64_t batch = 1, rows = 0, cols = 0;
+  int64_t batch_stride = 0, row_stride = 0, col_stride = 1;
+
+  static MatLayout dense(int64_t rows, int64_t cols) { return {1, rows, cols, rows * cols, cols, 1}; }
+  static MatLayout strided(int64_t rows, int64_t cols, int64_t row_stride) { return {1, rows, cols, 0, row_stride, 1}; }
+  static MatLayout batched(int64_t batch, int64_t rows, int64_t cols) { return {batch, rows, cols, rows * cols, cols, 1}; }
+  MatLayout with_batch(int64_t b, int64_t stride) const {
+    MatLayout m = *this;
+    m.batch = b;
+    m.batch_stride = stride;
+    return m;
+  }
+  // The same memory read as its transpose: [cols, rows].
+  MatLayout transposed() const { return {batch, cols, rows, batch_stride, col_stride, row_stride}; }
+  std::string str() const;
+};
+
+enum class Eltwise {
+  kIdentity,  // no-op (lets callers pass "no activation")
+  kGeluErf,   // exact GELU (SPEC §1)
+  kGeluTanh,  // GPT-2's tanh approximation
+  kElu,       // elu(x) with alpha; elu+1 is Elu followed by Linear(1, 1)
+  kSigmoid,
+  kExp,
+  kLinear,    // alpha*x + beta
+  kRelu,
+  kSquare,
+  kSqrt,
+};
+
+struct EltwiseSpec {
+  Eltwise kind = Eltwise::kIdentity;
+  float alpha = 0.f, beta = 0.f;
+};
+
+// A post-op fused into a MatMul: applied to the result in order.
+struct PostOp {
+  enum class Kind { kEltwise, kSum, kBinaryAdd, kBinaryMul };
+  Kind kind = Kind::kEltwise;
+  EltwiseSpec eltwise{};  // kEltwise
+  float sum_scale = 1.f;  // kSum: dst = sum_scale*dst_old + result
+  MatLayout src1{};       // kBinary*: the second operand (broadcast where a dim is 1)
+
+  static PostOp eltwise_op(Eltwise k, float a = 0.f, float b = 0.f) { return {Kind::kEltwise, {k, a, b}, 1.f, {}}; }
+  static PostOp accumulate(float scale = 1.f) { return {Kind::kSum, {}, scale, {}}; }
+  static PostOp add(const MatLayout& src1) { return {Kind::kBinaryAdd, {}, 1.f, src1}; }
+  static PostOp mul(const MatLayout& src1) { return {Kind::kBinaryMul, {}, 1.f, src1}; }
+};
+
+// Shared machinery of every op: the primitive, its implementation name, and per-thread bindings
+// (memory handles plus the C argument array that points at them), so run() allocates nothing.
+class PrimitiveOp {
+ public:
+  bool valid() const { return static_cast<bool>(prim_); }
+  // oneDNN's implementation name, e.g. "brg:avx512_core".
+  const std::string& impl() const { return impl_; }
+
+ protected:
+  using ArgDescs = std::vector<std::pair<int, dnnl::memory::desc>>;
+  // args: the DNNL_ARG_* ids with their descriptors, in the order execute() receives pointers.
+  void init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::primitive prim, const ArgDescs& args);
+  void execute(Context& ctx, const void* const* ptrs, std::size_t count) const;
+  void execute(Context& ctx, std::initializer_list<const void*> ptrs) const { execute(ctx, ptrs.begin(), ptrs.size()); }
+
+ private:
+  struct Binding {
+    std::vector<dnnl::memory> mems;
+    std::vector<dnnl_exec_arg_t> args;
+  };
+  dnnl::primitive prim_;
+  std::string impl_;
+  bool has_scratchpad_ = false;
+  mutable std::vector<Binding> bindings_;  // one per worker thread
+};
+
+struct MatMulSpec {
+  MatLayout a;  // [M, K] (batch B or 1)
+  MatLayout b;  // [K, N] (batch B or 1 = shared)
+  MatLayout c;  // [M, N]
+  bool bias = false;  // bias[N] added to every row
+  float scale = 1.f;  // c = scale * (a . b) (+ bias) then post-ops; scale and bias are exclusive
+  std::vector<PostOp> post_ops;
+};
+
+// c = post_ops(scale * a.b + bias)
+class MatMul : public PrimitiveOp {
+ public:
+  MatMul() = default;
+  MatMul(Context& ctx, const MatMulSpec& spec);
+  // binary_srcs: one pointer per binary post-op, in order.
+  void run(Context& ctx, const float* a, const float* b, float* c, const float* bias = nullptr,
+           std::initializer_list<const float*> binary_srcs = {}) const;
+  const MatMulSpec& spec() const { return spec_; }
+
+ private:
+  MatMulSpec spec_;
+};
+
+// dst = f(src), elementwise; src and dst may alias when their layouts match.
+class EltwiseOp : public PrimitiveOp {
+ public:
+  EltwiseOp() = default;
+  EltwiseOp(Context& ctx, const MatLayout& src, const MatLayout& dst, EltwiseSpec f);
+  void run(Context& ctx, const float* src, float* dst) const;
+
+};
+
+// dst = src0 (op) src1 with numpy-style broadcast of src1 (a dim of 1 broadcasts).
+class BinaryOp : public PrimitiveOp {
+ public:
+  enum class Kind { kAdd, kMul, kSub, kDiv, kMax };
+  BinaryOp() = default;
+  BinaryOp(Context& ctx, Kind kind, const MatLayout& src0, const MatLayout& src1, const MatLayout& dst,
+           std::vector<PostOp> post_ops = {});
+  void run(Context& ctx, const float* src0, const float* src1, float* dst) const;
+
+};
+
+// LayerNorm over the last dim of [rows, d] (rows may be strided); gamma, beta: [d].
+class LayerNormOp : public PrimitiveOp {
+ public:
+  LayerNormOp() = default;
+  LayerNormOp(Context& ctx, const MatLayout& src, const MatLayout& dst, float eps);
+  void run(Context& ctx, const float* src, const float* gamma, const float* beta, float* dst) const;
+
+};
+
+// Softmax over the last dim of a (batched) [rows, cols] matrix; in place when src == dst.
+class SoftmaxOp : public PrimitiveOp {
+ public:
+  SoftmaxOp() = default;
+  SoftmaxOp(Context& ctx, const MatLayout& data);
+  void run(Context& ctx, const float* src, float* dst) const;
+
+};
+
+// Copies between two layouts of the same (batched) [rows, cols] matrix: transposes, gathers heads.
+class ReorderOp : public PrimitiveOp {
+ public:
+  ReorderOp() = default;
+  ReorderOp(Context& ctx, const MatLayout& src, const MatLayout& dst);
+  void run(Context& ctx, const float* src, float* dst) const;
+
+};
+
+// Reduces a (batched) [rows, cols] matrix along cols into [rows, 1] (dst layout given).
+class ReductionOp : public PrimitiveOp {
+ public:
+  enum class Kind { kSum, kMax, kMean, kNormL2 };
+  ReductionOp() = default;
+  ReductionOp(Context& ctx, Kind kind, const MatLayout& src, const MatLayout& dst);
+  void run(Context& ctx, const float* src, float* dst) const;
+
+};
+
+// The oneDNN memory descriptor of a layout (2-D when batch == 1 unless force_3d).
+dnnl::memory::desc to_desc(const MatLayout& m, bool force_3d = false);
+
+}  // namespace bsbr::ops

@@ -1,0 +1,273 @@
+// Reading and writing comparison_results.json.
+#include "report/results.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.hpp"
+#include "core/io.hpp"
+
+namespace bsbr {
+
+using nlohmann::json;
+
+std::optional<double> Results::calibration_gflops() const {
+  if (calibration.is_object() && calibration.contains("gflops") && calibration["gflops"].is_number()) {
+    double g = calibration["gflops"].get<double>();
+    if (g > 0) return g;
+  }
+  return std::nullopt;
+}
+
+const RunRecord* Results::find(const std::string& model, Workload w, int64_t n) const {
+  for (const RunRecord& r : runs)
+    if (r.status == "ok" && r.problem.model == model && r.problem.workload == w && r.problem.n == n) return &r;
+  return nullptr;
+}
+
+json to_json(const RunRecord& r) {
+  const SampleStats& s = r.stats;
+  json j = {{"model", r.problem.model},
+            {"workload", to_string(r.problem.workload)},
+            {"n", r.problem.n},
+            {"batch", r.batch},
+            {"n_tokens", r.n_tokens},
+            {"tokens_generated", r.tokens_generated},
+            {"threads", r.threads},
+            {"warmup", r.warmup},
+            {"repeats", r.repeats},
+            {"status", r.status},
+            {"reason", r.reason},
+            {"unit", r.unit},
+            {"samples_s", r.samples_s},
+            {"stats",
+             {{"count", s.count}, {"min", s.min}, {"max", s.max}, {"median", s.median}, {"mean", s.mean},
+              {"stddev", s.stddev}, {"q1", s.q1}, {"q3", s.q3}, {"iqr", s.iqr}, {"cv", s.cv}}},
+            {"noisy", r.noisy},
+            {"flops", r.flops},
+            {"gflops", r.gflops},
+            {"memory",
+             {{"peak_working_bytes", r.memory.peak_working_bytes},
+              {"peak_activation_bytes", r.memory.peak_activation_bytes},
+              {"scratchpad_bytes", r.memory.scratchpad_bytes},
+              {"state_bytes", r.memory.state_bytes},
+              {"state_allocated_bytes", r.memory.state_allocated_bytes},
+              {"params_bytes", r.memory.params_bytes},
+              {"peak_rss_bytes", r.memory.peak_rss_bytes},
+              {"estimate_bytes", r.memory.estimate_bytes}}},
+            {"generated_tokens", r.generated},
+            {"repro", r.repro}};
+  return j;
+}
+
+namespace {
+
+[[noreturn]] void bad(const std::string& where, const std::string& what) { throw UserError(where + ": " + what); }
+
+const json& need(const json& j, const char* key, const std::string& where) {
+  if (!j.is_object() || !j.contains(key)) bad(where, std::string("missing key '") + key + "'");
+  return j.at(key);
+}
+
+double need_number(const json& j, const char* key, const std::string& where) {
+  const json& v = need(j, key, where);
+  if (!v.is_number()) bad(where, std::string("'") + key + "' must be a number");
+  return v.get<double>();
+}
+
+int64_t need_int(const json& j, const char* key, const std::string& where) {
+  const json& v = need(j, key, where);
+  if (!v.is_number_integer()) bad(where, std::string("'") + key + "' must be an integer");
+  return v.get<int64_t>();
+}
+
+std::string need_string(const json& j, const char* key, const std::string& where) {
+  const json& v = need(j, key, where);
+  if (!v.is_string()) bad(where, std::string("'") + key + "' must be a string");
+  return v.get<std::string>();
+}
+
+template <class T>
+T opt(const json& j, const char* key, T fallback) {
+  if (j.is_object() && j.contains(key) && !j.at(key).is_null()) {
+    try {
+      return j.at(key).get<T>();
+    } catch (const json::exception&) {
+    }
+  }
+  return fallback;
+}
+
+int64_t parse_length_key(const std::string& key, const std::string& where) {
+  char* end = nullptr;
+  long long v = std::strtoll(key.c_str(), &end, 10);
+  if (key.empty() || end != key.c_str() + key.size() || v <= 0) bad(where, "sequence length key '" + key + "' is not a positive integer");
+  return v;
+}
+
+std::vector<int64_t> parse_seq_lengths(const json& root, const std::string& where) {
+  const json& sl = need(root, "seq_lengths", where);
+  if (!sl.is_array()) bad(where, "'seq_lengths' must be a list of integers");
+  std::vector<int64_t> out;
+  for (const json& v : sl) {
+    if (!v.is_number_integer() || v.get<int64_t>() <= 0) bad(where, "'seq_lengths' must hold positive integers");
+    out.push_back(v.get<int64_t>());
+  }
+  return out;
+}
+
+}  // namespace
+
+RunRecord run_from_json(const json& j, const std::string& where) {
+  if (!j.is_object()) bad(where, "run record must be an object");
+  RunRecord r;
+  r.problem.model = need_string(j, "model", where);
+  try {
+    r.problem.workload = parse_workload(need_string(j, "workload", where));
+  } catch (const UserError& e) {
+    bad(where, e.what());
+  }
+  r.problem.n = need_int(j, "n", where);
+  if (r.problem.n <= 0) bad(where, "'n' must be positive");
+  r.status = need_string(j, "status", where);
+  if (r.status != "ok" && r.status != "skipped" && r.status != "failed") bad(where, "'status' must be ok, skipped or failed");
+  r.reason = opt<std::string>(j, "reason", "");
+  r.batch = opt<int64_t>(j, "batch", 1);
+  r.n_tokens = opt<int64_t>(j, "n_tokens", 0);
+  r.tokens_generated = opt<int64_t>(j, "tokens_generated", 0);
+  r.threads = opt<int64_t>(j, "threads", 0);
+  r.warmup = opt<int64_t>(j, "warmup", 0);
+  r.repeats = opt<int64_t>(j, "repeats", 0);
+  r.unit = opt<std::string>(j, "unit", "s");
+  r.repro = opt<std::string>(j, "repro", "");
+  r.noisy = opt<bool>(j, "noisy", false);
+  r.flops = opt<double>(j, "flops", 0.0);
+  r.gflops = opt<double>(j, "gflops", 0.0);
+  if (r.status == "ok") {
+    const json& samples = need(j, "samples_s", where);
+    if (!samples.is_array() || samples.empty()) bad(where, "'samples_s' must be a non-empty list for an ok run");
+    for (const json& s : samples) {
+      if (!s.is_number() || !(s.get<double>() > 0) || !std::isfinite(s.get<double>()))
+        bad(where, "'samples_s' must hold positive finite seconds");
+      r.samples_s.push_back(s.get<double>());
+    }
+    r.stats = compute_stats(r.samples_s);
+  }
+  if (j.contains("memory") && j["memory"].is_object()) {
+    const json& m = j["memory"];
+    r.memory.peak_working_bytes = opt<std::size_t>(m, "peak_working_bytes", 0);
+    r.memory.peak_activation_bytes = opt<std::size_t>(m, "peak_activation_bytes", 0);
+    r.memory.scratchpad_bytes = opt<std::size_t>(m, "scratchpad_bytes", 0);
+    r.memory.state_bytes = opt<std::size_t>(m, "state_bytes", 0);
+    r.memory.state_allocated_bytes = opt<std::size_t>(m, "state_allocated_bytes", 0);
+    r.memory.params_bytes = opt<std::size_t>(m, "params_bytes", 0);
+    r.memory.peak_rss_bytes = opt<std::size_t>(m, "peak_rss_bytes", 0);
+    r.memory.estimate_bytes = opt<std::size_t>(m, "estimate_bytes", 0);
+  }
+  r.generated = opt<std::vector<int32_t>>(j, "generated_tokens", {});
+  return r;
+}
+
+json to_json(const Results& r) {
+  json time_results = json::object(), memory_results = json::object(), params = json::object(), params_head = json::object();
+  for (const std::string& m : r.models) {
+    json t = json::object(), mem = json::object();
+    for (int64_t n : r.seq_lengths) {
+      if (const RunRecord* g = r.find(m, Workload::kGenerate, n)) t[std::to_string(n)] = g->stats.median;
+      std::size_t peak = 0;
+      for (const RunRecord& run : r.runs)
+        if (run.status == "ok" && run.problem.model == m && run.problem.n == n) peak = std::max(peak, run.memory.peak_working_bytes);
+      if (peak > 0) mem[std::to_string(n)] = static_cast<double>(peak) / (1024.0 * 1024.0);
+    }
+    time_results[m] = t;
+    memory_results[m] = mem;
+    if (auto it = r.model_info.find(m); it != r.model_info.end()) {
+      params[m] = it->second.params;
+      params_head[m] = it->second.params_with_head;
+    }
+  }
+  json runs = json::array();
+  for (const RunRecord& run : r.runs) runs.push_back(to_json(run));
+  json out = {{"schema_version", r.schema_version},
+              {"time_results", time_results},
+              {"time_results_workload", "generate"},
+              {"memory_results", memory_results},
+              {"memory_results_meaning", "peak working memory (activations + decode state + oneDNN scratchpad) in MB, max over the point's workloads"},
+              {"param_counts", params},
+              {"param_counts_with_head", params_head},
+              {"seq_lengths", r.seq_lengths},
+              {"models", r.models},
+              {"environment", r.environment},
+              {"config", r.config},
+              {"calibration", r.calibration},
+              {"runs", runs}};
+  if (!r.fits.is_null()) out["fits"] = r.fits;
+  return out;
+}
+
+Results load_results(const std::string& path) {
+  std::string text = read_file(path, "results file");
+  json root;
+  try {
+    root = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw UserError("results file " + path + " is not valid JSON: " + e.what());
+  }
+  const std::string where = "results file " + path;
+  if (!root.is_object()) bad(where, "top level must be a JSON object");
+  Results r;
+  r.seq_lengths = parse_seq_lengths(root, where);
+  if (root.contains("param_counts") && root["param_counts"].is_object())
+    for (auto& [m, v] : root["param_counts"].items())
+      if (v.is_number_integer()) r.model_info[m] = ModelInfo{m, v.get<int64_t>(), v.get<int64_t>()};
+  if (root.contains("param_counts_with_head") && root["param_counts_with_head"].is_object())
+    for (auto& [m, v] : root["param_counts_with_head"].items())
+      if (v.is_number_integer() && r.model_info.count(m)) r.model_info[m].params_with_head = v.get<int64_t>();
+
+  if (root.contains("runs")) {
+    int64_t version = need_int(root, "schema_version", where);
+    if (version < 1 || version > kSchemaVersion)
+      bad(where, "schema_version " + std::to_string(version) + " is not supported (this build reads 1.." + std::to_string(kSchemaVersion) + ")");
+    r.schema_version = static_cast<int>(version);
+    const json& runs = root["runs"];
+    if (!runs.is_array()) bad(where, "'runs' must be a list");
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      RunRecord run = run_from_json(runs[i], where + ": runs[" + std::to_string(i) + "]");
+      if (std::find(r.models.begin(), r.models.end(), run.problem.model) == r.models.end()) r.models.push_back(run.problem.model);
+      r.runs.push_back(std::move(run));
+    }
+    if (root.contains("environment")) r.environment = root["environment"];
+    if (root.contains("config")) r.config = root["config"];
+    if (root.contains("calibration")) r.calibration = root["calibration"];
+    if (root.contains("fits")) r.fits = root["fits"];
+    return r;
+  }
+
+  // The study's plain schema: one generate timing per (model, n), memory in MB.
+  r.study_schema = true;
+  const json& tr = need(root, "time_results", where);
+  if (!tr.is_object() || tr.empty()) bad(where, "'time_results' must be a non-empty object {model: {n: seconds}}");
+  const json* mr = root.contains("memory_results") && root["memory_results"].is_object() ? &root["memory_results"] : nullptr;
+  for (auto& [model, series] : tr.items()) {
+    if (!series.is_object()) bad(where, "time_results." + model + " must be an object {n: seconds}");
+    r.models.push_back(model);
+    for (auto& [key, v] : series.items()) {
+      std::string w = where + ": time_results." + model + "." + key;
+      int64_t n = parse_length_key(key, w);
+      if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>())) bad(w, "must be a positive number of seconds");
+      RunRecord run;
+      run.problem = {model, Workload::kGenerate, n};
+      run.samples_s = {v.get<double>()};
+      run.stats = compute_stats(run.samples_s);
+      run.repeats = 1;
+      if (mr && mr->contains(model) && (*mr)[model].is_object() && (*mr)[model].contains(key) && (*mr)[model][key].is_number())
+        run.memory.peak_working_bytes = static_cast<std::size_t>((*mr)[model][key].get<double>() * 1024.0 * 1024.0);
+      r.runs.push_back(std::move(run));
+    }
+  }
+  return r;
+}
+
+void save_results(const Results& r, const std::string& path) { write_file_atomic(path, to_json(r).dump(2) + "\n"); }
+
+}  // namespace bsbr

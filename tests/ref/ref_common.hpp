@@ -1,0 +1,25 @@
+// Plain-loop building blocks for the oracles: written straight from SPEC §1, double accumulation,
+// no tiling, no oneDNN. Matrices are row-major std::vector<float>.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace bsbr::ref {
+
+using Mat = std::vector<float>;
+
+// y[n, out] = x[n, in] . W[in, out] + b[out]
+Mat linear(const Mat& x, int64_t n, int64_t in, const float* W, const float* b, int64_t out);
+// LayerNorm over rows of [n, d] with gamma, beta, eps.
+Mat layer_norm(const Mat& x, int64_t n, int64_t d, const float* gamma, const float* beta, double eps);
+double gelu_erf(double x);
+double gelu_tanh(double x);
+double sigmoid(double x);
+// Softmax of v in place (max-subtracted).
+void softmax(std::vector<double>& v);
+// Columns [h*dh, (h+1)*dh) of row t of a [n, d] matrix.
+inline const float* head_row(const Mat& m, int64_t t, int64_t d, int64_t h, int64_t dh) { return m.data() + t * d + h * dh; }
+double dot(const float* a, const float* b, int64_t n);
+
+}  // namespace bsbr::ref

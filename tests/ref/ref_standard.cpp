@@ -1,0 +1,42 @@
+// Oracles for Standard and Hopfield (SPEC §2): for every t, softmax over s <= t of
+// (q_t . k_s) * scale, times v_s; per head; then the output projection. O(n^2) loops.
+#include <cmath>
+
+#include "ref/ref_model.hpp"
+
+namespace bsbr::ref {
+
+namespace {
+
+Mat causal_softmax_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n,
+                             double scale) {
+  const int64_t d = cfg.hidden_dim, h = cfg.num_heads, dh = cfg.head_dim();
+  Mat q = linear(x, n, d, param(P, prefix + ".q_proj.weight"), param(P, prefix + ".q_proj.bias"), d);
+  Mat k = linear(x, n, d, param(P, prefix + ".k_proj.weight"), param(P, prefix + ".k_proj.bias"), d);
+  Mat v = linear(x, n, d, param(P, prefix + ".v_proj.weight"), param(P, prefix + ".v_proj.bias"), d);
+  Mat o(n * d, 0.f);
+  for (int64_t head = 0; head < h; ++head)
+    for (int64_t t = 0; t < n; ++t) {
+      std::vector<double> w(t + 1);
+      for (int64_t s = 0; s <= t; ++s) w[s] = scale * dot(head_row(q, t, d, head, dh), head_row(k, s, d, head, dh), dh);
+      softmax(w);
+      for (int64_t i = 0; i < dh; ++i) {
+        double acc = 0;
+        for (int64_t s = 0; s <= t; ++s) acc += w[s] * v[s * d + head * dh + i];
+        o[t * d + head * dh + i] = static_cast<float>(acc);
+      }
+    }
+  return linear(o, n, d, param(P, prefix + ".out_proj.weight"), param(P, prefix + ".out_proj.bias"), d);
+}
+
+}  // namespace
+
+Mat standard_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n) {
+  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / std::sqrt(static_cast<double>(cfg.head_dim())));
+}
+
+Mat hopfield_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n) {
+  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / (cfg.temperature * std::sqrt(static_cast<double>(cfg.head_dim()))));
+}
+
+}  // namespace bsbr::ref

@@ -1,0 +1,218 @@
+// Every registered architecture, checked the same way (SPEC §2 invariants):
+//   - prefill equals its plain-loop oracle (tests/ref/) at lengths around every tile and chunk size;
+//   - causality: changing tokens after t changes nothing at positions <= t;
+//   - decode equals prefill: step-by-step logits match the prefill's at every position;
+//   - a batch of sequences equals the sequences run one by one;
+//   - greedy generate (prefill + steps) yields the same tokens as recompute (full forward per token);
+//   - parameter counts with the SPEC defaults.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "bench/runner.hpp"
+#include "core/config.hpp"
+#include "model/model.hpp"
+#include "ref/ref_model.hpp"
+#include "test_util.hpp"
+
+namespace bsbr {
+namespace {
+
+using test::max_rel_error;
+
+// Small widths so the O(n^2) oracles stay fast, but every structural size differs: head_dim 16,
+// chunk 16, window 8, Linear/DeltaNet chunk 16, compression to d/2.
+ModelConfig small_config() {
+  ModelConfig c;
+  c.vocab_size = 97;
+  c.hidden_dim = 64;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.ff_dim = 96;
+  c.chunk_size = 16;
+  c.window_size = 8;
+  c.linear_chunk_size = 16;
+  c.compression_factor = 2;
+  c.init_std = 0.15;  // large enough that attention is far from uniform
+  c.temperature = 0.7;  // Hopfield differs from Standard (T = 1 is tested separately)
+  c.seed = 3;
+  return c;
+}
+
+std::vector<int32_t> tokens_for(const ModelConfig& c, int64_t n, uint64_t salt = 0) {
+  ModelConfig m = c;
+  m.seed = c.seed + salt;
+  return Runner::input_tokens(m, 1, n);
+}
+
+RunShape shape(std::vector<int64_t> lengths, int64_t capacity = 0, int64_t batch = 1) {
+  RunShape s;
+  s.batch = batch;
+  s.prefill_lengths = std::move(lengths);
+  s.capacity = capacity;
+  return s;
+}
+
+std::vector<float> copy(const float* p, int64_t n) { return std::vector<float>(p, p + n); }
+
+class ArchTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  const Architecture& arch() const { return find_architecture(GetParam()); }
+};
+
+TEST_P(ArchTest, PrefillMatchesOracle) {
+  ops::Context ctx(2);
+  ModelConfig c = small_config();
+  Model model(ctx, c, arch());
+  const int64_t B = c.chunk_size;
+  for (int64_t n : {int64_t{1}, int64_t{7}, B - 1, B, B + 1, 3 * B + 5, int64_t{63}, int64_t{64}, int64_t{65}, int64_t{129}, int64_t{300}}) {
+    auto tokens = tokens_for(c, n);
+    model.prepare(ctx, shape({n}), LogitsMode::kAll);
+    model.prefill(ctx, tokens.data(), n);
+    ref::RefOutput want = ref::forward(model, tokens);
+    EXPECT_LT(max_rel_error(model.hidden(), want.hidden.data(), n * c.hidden_dim), 1e-4) << GetParam() << " hidden, n=" << n;
+    EXPECT_LT(max_rel_error(model.logits(), want.logits.data(), n * c.vocab_size), 1e-4) << GetParam() << " logits, n=" << n;
+  }
+}
+
+TEST_P(ArchTest, PrefillMatchesOracleAtDefaultWidths) {
+  ops::Context ctx(2);
+  ModelConfig c;  // SPEC defaults (d=256, h=4, B=32, w=32), compression as the study ran BSBR
+  c.compression_factor = 2;
+  c.init_std = 0.05;
+  Model model(ctx, c, arch());
+  for (int64_t n : {int64_t{7}, int64_t{70}}) {
+    auto tokens = tokens_for(c, n);
+    model.prepare(ctx, shape({n}), LogitsMode::kAll);
+    model.prefill(ctx, tokens.data(), n);
+    ref::RefOutput want = ref::forward(model, tokens);
+    EXPECT_LT(max_rel_error(model.hidden(), want.hidden.data(), n * c.hidden_dim), 1e-4) << GetParam() << " n=" << n;
+  }
+}
+
+TEST_P(ArchTest, Causality) {
+  ops::Context ctx(2);
+  ModelConfig c = small_config();
+  Model model(ctx, c, arch());
+  const int64_t n = 3 * c.chunk_size + 5, d = c.hidden_dim;
+  auto a = tokens_for(c, n);
+  model.prepare(ctx, shape({n}), LogitsMode::kAll);
+  model.prefill(ctx, a.data(), n);
+  auto base = copy(model.hidden(), n * d);
+  for (int64_t t : {int64_t{0}, c.chunk_size - 1, c.chunk_size, 2 * c.chunk_size + 3, n - 2}) {
+    auto b = a;
+    for (int64_t s = t + 1; s < n; ++s) b[s] = (b[s] + 1 + static_cast<int32_t>(s)) % static_cast<int32_t>(c.vocab_size);
+    model.prefill(ctx, b.data(), n);
+    // Positions <= t must not move; position t+1 must (the test can fail).
+    EXPECT_LT(max_rel_error(model.hidden(), base.data(), (t + 1) * d), 1e-5) << GetParam() << ": later tokens changed position <= " << t;
+    EXPECT_GT(max_rel_error(model.hidden() + (t + 1) * d, base.data() + (t + 1) * d, d), 1e-3) << "changed token had no effect";
+  }
+}
+
+TEST_P(ArchTest, DecodeEqualsPrefill) {
+  ops::Context ctx(2);
+  ModelConfig c = small_config();
+  Model model(ctx, c, arch());
+  const int64_t n = 4 * c.chunk_size + 7, V = c.vocab_size;
+  auto tokens = tokens_for(c, n);
+  for (int64_t n0 : {int64_t{1}, c.chunk_size - 1, c.chunk_size + 3}) {
+    model.prepare(ctx, shape({n, n0}, n), LogitsMode::kAll);
+    model.prefill(ctx, tokens.data(), n);
+    auto full = copy(model.logits(), n * V);
+    model.prefill(ctx, tokens.data(), n0);
+    EXPECT_LT(max_rel_error(model.logits(), full.data(), n0 * V), 1e-4) << "prefix prefill";
+    for (int64_t t = n0; t < n; ++t) {
+      model.step(ctx, &tokens[t], t);
+      ASSERT_LT(max_rel_error(model.logits(), full.data() + t * V, V), 1e-4) << GetParam() << ": step at position " << t
+                                                                            << " after a prefill of " << n0;
+    }
+  }
+}
+
+TEST_P(ArchTest, BatchEqualsSequences) {
+  ops::Context ctx(2);
+  ModelConfig c = small_config();
+  c.batch_size = 2;
+  Model model(ctx, c, arch());
+  const int64_t n = 2 * c.chunk_size + 3, d = c.hidden_dim, V = c.vocab_size;
+  auto a = tokens_for(c, n, 0), b = tokens_for(c, n, 1);
+  std::vector<int32_t> both = a;
+  both.insert(both.end(), b.begin(), b.end());
+  model.prepare(ctx, shape({n}, n + 3, 2), LogitsMode::kAll);
+  model.prefill(ctx, both.data(), n);
+  auto hb = copy(model.hidden(), 2 * n * d);
+  int32_t next[2] = {5, 11};
+  model.step(ctx, next, n);
+  auto lb = copy(model.logits(), 2 * V);
+  for (int s = 0; s < 2; ++s) {
+    model.prepare(ctx, shape({n}, n + 3, 1), LogitsMode::kAll);
+    model.prefill(ctx, s == 0 ? a.data() : b.data(), n);
+    EXPECT_LT(max_rel_error(hb.data() + s * n * d, model.hidden(), n * d), 1e-5) << GetParam() << " sequence " << s;
+    model.step(ctx, &next[s], n);
+    EXPECT_LT(max_rel_error(lb.data() + s * V, model.logits(), V), 1e-5) << GetParam() << " step, sequence " << s;
+  }
+}
+
+TEST_P(ArchTest, GenerateEqualsRecompute) {
+  ops::Context ctx(2);
+  Config cfg;
+  cfg.model = small_config();
+  cfg.bench.n_tokens = 12;
+  cfg.bench.repeats = 1;
+  cfg.bench.warmup = 0;
+  Model model(ctx, cfg.model, arch());
+  Runner runner(ctx, cfg);
+  const int64_t n = cfg.model.chunk_size + 5;
+  RunRecord gen = runner.run(model, {GetParam(), Workload::kGenerate, n});
+  RunRecord rec = runner.run(model, {GetParam(), Workload::kRecompute, n});
+  ASSERT_EQ(gen.status, "ok") << gen.reason;
+  ASSERT_EQ(rec.status, "ok") << rec.reason;
+  EXPECT_EQ(gen.generated.size(), static_cast<std::size_t>(cfg.bench.n_tokens + 1));
+  EXPECT_EQ(gen.generated, rec.generated) << GetParam() << ": decode state and full recompute disagree";
+}
+
+std::vector<std::string> all_names() {
+  std::vector<std::string> v;
+  for (const Architecture& a : architectures()) v.push_back(a.name);
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(All, ArchTest, ::testing::ValuesIn(all_names()), [](const auto& info) { return info.param; });
+
+TEST(ParamCounts, StudyDefaults) {
+  // SPEC §1: with the defaults these must be exact (BSBR with compression_factor 2, as the study ran it).
+  const std::map<std::string, int64_t> expected = {{"Standard", 3614720}, {"Linear", 3614720}, {"DeltaNet", 3614720},
+                                                   {"SlidingWindow", 3614720}, {"Hopfield", 3614720}, {"GAU", 4403712},
+                                                   {"BSBR", 5983488}};
+  ops::Context ctx(1);
+  ModelConfig c;
+  c.compression_factor = 2;
+  for (const Architecture& a : architectures()) {
+    ASSERT_TRUE(expected.count(a.name)) << "no expected count for " << a.name;
+    Model m(ctx, c, a);
+    EXPECT_EQ(m.param_count(false), expected.at(a.name)) << a.name;
+    EXPECT_EQ(m.param_count(true), expected.at(a.name) + 256 * 10000 + 10000) << a.name << " with LM head";
+  }
+}
+
+TEST(Hopfield, EqualsStandardAtTemperatureOne) {
+  ops::Context ctx(2);
+  ModelConfig c = small_config();
+  c.temperature = 1.0;
+  Model s(ctx, c, find_architecture("Standard")), h(ctx, c, find_architecture("Hopfield"));
+  const int64_t n = 50;
+  auto tokens = tokens_for(c, n);
+  s.prepare(ctx, shape({n}));
+  h.prepare(ctx, shape({n}));
+  s.prefill(ctx, tokens.data(), n);
+  h.prefill(ctx, tokens.data(), n);
+  EXPECT_EQ(max_rel_error(s.hidden(), h.hidden(), n * c.hidden_dim), 0.0);
+  c.temperature = 0.5;  // and differs otherwise
+  Model h2(ctx, c, find_architecture("Hopfield"));
+  h2.prepare(ctx, shape({n}));
+  h2.prefill(ctx, tokens.data(), n);
+  EXPECT_GT(max_rel_error(s.hidden(), h2.hidden(), n * c.hidden_dim), 1e-3);
+}
+
+}  // namespace
+}  // namespace bsbr

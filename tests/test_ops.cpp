@@ -1,0 +1,288 @@
+// Each op of the oneDNN layer against a plain loop, including strided, batched and fused forms.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "core/errors.hpp"
+#include "ops/attention.hpp"
+#include "ops/kernels.hpp"
+#include "ops/ops.hpp"
+#include "ref/ref_common.hpp"
+#include "test_util.hpp"
+
+namespace bsbr {
+namespace {
+
+using ops::MatLayout;
+using test::max_rel_error;
+using test::random_vector;
+
+float at(const std::vector<float>& v, const MatLayout& m, int64_t b, int64_t r, int64_t c) {
+  return v[b * m.batch_stride + r * m.row_stride + c * m.col_stride];
+}
+
+// c = a.b (+bias) for strided, batched layouts, in double.
+std::vector<float> ref_matmul(const std::vector<float>& a, const MatLayout& A, const std::vector<float>& b, const MatLayout& B,
+                              const MatLayout& C, std::size_t c_size, const float* bias, float scale) {
+  std::vector<float> c(c_size, 0.f);
+  int64_t batch = std::max(A.batch, B.batch);
+  for (int64_t bb = 0; bb < batch; ++bb)
+    for (int64_t i = 0; i < C.rows; ++i)
+      for (int64_t j = 0; j < C.cols; ++j) {
+        double acc = 0;
+        for (int64_t k = 0; k < A.cols; ++k)
+          acc += static_cast<double>(at(a, A, A.batch > 1 ? bb : 0, i, k)) * at(b, B, B.batch > 1 ? bb : 0, k, j);
+        c[bb * C.batch_stride + i * C.row_stride + j] = static_cast<float>(scale * acc + (bias ? bias[j] : 0.f));
+      }
+  return c;
+}
+
+class OpsTest : public ::testing::Test {
+ protected:
+  ops::Context ctx{2};
+};
+
+TEST_F(OpsTest, MatMulDenseWithBiasOddShapes) {
+  for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 7, 5}, {7, 64, 33}, {65, 256, 97}, {300, 31, 1}}) {
+    auto a = random_vector(m * k, 1), b = random_vector(k * n, 2), bias = random_vector(n, 3);
+    std::vector<float> c(m * n);
+    ops::MatMul mm(ctx, {MatLayout::dense(m, k), MatLayout::dense(k, n), MatLayout::dense(m, n), true, 1.f, {}});
+    mm.run(ctx, a.data(), b.data(), c.data(), bias.data());
+    auto want = ref_matmul(a, MatLayout::dense(m, k), b, MatLayout::dense(k, n), MatLayout::dense(m, n), m * n, bias.data(), 1.f);
+    EXPECT_LT(max_rel_error(c, want), 1e-5) << m << "x" << k << "x" << n;
+  }
+}
+
+TEST_F(OpsTest, MatMulTransposedStridedScaled) {
+  // K rows with stride 48 read as K^T: the attention score pattern.
+  const int64_t m = 9, k = 16, n = 13, stride = 48;
+  auto a = random_vector(m * k, 4), kt = random_vector(n * stride, 5);
+  MatLayout B = MatLayout::strided(n, k, stride).transposed();
+  std::vector<float> c(m * n);
+  ops::MatMul mm(ctx, {MatLayout::dense(m, k), B, MatLayout::dense(m, n), false, 0.25f, {}});
+  mm.run(ctx, a.data(), kt.data(), c.data());
+  auto want = ref_matmul(a, MatLayout::dense(m, k), kt, B, MatLayout::dense(m, n), m * n, nullptr, 0.25f);
+  EXPECT_LT(max_rel_error(c, want), 1e-5);
+}
+
+TEST_F(OpsTest, MatMulBatchedBroadcastWeights) {
+  const int64_t bt = 3, m = 5, k = 8, n = 6;
+  auto a = random_vector(bt * m * k, 6), b = random_vector(k * n, 7);
+  MatLayout A = MatLayout::batched(bt, m, k), C = MatLayout::batched(bt, m, n);
+  std::vector<float> c(bt * m * n);
+  ops::MatMul mm(ctx, {A, MatLayout::dense(k, n), C, false, 1.f, {}});
+  mm.run(ctx, a.data(), b.data(), c.data());
+  auto want = ref_matmul(a, A, b, MatLayout::dense(k, n), C, c.size(), nullptr, 1.f);
+  EXPECT_LT(max_rel_error(c, want), 1e-5);
+}
+
+TEST_F(OpsTest, MatMulPostOpsGeluAndAccumulate) {
+  const int64_t m = 7, k = 12, n = 10;
+  auto a = random_vector(m * k, 8), b = random_vector(k * n, 9), bias = random_vector(n, 10);
+  auto c0 = random_vector(m * n, 11);
+  std::vector<float> g(m * n), acc = c0;
+  ops::MatMul gelu(ctx, {MatLayout::dense(m, k), MatLayout::dense(k, n), MatLayout::dense(m, n), true, 1.f,
+                         {ops::PostOp::eltwise_op(ops::Eltwise::kGeluErf)}});
+  gelu.run(ctx, a.data(), b.data(), g.data(), bias.data());
+  ops::MatMul sum(ctx, {MatLayout::dense(m, k), MatLayout::dense(k, n), MatLayout::dense(m, n), true, 1.f, {ops::PostOp::accumulate()}});
+  sum.run(ctx, a.data(), b.data(), acc.data(), bias.data());
+  auto lin = ref_matmul(a, MatLayout::dense(m, k), b, MatLayout::dense(k, n), MatLayout::dense(m, n), m * n, bias.data(), 1.f);
+  std::vector<float> want_g(m * n), want_acc(m * n);
+  for (int64_t i = 0; i < m * n; ++i) {
+    want_g[i] = static_cast<float>(ref::gelu_erf(lin[i]));
+    want_acc[i] = c0[i] + lin[i];
+  }
+  EXPECT_LT(max_rel_error(g, want_g), 1e-5);
+  EXPECT_LT(max_rel_error(acc, want_acc), 1e-5);
+}
+
+TEST_F(OpsTest, MatMulBinaryMulPostOp) {
+  const int64_t m = 6, k = 5, n = 4;
+  auto a = random_vector(m * k, 12), b = random_vector(k * n, 13), gate = random_vector(m * n, 14);
+  std::vector<float> c(m * n);
+  ops::MatMul mm(ctx, {MatLayout::dense(m, k), MatLayout::dense(k, n), MatLayout::dense(m, n), false, 1.f,
+                       {ops::PostOp::mul(MatLayout::dense(m, n))}});
+  mm.run(ctx, a.data(), b.data(), c.data(), nullptr, {gate.data()});
+  auto lin = ref_matmul(a, MatLayout::dense(m, k), b, MatLayout::dense(k, n), MatLayout::dense(m, n), m * n, nullptr, 1.f);
+  for (int64_t i = 0; i < m * n; ++i) lin[i] *= gate[i];
+  EXPECT_LT(max_rel_error(c, lin), 1e-5);
+}
+
+TEST_F(OpsTest, LayerNormMatchesLoop) {
+  for (int64_t rows : {1, 7, 65}) {
+    const int64_t d = 48;
+    auto x = random_vector(rows * d, 20, 3.0f), g = random_vector(d, 21), b = random_vector(d, 22);
+    std::vector<float> y(rows * d);
+    ops::LayerNormOp ln(ctx, MatLayout::dense(rows, d), MatLayout::dense(rows, d), 1e-5f);
+    ln.run(ctx, x.data(), g.data(), b.data(), y.data());
+    auto want = ref::layer_norm(x, rows, d, g.data(), b.data(), 1e-5);
+    EXPECT_LT(max_rel_error(y, want), 1e-5);
+  }
+}
+
+TEST_F(OpsTest, SoftmaxBatchedInPlace) {
+  const int64_t bt = 3, rows = 5, cols = 17;
+  auto x = random_vector(bt * rows * cols, 30, 4.0f);
+  auto want = x;
+  for (int64_t r = 0; r < bt * rows; ++r) {
+    std::vector<double> v(want.begin() + r * cols, want.begin() + (r + 1) * cols);
+    ref::softmax(v);
+    for (int64_t c = 0; c < cols; ++c) want[r * cols + c] = static_cast<float>(v[c]);
+  }
+  ops::SoftmaxOp sm(ctx, MatLayout::batched(bt, rows, cols));
+  sm.run(ctx, x.data(), x.data());
+  EXPECT_LT(max_rel_error(x, want), 1e-6);
+}
+
+TEST_F(OpsTest, EltwiseKinds) {
+  const int64_t n = 257;
+  auto x = random_vector(n, 40, 2.0f);
+  struct Case {
+    ops::Eltwise kind;
+    float alpha, beta;
+    double (*f)(double);
+  };
+  std::vector<Case> cases = {
+      {ops::Eltwise::kGeluErf, 0, 0, [](double v) { return ref::gelu_erf(v); }},
+      {ops::Eltwise::kGeluTanh, 0, 0, [](double v) { return ref::gelu_tanh(v); }},
+      {ops::Eltwise::kSigmoid, 0, 0, [](double v) { return ref::sigmoid(v); }},
+      {ops::Eltwise::kElu, 1, 0, [](double v) { return v > 0 ? v : std::expm1(v); }},
+      {ops::Eltwise::kExp, 0, 0, [](double v) { return std::exp(v); }},
+      {ops::Eltwise::kLinear, 2, 1, [](double v) { return 2 * v + 1; }},
+  };
+  for (const Case& c : cases) {
+    std::vector<float> y(n), want(n);
+    ops::EltwiseOp op(ctx, MatLayout::dense(1, n), MatLayout::dense(1, n), {c.kind, c.alpha, c.beta});
+    op.run(ctx, x.data(), y.data());
+    for (int64_t i = 0; i < n; ++i) want[i] = static_cast<float>(c.f(x[i]));
+    EXPECT_LT(max_rel_error(y, want), 1e-5) << static_cast<int>(c.kind);
+  }
+}
+
+TEST_F(OpsTest, BinaryBroadcastReorderReduction) {
+  const int64_t rows = 6, cols = 9;
+  auto a = random_vector(rows * cols, 50), col = random_vector(rows, 51);
+  std::vector<float> y(rows * cols), t(rows * cols), s(rows), want(rows * cols);
+  ops::BinaryOp sub(ctx, ops::BinaryOp::Kind::kSub, MatLayout::dense(rows, cols), MatLayout::dense(rows, 1), MatLayout::dense(rows, cols));
+  sub.run(ctx, a.data(), col.data(), y.data());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) want[r * cols + c] = a[r * cols + c] - col[r];
+  EXPECT_LT(max_rel_error(y, want), 1e-6);
+
+  ops::ReorderOp tr(ctx, MatLayout::dense(rows, cols), MatLayout::dense(cols, rows).transposed());
+  tr.run(ctx, a.data(), t.data());
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) EXPECT_EQ(t[c * rows + r], a[r * cols + c]);
+
+  ops::ReductionOp norm(ctx, ops::ReductionOp::Kind::kNormL2, MatLayout::dense(rows, cols), MatLayout::dense(rows, 1));
+  norm.run(ctx, a.data(), s.data());
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int64_t c = 0; c < cols; ++c) ss += a[r * cols + c] * a[r * cols + c];
+    EXPECT_NEAR(s[r], std::sqrt(ss), 1e-5 * std::sqrt(ss));
+  }
+}
+
+TEST(Kernels, FastExpAccuracy) {
+  double worst = 0;
+  for (float x = -80.f; x <= 80.f; x += 0.0137f) worst = std::max(worst, std::fabs(ops::fast_exp(x) / std::exp(static_cast<double>(x)) - 1));
+  EXPECT_LT(worst, 5e-7);
+  EXPECT_EQ(ops::fast_exp(0.f), 1.f);
+}
+
+TEST(Kernels, ArgmaxFirstOnTies) {
+  std::vector<float> x{1, 3, 3, 2, 0, -1, -1, -5};
+  int32_t out[2];
+  ops::argmax_rows(x.data(), 2, 4, 4, out);
+  EXPECT_EQ(out[0], 1);
+  EXPECT_EQ(out[1], 0);
+}
+
+TEST_F(OpsTest, FrozenContextRejectsPrimitiveCreation) {
+  ops::FrozenRegion frozen(ctx);
+  ops::MatMulSpec spec{MatLayout::dense(2, 2), MatLayout::dense(2, 2), MatLayout::dense(2, 2), false, 1.f, {}};
+  EXPECT_THROW(ops::MatMul(ctx, spec), InvariantError);
+}
+
+// ---- tiled causal attention against a plain O(n^2) loop ----
+std::vector<float> ref_attention(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v, int64_t n,
+                                 int64_t heads, int64_t dh, float scale, int64_t window, int64_t q_pos) {
+  const int64_t d = heads * dh, nq = static_cast<int64_t>(q.size()) / d;
+  std::vector<float> o(nq * d);
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t r = 0; r < nq; ++r) {
+      int64_t t = q_pos + r, lo = window < 0 ? 0 : std::max<int64_t>(0, t - window);
+      std::vector<double> w;
+      for (int64_t s = lo; s <= t; ++s) w.push_back(scale * ref::dot(&q[r * d + h * dh], &k[s * d + h * dh], dh));
+      ref::softmax(w);
+      for (int64_t i = 0; i < dh; ++i) {
+        double acc = 0;
+        for (int64_t s = lo; s <= t; ++s) acc += w[s - lo] * v[s * d + h * dh + i];
+        o[r * d + h * dh + i] = static_cast<float>(acc);
+      }
+    }
+  (void)n;
+  return o;
+}
+
+struct AttnCase {
+  int64_t n, window, tile;
+};
+
+class AttentionOpTest : public ::testing::TestWithParam<AttnCase> {};
+
+TEST_P(AttentionOpTest, PrefillMatchesLoop) {
+  ops::Context ctx(2);
+  const auto [n, window, tile] = GetParam();
+  const int64_t heads = 3, dh = 16, d = heads * dh;
+  const int64_t rows = ops::CausalAttention::padded_kv_rows(n, tile);
+  auto q = random_vector(n * d, 60, 1.5f), k = random_vector(rows * d, 61, 1.5f), v = random_vector(rows * d, 62);
+  ops::AttentionGeometry g;
+  g.heads = heads;
+  g.head_dim = dh;
+  g.q_row_stride = g.kv_row_stride = g.o_row_stride = d;
+  g.scale = 0.3f;
+  g.window = window;
+  g.q_tile = g.k_tile = tile;
+  ops::CausalAttention attn(ctx, g, n);
+  std::vector<float> o(n * d);
+  attn.run(ctx, q.data(), k.data(), v.data(), o.data(), 0, n);
+  EXPECT_LT(max_rel_error(o, ref_attention(q, k, v, n, heads, dh, 0.3f, window, 0)), 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(Lengths, AttentionOpTest,
+                         ::testing::Values(AttnCase{1, -1, 16}, AttnCase{7, -1, 16}, AttnCase{15, -1, 16}, AttnCase{16, -1, 16},
+                                           AttnCase{17, -1, 16}, AttnCase{63, -1, 32}, AttnCase{64, -1, 32}, AttnCase{65, -1, 32},
+                                           AttnCase{300, -1, 32}, AttnCase{300, -1, 128}, AttnCase{300, 5, 16}, AttnCase{77, 32, 32},
+                                           AttnCase{129, 0, 32}));
+
+TEST(AttentionOp, DecodeRowAtArbitraryPositionsAndBatch) {
+  ops::Context ctx(2);
+  const int64_t heads = 2, dh = 8, d = heads * dh, batch = 2, cap = 128;
+  auto k = random_vector(batch * cap * d, 70), v = random_vector(batch * cap * d, 71), q = random_vector(batch * d, 72);
+  ops::AttentionGeometry g;
+  g.batch = batch;
+  g.heads = heads;
+  g.head_dim = dh;
+  g.q_row_stride = g.kv_row_stride = g.o_row_stride = d;
+  g.q_batch_stride = g.o_batch_stride = d;
+  g.kv_batch_stride = cap * d;
+  g.scale = 0.5f;
+  g.q_tile = 1;
+  g.k_tile = 32;
+  ops::CausalAttention attn(ctx, g, 1);
+  for (int64_t pos : {0, 1, 31, 32, 33, 100, 127}) {
+    std::vector<float> o(batch * d);
+    attn.run(ctx, q.data(), k.data(), v.data(), o.data(), pos, 1);
+    for (int64_t b = 0; b < batch; ++b) {
+      std::vector<float> qb(q.begin() + b * d, q.begin() + (b + 1) * d);
+      std::vector<float> kb(k.begin() + b * cap * d, k.begin() + (b + 1) * cap * d);
+      std::vector<float> vb(v.begin() + b * cap * d, v.begin() + (b + 1) * cap * d);
+      auto want = ref_attention(qb, kb, vb, pos + 1, heads, dh, 0.5f, -1, pos);
+      EXPECT_LT(max_rel_error(o.data() + b * d, want.data(), d), 1e-5) << "pos " << pos << " batch " << b;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bsbr
