@@ -90,6 +90,26 @@ TEST_P(ArchTest, PrefillMatchesOracleAtDefaultWidths) {
   }
 }
 
+// FLOP formulas against a direct count: the oracle counts its multiply-adds (SPEC §2 algorithm);
+// the mixer's analytic prefill_flops must be exactly twice that, and decode steps must add up to
+// the prefill's work (a token costs the same whichever way it is processed).
+TEST_P(ArchTest, FlopFormulaMatchesDirectCount) {
+  ops::Context ctx(1);
+  ModelConfig c = small_config();
+  Model model(ctx, c, arch());
+  for (int64_t n : {int64_t{1}, int64_t{37}, 2 * c.chunk_size}) {
+    auto tokens = tokens_for(c, n);
+    ref::RefOutput want = ref::forward(model, tokens);
+    double formula = 0, steps = 0;
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      formula += model.mixer(static_cast<int>(l)).prefill_flops(n);
+      for (int64_t t = 0; t < n; ++t) steps += model.mixer(static_cast<int>(l)).step_flops(t);
+    }
+    EXPECT_NEAR(formula, 2 * want.mixer_macs, 1e-9 * formula) << GetParam() << " n=" << n;
+    EXPECT_NEAR(steps, formula, 1e-9 * formula) << GetParam() << " n=" << n << ": decode steps do not sum to the prefill";
+  }
+}
+
 TEST_P(ArchTest, Causality) {
   ops::Context ctx(2);
   ModelConfig c = small_config();

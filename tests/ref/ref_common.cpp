@@ -5,7 +5,8 @@
 
 namespace bsbr::ref {
 
-Mat linear(const Mat& x, int64_t n, int64_t in, const float* W, const float* b, int64_t out) {
+Mat linear(const Mat& x, int64_t n, int64_t in, const float* W, const float* b, int64_t out, MacCounter* count) {
+  if (count) count->macs += static_cast<double>(n) * in * out;
   Mat y(n * out);
   for (int64_t t = 0; t < n; ++t)
     for (int64_t o = 0; o < out; ++o) {
@@ -40,7 +41,8 @@ void softmax(std::vector<double>& v) {
   for (double& x : v) x /= s;
 }
 
-double dot(const float* a, const float* b, int64_t n) {
+double dot(const float* a, const float* b, int64_t n, MacCounter* count) {
+  if (count) count->macs += static_cast<double>(n);
   double s = 0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
   return s;

@@ -9,8 +9,15 @@ namespace bsbr::ref {
 
 using Mat = std::vector<float>;
 
+// Multiply-adds an oracle performs in matmul-like work (projections, scores, weighted sums, state
+// updates; not elementwise ops). A mixer's prefill_flops(n) must equal 2 x its oracle's count: the
+// FLOP formulas are checked against this direct count.
+struct MacCounter {
+  double macs = 0;
+};
+
 // y[n, out] = x[n, in] . W[in, out] + b[out]
-Mat linear(const Mat& x, int64_t n, int64_t in, const float* W, const float* b, int64_t out);
+Mat linear(const Mat& x, int64_t n, int64_t in, const float* W, const float* b, int64_t out, MacCounter* count = nullptr);
 // LayerNorm over rows of [n, d] with gamma, beta, eps.
 Mat layer_norm(const Mat& x, int64_t n, int64_t d, const float* gamma, const float* beta, double eps);
 double gelu_erf(double x);
@@ -20,6 +27,6 @@ double sigmoid(double x);
 void softmax(std::vector<double>& v);
 // Columns [h*dh, (h+1)*dh) of row t of a [n, d] matrix.
 inline const float* head_row(const Mat& m, int64_t t, int64_t d, int64_t h, int64_t dh) { return m.data() + t * d + h * dh; }
-double dot(const float* a, const float* b, int64_t n);
+double dot(const float* a, const float* b, int64_t n, MacCounter* count = nullptr);
 
 }  // namespace bsbr::ref

@@ -44,10 +44,11 @@ RefOutput forward(Model& model, const std::vector<int32_t>& tokens) {
       x[t * d + i] = static_cast<float>(E[tokens[t] * d + i] + pe);
     }
   const MixerOracle& mixer = oracle_for(model.name());
+  MacCounter macs;
   for (int64_t l = 0; l < c.num_layers; ++l) {
     std::string p = "layers." + std::to_string(l);
     Mat h = layer_norm(x, n, d, param(P, p + ".ln1.weight"), param(P, p + ".ln1.bias"), c.layer_norm_eps);
-    Mat a = mixer(c, P, p + ".attn", h, n);
+    Mat a = mixer(c, P, p + ".attn", h, n, macs);
     for (int64_t i = 0; i < n * d; ++i) x[i] += a[i];
     h = layer_norm(x, n, d, param(P, p + ".ln2.weight"), param(P, p + ".ln2.bias"), c.layer_norm_eps);
     Mat f = linear(h, n, d, param(P, p + ".ff1.weight"), param(P, p + ".ff1.bias"), ff);
@@ -56,6 +57,7 @@ RefOutput forward(Model& model, const std::vector<int32_t>& tokens) {
     for (int64_t i = 0; i < n * d; ++i) x[i] += g[i];
   }
   RefOutput out;
+  out.mixer_macs = macs.macs;
   out.hidden = layer_norm(x, n, d, param(P, "final_ln.weight"), param(P, "final_ln.bias"), c.layer_norm_eps);
   if (o.tied_lm_head) {
     out.logits.assign(n * V, 0.f);

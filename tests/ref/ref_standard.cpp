@@ -9,34 +9,35 @@ namespace bsbr::ref {
 namespace {
 
 Mat causal_softmax_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n,
-                             double scale) {
+                             double scale, MacCounter& macs) {
   const int64_t d = cfg.hidden_dim, h = cfg.num_heads, dh = cfg.head_dim();
-  Mat q = linear(x, n, d, param(P, prefix + ".q_proj.weight"), param(P, prefix + ".q_proj.bias"), d);
-  Mat k = linear(x, n, d, param(P, prefix + ".k_proj.weight"), param(P, prefix + ".k_proj.bias"), d);
-  Mat v = linear(x, n, d, param(P, prefix + ".v_proj.weight"), param(P, prefix + ".v_proj.bias"), d);
+  Mat q = linear(x, n, d, param(P, prefix + ".q_proj.weight"), param(P, prefix + ".q_proj.bias"), d, &macs);
+  Mat k = linear(x, n, d, param(P, prefix + ".k_proj.weight"), param(P, prefix + ".k_proj.bias"), d, &macs);
+  Mat v = linear(x, n, d, param(P, prefix + ".v_proj.weight"), param(P, prefix + ".v_proj.bias"), d, &macs);
   Mat o(n * d, 0.f);
   for (int64_t head = 0; head < h; ++head)
     for (int64_t t = 0; t < n; ++t) {
       std::vector<double> w(t + 1);
-      for (int64_t s = 0; s <= t; ++s) w[s] = scale * dot(head_row(q, t, d, head, dh), head_row(k, s, d, head, dh), dh);
+      for (int64_t s = 0; s <= t; ++s) w[s] = scale * dot(head_row(q, t, d, head, dh), head_row(k, s, d, head, dh), dh, &macs);
       softmax(w);
+      macs.macs += static_cast<double>(t + 1) * dh;  // the weighted sum of values below
       for (int64_t i = 0; i < dh; ++i) {
         double acc = 0;
         for (int64_t s = 0; s <= t; ++s) acc += w[s] * v[s * d + head * dh + i];
         o[t * d + head * dh + i] = static_cast<float>(acc);
       }
     }
-  return linear(o, n, d, param(P, prefix + ".out_proj.weight"), param(P, prefix + ".out_proj.bias"), d);
+  return linear(o, n, d, param(P, prefix + ".out_proj.weight"), param(P, prefix + ".out_proj.bias"), d, &macs);
 }
 
 }  // namespace
 
-Mat standard_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n) {
-  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / std::sqrt(static_cast<double>(cfg.head_dim())));
+Mat standard_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
+  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / std::sqrt(static_cast<double>(cfg.head_dim())), macs);
 }
 
-Mat hopfield_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n) {
-  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / (cfg.temperature * std::sqrt(static_cast<double>(cfg.head_dim()))));
+Mat hopfield_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
+  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / (cfg.temperature * std::sqrt(static_cast<double>(cfg.head_dim()))), macs);
 }
 
 }  // namespace bsbr::ref
