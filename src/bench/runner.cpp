@@ -46,12 +46,15 @@ std::vector<int32_t> Runner::input_tokens(const ModelConfig& m, int64_t batch, i
   return t;
 }
 
-RunShape Runner::shape_for(const Problem& p, int64_t batch, int64_t n_tokens) {
+RunShape Runner::shape_for(const Problem& p, int64_t batch, int64_t n_tokens, int64_t samples) {
   RunShape s;
   s.batch = batch;
   switch (p.workload) {
     case Workload::kPrefill: s.prefill_lengths = {p.n}; break;
-    case Workload::kDecode:
+    case Workload::kDecode:  // verify pass + every sample step on after one prefill
+      s.prefill_lengths = {p.n};
+      s.capacity = p.n + n_tokens * (1 + samples);
+      break;
     case Workload::kGenerate:
       s.prefill_lengths = {p.n};
       s.capacity = p.n + n_tokens;
@@ -81,12 +84,18 @@ double Runner::time_once(Model& model, const Problem& p, RunRecord& rec, bool re
       return seconds_since(t0);
     }
     case Workload::kDecode: {
-      model.prefill(ctx_, prompt.data(), n);  // untimed
-      model.argmax(next.data());
-      keep();
+      // One untimed prefill (in the verify pass); every sample then times the next n_tokens steps
+      // of the same sequence, so a long prefill is not repeated per sample. Positions drift by
+      // n_tokens per sample (capacity is sized for it in shape_for).
+      if (record_tokens) {
+        model.prefill(ctx_, prompt.data(), n);
+        model.argmax(next.data());
+        keep();
+        decode_pos_ = n;
+      }
       auto t0 = Clock::now();
       for (int64_t i = 0; i < N; ++i) {
-        model.step(ctx_, next.data(), n + i);
+        model.step(ctx_, next.data(), decode_pos_++);
         model.argmax(next.data());
         keep();
       }
@@ -133,7 +142,7 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   rec.repeats = cfg_.bench.repeats;
   rec.unit = p.workload == Workload::kDecode ? "s/token" : "s";
   rec.tokens_generated = p.workload == Workload::kPrefill ? 0 : (p.workload == Workload::kDecode ? rec.n_tokens : rec.n_tokens + 1);
-  const RunShape shape = shape_for(p, rec.batch, cfg_.bench.n_tokens);
+  const RunShape shape = shape_for(p, rec.batch, cfg_.bench.n_tokens, cfg_.bench.warmup + cfg_.bench.repeats);
 
   // Memory guard: skip a point whose buffers would not fit, instead of being killed.
   rec.memory.estimate_bytes = model.estimate_bytes(shape, ctx_.threads());
@@ -186,10 +195,12 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   const int64_t N = cfg_.bench.n_tokens;
   switch (p.workload) {
     case Workload::kPrefill: rec.flops = model.prefill_flops(p.n); break;
-    case Workload::kDecode:
-      for (int64_t i = 0; i < N; ++i) rec.flops += model.step_flops(p.n + i);
-      rec.flops /= static_cast<double>(N);
+    case Workload::kDecode: {  // mean over the timed steps' positions
+      const int64_t first = p.n + N * (1 + cfg_.bench.warmup), count = N * cfg_.bench.repeats;
+      for (int64_t i = 0; i < count; ++i) rec.flops += model.step_flops(first + i);
+      rec.flops /= static_cast<double>(count);
       break;
+    }
     case Workload::kGenerate:
       rec.flops = model.prefill_flops(p.n);
       for (int64_t i = 0; i < N; ++i) rec.flops += model.step_flops(p.n + i);

@@ -58,7 +58,8 @@ class Runner {
 
   // The deterministic input tokens for length n (same for every model): [batch, n].
   static std::vector<int32_t> input_tokens(const ModelConfig& m, int64_t batch, int64_t n);
-  static RunShape shape_for(const Problem& p, int64_t batch, int64_t n_tokens);
+  // samples: warm-up + timed samples (decode steps on through all of them after one prefill).
+  static RunShape shape_for(const Problem& p, int64_t batch, int64_t n_tokens, int64_t samples);
 
  private:
   double time_once(Model& model, const Problem& p, RunRecord& rec, bool record_tokens);
@@ -66,6 +67,7 @@ class Runner {
   const Config& cfg_;
   // Token buffers sized before timing and reused by every sample.
   std::vector<int32_t> prompt_, next_, seq_, packed_;
+  int64_t decode_pos_ = 0;  // next position of the decode workload's sequence
 };
 
 }  // namespace bsbr

@@ -56,6 +56,7 @@ void online_softmax_update(float* scores, int64_t rows, int64_t cols, int64_t ke
       continue;
     }
     float tile_max = kNegInf;
+#pragma omp simd reduction(max : tile_max)
     for (int64_t c = c0; c <= c1; ++c) tile_max = std::max(tile_max, s[c]);
     float m_old = m[r];
     float m_new = std::max(m_old, tile_max);
