@@ -122,8 +122,14 @@ void Model::embed(const int32_t* tokens, int64_t count, int64_t first_pos, float
 }
 
 void Model::run_blocks(ops::Context& ctx, const RowOps& ro, float* x, float* h, float* f, int64_t n, bool step, int64_t pos) {
-  for (Block& blk : blocks_) {
+  const int64_t rows = batch_ * n, d = cfg_.hidden_dim;
+  const bool capture = !step && (capture_.mixer_inputs || capture_.residuals);
+  if (capture) BSBR_CHECK(rows <= capture_.capacity_rows, "capture buffers hold " + std::to_string(capture_.capacity_rows) + " rows, prefill has " + std::to_string(rows));
+  for (std::size_t l = 0; l < blocks_.size(); ++l) {
+    Block& blk = blocks_[l];
+    const std::size_t layer_offset = l * static_cast<std::size_t>(capture_.capacity_rows * d);
     ro.ln.run(ctx, x, blk.ln1.gamma->data(), blk.ln1.beta->data(), h);
+    if (capture && capture_.mixer_inputs) std::copy(h, h + rows * d, capture_.mixer_inputs + layer_offset);
     if (step)
       blk.mixer->step(ctx, h, x, pos);
     else
@@ -131,6 +137,7 @@ void Model::run_blocks(ops::Context& ctx, const RowOps& ro, float* x, float* h, 
     ro.ln.run(ctx, x, blk.ln2.gamma->data(), blk.ln2.beta->data(), h);
     ro.ff1.run(ctx, h, blk.ff1.weight->data(), f, blk.ff1.bias->data());
     ro.ff2.run(ctx, f, blk.ff2.weight->data(), x, blk.ff2.bias->data());
+    if (capture && capture_.residuals) std::copy(x, x + rows * d, capture_.residuals + layer_offset);
   }
   ro.ln.run(ctx, x, final_ln_.gamma->data(), final_ln_.beta->data(), h);
 }

@@ -28,6 +28,15 @@ struct SkeletonOptions {
 
 enum class LogitsMode { kLast, kAll };
 
+// Optional capture of per-layer activations during prefill (the conversion study's fidelity
+// metrics and attention maps). Off by default; when off, prefill pays one null check per block and
+// never copies. Buffers belong to the caller; layer l's rows start at l * capacity_rows * d.
+struct LayerCapture {
+  float* mixer_inputs = nullptr;  // [L, rows, d]: each block's LN1 output (the mixer's input)
+  float* residuals = nullptr;     // [L, rows, d]: the residual stream after each block
+  int64_t capacity_rows = 0;      // rows per layer the buffers hold (>= b * n of any captured prefill)
+};
+
 class Model {
  public:
   Model(ops::Context& ctx, const ModelConfig& cfg, const Architecture& arch, SkeletonOptions opts = {});
@@ -67,6 +76,8 @@ class Model {
   std::size_t estimate_bytes(const RunShape& shape, int threads, LogitsMode logits = LogitsMode::kLast) const;
 
   Mixer& mixer(int layer) { return *blocks_[layer].mixer; }
+  // Captures per-layer activations of later prefills into caller buffers (LayerCapture{} = off).
+  void set_capture(const LayerCapture& capture) { capture_ = capture; }
 
  private:
   struct Block {
@@ -105,6 +116,7 @@ class Model {
   Tensor x_, h_, f_, logits_;      // prefill: [b, n, d], [b, n, d], [b, n, ff], logits
   Tensor xs_, hs_, fs_;            // step: [b, d], [b, d], [b, ff]
   int64_t last_n_ = 0;
+  LayerCapture capture_;
 };
 
 }  // namespace bsbr

@@ -41,7 +41,11 @@ void ParamStore::initialize(uint64_t seed, double std) {
 }
 
 Param* ParamStore::find(const std::string& name) {
-  for (Param& p : params_)
+  return const_cast<Param*>(static_cast<const ParamStore&>(*this).find(name));
+}
+
+const Param* ParamStore::find(const std::string& name) const {
+  for (const Param& p : params_)
     if (p.name == name) return &p;
   return nullptr;
 }

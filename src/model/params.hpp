@@ -44,6 +44,7 @@ class ParamStore {
   const std::deque<Param>& all() const { return params_; }
   std::deque<Param>& all() { return params_; }
   Param* find(const std::string& name);
+  const Param* find(const std::string& name) const;
   int64_t count(bool include_head) const;
   std::size_t bytes() const;
 

@@ -1,0 +1,90 @@
+// `bsbr-bench convert`: the GPT-2 -> BSBR conversion study (SPEC §6). Parses flags, runs the
+// study (convert/study.hpp), prints the tables and writes the report (report/conversion_report.hpp).
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.hpp"
+#include "convert/study.hpp"
+#include "core/errors.hpp"
+#include "report/console.hpp"
+#include "report/conversion_report.hpp"
+#include "report/gnuplot.hpp"
+
+namespace bsbr::cli {
+
+namespace {
+
+struct ConvertFlags {
+  StudyOptions study;
+  std::vector<std::string> compression{"none", "2", "4", "8"};
+  std::string meta_init = "mean";
+  bool no_speed = false, no_plots = false, no_memory_guard = false;
+  std::string out_dir = "results/conversion";
+};
+
+int64_t parse_compression(const std::string& s) {
+  if (s == "none" || s == "0") return 0;
+  try {
+    std::size_t used = 0;
+    long long v = std::stoll(s, &used);
+    if (used == s.size() && v > 0) return v;
+  } catch (const std::exception&) {
+  }
+  throw UserError("--compression takes 'none' or positive integers, got '" + s + "'");
+}
+
+int run_convert(ConvertFlags f) {
+  StudyOptions& o = f.study;
+  o.compressions.clear();
+  for (const std::string& c : f.compression) o.compressions.push_back(parse_compression(c));
+  o.meta_init = parse_meta_init(f.meta_init);
+  o.speed = !f.no_speed;
+  o.memory_guard = !f.no_memory_guard;
+  o.validate();
+  if (!f.no_plots && !gnuplot_available())
+    throw UserError("gnuplot not found on PATH: install gnuplot-nox (tools/setup.sh does) or pass --no-plots");
+  StudyResults r = run_conversion_study(o, [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); });
+  for (const ReportTable& t : conversion_tables(r)) std::printf("\n%s\n%s", t.title.c_str(), render_table(t.header, t.rows).c_str());
+  ReportFiles files = write_conversion_report(r, f.out_dir, !f.no_plots);
+  std::printf("\nwritten: %s, %s", files.json.c_str(), files.markdown.c_str());
+  for (const std::string& p : files.plots) std::printf(", %s", p.c_str());
+  std::printf("\n");
+  return 0;
+}
+
+}  // namespace
+
+void add_convert(CLI::App& app, int& exit_code) {
+  auto f = std::make_shared<ConvertFlags>();
+  StudyOptions& o = f->study;
+  CLI::App* sub = app.add_subcommand("convert", "GPT-2 -> BSBR conversion study: load a Hugging Face GPT-2 checkpoint, convert its attention to BSBR "
+                                                "with the same weights, and report what is preserved and what it costs");
+  sub->add_option("--checkpoint", o.checkpoint_dir, "Hugging Face GPT-2 directory: config.json, model.safetensors (+ vocab.json, merges.txt for --text)")
+      ->required();
+  sub->add_option("--text", o.text_path, "UTF-8 text to evaluate on (tokenised with GPT-2's BPE)");
+  sub->add_option("--tokens", o.tokens_path, "Token ids to evaluate on: integers separated by white space or commas");
+  sub->add_option("--vocab", o.vocab_path, "vocab.json (default: the checkpoint's)");
+  sub->add_option("--merges", o.merges_path, "merges.txt (default: the checkpoint's)");
+  sub->add_option("--chunk_sizes,--chunk-sizes", o.chunk_sizes, "BSBR chunk sizes B (the first is the reference conversion)")->expected(1, -1)->capture_default_str();
+  sub->add_option("--compression", f->compression, "Compression factors: none or c (state compressed to d/c; the first is the reference)")->expected(1, -1)->capture_default_str();
+  sub->add_option("--meta-init,--meta_init", f->meta_init, "Meta projections from the attention weights: mean = (Wq+Wk)/2 and (Wk+Wv)/2, qk = Wq and Wk")
+      ->capture_default_str();
+  sub->add_option("--seq_lengths,--seq-lengths", o.seq_lengths, "Lengths for the speed and memory sweep (past n_positions the learned positions wrap)")
+      ->expected(1, -1)->capture_default_str();
+  sub->add_option("--eval_length,--eval-length", o.eval_length, "Tokens for the quality metrics (default: min(n_positions, input tokens); at most n_positions)");
+  sub->add_option("--repeats", o.repeats, "Timed repeats per speed point")->capture_default_str();
+  sub->add_option("--warmup", o.warmup, "Untimed warm-up runs per speed point")->capture_default_str();
+  sub->add_option("--threads", o.threads, "Worker threads (0 = all cores)")->capture_default_str();
+  sub->add_flag("--no-memory-guard", f->no_memory_guard, "Run speed points even if their estimated memory exceeds what is available");
+  sub->add_flag("--no-speed", f->no_speed, "Quality metrics only: no timing sweep");
+  sub->add_flag("--no-plots", f->no_plots, "Write JSON and Markdown only (no gnuplot)");
+  sub->add_option("--density_threshold,--density-threshold", o.density_threshold, "Attention weights above this count as dense")->capture_default_str();
+  sub->add_option("--heatmap_layer,--heatmap-layer", o.heatmap_layer, "Layer of the attention heat maps")->capture_default_str();
+  sub->add_option("--heatmap_head,--heatmap-head", o.heatmap_head, "Head of the attention heat maps")->capture_default_str();
+  sub->add_option("--heatmap_length,--heatmap-length", o.heatmap_length, "Positions shown in the heat maps")->capture_default_str();
+  sub->add_option("--seed", o.seed, "Seed of the compression projection")->capture_default_str();
+  sub->add_option("--out", f->out_dir, "Output directory (conversion_results.json, conversion_report.md, PNGs)")->capture_default_str();
+  sub->callback([f, &exit_code]() { exit_code = run_convert(*f); });
+}
+
+}  // namespace bsbr::cli

@@ -1,0 +1,349 @@
+// Conversion report: JSON, Markdown, terminal tables and gnuplot plots from StudyResults.
+#include "report/conversion_report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include "core/io.hpp"
+#include "report/console.hpp"
+#include "report/gnuplot.hpp"
+#include "report/results.hpp"
+
+namespace bsbr {
+
+using nlohmann::json;
+
+namespace {
+
+std::string fixed(double v, int digits = 4) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+std::string sci(double v) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
+}
+std::string pct(double v) { return fixed(100.0 * v, 1) + "%"; }
+std::string ratio(double v) { return fixed(v, 2) + "x"; }
+std::string compression_name(int64_t c) { return c > 0 ? std::to_string(c) : std::string("none"); }
+
+json fidelity_json(const Fidelity& f) {
+  json layers = json::array();
+  for (std::size_t l = 0; l < f.layers.size(); ++l) layers.push_back({{"layer", l}, {"cosine", f.layers[l].cosine}, {"mse", f.layers[l].mse}});
+  return {{"layers", layers},
+          {"final_hidden", {{"cosine", f.final_hidden.cosine}, {"mse", f.final_hidden.mse}}},
+          {"kl_divergence", f.kl},
+          {"top1_agreement", f.top1},
+          {"top5_agreement", f.top5},
+          {"top10_agreement", f.top10},
+          {"perplexity_original", f.perplexity_original},
+          {"perplexity_converted", f.perplexity_converted},
+          {"positions", f.positions}};
+}
+
+// Median seconds and peak working bytes of an ok run, or nothing.
+struct Cost {
+  bool ok = false;
+  double seconds = 0, bytes = 0;
+  std::string status;
+};
+Cost cost_of(const SpeedRow* s) {
+  Cost c;
+  if (!s) return c;
+  c.ok = s->run.status == "ok";
+  c.status = s->run.status;
+  c.seconds = s->run.stats.median;
+  c.bytes = static_cast<double>(s->run.memory.peak_working_bytes);
+  return c;
+}
+
+int64_t largest_length(const StudyResults& r) { return *std::max_element(r.options.seq_lengths.begin(), r.options.seq_lengths.end()); }
+
+}  // namespace
+
+json to_json(const StudyResults& r) {
+  const StudyOptions& o = r.options;
+  json quality = json::array();
+  for (const QualityRow& q : r.quality)
+    quality.push_back({{"chunk_size", q.conversion.chunk_size},
+                       {"compression_factor", q.conversion.compression_factor > 0 ? json(q.conversion.compression_factor) : json("none")},
+                       {"exact_pair_share", q.exact_pair_share},
+                       {"original_local_attention_mass", q.local_mass},
+                       {"fidelity", fidelity_json(q.fidelity)}});
+  json speed = json::array();
+  for (const SpeedRow& s : r.speed) {
+    json run = to_json(s.run);
+    run["model"] = s.model;
+    run["chunk_size"] = s.chunk_size;
+    run["compression_factor"] = s.compression_factor;
+    run["state_bytes"] = s.state_bytes;
+    run["positions_wrapped"] = s.positions_wrapped;
+    speed.push_back(run);
+  }
+  json local = json::object();
+  for (const auto& [B, m] : r.density.local_mass) local[std::to_string(B)] = m;
+  json exact = json::object();
+  for (int64_t B : o.chunk_sizes) exact[std::to_string(B)] = exact_pair_share(r.eval_length, B);
+  std::vector<std::string> comps;
+  for (int64_t c : o.compressions) comps.push_back(compression_name(c));
+  const ModelConfig& m = r.gpt2.model;
+  return {{"schema_version", 1},
+          {"kind", "conversion_study"},
+          {"checkpoint",
+           {{"dir", o.checkpoint_dir},
+            {"vocab_size", m.vocab_size}, {"n_embd", m.hidden_dim}, {"n_layer", m.num_layers}, {"n_head", m.num_heads},
+            {"n_inner", m.ff_dim}, {"n_positions", r.gpt2.n_positions}, {"layer_norm_epsilon", m.layer_norm_eps},
+            {"gelu", r.gpt2.skeleton.ffn_activation == ops::Eltwise::kGeluTanh ? "tanh approximation" : "erf"},
+            {"defaults_used", r.gpt2.defaults_used}, {"params", r.params}, {"params_with_head", r.params_with_head}}},
+          {"input", {{"description", r.input_description}, {"tokens", r.input_tokens}, {"eval_length", r.eval_length}}},
+          {"options",
+           {{"architecture", o.architecture}, {"chunk_sizes", o.chunk_sizes}, {"compression", comps}, {"meta_init", to_string(o.meta_init)},
+            {"seq_lengths", o.seq_lengths}, {"speed", o.speed}, {"repeats", o.repeats}, {"warmup", o.warmup}, {"threads", o.threads},
+            {"density_threshold", o.density_threshold}, {"seed", o.seed},
+            {"heatmap", {{"layer", o.heatmap_layer}, {"head", o.heatmap_head}, {"length", r.heatmap_length},
+                         {"converted", r.heatmap_conversion.label()}}}}},
+          {"quality", quality},
+          {"attention_density",
+           {{"threshold", r.density.threshold}, {"original_above_threshold", r.density.above_threshold},
+            {"original_above_threshold_by_layer", r.density.above_threshold_by_layer}, {"original_local_attention_mass", local},
+            {"exact_pair_share", exact}, {"length", r.eval_length}}},
+          {"speed", speed},
+          {"environment", r.environment},
+          {"calibration", r.calibration}};
+}
+
+std::vector<ReportTable> conversion_tables(const StudyResults& r) {
+  const StudyOptions& o = r.options;
+  std::vector<ReportTable> out;
+  const int64_t c0 = o.compressions.front(), B0 = o.chunk_sizes.front();
+  const std::string n = std::to_string(r.eval_length);
+
+  ReportTable fid{"Fidelity of the converted model on the first " + n + " input tokens",
+                  {"conversion", "cos (last block)", "MSE (last block)", "cos (final LN)", "KL (nats)", "top-1", "top-5", "top-10",
+                   "ppl GPT-2", "ppl converted"},
+                  {}};
+  for (const QualityRow& q : r.quality) {
+    const Fidelity& f = q.fidelity;
+    fid.rows.push_back({q.conversion.label(), fixed(f.layers.back().cosine), sci(f.layers.back().mse), fixed(f.final_hidden.cosine), sci(f.kl),
+                        pct(f.top1), pct(f.top5), pct(f.top10), fixed(f.perplexity_original, 2), fixed(f.perplexity_converted, 2)});
+  }
+  out.push_back(fid);
+
+  ReportTable layers{"Per-layer hidden states (residual stream after each block), compression " + compression_name(c0), {"layer"}, {}};
+  for (int64_t B : o.chunk_sizes) layers.header.push_back("cos B=" + std::to_string(B));
+  for (int64_t B : o.chunk_sizes) layers.header.push_back("MSE B=" + std::to_string(B));
+  for (int64_t l = 0; l < r.gpt2.model.num_layers; ++l) {
+    std::vector<std::string> row{std::to_string(l)};
+    for (int64_t B : o.chunk_sizes) row.push_back(fixed(r.find_quality(B, c0)->fidelity.layers[l].cosine));
+    for (int64_t B : o.chunk_sizes) row.push_back(sci(r.find_quality(B, c0)->fidelity.layers[l].mse));
+    layers.rows.push_back(row);
+  }
+  out.push_back(layers);
+
+  const bool timed = !r.speed.empty();
+  const int64_t big = largest_length(r);
+  const Cost base = cost_of(r.find_speed("GPT-2", big));
+  auto cost_cells = [&](const ConversionOptions& c) -> std::vector<std::string> {
+    if (!timed) return {"-", "-", "-"};
+    const SpeedRow* s = r.find_speed(c.label(), big);
+    Cost k = cost_of(s);
+    if (!k.ok || !base.ok) return {k.ok ? format_seconds(k.seconds) : (s ? s->run.status : "-"), "-", s ? format_bytes(static_cast<double>(s->state_bytes)) : "-"};
+    return {format_seconds(k.seconds) + " (" + ratio(base.seconds / k.seconds) + ")", format_bytes(k.bytes) + " (" + ratio(k.bytes / base.bytes) + ")",
+            format_bytes(static_cast<double>(s->state_bytes))};
+  };
+  const std::string at = timed ? " @ n=" + std::to_string(big) : "";
+  ReportTable chunk{"Chunk size (compression " + compression_name(c0) + "): quality at n=" + n + ", cost" + at + " (speedup and memory vs GPT-2)",
+                    {"chunk", "exact pairs", "GPT-2 attn mass in chunk", "cos (last block)", "KL", "top-1", "ppl", "prefill time" + at,
+                     "peak memory" + at, "decode state" + at},
+                    {}};
+  for (int64_t B : o.chunk_sizes) {
+    const QualityRow& q = *r.find_quality(B, c0);
+    std::vector<std::string> row{std::to_string(B), pct(q.exact_pair_share), pct(q.local_mass), fixed(q.fidelity.layers.back().cosine),
+                                 sci(q.fidelity.kl), pct(q.fidelity.top1), fixed(q.fidelity.perplexity_converted, 2)};
+    for (auto& cell : cost_cells(q.conversion)) row.push_back(cell);
+    chunk.rows.push_back(row);
+  }
+  out.push_back(chunk);
+
+  ReportTable comp{"Compression factor (chunk " + std::to_string(B0) + "): quality at n=" + n + ", cost" + at,
+                   {"compression", "cos (last block)", "KL", "top-1", "top-5", "ppl", "prefill time" + at, "peak memory" + at, "decode state" + at},
+                   {}};
+  for (int64_t c : o.compressions) {
+    const QualityRow& q = *r.find_quality(B0, c);
+    std::vector<std::string> row{compression_name(c), fixed(q.fidelity.layers.back().cosine), sci(q.fidelity.kl), pct(q.fidelity.top1),
+                                 pct(q.fidelity.top5), fixed(q.fidelity.perplexity_converted, 2)};
+    for (auto& cell : cost_cells(q.conversion)) row.push_back(cell);
+    comp.rows.push_back(row);
+  }
+  out.push_back(comp);
+
+  if (timed) {
+    const std::string label = r.reference().label();
+    ReportTable speed{"Prefill time and peak working memory vs length: GPT-2 vs converted (" + label + ")",
+                      {"n", "GPT-2 time", "converted time", "speedup", "GPT-2 peak memory", "converted peak memory", "memory ratio", "note"},
+                      {}};
+    for (int64_t len : o.seq_lengths) {
+      Cost a = cost_of(r.find_speed("GPT-2", len)), b = cost_of(r.find_speed(label, len));
+      std::string note = len > r.gpt2.n_positions ? "positions wrap (n > n_positions " + std::to_string(r.gpt2.n_positions) + ")" : "";
+      for (const SpeedRow* s : {r.find_speed("GPT-2", len), r.find_speed(label, len)})
+        if (s && s->run.status != "ok") note += (note.empty() ? "" : "; ") + s->model + " " + s->run.status + ": " + s->run.reason;
+      speed.rows.push_back({std::to_string(len), a.ok ? format_seconds(a.seconds) : "-", b.ok ? format_seconds(b.seconds) : "-",
+                            a.ok && b.ok ? ratio(a.seconds / b.seconds) : "-", a.ok ? format_bytes(a.bytes) : "-", b.ok ? format_bytes(b.bytes) : "-",
+                            a.ok && b.ok ? ratio(b.bytes / a.bytes) : "-", note});
+    }
+    out.push_back(speed);
+  }
+
+  ReportTable dens{"Attention density: share of causal query-key pairs BSBR computes exactly (within a chunk); the rest go through chunk retrieval",
+                   {"n"}, {}};
+  for (int64_t B : o.chunk_sizes) dens.header.push_back("B=" + std::to_string(B));
+  std::set<int64_t> lengths(o.seq_lengths.begin(), o.seq_lengths.end());
+  lengths.insert(r.eval_length);
+  for (int64_t len : lengths) {
+    std::vector<std::string> row{std::to_string(len)};
+    for (int64_t B : o.chunk_sizes) row.push_back(pct(exact_pair_share(len, B)));
+    dens.rows.push_back(row);
+  }
+  out.push_back(dens);
+
+  ReportTable above{"GPT-2's own attention at n=" + n + ": share of causal attention weights above " + sci(r.density.threshold) +
+                        " (mean over heads), and the attention mass within BSBR's chunks",
+                    {"layer", "weights > " + sci(r.density.threshold)},
+                    {}};
+  for (std::size_t l = 0; l < r.density.above_threshold_by_layer.size(); ++l)
+    above.rows.push_back({std::to_string(l), pct(r.density.above_threshold_by_layer[l])});
+  above.rows.push_back({"all", pct(r.density.above_threshold)});
+  for (const auto& [B, mass] : r.density.local_mass) above.rows.push_back({"mass in chunk, B=" + std::to_string(B), pct(mass)});
+  out.push_back(above);
+  return out;
+}
+
+std::string markdown_table(const ReportTable& t) {
+  auto line = [](const std::vector<std::string>& cells) {
+    std::string s = "|";
+    for (const std::string& c : cells) s += " " + c + " |";
+    return s + "\n";
+  };
+  std::string s = line(t.header) + "|";
+  for (std::size_t i = 0; i < t.header.size(); ++i) s += i == 0 ? "---|" : "---:|";
+  s += "\n";
+  for (const auto& row : t.rows) s += line(row);
+  return s;
+}
+
+std::string conversion_markdown(const StudyResults& r, const std::vector<std::string>& plots) {
+  const StudyOptions& o = r.options;
+  const ModelConfig& m = r.gpt2.model;
+  std::string s = "# GPT-2 → BSBR conversion report\n\n";
+  s += "- checkpoint: `" + o.checkpoint_dir + "`: " + std::to_string(m.num_layers) + " layers, d=" + std::to_string(m.hidden_dim) + ", " +
+       std::to_string(m.num_heads) + " heads, vocabulary " + std::to_string(m.vocab_size) + ", n_positions " + std::to_string(r.gpt2.n_positions) +
+       ", " + std::to_string(r.params) + " parameters (the LM head is tied to the token embedding)\n";
+  for (const std::string& d : r.gpt2.defaults_used) s += "- config.json lacks a key; Hugging Face's default used: " + d + "\n";
+  s += "- input: " + r.input_description + "; quality metrics on the first " + std::to_string(r.eval_length) + " tokens\n";
+  s += "- conversion: attention → " + o.architecture + " with the same weights, learned positions kept, meta projections initialised `" +
+       to_string(o.meta_init) + "` (" +
+       (o.meta_init == MetaInit::kMean ? "W_r = (W_q + W_k)/2, W_h = (W_k + W_v)/2" : "W_r = W_q, W_h = W_k") +
+       "); compression uses a random orthonormal projection and its transpose\n";
+  if (!r.speed.empty()) s += "- timing: prefill (one forward over n tokens), median of " + std::to_string(o.repeats) + " repeats after " +
+                             std::to_string(o.warmup) + " warm-up; memory = peak working bytes (activations + state + scratchpad) counted by the tool's allocator\n";
+  s += "\n";
+  for (const ReportTable& t : conversion_tables(r)) s += "## " + t.title + "\n\n" + markdown_table(t) + "\n";
+  if (!plots.empty()) {
+    s += "## Plots\n\n";
+    for (const std::string& p : plots) s += "![" + p + "](" + p + ")\n\n";
+  }
+  s += "## What the metrics mean\n\n"
+       "- **cos / MSE (per layer)**: cosine similarity (mean over positions) and mean squared difference of the residual stream after each "
+       "block, original vs converted; ideal 1 and 0. *final LN* is what the LM head reads.\n"
+       "- **KL**: mean over positions of KL(P_GPT-2 ‖ P_converted) of the next-token distributions, in nats; ideal 0.\n"
+       "- **top-k**: mean over positions of |top-k(GPT-2) ∩ top-k(converted)| / k; top-1 is argmax agreement; ideal 100%.\n"
+       "- **ppl**: perplexity of each model on the input itself (next-token prediction over the quality tokens).\n"
+       "- **exact pairs**: share of the n(n+1)/2 causal query-key pairs inside a query's own chunk, which BSBR attends to exactly; every "
+       "other pair reaches the query only through chunk retrieval q_t·Σ_j p_ij K_jᵀV_j.\n"
+       "- **GPT-2 attn mass in chunk**: share of the original model's softmax attention weight (mean over layers, heads, positions) that "
+       "falls on those within-chunk pairs: how much of what GPT-2 attends to BSBR keeps exact.\n"
+       "- **weights > threshold**: share of the original's causal attention weights above the threshold: how dense GPT-2's attention is.\n"
+       "- **heat maps**: layer " + std::to_string(o.heatmap_layer) + ", head " + std::to_string(o.heatmap_head) + ", first " +
+       std::to_string(r.heatmap_length) + " positions; GPT-2's softmax weights, and the weight BSBR (" + r.heatmap_conversion.label() +
+       ") gives each value v_s: the local softmax inside the chunk, |p_ij q_t·k_s| for earlier chunks (drawn without compression).\n";
+  return s;
+}
+
+std::vector<std::string> draw_conversion_plots(const StudyResults& r, const std::string& out_dir) {
+  std::vector<std::string> files;
+  const StudyOptions& o = r.options;
+  const std::string label = r.reference().label();
+  if (!r.speed.empty()) {
+    std::string data;
+    for (int64_t len : o.seq_lengths) {
+      Cost a = cost_of(r.find_speed("GPT-2", len)), b = cost_of(r.find_speed(label, len));
+      auto cell = [](bool ok, double v) { return ok ? sci(v) : std::string("NaN"); };
+      data += std::to_string(len) + " " + cell(a.ok, a.seconds * 1e3) + " " + cell(b.ok, b.seconds * 1e3) + " " + cell(a.ok, a.bytes / 1048576.0) +
+              " " + cell(b.ok, b.bytes / 1048576.0) + "\n";
+    }
+    const std::string common = "set logscale xy 2\nset grid\nset key top left\nset xlabel 'sequence length n (tokens)'\n";
+    const std::string wrap = std::to_string(r.gpt2.n_positions);
+    render_png(out_dir + "/speed_vs_length.png",
+               common + "set ylabel 'prefill time (ms, median)'\nset title 'Prefill time: GPT-2 vs converted (" + label +
+                   "); positions wrap past n=" + wrap + "'\nplot 'speed.dat' using 1:2 with linespoints title 'GPT-2', '' using 1:3 with linespoints title 'converted'\n",
+               {{"speed.dat", data}});
+    files.push_back("speed_vs_length.png");
+    render_png(out_dir + "/memory_vs_length.png",
+               common + "set ylabel 'peak working memory (MiB)'\nset title 'Peak working memory: GPT-2 vs converted (" + label +
+                   ")'\nplot 'speed.dat' using 1:4 with linespoints title 'GPT-2', '' using 1:5 with linespoints title 'converted'\n",
+               {{"speed.dat", data}});
+    files.push_back("memory_vs_length.png");
+  }
+  {
+    std::string data, plot = "plot ";
+    const int64_t c0 = o.compressions.front();
+    for (int64_t l = 0; l < r.gpt2.model.num_layers; ++l) {
+      data += std::to_string(l);
+      for (int64_t B : o.chunk_sizes) data += " " + sci(r.find_quality(B, c0)->fidelity.layers[l].cosine);
+      data += "\n";
+    }
+    for (std::size_t i = 0; i < o.chunk_sizes.size(); ++i)
+      plot += std::string(i ? ", " : "") + "'layers.dat' using 1:" + std::to_string(i + 2) + " with linespoints title 'B=" + std::to_string(o.chunk_sizes[i]) + "'";
+    render_png(out_dir + "/layer_cosine.png",
+               "set grid\nset key bottom left\nset xlabel 'block'\nset ylabel 'cosine similarity to GPT-2 (mean over positions)'\nset title "
+               "'Hidden states after each block, compression " + compression_name(c0) + "'\n" + plot + "\n",
+               {{"layers.dat", data}});
+    files.push_back("layer_cosine.png");
+  }
+  auto heat = [&](const std::string& file, const std::vector<float>& map, const std::string& title) {
+    const int64_t m = r.heatmap_length;
+    std::string data;
+    data.reserve(static_cast<std::size_t>(m * m * 10));
+    for (int64_t t = 0; t < m; ++t) {
+      for (int64_t s = 0; s < m; ++s) data += (s ? " " : "") + (s <= t ? sci(std::max(1e-6, static_cast<double>(std::fabs(map[t * m + s])))) : std::string("NaN"));
+      data += "\n";
+    }
+    // Log colour scale over [1e-4, 1], viridis palette; the masked future (NaN) stays white.
+    render_png(out_dir + "/" + file,
+               "set size ratio -1\nset xlabel 'key position s'\nset ylabel 'query position t'\nset yrange [" + std::to_string(m) +
+                   "-0.5:-0.5]\nset xrange [-0.5:" + std::to_string(m) + "-0.5]\nset logscale cb\nset cbrange [1e-4:1]\nset palette defined (0 '#440154', 0.25 '#3b528b', 0.5 '#21918c', 0.75 '#5ec962', 1 '#fde725')\n"
+                   "set title '" + title + "'\nplot 'map.dat' matrix with image notitle\n",
+               {{"map.dat", data}}, 760, 700);
+    files.push_back(file);
+  };
+  const std::string where = "layer " + std::to_string(o.heatmap_layer) + ", head " + std::to_string(o.heatmap_head);
+  heat("attention_gpt2.png", r.heatmap_original, "GPT-2 attention weights, " + where);
+  if (!r.heatmap_converted.empty()) heat("attention_converted.png", r.heatmap_converted, "Converted (" + r.heatmap_conversion.label() + "): |weight on v_s|, " + where);
+  return files;
+}
+
+ReportFiles write_conversion_report(const StudyResults& r, const std::string& out_dir, bool plots) {
+  ReportFiles f;
+  if (plots) f.plots = draw_conversion_plots(r, out_dir);
+  f.json = out_dir + "/conversion_results.json";
+  write_file_atomic(f.json, to_json(r).dump(2) + "\n");
+  f.markdown = out_dir + "/conversion_report.md";
+  write_file_atomic(f.markdown, conversion_markdown(r, f.plots));
+  return f;
+}
+
+}  // namespace bsbr

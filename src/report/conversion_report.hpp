@@ -1,0 +1,35 @@
+// The conversion study's report: conversion_results.json (everything, machine-readable),
+// conversion_report.md (the tables and plots a reader wants) and PNG plots (speed and memory vs
+// length, per-layer fidelity, attention heat maps of one layer and head for both models), plus the
+// same tables for the terminal. Built only from a StudyResults value.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "convert/study.hpp"
+
+namespace bsbr {
+
+// One table, rendered for the terminal (render_table) or as Markdown.
+struct ReportTable {
+  std::string title;
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+};
+
+nlohmann::json to_json(const StudyResults& r);
+std::vector<ReportTable> conversion_tables(const StudyResults& r);
+std::string markdown_table(const ReportTable& t);
+std::string conversion_markdown(const StudyResults& r, const std::vector<std::string>& plots);
+// Draws the PNGs into out_dir; returns their file names. Throws UserError if gnuplot is missing.
+std::vector<std::string> draw_conversion_plots(const StudyResults& r, const std::string& out_dir);
+
+// Writes conversion_results.json, conversion_report.md and (if plots) the PNGs into out_dir.
+struct ReportFiles {
+  std::string json, markdown;
+  std::vector<std::string> plots;
+};
+ReportFiles write_conversion_report(const StudyResults& r, const std::string& out_dir, bool plots);
+
+}  // namespace bsbr
