@@ -127,6 +127,37 @@ TEST(Gpt2Loader, PositionsPastTheTableWrap) {
   EXPECT_LT(max_rel_error(got, ref::forward(*model, tokens).logits), 1e-4);  // the skeleton oracle wraps the same way
 }
 
+// The capture hook: block inputs and residual streams of a prefill, checked against the skeleton
+// oracle's own intermediate relations (LN1 of the embedding; the final LN of the last residual).
+TEST(Gpt2Loader, CaptureHookHoldsEachBlocksActivations) {
+  LoadedTiny tiny("capture", 1);
+  Model& model = *tiny.original;
+  const ModelConfig& c = model.config();
+  const int64_t n = 17, d = c.hidden_dim, L = c.num_layers;
+  auto tokens = some_tokens(n, c.vocab_size);
+  std::vector<float> inputs(L * n * d, NAN), residuals(L * n * d, NAN);
+  model.set_capture({inputs.data(), residuals.data(), n});
+  std::vector<float> logits = logits_all(tiny.ctx, model, tokens);
+  model.set_capture({});
+  const ParamStore& P = model.params();
+  auto p = [&](const std::string& name) { return P.find(name)->value.data(); };
+  ref::Mat x(n * d);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < d; ++i) x[t * d + i] = p("embed.weight")[tokens[t] * d + i] + p("pos_embed.weight")[t * d + i];
+  ref::Mat ln1 = ref::layer_norm(x, n, d, p("layers.0.ln1.weight"), p("layers.0.ln1.bias"), c.layer_norm_eps);
+  EXPECT_LT(max_rel_error(inputs.data(), ln1.data(), n * d), 1e-5) << "layer 0 mixer input";
+  ref::Mat last(residuals.begin() + (L - 1) * n * d, residuals.end());
+  ref::Mat fin = ref::layer_norm(last, n, d, p("final_ln.weight"), p("final_ln.bias"), c.layer_norm_eps);
+  ref::Mat want = ref::forward(model, tokens).hidden;
+  EXPECT_LT(max_rel_error(fin, want), 1e-4) << "final LN of the last captured residual";
+  ref::Mat ln1_l1 = ref::layer_norm(ref::Mat(residuals.begin(), residuals.begin() + n * d), n, d, p("layers.1.ln1.weight"), p("layers.1.ln1.bias"), c.layer_norm_eps);
+  EXPECT_LT(max_rel_error(inputs.data() + n * d, ln1_l1.data(), n * d), 1e-5) << "layer 1 input = LN1(layer 0 residual)";
+  // Off again: a later prefill leaves the buffers alone.
+  std::fill(inputs.begin(), inputs.end(), 7.f);
+  logits_all(tiny.ctx, model, tokens);
+  EXPECT_EQ(inputs[0], 7.f);
+}
+
 void expect_user_error(const std::function<void()>& f, const std::string& fragment) {
   try {
     f();

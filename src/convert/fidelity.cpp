@@ -25,15 +25,24 @@ std::vector<double> log_softmax(const float* x, int64_t V) {
   return out;
 }
 
-std::vector<int32_t> top_k(const float* x, int64_t V, int k) {
+// The k largest entries' ids, largest first (ties: the lower id first, so rankings are deterministic).
+std::vector<int32_t> ranked_top_k(const float* x, int64_t V, int k) {
   std::vector<int32_t> idx(V);
   std::iota(idx.begin(), idx.end(), 0);
   const int64_t kk = std::min<int64_t>(k, V);
-  // Larger value first; ties broken by the lower id so the ranking is deterministic.
   std::partial_sort(idx.begin(), idx.begin() + kk, idx.end(), [&](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); });
   idx.resize(kk);
-  std::sort(idx.begin(), idx.end());
   return idx;
+}
+
+// |first k of a ∩ first k of b| / k for ranked lists.
+double overlap(const std::vector<int32_t>& a, const std::vector<int32_t>& b, std::size_t k) {
+  k = std::min({k, a.size(), b.size()});
+  std::vector<int32_t> sa(a.begin(), a.begin() + k), sb(b.begin(), b.begin() + k), both;
+  std::sort(sa.begin(), sa.end());
+  std::sort(sb.begin(), sb.end());
+  std::set_intersection(sa.begin(), sa.end(), sb.begin(), sb.end(), std::back_inserter(both));
+  return static_cast<double>(both.size()) / static_cast<double>(k);
 }
 
 }  // namespace
@@ -59,10 +68,7 @@ LayerFidelity compare_hidden(const float* a, const float* b, int64_t rows, int64
 }
 
 double topk_agreement(const float* a, const float* b, int64_t V, int k) {
-  std::vector<int32_t> ta = top_k(a, V, k), tb = top_k(b, V, k);
-  std::vector<int32_t> both;
-  std::set_intersection(ta.begin(), ta.end(), tb.begin(), tb.end(), std::back_inserter(both));
-  return static_cast<double>(both.size()) / static_cast<double>(ta.size());
+  return overlap(ranked_top_k(a, V, k), ranked_top_k(b, V, k), static_cast<std::size_t>(k));
 }
 
 double kl_divergence(const float* p_logits, const float* q_logits, int64_t V) {
@@ -90,9 +96,10 @@ Fidelity compare_models(const float* residuals_orig, const float* residuals_conv
     const float* a = logits_orig + t * V;
     const float* b = logits_conv + t * V;
     f.kl += kl_divergence(a, b, V);
-    f.top1 += topk_agreement(a, b, V, 1);
-    f.top5 += topk_agreement(a, b, V, 5);
-    f.top10 += topk_agreement(a, b, V, 10);
+    const std::vector<int32_t> ra = ranked_top_k(a, V, 10), rb = ranked_top_k(b, V, 10);  // top-1 and top-5 are their prefixes
+    f.top1 += overlap(ra, rb, 1);
+    f.top5 += overlap(ra, rb, 5);
+    f.top10 += overlap(ra, rb, 10);
   }
   for (double* m : {&f.kl, &f.top1, &f.top5, &f.top10}) *m /= static_cast<double>(n);
   f.perplexity_original = perplexity(logits_orig, tokens, n, V);

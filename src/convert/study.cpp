@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <set>
 
 #include "bench/calibration.hpp"
@@ -226,6 +227,11 @@ StudyResults run_conversion_study(const StudyOptions& o, const Progress& progres
     row.run = runner.run(model, {label, Workload::kPrefill, len});
     row.state_bytes = model.state_bytes(len);
     row.positions_wrapped = len > P;
+    const RunRecord& rec = row.run;
+    char line[160];
+    std::snprintf(line, sizeof line, "  median %.3f ms, peak working memory %.1f MiB", rec.stats.median * 1e3,
+                  static_cast<double>(rec.memory.peak_working_bytes) / 1048576.0);
+    say(rec.status == "ok" ? std::string(line) : "  " + rec.status + ": " + rec.reason);
     r.speed.push_back(std::move(row));
   };
   for (int64_t len : o.seq_lengths) time_model(*original, "GPT-2", 0, 0, len);
