@@ -138,6 +138,7 @@ StudyResults run_conversion_study(const StudyOptions& o, const Progress& progres
   auto say = [&](const std::string& s) {
     if (progress) progress(s);
   };
+  find_architecture(o.architecture);  // fail before any work if the target is not in this build
   StudyResults r;
   r.options = o;
   Gpt2Checkpoint ckpt(o.checkpoint_dir);

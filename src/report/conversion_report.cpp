@@ -184,8 +184,10 @@ std::vector<ReportTable> conversion_tables(const StudyResults& r) {
   if (timed) {
     const std::string label = r.reference().label();
     ReportTable speed{"Prefill time and peak working memory vs length: GPT-2 vs converted (" + label + ")",
-                      {"n", "GPT-2 time", "converted time", "speedup", "GPT-2 peak memory", "converted peak memory", "memory ratio", "note"},
+                      {"n", "GPT-2 time", "converted time", "speedup", "GPT-2 peak memory", "converted peak memory", "memory ratio",
+                       "GPT-2 KV cache", "converted decode state", "note"},
                       {}};
+    auto state = [](const SpeedRow* s) { return s ? format_bytes(static_cast<double>(s->state_bytes)) : std::string("-"); };
     for (int64_t len : o.seq_lengths) {
       Cost a = cost_of(r.find_speed("GPT-2", len)), b = cost_of(r.find_speed(label, len));
       std::string note = len > r.gpt2.n_positions ? "positions wrap (n > n_positions " + std::to_string(r.gpt2.n_positions) + ")" : "";
@@ -193,7 +195,7 @@ std::vector<ReportTable> conversion_tables(const StudyResults& r) {
         if (s && s->run.status != "ok") note += (note.empty() ? "" : "; ") + s->model + " " + s->run.status + ": " + s->run.reason;
       speed.rows.push_back({std::to_string(len), a.ok ? format_seconds(a.seconds) : "-", b.ok ? format_seconds(b.seconds) : "-",
                             a.ok && b.ok ? ratio(a.seconds / b.seconds) : "-", a.ok ? format_bytes(a.bytes) : "-", b.ok ? format_bytes(b.bytes) : "-",
-                            a.ok && b.ok ? ratio(b.bytes / a.bytes) : "-", note});
+                            a.ok && b.ok ? ratio(b.bytes / a.bytes) : "-", state(r.find_speed("GPT-2", len)), state(r.find_speed(label, len)), note});
     }
     out.push_back(speed);
   }
