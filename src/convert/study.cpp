@@ -138,7 +138,6 @@ StudyResults run_conversion_study(const StudyOptions& o, const Progress& progres
   auto say = [&](const std::string& s) {
     if (progress) progress(s);
   };
-  find_architecture(o.architecture);  // fail before any work if the target is not in this build
   StudyResults r;
   r.options = o;
   Gpt2Checkpoint ckpt(o.checkpoint_dir);
@@ -162,6 +161,7 @@ StudyResults run_conversion_study(const StudyOptions& o, const Progress& progres
   const int64_t n = r.eval_length;
   const std::vector<int32_t> tokens(input.begin(), input.begin() + n);
 
+  find_architecture(o.architecture);  // after the input checks, before any heavy work
   ops::Context ctx(static_cast<int>(o.threads));
   say("loading " + ckpt.dir() + " (" + std::to_string(L) + " layers, d=" + std::to_string(d) + ", vocab " + std::to_string(mc.vocab_size) + ")");
   std::unique_ptr<Model> original = ckpt.make_model(ctx);
