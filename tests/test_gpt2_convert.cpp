@@ -500,10 +500,18 @@ TEST(ConvertCli, RunsAndRejectsBadInput) {
     EXPECT_TRUE(fs::exists(out + "/conversion_report.md"));
     EXPECT_TRUE(fs::exists(out + "/attention_converted.png"));
   }
+  std::string no_config = tiny_checkpoint("cli_nocfg"), bad_config = tiny_checkpoint("cli_badcfg");
+  fs::remove(no_config + "/config.json");
+  write_file_atomic(bad_config + "/config.json", "{\"n_embd\": 32,");
+  write_file_atomic(dir + "/range.txt", "1 2 3\n4 99999\n");
   struct Bad {
     std::string args, fragment;
   };
   std::vector<Bad> bad = {
+      {"--checkpoint " + no_config + " --tokens " + dir + "/range.txt", "has no config.json"},
+      {"--checkpoint " + bad_config + " --tokens " + dir + "/range.txt", "not valid JSON"},
+      {"--checkpoint " + dir + " --tokens " + dir + "/range.txt", "range.txt:2: token id 99999 is out of range (vocabulary 0..263)"},
+      {"--checkpoint " + dir + " --tokens " + dir + "/missing.txt", "token file not found"},
       {"--checkpoint /nonexistent --tokens x", "checkpoint directory not found"},
       {"--checkpoint " + dir, "exactly one of --text FILE and --tokens FILE"},
       {"--checkpoint " + dir + " --text a --tokens b", "exactly one of --text FILE and --tokens FILE"},
