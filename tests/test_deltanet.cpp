@@ -20,6 +20,14 @@ TEST(DeltaNet, ChunkedPrefillEqualsRecurrence) {
       ctx, "DeltaNet", {{16, 96}, {16, 97}, {5, 100}, {7, 100}, {64, 50}, {1, 40}, {3, 201}, {4, 152}, {20, 400}}, kSeed);
 }
 
+TEST(DeltaNet, LongSequenceRecurrenceAgreesWithChunkedPrefill) {
+  // 2,100 tokens in chunks of 16 = 132 chunks in 5 blocks: the fp32 rounding of the chunked path
+  // (blocked prefix states) and of the token-by-token decode stay together over a long sequence.
+  ops::Context ctx(2);
+  Model model(ctx, deltanet_config(16), find_architecture("DeltaNet"));
+  EXPECT_LT(test::decode_vs_prefill_error(ctx, model, 100, 2100), 1e-4);
+}
+
 TEST(DeltaNet, LearnedBeta) {
   ops::Context ctx(2);
   ModelConfig c = deltanet_config(16);

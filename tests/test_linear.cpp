@@ -20,6 +20,14 @@ TEST(Linear, ChunkedPrefillEqualsRecurrence) {
       ctx, "Linear", {{16, 96}, {16, 97}, {5, 100}, {7, 100}, {64, 50}, {1, 40}, {3, 201}, {4, 152}, {4, 513}}, kSeed);
 }
 
+TEST(Linear, LongSequenceRecurrenceAgreesWithChunkedPrefill) {
+  // 2,100 tokens in chunks of 16 = 132 chunks in 5 blocks: the fp32 rounding of the chunked path
+  // (blocked prefix states) and of the token-by-token decode stay together over a long sequence.
+  ops::Context ctx(2);
+  Model model(ctx, linear_config(16), find_architecture("Linear"));
+  EXPECT_LT(test::decode_vs_prefill_error(ctx, model, 100, 2100), 1e-4);
+}
+
 TEST(Linear, ChunkSizeDoesNotChangeTheResult) {
   ops::Context ctx(2);
   const int64_t n = 150;

@@ -14,15 +14,17 @@
 //   (I + L) U = diag(beta) (V - K M_0),   L = tril(diag(beta) K K^T, -1),
 // so with the UT transform T = (I + L)^-1 diag(beta) (forward substitution, ops::ut_transform):
 //   W = T K,  U_pre = T V,  U = U_pre - W M_0,
-//   O = Q M_0 + (Q K^T ⊙ M) U,   M_C = M_0 + K^T U   (M = causal mask incl. the diagonal).
+//   O = Q M_0 + (Q K^T ⊙ Mask) U,   M_C = M_0 + K^T U   (Mask: causal, diagonal included).
 // Expanding U gives the form used here, where only one dk x dk product per chunk is sequential:
-//   O     = A U_pre + Q~ M_0,       A = Q K^T ⊙ M,   Q~ = Q - A W
+//   O     = A U_pre + Q~ M_0,       A = Q K^T ⊙ Mask,   Q~ = Q - A W
 //   M_C   = M_0 - G M_0 + H,        G = K^T W,       H = K^T U_pre
-// Per block of chunks: K K^T, T, W, U_pre, A, Q~, G, H and A U_pre are batched matmuls over the
-// block (T by the hand loop: oneDNN has no triangular solve); then the chunk states follow in
+// Per block of chunks (of one head): L2-normalise its q, k rows; K K^T, W, U_pre, A, Q~, G, H and
+// A U_pre are batched matmuls over the block's chunks (T in between by the hand loop: oneDNN has
+// no triangular solve); then the chunk states follow in
 // order, M_{c+1} = M_c - G_c M_c + H_c, one [dk, dk] x [dk, dv] matmul per chunk; then
 // O += Q~_c M_c for all chunks in one batched matmul. Never a per-token loop in prefill:
-// O(n C dh + n dh^2) work, O(n) memory. Decode is the recurrence, O(dh^2) per head and token.
+// O(n C dh + n dh^2) work, O(n) memory. Decode is the recurrence, O(dh^2) per head and token:
+//   u = v - M^T k,   M += (beta k) u^T,   o = M^T q   (batched over (sequence, head) pairs).
 //
 // FLOPs (multiply-add = 2) count the architecture's arithmetic, the recurrence, as the oracle
 // does -- not what the chunked prefill executes (it does more): per token, projections 4 d^2
@@ -32,7 +34,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "core/errors.hpp"
 #include "model/arch/chunked_recurrence.hpp"
 #include "ops/kernels.hpp"
 
@@ -63,7 +64,7 @@ class DeltaNet : public ChunkedRecurrence {
     MatMul kkt;      // K K^T                      [count, C, C]  (becomes T in place)
     MatMul w, u;     // W = T K, U_pre = T V       [count, C, dh]
     MatMul scores;   // Q K^T                      [count, C, C]
-    BinaryOp mask;   // A = scores ⊙ M
+    BinaryOp mask;   // A = scores ⊙ Mask
     MatMul q_tilde;  // Q~ = Q - A W, in place over Q's rows
     MatMul h, g;     // H = K^T U_pre -> state slots 1..count; G = K^T W   [count, dh, dh]
     MatMul intra;    // O = A U_pre                -> o rows

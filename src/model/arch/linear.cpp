@@ -8,8 +8,8 @@
 // (phi already applied to Q and K by the projections' fused post-ops):
 //   states: S_{<c} = S_0 + sum_{j<c} K_j^T V_j     (one batched matmul for the K_j^T V_j of a block
 //           of chunks, then a running sum over chunks: a hand loop, oneDNN has no scan)
-//   output: O_c = Q_c S_{<c} + (Q_c K_c^T ⊙ M) V_c, M = causal mask incl. the diagonal
-//   normaliser (normalize): den_c = Q_c z_{<c} + (Q_c K_c^T ⊙ M) 1 + 1e-6, with z_{<c} the same
+//   output: O_c = Q_c S_{<c} + (Q_c K_c^T ⊙ Mask) V_c, Mask = causal, diagonal included
+//   normaliser (normalize): den_c = Q_c z_{<c} + (Q_c K_c^T ⊙ Mask) 1 + 1e-6, with z_{<c} the same
 //           running sum over z_j = K_j^T 1; then o = O / den (one broadcast divide over all heads).
 // Work O(n C dh + n dh^2), memory O(n): the [C, C] score tiles exist for one block of chunks per
 // worker thread. Decode: S += phi(k) v^T, z += phi(k), o = phi(q)^T S / (phi(q).z + 1e-6):
@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "core/errors.hpp"
 #include "model/arch/chunked_recurrence.hpp"
 #include "ops/kernels.hpp"
 
@@ -59,7 +58,7 @@ class LinearAttention : public ChunkedRecurrence {
     MatMul kv_state;   // K_c^T V_c -> state slots 1..count        [count, dh, dh]
     MatMul z_state;    // K_c^T 1   -> normaliser slots 1..count   [count, dh, 1]
     MatMul scores;     // Q_c K_c^T                                [count, C, C]
-    BinaryOp mask;     // scores ⊙ M
+    BinaryOp mask;     // scores ⊙ Mask
     MatMul inter;      // O_c = Q_c S_{<c}                         -> o rows
     MatMul intra;      // O_c += scores V_c
     MatMul den_inter;  // den_c = Q_c z_{<c} + eps                 -> den rows
