@@ -85,7 +85,8 @@ class PrimitiveOp {
  protected:
   using ArgDescs = std::vector<std::pair<int, dnnl::memory::desc>>;
   // args: the DNNL_ARG_* ids with their descriptors, in the order execute() receives pointers.
-  void init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::primitive prim, const ArgDescs& args);
+  // serial: the primitive was created under a SerialScope and runs under one (small work).
+  void init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::primitive prim, const ArgDescs& args, bool serial);
   void execute(Context& ctx, const void* const* ptrs, std::size_t count) const;
   void execute(Context& ctx, std::initializer_list<const void*> ptrs) const { execute(ctx, ptrs.begin(), ptrs.size()); }
 
@@ -97,6 +98,7 @@ class PrimitiveOp {
   dnnl::primitive prim_;
   std::string impl_;
   bool has_scratchpad_ = false;
+  bool serial_ = false;
   mutable std::vector<Binding> bindings_;  // one per worker thread
 };
 
