@@ -58,11 +58,11 @@ class ChunkedRecurrence : public Mixer {
     int64_t item = 0;    // seq * heads + head: index of the pair's decode state
     int thread = 0;      // worker thread running it (index of its workspace)
   };
-  // Calls fn(block) for every block of n tokens: pairs in parallel over worker threads (oneDNN
-  // then runs single-threaded inside), each pair's blocks in order, so a block may carry state
-  // from the previous one.
+  // Calls fn(block) for every block of n tokens: pairs in parallel over the context's worker
+  // threads (oneDNN then runs single-threaded inside), each pair's blocks in order, so a block may
+  // carry state from the previous one.
   template <class Fn>
-  void for_each_block(int64_t n, Fn&& fn) const;
+  void for_each_block(const ops::Context& ctx, int64_t n, Fn&& fn) const;
 
   int64_t chunk_count(int64_t n) const { return (n + chunk_ - 1) / chunk_; }
   // The distinct block sizes (in chunks) the shape's prefills run: full blocks and tails.
@@ -120,9 +120,9 @@ class ChunkedRecurrence : public Mixer {
 };
 
 template <class Fn>
-void ChunkedRecurrence::for_each_block(int64_t n, Fn&& fn) const {
+void ChunkedRecurrence::for_each_block(const ops::Context& ctx, int64_t n, Fn&& fn) const {
   const int64_t chunks = chunk_count(n), pairs = batch_ * heads_;
-#pragma omp parallel for schedule(dynamic, 1) if (pairs > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (pairs > 1)
   for (int64_t item = 0; item < pairs; ++item) {
     Block blk;
     blk.seq = item / heads_;

@@ -202,7 +202,7 @@ void DeltaNet::run_block(ops::Context& ctx, const Block& blk) {
 
 void DeltaNet::prefill_core(ops::Context& ctx, const float* x, int64_t n) {
   if (learned_beta_) beta_ops_.at(n).run(ctx, x, beta_proj_.weight->data(), beta_.data(), beta_proj_.bias->data());
-  for_each_block(n, [&](const Block& blk) { run_block(ctx, blk); });
+  for_each_block(ctx, n, [&](const Block& blk) { run_block(ctx, blk); });
 }
 
 void DeltaNet::step_core(ops::Context& ctx, const float* x) {

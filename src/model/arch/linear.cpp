@@ -181,7 +181,7 @@ void LinearAttention::run_block(ops::Context& ctx, const Block& blk) {
 }
 
 void LinearAttention::prefill_core(ops::Context& ctx, const float* /*x*/, int64_t n) {
-  for_each_block(n, [&](const Block& blk) { run_block(ctx, blk); });
+  for_each_block(ctx, n, [&](const Block& blk) { run_block(ctx, blk); });
   if (!normalize_) return;
   const BinaryOp& divide = divide_.at(n);  // o [n, d] read as [n*h, dh] rows, den [n*h, 1]
   for (int64_t s = 0; s < batch_; ++s) {
