@@ -333,7 +333,9 @@ TEST(Kernels, UtTransformSolvesTheTriangularSystem) {
     double worst = 0;
     for (int64_t i = 0; i < C; ++i)
       for (int64_t j = 0; j < C; ++j) {
-        if (j > i) EXPECT_EQ(t[i * C + j], 0.0f) << "T not lower triangular at " << i << "," << j;
+        if (j > i) {
+          EXPECT_EQ(t[i * C + j], 0.0f) << "T not lower triangular at " << i << "," << j;
+        }
         double lhs = t[i * C + j];  // ((I + L) T)[i, j], L[i, m] = beta_i k_i.k_m for m < i
         for (int64_t m = 0; m < i; ++m) lhs += beta[i * beta_stride] * kkt[i * C + m] * t[m * C + j];
         worst = std::max(worst, std::fabs(lhs - (i == j ? beta[i * beta_stride] : 0.0)));
