@@ -121,6 +121,26 @@ TEST(Check, SlowdownOfOneAndAHalfIsNamed) {
   EXPECT_NE(summary.find("14 same, 2 slower"), std::string::npos) << summary;
 }
 
+TEST(Check, ConfirmationSweepMustReproduceARegression) {
+  Files f = write_baseline("check_confirm");
+  auto slowed_at = [](int64_t slow_n) {
+    return [slow_n](const std::string& m, Workload w, int64_t n, int i) {
+      return base_time(m, w, n, i) * (m == "Hopfield" && w == Workload::kPrefill && n == slow_n ? 2.5 : 1.0);
+    };
+  };
+  const std::string current = test::save_synthetic(test::synthetic_results(kModels, kWorkloads, kLengths, 7, slowed_at(128)), f.dir, "c.json");
+  const std::string same_point = test::save_synthetic(test::synthetic_results(kModels, kWorkloads, kLengths, 7, slowed_at(128)), f.dir, "c2.json");
+  const std::string other_point = test::save_synthetic(test::synthetic_results(kModels, kWorkloads, kLengths, 7, slowed_at(512)), f.dir, "c3.json");
+  EXPECT_EQ(check(f, current).exit_code, 1);
+  auto reproduced = check(f, current, "--confirm '" + same_point + "'");
+  EXPECT_EQ(reproduced.exit_code, 1) << reproduced.out;
+  EXPECT_NE(reproduced.out.find("1 REGRESSION: Hopfield prefill n=128"), std::string::npos) << reproduced.out;
+  auto not_reproduced = check(f, current, "--confirm '" + other_point + "'");
+  EXPECT_EQ(not_reproduced.exit_code, 0) << not_reproduced.out;
+  EXPECT_NE(not_reproduced.out.find("slower, not reproduced by the confirmation sweep"), std::string::npos) << not_reproduced.out;
+  EXPECT_NE(not_reproduced.out.find("1 not reproduced by the confirmation sweep; no regression"), std::string::npos) << not_reproduced.out;
+}
+
 TEST(Check, TwoPercentIsNoise) {
   Files f = write_baseline("check_noise");
   Results cur = test::synthetic_results(kModels, kWorkloads, kLengths, 7,
@@ -261,7 +281,8 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(CheckCli, HasHelp) {
   auto r = test::run_cli("check --help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* flag : {"--baseline", "--current", "--threshold", "--alpha", "--exponent-tolerance", "--workloads", "--models", "--markdown"})
+  for (const char* flag :
+       {"--baseline", "--current", "--threshold", "--alpha", "--exponent-tolerance", "--workloads", "--models", "--confirm", "--markdown"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
 }
 

@@ -123,6 +123,27 @@ int CheckResult::regressions() const {
   return count;
 }
 
+void require_confirmation(CheckResult& r, const CheckResult& confirmation, const std::string& confirmation_source) {
+  r.confirmed_by = confirmation_source;
+  std::set<Key> points;
+  std::set<std::pair<std::string, Workload>> exponents;
+  for (const auto& p : confirmation.points)
+    if (p.regression) points.insert({p.model, p.workload, p.n});
+  for (const auto& u : confirmation.unpaired)
+    if (u.regression) points.insert({u.model, u.workload, u.n});
+  for (const auto& e : confirmation.exponents)
+    if (e.regression) exponents.insert({e.model, e.workload});
+  auto confirm = [](auto& item, bool reproduced) {
+    if (item.regression && !reproduced) {
+      item.regression = false;
+      item.unconfirmed = true;
+    }
+  };
+  for (auto& p : r.points) confirm(p, points.count({p.model, p.workload, p.n}) > 0);
+  for (auto& u : r.unpaired) confirm(u, points.count({u.model, u.workload, u.n}) > 0);
+  for (auto& e : r.exponents) confirm(e, exponents.count({e.model, e.workload}) > 0);
+}
+
 CheckResult check_regressions(const Results& baseline, const Results& current, const CheckOptions& o) {
   o.validate();
   CheckResult out;

@@ -45,6 +45,7 @@ struct PointComparison {
   bool underpowered = false;
   Verdict verdict = Verdict::kSame;
   bool regression = false;  // slower, and p < alpha (or underpowered: threshold alone)
+  bool unconfirmed = false; // would regress, but the confirmation sweep did not reproduce it
 };
 
 // The power-law exponent of one model and workload in both files, over the lengths they share.
@@ -54,6 +55,7 @@ struct ExponentComparison {
   std::vector<int64_t> seq_lengths;
   double baseline_b = 0, current_b = 0;
   bool regression = false;  // current_b - baseline_b > exponent_tolerance
+  bool unconfirmed = false;
 };
 
 // A point in one file and not comparable in the other.
@@ -63,6 +65,7 @@ struct UnpairedPoint {
   int64_t n = 0;
   std::string what;         // e.g. "missing from current", "failed in current: <reason>"
   bool regression = false;  // ok in the baseline, failed in the current run
+  bool unconfirmed = false;
 };
 
 struct CheckResult {
@@ -71,11 +74,19 @@ struct CheckResult {
   std::vector<ExponentComparison> exponents;
   std::vector<std::string> gate_skipped;  // "Model workload: why" when the gate could not run
   std::vector<UnpairedPoint> unpaired;
+  std::string confirmed_by;  // set by require_confirmation
   int regressions() const;  // points + exponents + failed points
 };
 
 // Throws UserError if a file has no calibration figure, a named model or workload is in neither
 // file, or no point is present in both (after the filters).
 CheckResult check_regressions(const Results& baseline, const Results& current, const CheckOptions& options);
+
+// Replication: keeps only the regressions of `r` that `confirmation` (the same check of the same
+// baseline against an independent sweep, `confirmation_source`) reproduces: the same point, the
+// same model and workload for the exponent gate. The others stay in the report, marked
+// unconfirmed. On a busy shared machine one sweep can be 2-3x slow at a point (another job held
+// the core through all its samples); the same point in two sweeps rarely is.
+void require_confirmation(CheckResult& r, const CheckResult& confirmation, const std::string& confirmation_source);
 
 }  // namespace bsbr::analysis

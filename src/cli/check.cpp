@@ -14,7 +14,7 @@ namespace bsbr::cli {
 namespace {
 
 struct CheckCliOptions {
-  std::string baseline_path, current_path, markdown_path;
+  std::string baseline_path, current_path, confirm_path, markdown_path;
   std::vector<std::string> workloads;
   analysis::CheckOptions check;
 };
@@ -24,7 +24,9 @@ int run_check(CheckCliOptions o) {
   o.check.validate();
   const Results baseline = load_results(o.baseline_path);
   const Results current = load_results(o.current_path);
-  const analysis::CheckResult r = analysis::check_regressions(baseline, current, o.check);
+  analysis::CheckResult r = analysis::check_regressions(baseline, current, o.check);
+  if (!o.confirm_path.empty())
+    analysis::require_confirmation(r, analysis::check_regressions(baseline, load_results(o.confirm_path), o.check), o.confirm_path);
   const CheckSources sources{o.baseline_path, o.current_path};
   std::printf("%s", check_text(r, o.check, sources).c_str());
   if (!o.markdown_path.empty()) write_file_atomic(o.markdown_path, check_markdown(r, o.check, sources));
@@ -49,6 +51,8 @@ void add_check(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   sub->add_option("--workloads", o->workloads, "Only these workloads (default: all in both files)")->expected(1, -1);
   sub->add_option("--models", o->check.models, "Only these models (default: all in both files)")->expected(1, -1);
+  sub->add_option("--confirm", o->confirm_path,
+                  "Results of an independent second sweep: a regression counts only if it regresses there too (CI's retry)");
   sub->add_option("--markdown", o->markdown_path, "Also write the report as Markdown (e.g. a CI job summary)");
   sub->callback([o, &exit_code]() { exit_code = run_check(*o); });
 }

@@ -21,6 +21,7 @@ std::string p_value(double p) {
 
 std::string point_verdict(const analysis::PointComparison& p, const CheckOptions& o) {
   if (p.regression) return p.underpowered ? "REGRESSION (threshold only: underpowered)" : "REGRESSION";
+  if (p.unconfirmed) return "slower, not reproduced by the confirmation sweep";
   if (p.verdict == analysis::Verdict::kSlower) return "slower, not significant (p >= " + format_fixed(o.alpha, 2) + ")";
   return to_string(p.verdict);
 }
@@ -51,13 +52,14 @@ std::vector<ReportTable> sections(const CheckResult& r, const CheckOptions& o) {
                            std::to_string(e.seq_lengths.front()) + ".." + std::to_string(e.seq_lengths.back()) + " (" +
                                std::to_string(e.seq_lengths.size()) + ")",
                            format_fixed(e.baseline_b, 2), format_fixed(e.current_b, 2), (e.current_b >= e.baseline_b ? "+" : "") + format_fixed(e.current_b - e.baseline_b, 2),
-                           e.regression ? "REGRESSION" : "ok"});
+                           e.regression ? "REGRESSION" : e.unconfirmed ? "grew, not reproduced by the confirmation sweep" : "ok"});
     out.push_back(gate);
   }
   if (!r.unpaired.empty()) {
     ReportTable unpaired{"points not compared", {"model", "workload", "n", "why", "verdict"}, {}, {}};
     for (const auto& u : r.unpaired)
-      unpaired.rows.push_back({u.model, to_string(u.workload), std::to_string(u.n), u.what, u.regression ? "REGRESSION" : "-"});
+      unpaired.rows.push_back({u.model, to_string(u.workload), std::to_string(u.n), u.what,
+                               u.regression ? "REGRESSION" : u.unconfirmed ? "not reproduced by the confirmation sweep" : "-"});
     out.push_back(unpaired);
   }
   return out;
@@ -76,6 +78,8 @@ std::vector<std::string> notes(const CheckResult& r) {
     out.push_back(std::to_string(underpowered) + " point(s) have fewer than " + std::to_string(analysis::kMinSamplesForTest) +
                   " samples on a side: the U test is underpowered there, so they were decided on the threshold alone");
   for (const std::string& g : r.gate_skipped) out.push_back("complexity gate skipped for " + g);
+  if (!r.confirmed_by.empty())
+    out.push_back("regressions count only when the confirmation sweep " + r.confirmed_by + " reproduces them against the same baseline");
   return out;
 }
 
@@ -88,10 +92,15 @@ std::string check_summary_line(const CheckResult& r, const CheckOptions& o) {
   int exponent_regressions = 0;
   for (const auto& e : r.exponents) exponent_regressions += e.regression;
   const int n = r.regressions();
+  int unconfirmed = 0;
+  for (const auto& p : r.points) unconfirmed += p.unconfirmed;
+  for (const auto& e : r.exponents) unconfirmed += e.unconfirmed;
+  for (const auto& u : r.unpaired) unconfirmed += u.unconfirmed;
   std::string s = "check: " + std::to_string(r.points.size()) + " points compared: " + std::to_string(faster) + " faster, " +
                   std::to_string(same) + " same, " + std::to_string(slower) + " slower; complexity gate: " +
                   std::to_string(exponent_regressions) + " of " + std::to_string(r.exponents.size()) + " exponents grew by > " +
                   format_fixed(o.exponent_tolerance, 2) + "; " + std::to_string(r.unpaired.size()) + " points not compared; ";
+  if (!r.confirmed_by.empty()) s += std::to_string(unconfirmed) + " not reproduced by the confirmation sweep; ";
   if (n == 0) return s + "no regression";
   s += std::to_string(n) + (n == 1 ? " REGRESSION:" : " REGRESSIONS:");
   for (const auto& p : r.points)
