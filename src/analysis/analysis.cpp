@@ -43,6 +43,8 @@ SeriesAnalysis analyse_series(const std::string& model, Workload w, const std::v
   for (const RunRecord* run : runs) {
     s.fit.seq_lengths.push_back(run->problem.n);
     s.median_s.push_back(run->stats.median);
+    s.q1_s.push_back(run->stats.q1);
+    s.q3_s.push_back(run->stats.q3);
     s.noisy.push_back(run->noisy);
     if (run->noisy) noisy_at.push_back(run->problem.n);
   }

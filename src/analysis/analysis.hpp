@@ -23,6 +23,7 @@ inline constexpr double kPoorFitRSquared = 0.95;
 struct SeriesAnalysis {
   FitRecord fit;                 // model, workload, lengths, fits, label, notes
   std::vector<double> median_s;  // aligned with fit.seq_lengths (per token for decode)
+  std::vector<double> q1_s, q3_s; // quartiles of the samples (the plots' error bars)
   std::vector<bool> noisy;       // cv > 10 % (bench/stats.hpp)
   std::optional<double> median_at(int64_t n) const;
 };

@@ -18,6 +18,7 @@ using analysis::WorkloadAnalysis;
 struct Series {
   std::string title, color;
   std::vector<double> x, y;
+  std::vector<double> y_low, y_high;  // optional error bars (the samples' quartiles)
 };
 
 struct Guide {
@@ -89,7 +90,12 @@ std::string chart_script(const LineChart& c) {
   std::string s;
   for (std::size_t i = 0; i < c.series.size(); ++i) {
     std::string rows;
-    for (std::size_t k = 0; k < c.series[i].x.size(); ++k) rows += num(c.series[i].x[k]) + " " + num(c.series[i].y[k]) + "\n";
+    const Series& sr = c.series[i];
+    for (std::size_t k = 0; k < sr.x.size(); ++k) {
+      rows += num(sr.x[k]) + " " + num(sr.y[k]);
+      if (!sr.y_low.empty()) rows += " " + num(sr.y_low[k]) + " " + num(sr.y_high[k]);
+      rows += "\n";
+    }
     s += gnuplot_datablock("series" + std::to_string(i), rows);
   }
   s += "set title " + gnuplot_quote(c.title) + "\n";
@@ -111,8 +117,8 @@ std::string chart_script(const LineChart& c) {
     for (std::size_t k = 0; k < sr.x.size(); ++k) {
       x_min = std::min(x_min, sr.x[k]);
       x_max = std::max(x_max, sr.x[k]);
-      y_min = std::min(y_min, sr.y[k]);
-      y_max = std::max(y_max, sr.y[k]);
+      y_min = std::min(y_min, sr.y_low.empty() ? sr.y[k] : sr.y_low[k]);
+      y_max = std::max(y_max, sr.y_high.empty() ? sr.y[k] : sr.y_high[k]);
     }
   // Axes span the data; guide curves are clipped to it rather than stretching it.
   const double x_pad = c.log_x ? 1.15 : 1.0;
@@ -130,7 +136,8 @@ std::string chart_script(const LineChart& c) {
   s += "set samples 200\nplot ";
   std::string items;
   for (std::size_t i = 0; i < c.series.size(); ++i)
-    items += std::string(items.empty() ? "" : ", \\\n     ") + "$series" + std::to_string(i) + " using 1:2 with linespoints lw 2 pt 7 ps 1.1 lc rgb " +
+    items += std::string(items.empty() ? "" : ", \\\n     ") + "$series" + std::to_string(i) +
+             (c.series[i].y_low.empty() ? " using 1:2 with linespoints" : " using 1:2:3:4 with yerrorlines") + " lw 2 pt 7 ps 1.1 lc rgb " +
              gnuplot_quote(c.series[i].color) + " title " + gnuplot_quote(c.series[i].title);
   const char* guide_dash[] = {"2", "4"};
   for (std::size_t g = 0; g < c.guides.size(); ++g)
@@ -152,13 +159,17 @@ LineChart time_chart(const Analysis& a, const WorkloadAnalysis& wa, bool log_log
   c.title = std::string(to_string(wa.workload)) + ": median " + what + " vs n" + (log_log ? " (log-log)" : "") + " — " +
             std::filesystem::path(a.source).filename().string();
   c.xlabel = "sequence length n (tokens" + std::string(log_log ? ", log scale)" : ")");
-  c.ylabel = "median " + what + " (" + u.name + (log_log ? ", log scale)" : ")");
+  c.ylabel = "median " + what + " (" + u.name + (log_log ? ", log scale" : "") + "; bars: quartiles of the samples)";
   c.log_x = c.log_y = log_log;
   for (const auto& s : wa.series) {
     char label[160];
     std::snprintf(label, sizeof label, "%s (b=%.2f)", s.fit.model.c_str(), s.fit.fit.power_law.b);
     Series sr{label, palette.color(s.fit.model), to_doubles(s.fit.seq_lengths), {}};
-    for (double t : s.median_s) sr.y.push_back(t * u.scale);
+    for (std::size_t k = 0; k < s.median_s.size(); ++k) {
+      sr.y.push_back(s.median_s[k] * u.scale);
+      sr.y_low.push_back(s.q1_s[k] * u.scale);
+      sr.y_high.push_back(s.q3_s[k] * u.scale);
+    }
     c.series.push_back(sr);
   }
   const analysis::SeriesAnalysis* slowest = nullptr;
