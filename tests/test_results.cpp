@@ -60,6 +60,23 @@ TEST(Results, CompareWritesStudyKeysAndRuns) {
     EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
 }
 
+TEST(Results, ThreadsAreUsedAndRecorded) {
+  for (int threads : {1, 2}) {
+    std::string dir = test::temp_dir("threads" + std::to_string(threads));
+    auto r = test::run_cli("compare --models Standard --seq_lengths 16 --workloads prefill decode --n_tokens 2 --repeats 1 --warmup 0 --threads " +
+                           std::to_string(threads) + " --out '" + dir + "'");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::ifstream in(dir + "/comparison_results.json");
+    json j = json::parse(in);
+    EXPECT_EQ(j["environment"]["threads"], threads);
+    EXPECT_EQ(j["calibration"]["threads"], threads);
+    for (const json& run : j["runs"]) {
+      EXPECT_EQ(run["threads"], threads);
+      EXPECT_NE(run["repro"].get<std::string>().find("--threads " + std::to_string(threads)), std::string::npos);
+    }
+  }
+}
+
 TEST(Results, LoadsTheStudysFile) {
   Results r = load_results(std::string(BSBR_SOURCE_DIR) + "/tests/data/study_comparison_results.json");
   EXPECT_TRUE(r.study_schema);

@@ -133,6 +133,11 @@ int run_compare(const CompareOptions& o) {
   std::printf("\npeak working memory (activations + state + scratchpad), %s workload\n", to_string(cfg.bench.workloads.back()));
   std::printf("%s", memory_table(results, cfg.bench.workloads.back()).c_str());
   std::printf("\nparameters\n%s", params_table(results).c_str());
+  std::size_t noisy = 0;
+  for (const RunRecord& r : results.runs) noisy += r.noisy;
+  if (noisy > 0)
+    spdlog::warn("{} of {} points are noisy (cv > {:.0f}%): their medians are marked ~; rerun on a quieter machine or raise --repeats",
+                 noisy, results.runs.size(), 100 * kNoisyCv);
   std::printf("\ncalibration: %.1f GFLOP/s; results written to %s%s\n", cal.gflops, path.c_str(),
               not_ok ? (" (" + std::to_string(not_ok) + " points skipped or failed; see their reasons above)").c_str() : "");
   std::printf("\n%s", analysis_summary.c_str());

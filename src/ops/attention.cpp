@@ -48,7 +48,7 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
   const int64_t last_pos = q_pos + q_count - 1;
 
   // Items are ordered so the most expensive (latest) query tiles start first.
-#pragma omp parallel for schedule(dynamic, 1) if (items > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (items > 1)
   for (int64_t item = 0; item < items; ++item) {
     Workspace& w = ws_[Context::thread_id()];
     const int64_t qi = n_qtiles - 1 - item / (g_.batch * g_.heads);

@@ -32,6 +32,17 @@ void Context::release_scratchpad() {
   scratch_bytes_ = 0;
 }
 
+SerialScope::SerialScope(bool active) {
+  if (active && !omp_in_parallel()) {
+    saved_ = omp_get_max_threads();
+    omp_set_num_threads(1);
+  }
+}
+
+SerialScope::~SerialScope() {
+  if (saved_ > 0) omp_set_num_threads(saved_);
+}
+
 void Context::check_creation_allowed(const char* what) const {
   if (frozen_)
     invariant_failed("!frozen()", __FILE__, __LINE__,

@@ -57,6 +57,24 @@ class Context {
   bool frozen_ = false;
 };
 
+// RAII: runs the enclosed oneDNN calls on one thread (when `active`). oneDNN's OpenMP runtime opens
+// a parallel region per primitive; for tiny work (a decode step's [1, d] matmuls, a one-row layer
+// norm) the fork/join costs more than the work. Our own parallel loops ask for their team size
+// explicitly (num_threads(ctx.threads())), so they are unaffected.
+class SerialScope {
+ public:
+  explicit SerialScope(bool active);
+  ~SerialScope();
+  SerialScope(const SerialScope&) = delete;
+  SerialScope& operator=(const SerialScope&) = delete;
+
+ private:
+  int saved_ = 0;
+};
+
+// Work (flops or elements) below which an op runs single-threaded (see SerialScope).
+inline constexpr double kSerialWorkThreshold = 1 << 20;
+
 // RAII: freezes a context for a timed region.
 class FrozenRegion {
  public:

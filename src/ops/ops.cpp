@@ -41,6 +41,9 @@ dnnl::algorithm eltwise_alg(Eltwise k) {
   return A::eltwise_linear;
 }
 
+// Elementwise work small enough to run on one thread (see SerialScope).
+bool small(const MatLayout& m) { return static_cast<double>(m.batch) * m.rows * m.cols * 8 < kSerialWorkThreshold; }
+
 std::pair<float, float> eltwise_params(const EltwiseSpec& f) {
   if (f.kind == Eltwise::kIdentity) return {1.f, 0.f};
   return {f.alpha, f.beta};
@@ -74,8 +77,9 @@ dnnl::primitive_attr make_attr(const std::vector<PostOp>& post_ops, bool ndims3,
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-void PrimitiveOp::init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::primitive prim, const ArgDescs& args) {
+void PrimitiveOp::init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::primitive prim, const ArgDescs& args, bool serial) {
   prim_ = std::move(prim);
+  serial_ = serial;
   impl_ = pd.impl_info_str();
   std::size_t scratch = pd.scratchpad_desc().get_size();
   has_scratchpad_ = scratch > 0;
@@ -95,6 +99,7 @@ void PrimitiveOp::execute(Context& ctx, const void* const* ptrs, std::size_t cou
   BSBR_CHECK(count == b.mems.size() - (has_scratchpad_ ? 1 : 0), "op run() given the wrong number of pointers");
   for (std::size_t i = 0; i < count; ++i) b.mems[i].set_data_handle(const_cast<void*>(ptrs[i]));
   if (has_scratchpad_) b.mems.back().set_data_handle(ctx.scratchpad());
+  SerialScope one_thread(serial_);
   dnnl_status_t st = dnnl_primitive_execute(prim_.get(), ctx.stream().get(), static_cast<int>(b.args.size()), b.args.data());
   BSBR_CHECK(st == dnnl_success, "oneDNN primitive execution failed (status " + std::to_string(st) + ") in " + impl_);
 }
@@ -103,6 +108,8 @@ void PrimitiveOp::execute(Context& ctx, const void* const* ptrs, std::size_t cou
 MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
   ctx.check_creation_allowed("matmul creation");
   const MatLayout &A = spec.a, &B = spec.b, &C = spec.c;
+  const bool serial = 2.0 * std::max(A.batch, B.batch) * A.rows * A.cols * B.cols < kSerialWorkThreshold;
+  SerialScope one_thread(serial);
   BSBR_CHECK(A.cols == B.rows && A.rows == C.rows && B.cols == C.cols,
              "matmul shapes do not chain: a " + A.str() + " b " + B.str() + " c " + C.str());
   BSBR_CHECK(!(spec.bias && spec.scale != 1.f), "matmul: scale and bias are exclusive in this layer");
@@ -129,7 +136,7 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
     if (k == PostOp::Kind::kBinaryAdd || k == PostOp::Kind::kBinaryMul)
       args.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(static_cast<int>(i)) | DNNL_ARG_SRC_1, binary_descs[bi++]});
   }
-  init(ctx, pd, dnnl::matmul(pd), args);
+  init(ctx, pd, dnnl::matmul(pd), args, serial);
 }
 
 void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const float* bias,
@@ -150,6 +157,8 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
 // ---------------------------------------------------------------------------------------------
 EltwiseOp::EltwiseOp(Context& ctx, const MatLayout& src, const MatLayout& dst, EltwiseSpec f) {
   ctx.check_creation_allowed("eltwise creation");
+  const bool serial = small(src);
+  SerialScope one_thread(serial);
   bool nd3 = src.batch > 1 || dst.batch > 1;
   memory::desc s = to_desc(src, nd3), d = to_desc(dst, nd3);
   auto [a, b] = eltwise_params(f);
@@ -160,7 +169,7 @@ EltwiseOp::EltwiseOp(Context& ctx, const MatLayout& src, const MatLayout& dst, E
   // through a reorder-free path only when they match, which every caller here guarantees.
   BSBR_CHECK(s == d, "eltwise src and dst layouts must match: " + src.str() + " vs " + dst.str());
   dnnl::eltwise_forward::primitive_desc pd(desc, attr, ctx.engine());
-  init(ctx, pd, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}});
+  init(ctx, pd, dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}}, serial);
 }
 
 void EltwiseOp::run(Context& ctx, const float* src, float* dst) const { execute(ctx, {src, dst}); }
@@ -169,6 +178,8 @@ void EltwiseOp::run(Context& ctx, const float* src, float* dst) const { execute(
 BinaryOp::BinaryOp(Context& ctx, Kind kind, const MatLayout& src0, const MatLayout& src1, const MatLayout& dst,
                    std::vector<PostOp> post_ops) {
   ctx.check_creation_allowed("binary creation");
+  const bool serial = small(dst);
+  SerialScope one_thread(serial);
   bool nd3 = src0.batch > 1 || src1.batch > 1 || dst.batch > 1;
   memory::desc s0 = to_desc(src0, nd3), s1 = to_desc(src1, nd3), d = to_desc(dst, nd3);
   using A = dnnl::algorithm;
@@ -179,7 +190,7 @@ BinaryOp::BinaryOp(Context& ctx, Kind kind, const MatLayout& src0, const MatLayo
   BSBR_CHECK(binary_descs.empty(), "binary op: binary post-ops are not supported here");
   dnnl::binary::desc desc(alg, s0, s1, d);
   dnnl::binary::primitive_desc pd(desc, attr, ctx.engine());
-  init(ctx, pd, dnnl::binary(pd), {{DNNL_ARG_SRC_0, s0}, {DNNL_ARG_SRC_1, s1}, {DNNL_ARG_DST, d}});
+  init(ctx, pd, dnnl::binary(pd), {{DNNL_ARG_SRC_0, s0}, {DNNL_ARG_SRC_1, s1}, {DNNL_ARG_DST, d}}, serial);
 }
 
 void BinaryOp::run(Context& ctx, const float* src0, const float* src1, float* dst) const { execute(ctx, {src0, src1, dst}); }
@@ -187,6 +198,8 @@ void BinaryOp::run(Context& ctx, const float* src0, const float* src1, float* ds
 // ---------------------------------------------------------------------------------------------
 LayerNormOp::LayerNormOp(Context& ctx, const MatLayout& src, const MatLayout& dst, float eps) {
   ctx.check_creation_allowed("layer norm creation");
+  const bool serial = small(src);
+  SerialScope one_thread(serial);
   memory::desc s = to_desc(src), d = to_desc(dst);
   BSBR_CHECK(src.rows == dst.rows && src.cols == dst.cols, "layer norm src/dst shapes differ");
   dnnl::primitive_attr attr;
@@ -198,7 +211,7 @@ LayerNormOp::LayerNormOp(Context& ctx, const MatLayout& src, const MatLayout& ds
   dnnl::layer_normalization_forward::primitive_desc pd(desc, attr, ctx.engine());
   memory::desc gd({src.cols}, dt::f32, tag::a);
   init(ctx, pd, dnnl::layer_normalization_forward(pd),
-       {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}, {DNNL_ARG_SCALE, gd}, {DNNL_ARG_SHIFT, gd}});
+       {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}, {DNNL_ARG_SCALE, gd}, {DNNL_ARG_SHIFT, gd}}, serial);
 }
 
 void LayerNormOp::run(Context& ctx, const float* src, const float* gamma, const float* beta, float* dst) const {
@@ -208,13 +221,15 @@ void LayerNormOp::run(Context& ctx, const float* src, const float* gamma, const 
 // ---------------------------------------------------------------------------------------------
 SoftmaxOp::SoftmaxOp(Context& ctx, const MatLayout& data) {
   ctx.check_creation_allowed("softmax creation");
+  const bool serial = small(data);
+  SerialScope one_thread(serial);
   memory::desc s = to_desc(data);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   int axis = data.batch > 1 ? 2 : 1;
   dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::softmax_accurate, s, s, axis);
   dnnl::softmax_v2_forward::primitive_desc pd(desc, attr, ctx.engine());
-  init(ctx, pd, dnnl::softmax_v2_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, s}});
+  init(ctx, pd, dnnl::softmax_v2_forward(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, s}}, serial);
 }
 
 void SoftmaxOp::run(Context& ctx, const float* src, float* dst) const { execute(ctx, {src, dst}); }
@@ -222,6 +237,8 @@ void SoftmaxOp::run(Context& ctx, const float* src, float* dst) const { execute(
 // ---------------------------------------------------------------------------------------------
 ReorderOp::ReorderOp(Context& ctx, const MatLayout& src, const MatLayout& dst) {
   ctx.check_creation_allowed("reorder creation");
+  const bool serial = small(src);
+  SerialScope one_thread(serial);
   BSBR_CHECK(src.rows == dst.rows && src.cols == dst.cols && src.batch == dst.batch,
              "reorder shapes differ: " + src.str() + " vs " + dst.str());
   bool nd3 = src.batch > 1;
@@ -229,7 +246,7 @@ ReorderOp::ReorderOp(Context& ctx, const MatLayout& src, const MatLayout& dst) {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   dnnl::reorder::primitive_desc pd(ctx.engine(), s, ctx.engine(), d, attr);
-  init(ctx, pd, dnnl::reorder(pd), {{DNNL_ARG_FROM, s}, {DNNL_ARG_TO, d}});
+  init(ctx, pd, dnnl::reorder(pd), {{DNNL_ARG_FROM, s}, {DNNL_ARG_TO, d}}, serial);
 }
 
 void ReorderOp::run(Context& ctx, const float* src, float* dst) const { execute(ctx, {src, dst}); }
@@ -237,6 +254,8 @@ void ReorderOp::run(Context& ctx, const float* src, float* dst) const { execute(
 // ---------------------------------------------------------------------------------------------
 ReductionOp::ReductionOp(Context& ctx, Kind kind, const MatLayout& src, const MatLayout& dst) {
   ctx.check_creation_allowed("reduction creation");
+  const bool serial = small(src);
+  SerialScope one_thread(serial);
   bool nd3 = src.batch > 1;
   memory::desc s = to_desc(src, nd3), d = to_desc(dst, nd3);
   using A = dnnl::algorithm;
@@ -247,7 +266,7 @@ ReductionOp::ReductionOp(Context& ctx, Kind kind, const MatLayout& src, const Ma
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   dnnl::reduction::desc desc(alg, s, d, p, 0.f);
   dnnl::reduction::primitive_desc pd(desc, attr, ctx.engine());
-  init(ctx, pd, dnnl::reduction(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}});
+  init(ctx, pd, dnnl::reduction(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}}, serial);
 }
 
 void ReductionOp::run(Context& ctx, const float* src, float* dst) const { execute(ctx, {src, dst}); }

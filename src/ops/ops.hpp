@@ -26,6 +26,11 @@ struct MatLayout {
   static MatLayout dense(int64_t rows, int64_t cols) { return {1, rows, cols, rows * cols, cols, 1}; }
   static MatLayout strided(int64_t rows, int64_t cols, int64_t row_stride) { return {1, rows, cols, 0, row_stride, 1}; }
   static MatLayout batched(int64_t batch, int64_t rows, int64_t cols) { return {batch, rows, cols, rows * cols, cols, 1}; }
+  // Consecutive blocks of `rows` rows of a strided matrix read as a batch (block i starts at row
+  // i*rows): the chunks of a sequence, e.g. one head's [C, dh] chunks in a [n, d] buffer.
+  static MatLayout chunks(int64_t count, int64_t rows, int64_t cols, int64_t row_stride) {
+    return {count, rows, cols, rows * row_stride, row_stride, 1};
+  }
   MatLayout with_batch(int64_t b, int64_t stride) const {
     MatLayout m = *this;
     m.batch = b;
@@ -80,7 +85,8 @@ class PrimitiveOp {
  protected:
   using ArgDescs = std::vector<std::pair<int, dnnl::memory::desc>>;
   // args: the DNNL_ARG_* ids with their descriptors, in the order execute() receives pointers.
-  void init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::primitive prim, const ArgDescs& args);
+  // serial: the primitive was created under a SerialScope and runs under one (small work).
+  void init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::primitive prim, const ArgDescs& args, bool serial);
   void execute(Context& ctx, const void* const* ptrs, std::size_t count) const;
   void execute(Context& ctx, std::initializer_list<const void*> ptrs) const { execute(ctx, ptrs.begin(), ptrs.size()); }
 
@@ -92,6 +98,7 @@ class PrimitiveOp {
   dnnl::primitive prim_;
   std::string impl_;
   bool has_scratchpad_ = false;
+  bool serial_ = false;
   mutable std::vector<Binding> bindings_;  // one per worker thread
 };
 
