@@ -11,6 +11,7 @@
 #include "core/config.hpp"
 #include "core/errors.hpp"
 #include "model/model.hpp"
+#include "report/analysis_report.hpp"
 #include "report/console.hpp"
 #include "report/results.hpp"
 
@@ -121,6 +122,7 @@ int run_compare(const CompareOptions& o) {
   }
 
   const std::string path = o.out_dir + "/comparison_results.json";
+  const std::string analysis_summary = analyze_for_compare(results, path);  // fits into results, report.md next to it
   save_results(results, path);
 
   for (Workload w : cfg.bench.workloads) {
@@ -138,6 +140,7 @@ int run_compare(const CompareOptions& o) {
                  noisy, results.runs.size(), 100 * kNoisyCv);
   std::printf("\ncalibration: %.1f GFLOP/s; results written to %s%s\n", cal.gflops, path.c_str(),
               not_ok ? (" (" + std::to_string(not_ok) + " points skipped or failed; see their reasons above)").c_str() : "");
+  std::printf("\n%s", analysis_summary.c_str());
   return 0;
 }
 

@@ -41,10 +41,9 @@ int run_convert(ConvertFlags f) {
   o.speed = !f.no_speed;
   o.memory_guard = !f.no_memory_guard;
   o.validate();
-  if (!f.no_plots && !gnuplot_available())
-    throw UserError("gnuplot not found on PATH: install gnuplot-nox (tools/setup.sh does) or pass --no-plots");
+  if (!f.no_plots) Gnuplot::require();  // before the long work: a missing gnuplot says how to install it
   StudyResults r = run_conversion_study(o, [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); });
-  for (const ReportTable& t : conversion_tables(r)) std::printf("\n%s\n%s", t.title.c_str(), render_table(t.header, t.rows).c_str());
+  for (const ReportTable& t : conversion_tables(r)) std::printf("\n%s", render_text(t).c_str());
   ReportFiles files = write_conversion_report(r, f.out_dir, !f.no_plots);
   std::printf("\nwritten: %s, %s", files.json.c_str(), files.markdown.c_str());
   for (const std::string& p : files.plots) std::printf(", %s", p.c_str());

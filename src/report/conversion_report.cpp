@@ -224,19 +224,6 @@ std::vector<ReportTable> conversion_tables(const StudyResults& r) {
   return out;
 }
 
-std::string markdown_table(const ReportTable& t) {
-  auto line = [](const std::vector<std::string>& cells) {
-    std::string s = "|";
-    for (const std::string& c : cells) s += " " + c + " |";
-    return s + "\n";
-  };
-  std::string s = line(t.header) + "|";
-  for (std::size_t i = 0; i < t.header.size(); ++i) s += i == 0 ? "---|" : "---:|";
-  s += "\n";
-  for (const auto& row : t.rows) s += line(row);
-  return s;
-}
-
 std::string conversion_markdown(const StudyResults& r, const std::vector<std::string>& plots) {
   const StudyOptions& o = r.options;
   const ModelConfig& m = r.gpt2.model;
@@ -253,12 +240,12 @@ std::string conversion_markdown(const StudyResults& r, const std::vector<std::st
   if (!r.speed.empty()) s += "- timing: prefill (one forward over n tokens), median of " + std::to_string(o.repeats) + " repeats after " +
                              std::to_string(o.warmup) + " warm-up; memory = peak working bytes (activations + state + scratchpad) counted by the tool's allocator\n";
   s += "\n";
-  for (const ReportTable& t : conversion_tables(r)) s += "## " + t.title + "\n\n" + markdown_table(t) + "\n";
+  for (const ReportTable& t : conversion_tables(r)) s += render_markdown(t) + "\n";
   if (!plots.empty()) {
-    s += "## Plots\n\n";
+    s += "### Plots\n\n";
     for (const std::string& p : plots) s += "![" + p + "](" + p + ")\n\n";
   }
-  s += "## What the metrics mean\n\n"
+  s += "### What the metrics mean\n\n"
        "- **cos / MSE (per layer)**: cosine similarity (mean over positions) and mean squared difference of the residual stream after each "
        "block, original vs converted; ideal 1 and 0. *final LN* is what the LM head reads.\n"
        "- **KL**: mean over positions of KL(P_GPT-2 ‖ P_converted) of the next-token distributions, in nats; ideal 0.\n"
@@ -276,61 +263,62 @@ std::string conversion_markdown(const StudyResults& r, const std::vector<std::st
 }
 
 std::vector<std::string> draw_conversion_plots(const StudyResults& r, const std::string& out_dir) {
+  const Gnuplot gnuplot = Gnuplot::require();
   std::vector<std::string> files;
   const StudyOptions& o = r.options;
   const std::string label = r.reference().label();
+  auto draw = [&](const std::string& file, const std::string& script, PngSize size = {}) {
+    gnuplot.render_png(script, out_dir + "/" + file, size);
+    files.push_back(file);
+  };
   if (!r.speed.empty()) {
-    std::string data;
+    std::string rows;
     for (int64_t len : o.seq_lengths) {
       Cost a = cost_of(r.find_speed("GPT-2", len)), b = cost_of(r.find_speed(label, len));
       auto cell = [](bool ok, double v) { return ok ? sci(v) : std::string("NaN"); };
-      data += std::to_string(len) + " " + cell(a.ok, a.seconds * 1e3) + " " + cell(b.ok, b.seconds * 1e3) + " " + cell(a.ok, a.bytes / 1048576.0) +
+      rows += std::to_string(len) + " " + cell(a.ok, a.seconds * 1e3) + " " + cell(b.ok, b.seconds * 1e3) + " " + cell(a.ok, a.bytes / 1048576.0) +
               " " + cell(b.ok, b.bytes / 1048576.0) + "\n";
     }
-    const std::string common = "set logscale xy 2\nset grid\nset key top left\nset xlabel 'sequence length n (tokens)'\n";
-    const std::string wrap = std::to_string(r.gpt2.n_positions);
-    render_png(out_dir + "/speed_vs_length.png",
-               common + "set ylabel 'prefill time (ms, median)'\nset title 'Prefill time: GPT-2 vs converted (" + label +
-                   "); positions wrap past n=" + wrap + "'\nplot 'speed.dat' using 1:2 with linespoints title 'GPT-2', '' using 1:3 with linespoints title 'converted'\n",
-               {{"speed.dat", data}});
-    files.push_back("speed_vs_length.png");
-    render_png(out_dir + "/memory_vs_length.png",
-               common + "set ylabel 'peak working memory (MiB)'\nset title 'Peak working memory: GPT-2 vs converted (" + label +
-                   ")'\nplot 'speed.dat' using 1:4 with linespoints title 'GPT-2', '' using 1:5 with linespoints title 'converted'\n",
-               {{"speed.dat", data}});
-    files.push_back("memory_vs_length.png");
+    const std::string common = gnuplot_datablock("speed", rows) + "set logscale xy 2\nset grid\nset key top left\nset xlabel \"sequence length n (tokens)\"\n";
+    const std::string wrap = " (positions wrap past n = " + std::to_string(r.gpt2.n_positions) + ")";
+    draw("speed_vs_length.png", common + "set ylabel \"prefill time (ms, median)\"\nset title " +
+                                    gnuplot_quote("Prefill time: GPT-2 vs converted (" + label + ")" + wrap) +
+                                    "\nplot $speed using 1:2 with linespoints title \"GPT-2\", $speed using 1:3 with linespoints title \"converted\"\n");
+    draw("memory_vs_length.png", common + "set ylabel \"peak working memory (MiB)\"\nset title " +
+                                     gnuplot_quote("Peak working memory: GPT-2 vs converted (" + label + ")") +
+                                     "\nplot $speed using 1:4 with linespoints title \"GPT-2\", $speed using 1:5 with linespoints title \"converted\"\n");
   }
   {
-    std::string data, plot = "plot ";
+    std::string rows, plot = "plot ";
     const int64_t c0 = o.compressions.front();
     for (int64_t l = 0; l < r.gpt2.model.num_layers; ++l) {
-      data += std::to_string(l);
-      for (int64_t B : o.chunk_sizes) data += " " + sci(r.find_quality(B, c0)->fidelity.layers[l].cosine);
-      data += "\n";
+      rows += std::to_string(l);
+      for (int64_t B : o.chunk_sizes) rows += " " + sci(r.find_quality(B, c0)->fidelity.layers[l].cosine);
+      rows += "\n";
     }
     for (std::size_t i = 0; i < o.chunk_sizes.size(); ++i)
-      plot += std::string(i ? ", " : "") + "'layers.dat' using 1:" + std::to_string(i + 2) + " with linespoints title 'B=" + std::to_string(o.chunk_sizes[i]) + "'";
-    render_png(out_dir + "/layer_cosine.png",
-               "set grid\nset key bottom left\nset xlabel 'block'\nset ylabel 'cosine similarity to GPT-2 (mean over positions)'\nset title "
-               "'Hidden states after each block, compression " + compression_name(c0) + "'\n" + plot + "\n",
-               {{"layers.dat", data}});
-    files.push_back("layer_cosine.png");
+      plot += std::string(i ? ", " : "") + "$layers using 1:" + std::to_string(i + 2) + " with linespoints title " +
+              gnuplot_quote("B=" + std::to_string(o.chunk_sizes[i]));
+    draw("layer_cosine.png", gnuplot_datablock("layers", rows) +
+                                 "set grid\nset key bottom left\nset xlabel \"block\"\nset ylabel \"cosine similarity to GPT-2 (mean over positions)\"\n"
+                                 "set title " + gnuplot_quote("Hidden states after each block, compression " + compression_name(c0)) + "\n" + plot + "\n");
   }
   auto heat = [&](const std::string& file, const std::vector<float>& map, const std::string& title) {
     const int64_t m = r.heatmap_length;
-    std::string data;
-    data.reserve(static_cast<std::size_t>(m * m * 10));
+    std::string rows;
+    rows.reserve(static_cast<std::size_t>(m * m * 10));
     for (int64_t t = 0; t < m; ++t) {
-      for (int64_t s = 0; s < m; ++s) data += (s ? " " : "") + (s <= t ? sci(std::max(1e-6, static_cast<double>(std::fabs(map[t * m + s])))) : std::string("NaN"));
-      data += "\n";
+      for (int64_t s = 0; s < m; ++s) rows += (s ? " " : "") + (s <= t ? sci(std::max(1e-6, static_cast<double>(std::fabs(map[t * m + s])))) : std::string("NaN"));
+      rows += "\n";
     }
     // Log colour scale over [1e-4, 1], viridis palette; the masked future (NaN) stays white.
-    render_png(out_dir + "/" + file,
-               "set size ratio -1\nset xlabel 'key position s'\nset ylabel 'query position t'\nset yrange [" + std::to_string(m) +
-                   "-0.5:-0.5]\nset xrange [-0.5:" + std::to_string(m) + "-0.5]\nset logscale cb\nset cbrange [1e-4:1]\nset palette defined (0 '#440154', 0.25 '#3b528b', 0.5 '#21918c', 0.75 '#5ec962', 1 '#fde725')\n"
-                   "set title '" + title + "'\nplot 'map.dat' matrix with image notitle\n",
-               {{"map.dat", data}}, 760, 700);
-    files.push_back(file);
+    const std::string range = std::to_string(m) + "-0.5";
+    draw(file,
+         gnuplot_datablock("map", rows) + "set size ratio -1\nset xlabel \"key position s\"\nset ylabel \"query position t\"\nset yrange [" + range +
+             ":-0.5]\nset xrange [-0.5:" + range + "]\nset logscale cb\nset cbrange [1e-4:1]\n"
+             "set palette defined (0 '#440154', 0.25 '#3b528b', 0.5 '#21918c', 0.75 '#5ec962', 1 '#fde725')\n"
+             "set title " + gnuplot_quote(title) + "\nplot $map matrix with image notitle\n",
+         PngSize{760, 700});
   };
   const std::string where = "layer " + std::to_string(o.heatmap_layer) + ", head " + std::to_string(o.heatmap_head);
   heat("attention_gpt2.png", r.heatmap_original, "GPT-2 attention weights, " + where);

@@ -8,19 +8,13 @@
 #include <vector>
 
 #include "convert/study.hpp"
+#include "report/console.hpp"
 
 namespace bsbr {
 
-// One table, rendered for the terminal (render_table) or as Markdown.
-struct ReportTable {
-  std::string title;
-  std::vector<std::string> header;
-  std::vector<std::vector<std::string>> rows;
-};
-
 nlohmann::json to_json(const StudyResults& r);
+// The report's tables (console.hpp's ReportTable: render_text for the terminal, render_markdown).
 std::vector<ReportTable> conversion_tables(const StudyResults& r);
-std::string markdown_table(const ReportTable& t);
 std::string conversion_markdown(const StudyResults& r, const std::vector<std::string>& plots);
 // Draws the PNGs into out_dir; returns their file names. Throws UserError if gnuplot is missing.
 std::vector<std::string> draw_conversion_plots(const StudyResults& r, const std::string& out_dir);

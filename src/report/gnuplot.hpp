@@ -1,23 +1,45 @@
-// A minimal generic gnuplot runner: a script plus the data files it reads -> one PNG, written
-// atomically (rendered to a temp file beside the target, then renamed). gnuplot (Debian package
-// gnuplot-nox, installed by tools/setup.sh) runs as a child process; if it is missing or the
-// script fails, the error names the plot and gnuplot's first complaint.
+// A small, generic gnuplot runner: a script plus inline data in, a PNG file out (written
+// atomically). Used by analyze's plots and meant for any other plot (heat maps, sweeps): it knows
+// nothing about what is plotted. gnuplot is a Debian package (gnuplot-nox, tools/setup.sh).
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace bsbr {
 
-struct PlotFile {
-  std::string name;     // the name the script reads it by, e.g. "time.dat"
-  std::string content;  // whitespace-separated columns (gnuplot's data format)
+struct PngSize {
+  int width = 1000, height = 650;  // pixels
 };
 
-// True if a `gnuplot` executable is on PATH.
-bool gnuplot_available();
+class Gnuplot {
+ public:
+  // Locates `executable` (a name on PATH or a path) and picks its PNG terminal: pngcairo
+  // (antialiased) if `gnuplot -e "set terminal"` lists it, else png. nullopt if gnuplot cannot run
+  // or has no PNG terminal.
+  static std::optional<Gnuplot> find(const std::string& executable = "gnuplot");
+  // As find, but a missing gnuplot is a UserError saying how to install it.
+  static Gnuplot require(const std::string& executable = "gnuplot");
 
-// Renders `script` to a width x height PNG at png_path. The script must not set the terminal or
-// the output (they are prepended) and reads its data files by their bare names. Throws UserError.
-void render_png(const std::string& png_path, const std::string& script, const std::vector<PlotFile>& data, int width = 900, int height = 600);
+  const std::string& terminal() const { return terminal_; }
+
+  // Runs `script` (gnuplot commands; inline data as datablocks, see gnuplot_datablock) with the
+  // terminal set to a PNG of `size` (UTF-8 text, enhanced text mode off so names print literally;
+  // `set termoption enhanced` turns it on) and writes it to `png_path` atomically (parent directories are
+  // created). Do not set terminal or output in the script. Throws UserError with gnuplot's first
+  // error line if the script fails.
+  void render_png(const std::string& script, const std::string& png_path, PngSize size = {}) const;
+
+ private:
+  Gnuplot(std::string executable, std::string terminal) : executable_(std::move(executable)), terminal_(std::move(terminal)) {}
+  std::string executable_;
+  std::string terminal_;  // "pngcairo" or "png"
+};
+
+// Inline data for a script: "$name << EOD\n" + rows + "EOD\n"; rows are lines of
+// whitespace-separated columns (a blank line separates gnuplot data blocks/scans).
+std::string gnuplot_datablock(const std::string& name, const std::string& rows);
+// A gnuplot double-quoted string literal for titles and labels (backslash and quote escaped).
+std::string gnuplot_quote(const std::string& text);
 
 }  // namespace bsbr
