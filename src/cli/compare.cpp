@@ -30,12 +30,6 @@ struct CompareOptions {
   std::string out_dir = "results";
 };
 
-std::string join(const std::vector<std::string>& v, const char* sep = " ") {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
-  return s;
-}
-
 Config effective_config(const CompareOptions& o) {
   Config cfg = o.config_path.empty() ? Config{} : load_config(o.config_path);
   for (const std::string& kv : o.overrides) apply_override(cfg, kv);
