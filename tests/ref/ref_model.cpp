@@ -17,6 +17,7 @@ const float* param(ParamStore& params, const std::string& name) {
 const MixerOracle& oracle_for(const std::string& arch) {
   static const std::map<std::string, MixerOracle> table = {
       {"Standard", standard_attention},
+      {"SlidingWindow", sliding_window_attention},
       {"Hopfield", hopfield_attention},
   };
   auto it = table.find(arch);
