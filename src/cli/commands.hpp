@@ -6,5 +6,6 @@
 namespace bsbr::cli {
 
 void add_compare(CLI::App& app, int& exit_code);
+void add_forward(CLI::App& app, int& exit_code);
 
 }  // namespace bsbr::cli

@@ -18,6 +18,12 @@ const std::vector<Architecture>& architectures() {
   return table;
 }
 
+std::vector<std::string> architecture_names() {
+  std::vector<std::string> names;
+  for (const Architecture& a : architectures()) names.emplace_back(a.name);
+  return names;
+}
+
 const Architecture& find_architecture(const std::string& name) {
   for (const Architecture& a : architectures())
     if (name == a.name) return a;
