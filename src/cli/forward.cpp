@@ -3,7 +3,10 @@
 // config, so the numbers can be checked against another implementation.
 //   --mode prefill: one forward over all tokens (logits at every position);
 //   --mode decode:  prefill the first token, then one step per further token (logits per step).
+#include <spdlog/spdlog.h>
+
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -50,7 +53,11 @@ std::vector<int32_t> parse_tokens(const std::string& text, int64_t vocab_size) {
   return tokens;
 }
 
-nlohmann::json row(const float* x, int64_t n) { return nlohmann::json(std::vector<float>(x, x + n)); }
+// One position's values as a JSON array; counts non-finite values (JSON has no NaN/inf: they become null).
+nlohmann::json row(const float* x, int64_t n, int64_t& non_finite) {
+  for (int64_t i = 0; i < n; ++i) non_finite += !std::isfinite(x[i]);
+  return nlohmann::json(std::vector<float>(x, x + n));
+}
 
 int run_forward(const ForwardOptions& o) {
   Config cfg = o.config_path.empty() ? Config{} : load_config(o.config_path);
@@ -69,25 +76,26 @@ int run_forward(const ForwardOptions& o) {
   RunShape shape;
   shape.batch = 1;
   nlohmann::json hidden = nlohmann::json::array(), logits = nlohmann::json::array();
+  int64_t non_finite = 0;
   if (!decode) {
     shape.prefill_lengths = {n};
     model.prepare(ctx, shape, LogitsMode::kAll);
     model.prefill(ctx, tokens.data(), n);
     for (int64_t t = 0; t < n; ++t) {
-      hidden.push_back(row(model.hidden() + t * d, d));
-      logits.push_back(row(model.logits() + t * V, V));
+      hidden.push_back(row(model.hidden() + t * d, d, non_finite));
+      logits.push_back(row(model.logits() + t * V, V, non_finite));
     }
   } else {
     shape.prefill_lengths = {1};
     shape.capacity = n;
     model.prepare(ctx, shape, LogitsMode::kLast);
     model.prefill(ctx, tokens.data(), 1);
-    hidden.push_back(row(model.hidden(), d));
-    logits.push_back(row(model.logits(), V));
+    hidden.push_back(row(model.hidden(), d, non_finite));
+    logits.push_back(row(model.logits(), V, non_finite));
     for (int64_t t = 1; t < n; ++t) {
       model.step(ctx, &tokens[t], t);
-      hidden.push_back(row(model.step_hidden(), d));
-      logits.push_back(row(model.logits(), V));
+      hidden.push_back(row(model.step_hidden(), d, non_finite));
+      logits.push_back(row(model.logits(), V, non_finite));
     }
   }
   model.release(ctx);
@@ -107,6 +115,7 @@ int run_forward(const ForwardOptions& o) {
       {"logits", std::move(logits)},  // [n][V]
   };
   write_file_atomic(o.dump_path, dump.dump());
+  if (non_finite > 0) spdlog::warn("{} non-finite values (NaN or inf) were written as null", non_finite);
   std::printf("%s, %s over %lld tokens: hidden [%lld, %lld] and logits [%lld, %lld] written to %s\n", model.name().c_str(), o.mode.c_str(),
               static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(d), static_cast<long long>(n),
               static_cast<long long>(V), o.dump_path.c_str());

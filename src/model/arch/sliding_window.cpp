@@ -58,7 +58,10 @@ class SlidingWindowAttention : public Mixer {
   // Prefill query/key tile: the largest power of two <= w, clamped to [16, 128]. A query tile of
   // T rows needs keys [r0−w, r0+T), i.e. about w+T keys per row in ceil(w/T)+1 key tiles. At the
   // upper clamp (w >= 128) this is Standard's tile, so w >= n reproduces Standard exactly.
-  int64_t prefill_tile() const { return std::clamp<int64_t>(static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(std::max<int64_t>(window_, 1)))), 16, 128); }
+  int64_t prefill_tile() const {
+    const auto largest_pow2 = static_cast<int64_t>(std::bit_floor(static_cast<uint64_t>(std::max<int64_t>(window_, 1))));
+    return std::clamp<int64_t>(largest_pow2, 16, 128);
+  }
   // Ring slots R: the w+1 keys a step can see, or fewer when the run never holds that many positions.
   static int64_t ring_slots(int64_t window, const RunShape& shape) { return std::min(window + 1, std::max(shape.capacity, shape.max_prefill())); }
   // Decode reads the ring in one key tile of up to 256 rows (several for larger windows).
