@@ -36,8 +36,18 @@ Mat standard_attention(const ModelConfig& cfg, ParamStore& params, const std::st
 Mat sliding_window_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n,
                              MacCounter& macs);
 Mat hopfield_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
+Mat linear_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
+Mat deltanet_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
 
 // Parameter lookup by full name (fails the test if absent).
 const float* param(ParamStore& params, const std::string& name);
+// y [n, out] = x [n, in] . W + b with the Linear registered as `name` (name.weight, name.bias).
+Mat linear_param(const Mat& x, int64_t n, ParamStore& params, const std::string& name, int64_t in, int64_t out, MacCounter& macs);
+// The attention projections every mixer oracle starts with: <prefix>.{q,k,v}_proj of x [n, d].
+struct QkvProjections {
+  Mat q, k, v;  // [n, d] each
+};
+QkvProjections qkv_projections(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n,
+                               MacCounter& macs);
 
 }  // namespace bsbr::ref

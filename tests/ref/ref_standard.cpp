@@ -11,9 +11,7 @@ namespace bsbr::ref {
 Mat causal_softmax_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n,
                              double scale, int64_t window, MacCounter& macs) {
   const int64_t d = cfg.hidden_dim, h = cfg.num_heads, dh = cfg.head_dim();
-  Mat q = linear(x, n, d, param(P, prefix + ".q_proj.weight"), param(P, prefix + ".q_proj.bias"), d, &macs);
-  Mat k = linear(x, n, d, param(P, prefix + ".k_proj.weight"), param(P, prefix + ".k_proj.bias"), d, &macs);
-  Mat v = linear(x, n, d, param(P, prefix + ".v_proj.weight"), param(P, prefix + ".v_proj.bias"), d, &macs);
+  const auto [q, k, v] = qkv_projections(cfg, P, prefix, x, n, macs);
   Mat o(n * d, 0.f);
   for (int64_t head = 0; head < h; ++head)
     for (int64_t t = 0; t < n; ++t) {
@@ -28,7 +26,7 @@ Mat causal_softmax_attention(const ModelConfig& cfg, ParamStore& P, const std::s
         o[t * d + head * dh + i] = static_cast<float>(acc);
       }
     }
-  return linear(o, n, d, param(P, prefix + ".out_proj.weight"), param(P, prefix + ".out_proj.bias"), d, &macs);
+  return linear_param(o, n, P, prefix + ".out_proj", d, d, macs);
 }
 
 Mat standard_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
