@@ -6,6 +6,7 @@
 
 #include "bench/runner.hpp"
 #include "model/model.hpp"
+#include "model_checks.hpp"
 #include "test_util.hpp"
 
 namespace bsbr {
@@ -13,31 +14,21 @@ namespace {
 
 using test::max_rel_error;
 
+// Tiny widths; init_std 0.2 keeps attention far from uniform, so a wrong window shows.
 ModelConfig config_with_window(int64_t window) {
-  ModelConfig c;
-  c.vocab_size = 101;
-  c.hidden_dim = 64;
-  c.num_heads = 4;
-  c.ff_dim = 80;
+  ModelConfig c = test::tiny_config(/*linear_chunk_size=*/16, /*seed=*/11);
   c.window_size = window;
-  c.init_std = 0.15;  // attention far from uniform, so a wrong window shows
-  c.seed = 11;
   return c;
 }
 
-RunShape shape(std::vector<int64_t> lengths, int64_t capacity = 0) {
-  RunShape s;
-  s.prefill_lengths = std::move(lengths);
-  s.capacity = capacity;
-  return s;
-}
+using test::run_shape;
 
 std::vector<int32_t> tokens(const ModelConfig& c, int64_t n) { return Runner::input_tokens(c, 1, n); }
 
 // Final hidden states [n, d] of one prefill.
 std::vector<float> prefill_hidden(ops::Context& ctx, Model& model, const std::vector<int32_t>& t) {
   const int64_t n = static_cast<int64_t>(t.size());
-  model.prepare(ctx, shape({n}));
+  model.prepare(ctx, run_shape({n}));
   model.prefill(ctx, t.data(), n);
   return std::vector<float>(model.hidden(), model.hidden() + n * model.config().hidden_dim);
 }
@@ -70,7 +61,7 @@ TEST(SlidingWindow, WindowZeroAttendsToItselfOnly) {
   auto mixer = find_architecture("SlidingWindow").make(c, params, "attn");
   params.initialize(c.seed, c.init_std);
   const int64_t n = 37, d = c.hidden_dim;
-  RunShape s = shape({n}, n + 5);
+  RunShape s = run_shape({n}, n + 5);
   mixer->prepare(ctx, s);
   std::vector<float> x = test::random_vector(n * d, 5), residual(n * d, 0.f);
   mixer->prefill(ctx, x.data(), residual.data(), n);
@@ -126,7 +117,7 @@ TEST(SlidingWindow, RingBufferWrapsAroundOverManySteps) {
   const int64_t n = 80, V = c.vocab_size, R = c.window_size + 1;
   auto t = tokens(c, n);
   for (int64_t n0 : {int64_t{1}, R - 1, R, R + 1, 2 * R + 3, int64_t{40}}) {
-    model.prepare(ctx, shape({n, n0}, n), LogitsMode::kAll);
+    model.prepare(ctx, run_shape({n, n0}, n), LogitsMode::kAll);
     model.prefill(ctx, t.data(), n);
     std::vector<float> full(model.logits(), model.logits() + n * V);
     model.prefill(ctx, t.data(), n0);
@@ -146,7 +137,7 @@ TEST(SlidingWindow, DecodeStateIndependentOfLength) {
   std::size_t allocated = 0;
   for (int64_t n : {int64_t{9}, int64_t{100}, int64_t{3000}}) {
     EXPECT_EQ(model.state_bytes(n), per_layer * c.num_layers) << "n=" << n;
-    model.prepare(ctx, shape({n}, n + 50));
+    model.prepare(ctx, run_shape({n}, n + 50));
     std::size_t now = ctx.memory().current(MemCategory::kState);
     if (allocated == 0) allocated = now;
     EXPECT_EQ(now, allocated) << "allocated decode state grew with n=" << n;

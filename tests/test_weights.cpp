@@ -15,6 +15,7 @@
 #include "io/safetensors.hpp"
 #include "io/weights.hpp"
 #include "model/model.hpp"
+#include "model_checks.hpp"
 #include "test_util.hpp"
 
 namespace bsbr {
@@ -25,18 +26,12 @@ std::string dir() {
   return d;
 }
 
+// Tiny widths (d=32, V=61, ff=48); chunks and window small so every structure is exercised.
 ModelConfig small_config(uint64_t seed) {
-  ModelConfig c;
-  c.vocab_size = 53;
-  c.hidden_dim = 32;
-  c.num_heads = 2;
-  c.ff_dim = 48;
+  ModelConfig c = test::tiny_config(/*linear_chunk_size=*/8, seed);
   c.chunk_size = 8;
   c.window_size = 4;
-  c.linear_chunk_size = 8;
   c.compression_factor = 2;
-  c.init_std = 0.1;
-  c.seed = seed;
   return c;
 }
 
@@ -96,7 +91,7 @@ TEST(Weights, SkeletonTensorNames) {
                            "layers.1.ln2.weight", "layers.1.ff1.weight", "layers.1.ff2.bias", "final_ln.weight", "lm_head.weight", "lm_head.bias"})
     EXPECT_NE(std::find(names.begin(), names.end(), name), names.end()) << name << " (the README documents it)";
   EXPECT_EQ(m.params().find("layers.0.ff1.weight")->value.shape(), (Shape{32, 48})) << "Linear weights are [in, out]";
-  EXPECT_EQ(m.params().find("lm_head.weight")->value.shape(), (Shape{32, 53}));
+  EXPECT_EQ(m.params().find("lm_head.weight")->value.shape(), (Shape{32, 61}));
 }
 
 // A file with the Standard model's tensors, edited by `edit`, and the given metadata.
@@ -168,8 +163,8 @@ TEST(Weights, BadFilesAreOneLineUserErrorsAndChangeNothing) {
   }
 }
 
-// Through the CLI. Small model flags shared by the commands below.
-const std::string kSmall = " --set model.vocab_size=53 --set model.hidden_dim=32 --set model.num_heads=2 --set model.ff_dim=48";
+// Through the CLI. The small_config() model as --set flags, shared by the commands below.
+const std::string kSmall = " --set model.vocab_size=61 --set model.hidden_dim=32 --set model.num_heads=2 --set model.ff_dim=48";
 const std::string kQuickCompare = " --models Standard --seq_lengths 8 --workloads prefill --repeats 1 --warmup 0 --threads 1";
 
 TEST(WeightsCli, BadFilesExitTwoWithOneLine) {
