@@ -47,8 +47,11 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
   const int64_t items = g_.batch * g_.heads * n_qtiles;
   const int64_t last_pos = q_pos + q_count - 1;
 
-  // Items are ordered so the most expensive (latest) query tiles start first.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (items > 1)
+  // Items are ordered so the most expensive (latest) query tiles start first. Tiny calls (a decode
+  // step over a short cache) run on the calling thread: a fork/join would cost more than the work.
+  const double work = 4.0 * static_cast<double>(g_.batch * g_.heads * q_count) * static_cast<double>(last_pos + 1) * dh;
+  const bool parallel = items > 1 && work >= kSerialWorkThreshold;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (parallel)
   for (int64_t item = 0; item < items; ++item) {
     Workspace& w = ws_[Context::thread_id()];
     const int64_t qi = n_qtiles - 1 - item / (g_.batch * g_.heads);

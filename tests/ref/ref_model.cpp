@@ -29,6 +29,7 @@ const MixerOracle& oracle_for(const std::string& arch) {
       {"Linear", linear_attention},
       {"DeltaNet", deltanet_attention},
       {"Standard", standard_attention},
+      {"SlidingWindow", sliding_window_attention},
       {"Hopfield", hopfield_attention},
   };
   auto it = table.find(arch);

@@ -26,8 +26,15 @@ struct RefOutput {
 // Whole-model forward of one sequence (batch 1) with the model's parameters.
 RefOutput forward(Model& model, const std::vector<int32_t>& tokens);
 
+// Multi-head causal softmax attention with q/k/v/out projections: for every t, softmax over
+// s in [t - window, t] (window -1: s <= t) of (q_t . k_s) * scale, times v_s (ref_standard.cpp).
+Mat causal_softmax_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n,
+                             double scale, int64_t window, MacCounter& macs);
+
 // Oracles (one file each).
 Mat standard_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
+Mat sliding_window_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n,
+                             MacCounter& macs);
 Mat hopfield_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
 Mat linear_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
 Mat deltanet_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
