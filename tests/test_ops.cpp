@@ -284,5 +284,65 @@ TEST(AttentionOp, DecodeRowAtArbitraryPositionsAndBatch) {
   }
 }
 
+// Values wider than the keys (BSBR's retrieval: keys H_j, values f_j or F_j) in one buffer whose
+// rows are [keys (heads x dh) | values (heads x dv)], queries at arbitrary positions.
+TEST(AttentionOp, ValueDimWiderThanKeys) {
+  ops::Context ctx(2);
+  const int64_t heads = 2, dh = 8, dv = 20, n = 37, tile = 16, width = heads * (dh + dv);
+  const int64_t rows = ops::CausalAttention::padded_kv_rows(n, tile);
+  auto kv = random_vector(rows * width, 80, 1.5f), q = random_vector(n * heads * dh, 81, 1.5f);
+  ops::AttentionGeometry g;
+  g.heads = heads;
+  g.head_dim = dh;
+  g.value_dim = dv;
+  g.q_row_stride = heads * dh;
+  g.kv_row_stride = width;
+  g.o_row_stride = heads * dv;
+  g.scale = 0.4f;
+  g.q_tile = g.k_tile = tile;
+  ops::CausalAttention attn(ctx, g, n);
+  for (int64_t q_pos : {int64_t{0}, int64_t{5}}) {
+    const int64_t count = n - q_pos;
+    std::vector<float> o(count * heads * dv);
+    attn.run(ctx, q.data() + q_pos * heads * dh, kv.data(), kv.data() + heads * dh, o.data(), q_pos, count);
+    std::vector<float> want(o.size());
+    ref::MacCounter macs;
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t r = 0; r < count; ++r) {
+        const int64_t t = q_pos + r;
+        std::vector<double> w(t + 1);
+        for (int64_t s = 0; s <= t; ++s) w[s] = 0.4 * ref::dot(&q[t * heads * dh + h * dh], &kv[s * width + h * dh], dh, &macs);
+        ref::softmax(w);
+        for (int64_t i = 0; i < dv; ++i) {
+          double acc = 0;
+          for (int64_t s = 0; s <= t; ++s) acc += w[s] * kv[s * width + heads * dh + h * dv + i];
+          want[r * heads * dv + h * dv + i] = static_cast<float>(acc);
+        }
+      }
+    EXPECT_LT(max_rel_error(o, want), 1e-5) << "q_pos " << q_pos;
+  }
+}
+
+// Causal attention inside chunks against a plain loop: several heads, a partial last chunk (its
+// padding rows hold garbage that must not leak into valid rows), chunk = 1 and a single chunk.
+TEST(ChunkLocalAttentionOp, MatchesLoop) {
+  ops::Context ctx(2);
+  struct Case {
+    int64_t n, chunk;
+  };
+  for (Case c : {Case{37, 8}, Case{64, 16}, Case{5, 1}, Case{20, 32}}) {
+    const int64_t heads = 3, dh = 8, d = heads * dh, chunks = (c.n + c.chunk - 1) / c.chunk, rows = chunks * c.chunk;
+    auto q = random_vector(rows * d, 90, 1.5f), k = random_vector(rows * d, 91, 1.5f), v = random_vector(rows * d, 92);
+    ops::ChunkLocalAttention attn(ctx, {heads, dh, c.chunk, d, 0.3f}, chunks);
+    std::vector<float> o(rows * d);
+    attn.run(ctx, q.data(), k.data(), v.data(), o.data());
+    std::vector<float> want(c.n * d);
+    ref::MacCounter macs;
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t t = 0; t < c.n; ++t) ref::attend(&q[t * d + h * dh], k, v, d, h * dh, dh, t / c.chunk * c.chunk, t, 0.3, &want[t * d + h * dh], macs);
+    EXPECT_LT(max_rel_error(o.data(), want.data(), c.n * d), 1e-5) << "n " << c.n << " chunk " << c.chunk;
+  }
+}
+
 }  // namespace
 }  // namespace bsbr

@@ -2,6 +2,7 @@
 #include "ref/ref_common.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace bsbr::ref {
 
@@ -15,6 +16,13 @@ Mat linear(const Mat& x, int64_t n, int64_t in, const float* W, const float* b, 
       y[t * out + o] = static_cast<float>(acc);
     }
   return y;
+}
+
+Mat linear(ParamStore& params, const std::string& name, const Mat& x, int64_t n, int64_t in, int64_t out, MacCounter* count) {
+  Param* w = params.find(name + ".weight");
+  Param* b = params.find(name + ".bias");
+  if (!w || !b) throw std::runtime_error("oracle: Linear parameters not found: " + name);
+  return linear(x, n, in, w->value.data(), b->value.data(), out, count);
 }
 
 Mat layer_norm(const Mat& x, int64_t n, int64_t d, const float* gamma, const float* beta, double eps) {
@@ -46,6 +54,19 @@ double dot(const float* a, const float* b, int64_t n, MacCounter* count) {
   double s = 0;
   for (int64_t i = 0; i < n; ++i) s += static_cast<double>(a[i]) * b[i];
   return s;
+}
+
+void attend(const float* q, const Mat& k, const Mat& v, int64_t row_stride, int64_t col, int64_t width, int64_t lo, int64_t hi,
+            double scale, float* out, MacCounter& macs) {
+  std::vector<double> w(hi - lo + 1);
+  for (int64_t s = lo; s <= hi; ++s) w[s - lo] = scale * dot(q, k.data() + s * row_stride + col, width, &macs);
+  softmax(w);
+  macs.macs += static_cast<double>(hi - lo + 1) * width;  // the weighted sum below
+  for (int64_t i = 0; i < width; ++i) {
+    double acc = 0;
+    for (int64_t s = lo; s <= hi; ++s) acc += w[s - lo] * v[s * row_stride + col + i];
+    out[i] = static_cast<float>(acc);
+  }
 }
 
 }  // namespace bsbr::ref

@@ -3,7 +3,10 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
+
+#include "model/params.hpp"
 
 namespace bsbr::ref {
 
@@ -18,6 +21,8 @@ struct MacCounter {
 
 // y[n, out] = x[n, in] . W[in, out] + b[out]
 Mat linear(const Mat& x, int64_t n, int64_t in, const float* W, const float* b, int64_t out, MacCounter* count = nullptr);
+// The Linear(in, out) registered as "<name>.weight" / "<name>.bias" in params, applied to x [n, in].
+Mat linear(ParamStore& params, const std::string& name, const Mat& x, int64_t n, int64_t in, int64_t out, MacCounter* count = nullptr);
 // LayerNorm over rows of [n, d] with gamma, beta, eps.
 Mat layer_norm(const Mat& x, int64_t n, int64_t d, const float* gamma, const float* beta, double eps);
 double gelu_erf(double x);
@@ -28,5 +33,12 @@ void softmax(std::vector<double>& v);
 // Columns [h*dh, (h+1)*dh) of row t of a [n, d] matrix.
 inline const float* head_row(const Mat& m, int64_t t, int64_t d, int64_t h, int64_t dh) { return m.data() + t * d + h * dh; }
 double dot(const float* a, const float* b, int64_t n, MacCounter* count = nullptr);
+// One query row of one head attending to the key rows s in [lo, hi] of k and v ([*, row_stride],
+// the head's columns start at `col`, width `width`): out[i] = Σ_s softmax_s(scale q.k_s) v_s[i].
+// Counts (hi - lo + 1) * 2 * width multiply-adds (scores and weighted sum).
+void attend(const float* q, const Mat& k, const Mat& v, int64_t row_stride, int64_t col, int64_t width, int64_t lo, int64_t hi,
+            double scale, float* out, MacCounter& macs);
+// Row r of a [*, cols] matrix as its own [1, cols] matrix.
+inline Mat row_of(const Mat& m, int64_t r, int64_t cols) { return Mat(m.begin() + r * cols, m.begin() + (r + 1) * cols); }
 
 }  // namespace bsbr::ref

@@ -16,8 +16,10 @@ const float* param(ParamStore& params, const std::string& name) {
 
 const MixerOracle& oracle_for(const std::string& arch) {
   static const std::map<std::string, MixerOracle> table = {
+      {"BSBR", bsbr_attention},
       {"Standard", standard_attention},
       {"Hopfield", hopfield_attention},
+      {"GAU", gau_attention},
   };
   auto it = table.find(arch);
   if (it == table.end()) throw std::runtime_error("no oracle for architecture " + arch);

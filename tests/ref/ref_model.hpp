@@ -29,6 +29,8 @@ RefOutput forward(Model& model, const std::vector<int32_t>& tokens);
 // Oracles (one file each).
 Mat standard_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
 Mat hopfield_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
+Mat bsbr_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
+Mat gau_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
 
 // Parameter lookup by full name (fails the test if absent).
 const float* param(ParamStore& params, const std::string& name);
