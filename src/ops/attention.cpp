@@ -47,9 +47,15 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
   const int64_t n_qtiles = (q_count + qt - 1) / qt;
   const int64_t items = g_.batch * g_.heads * n_qtiles;
   const int64_t last_pos = q_pos + q_count - 1;
+  // Work bound (flops): every query against at most last_pos + 1 (or window + 1) keys. Tiny work,
+  // such as one decode token over a chunk of 32 keys, runs on one thread: a parallel region would
+  // cost more than it saves (as SerialScope does for small primitives).
+  const int64_t max_keys = g_.window < 0 ? last_pos + 1 : std::min(g_.window + 1, last_pos + 1);
+  const double work = 2.0 * g_.batch * g_.heads * q_count * static_cast<double>(max_keys) * (dh + dv);
+  const bool parallel = items > 1 && work >= kSerialWorkThreshold;
 
   // Items are ordered so the most expensive (latest) query tiles start first.
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (items > 1)
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (parallel)
   for (int64_t item = 0; item < items; ++item) {
     Workspace& w = ws_[Context::thread_id()];
     const int64_t qi = n_qtiles - 1 - item / (g_.batch * g_.heads);

@@ -66,14 +66,25 @@ class Bsbr : public Mixer {
   double prefill_flops(int64_t n) const override;
   double step_flops(int64_t pos) const override;
 
-  // Key tile of the retrieval attention (the chunk memory is padded to it); query tile of prefill retrieval.
-  static constexpr int64_t kRetrievalKeyTile = 128, kRetrievalQueryTile = 64;
+  // Largest key tile of the retrieval attention (the chunk memory is padded to whole key tiles);
+  // query tile of prefill retrieval; chunks per step of compression / decompression in prefill.
+  static constexpr int64_t kRetrievalKeyTile = 128, kRetrievalQueryTile = 64, kStateGroupChunks = 16;
 
  private:
   bool compressed() const { return coded_dim_ > 0; }
   // MACs done once per chunk boundary, besides the retrieval over past chunks.
   double boundary_macs() const;
-  ops::AttentionGeometry retrieval_geometry(int64_t batch, bool decode) const;
+  // Retrieval key tile for a point with `chunks` chunks: up to kRetrievalKeyTile keys, but short
+  // sequences pad their chunk memory to a multiple of 8 rows only.
+  static int64_t retrieval_key_tile(int64_t chunks) { return std::min<int64_t>(kRetrievalKeyTile, (chunks + 7) / 8 * 8); }
+  ops::AttentionGeometry retrieval_geometry(int64_t batch, bool decode, int64_t key_tile) const;
+  // How `count` consecutive chunks are processed between the chunk states and the chunk memory:
+  // compressed, in groups of kStateGroupChunks (F_j is only a step towards f_j, and G_i only towards
+  // q.G_i, so the [chunks, h, dh²] tile stays small); uncompressed, all at once (F_j is written
+  // straight into the chunk memory and G_i is the retrieval's output).
+  std::vector<std::pair<int64_t, int64_t>> state_groups(int64_t count) const;
+  // Chunks the state tile holds for slabs of slab_chunks chunks.
+  int64_t tile_chunks(int64_t slab_chunks) const { return compressed() ? std::min(slab_chunks, kStateGroupChunks) : slab_chunks; }
   void make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n);
   void make_decode_ops(ops::Context& ctx);
   void prefill_sequence(ops::Context& ctx, const float* x, float* residual, int64_t n, int64_t s);
@@ -88,20 +99,19 @@ class Bsbr : public Mixer {
   ParamStore::LinearRef q_, k_, v_, o_, meta_r_, meta_h_, compress_, decompress_;
 
   // Prepared for the current point.
-  int64_t batch_ = 1, capacity_ = 0, memory_rows_ = 0, slab_chunks_ = 1;
+  int64_t batch_ = 1, capacity_ = 0, memory_rows_ = 0, key_tile_ = 1, slab_chunks_ = 1;
   std::set<int64_t> lengths_;  // prepared prefill lengths
   // Prefill ops by row / chunk count (the slabs of every prepared length).
   std::map<int64_t, MatMul> proj_, out_;               // by rows: x.W + b; residual += o.W_o + b_o
   std::map<int64_t, ops::ChunkLocalAttention> local_;  // by chunks
-  std::map<int64_t, MatMul> meta_h_op_, chunk_state_, compress_op_;          // by complete chunks in the slab
-  std::map<int64_t, MatMul> meta_r_op_, decompress_op_, apply_retrieved_;   // by retrieving chunks in the slab
+  std::map<int64_t, MatMul> meta_h_op_, meta_r_op_;    // by complete / retrieving chunks in the slab
+  std::map<int64_t, MatMul> chunk_state_, compress_op_, decompress_op_, apply_retrieved_;  // by chunks in a state group
   ops::CausalAttention retrieval_;
   // Slab buffers.
   Tensor q_buf_, k_buf_, v_buf_, o_buf_;  // [slab rows, d]
   Tensor meta_query_;                     // [slab chunks, d]: R_i
-  Tensor state_tile_;                     // compressed: [slab chunks, h, dh²]: F_j before compression
+  Tensor state_tile_;                     // [tile chunks, h, dh²]: F_j before compression, then G_i
   Tensor coded_retrieved_;                // compressed: [slab chunks, h, d/c]: Σ p_ij f_j
-  Tensor retrieved_tile_;                 // [slab chunks, h, dh²]: G_i
   // Decode state.
   Tensor memory_;          // [b, memory_rows, memory_width]: chunk memory rows [H_j | f_j or F_j]
   Tensor retrieved_;       // [b, h, dh²]: G of the current chunk
@@ -137,7 +147,11 @@ Bsbr::Bsbr(const ModelConfig& cfg, ParamStore& params, const std::string& prefix
   }
 }
 
-ops::AttentionGeometry Bsbr::retrieval_geometry(int64_t batch, bool decode) const {
+std::vector<std::pair<int64_t, int64_t>> Bsbr::state_groups(int64_t count) const {
+  return chunked::split(count, compressed() ? kStateGroupChunks : count);
+}
+
+ops::AttentionGeometry Bsbr::retrieval_geometry(int64_t batch, bool decode, int64_t key_tile) const {
   // Queries R (row stride d), keys H_j = memory[:, :d], values memory[:, d:] (heads x value_dim).
   ops::AttentionGeometry g;
   g.batch = batch;
@@ -152,7 +166,7 @@ ops::AttentionGeometry Bsbr::retrieval_geometry(int64_t batch, bool decode) cons
   g.o_batch_stride = heads_ * value_dim_;
   g.scale = scale_;
   g.q_tile = decode ? 1 : kRetrievalQueryTile;
-  g.k_tile = kRetrievalKeyTile;
+  g.k_tile = key_tile;
   return g;
 }
 
@@ -173,27 +187,30 @@ void Bsbr::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n
   }
   // One head's rows of `count` chunks: [count, B, dh] (batch stride B*d, row stride d).
   auto chunk_rows = [&](int64_t count) { return MatLayout::strided(B, dh, d).with_batch(count, B * d); };
-  if (complete > 0 && !meta_h_op_.count(complete)) {
-    // H_j from x rows last(j) (row stride B*d) into chunk memory rows (row stride W).
+  if (complete > 0 && !meta_h_op_.count(complete))  // H_j from x rows last(j) (row stride B*d) into chunk memory rows (row stride W)
     meta_h_op_.emplace(complete, MatMul(ctx, {MatLayout::strided(complete, d, B * d), w_dd, MatLayout::strided(complete, d, W), true, 1.f, {}}));
-    // F_j = K_j^T V_j per head: [complete, dh, B] . [complete, B, dh] -> state tile or chunk memory.
-    MatLayout states = compressed() ? MatLayout::dense(dh, dh).with_batch(complete, h * dd) : MatLayout::dense(dh, dh).with_batch(complete, W);
-    chunk_state_.emplace(complete, MatMul(ctx, {chunk_rows(complete).transposed(), chunk_rows(complete), states, false, 1.f, {}}));
+  for (auto [offset, count] : state_groups(std::max<int64_t>(complete, 0))) {
+    if (chunk_state_.count(count)) continue;
+    // F_j = K_j^T V_j per head: [count, dh, B] . [count, B, dh] -> state tile or chunk memory.
+    MatLayout states = compressed() ? MatLayout::dense(dh, dh).with_batch(count, h * dd) : MatLayout::dense(dh, dh).with_batch(count, W);
+    chunk_state_.emplace(count, MatMul(ctx, {chunk_rows(count).transposed(), chunk_rows(count), states, false, 1.f, {}}));
     if (compressed()) {
-      // f_j = vec(F_j).W_c + b_c, batched over heads: [h, complete, dh²] . [dh², d/c] -> memory [h, complete, d/c].
-      MatLayout a = MatLayout::strided(complete, dd, h * dd).with_batch(h, dd);
-      MatLayout c = MatLayout::strided(complete, coded_dim_, W).with_batch(h, coded_dim_);
-      compress_op_.emplace(complete, MatMul(ctx, {a, MatLayout::dense(dd, coded_dim_), c, true, 1.f, {}}));
+      // f_j = vec(F_j).W_c + b_c, batched over heads: [h, count, dh²] . [dh², d/c] -> memory [h, count, d/c].
+      MatLayout a = MatLayout::strided(count, dd, h * dd).with_batch(h, dd);
+      MatLayout c = MatLayout::strided(count, coded_dim_, W).with_batch(h, coded_dim_);
+      compress_op_.emplace(count, MatMul(ctx, {a, MatLayout::dense(dd, coded_dim_), c, true, 1.f, {}}));
     }
   }
-  if (queries > 0 && !meta_r_op_.count(queries)) {
+  if (queries > 0 && !meta_r_op_.count(queries))
     meta_r_op_.emplace(queries, MatMul(ctx, {MatLayout::strided(queries, d, B * d), w_dd, MatLayout::dense(queries, d), true, 1.f, {}}));
-    if (compressed())
-      decompress_op_.emplace(queries, MatMul(ctx, {MatLayout::dense(queries * h, coded_dim_), MatLayout::dense(coded_dim_, dd),
-                                                   MatLayout::dense(queries * h, dd), true, 1.f, {}}));
-    // o_t += q_t.G_i per head: [queries, B, dh] . [queries, dh, dh] (batch stride h*dh²).
-    apply_retrieved_.emplace(queries, MatMul(ctx, {chunk_rows(queries), MatLayout::dense(dh, dh).with_batch(queries, h * dd), chunk_rows(queries),
-                                                   false, 1.f, {PostOp::accumulate()}}));
+  for (auto [offset, count] : state_groups(std::max<int64_t>(queries, 0))) {
+    if (apply_retrieved_.count(count)) continue;
+    if (compressed())  // G_i = unvec((Σ p_ij f_j).W_d + b_d): [count*h, d/c] . [d/c, dh²]
+      decompress_op_.emplace(count, MatMul(ctx, {MatLayout::dense(count * h, coded_dim_), MatLayout::dense(coded_dim_, dd),
+                                                 MatLayout::dense(count * h, dd), true, 1.f, {}}));
+    // o_t += q_t.G_i per head: [count, B, dh] . [count, dh, dh] (batch stride h*dh²).
+    apply_retrieved_.emplace(count, MatMul(ctx, {chunk_rows(count), MatLayout::dense(dh, dh).with_batch(count, h * dd), chunk_rows(count),
+                                                 false, 1.f, {PostOp::accumulate()}}));
   }
 }
 
@@ -216,7 +233,7 @@ void Bsbr::make_decode_ops(ops::Context& ctx) {
   // Meta key into each sequence's chunk memory row (row stride = the memory's batch stride), meta query.
   meta_h1_ = MatMul(ctx, {x1, w_dd, MatLayout::strided(b, d, memory_rows_ * memory_width_), true, 1.f, {}});
   meta_r1_ = MatMul(ctx, {x1, w_dd, x1, true, 1.f, {}});
-  retrieval1_ = ops::CausalAttention(ctx, retrieval_geometry(b, true), 1);
+  retrieval1_ = ops::CausalAttention(ctx, retrieval_geometry(b, true, key_tile_), 1);
   // o += q.G per (sequence, head): [b*h, 1, dh] . [b*h, dh, dh].
   const MatLayout q_heads = MatLayout::dense(1, dh).with_batch(b * h, dh);
   apply_retrieved1_ = MatMul(ctx, {q_heads, MatLayout::batched(b * h, dh, dh), q_heads, false, 1.f, {PostOp::accumulate()}});
@@ -233,19 +250,17 @@ void Bsbr::prepare(ops::Context& ctx, const RunShape& shape) {
   slab_chunks_ = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B);
   const int64_t slab_rows = slab_chunks_ * B;
   const int64_t chunks = chunked::chunk_count(std::max(shape.max_prefill(), shape.capacity), B);
-  memory_rows_ = ops::CausalAttention::padded_kv_rows(chunks, kRetrievalKeyTile);
+  key_tile_ = retrieval_key_tile(chunks);
+  memory_rows_ = ops::CausalAttention::padded_kv_rows(chunks, key_tile_);
   memory_ = ctx.tensor(MemCategory::kState, {b, memory_rows_, memory_width_});
   retrieved_ = ctx.tensor(MemCategory::kState, {b, h, dd});
   last_input_ = ctx.tensor(MemCategory::kState, {b, d});
   current_.prepare(ctx, b, B, h, dh_, scale_);
   for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_}) *t = ctx.tensor(MemCategory::kActivations, {slab_rows, d});
   meta_query_ = ctx.tensor(MemCategory::kActivations, {slab_chunks_, d});
-  retrieved_tile_ = ctx.tensor(MemCategory::kActivations, {slab_chunks_, h, dd});
-  if (compressed()) {
-    state_tile_ = ctx.tensor(MemCategory::kActivations, {slab_chunks_, h, dd});
-    coded_retrieved_ = ctx.tensor(MemCategory::kActivations, {slab_chunks_, h, coded_dim_});
-  }
-  retrieval_ = ops::CausalAttention(ctx, retrieval_geometry(1, false), slab_chunks_);
+  state_tile_ = ctx.tensor(MemCategory::kActivations, {tile_chunks(slab_chunks_), h, dd});
+  if (compressed()) coded_retrieved_ = ctx.tensor(MemCategory::kActivations, {slab_chunks_, h, coded_dim_});
+  retrieval_ = ops::CausalAttention(ctx, retrieval_geometry(1, false, key_tile_), slab_chunks_);
   lengths_.insert(shape.prefill_lengths.begin(), shape.prefill_lengths.end());
   for (int64_t n : shape.prefill_lengths)
     for (const chunked::Slab& slab : chunked::plan_slabs(n, B, slab_chunks_)) make_slab_ops(ctx, slab, n);
@@ -258,7 +273,7 @@ void Bsbr::release() {
   retrieval_ = ops::CausalAttention();
   retrieval1_ = ops::CausalAttention();
   for (MatMul* m : {&q1_, &k1_, &v1_, &out1_, &state1_, &compress1_, &meta_h1_, &meta_r1_, &decompress1_, &apply_retrieved1_}) *m = MatMul();
-  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &meta_query_, &state_tile_, &coded_retrieved_, &retrieved_tile_, &memory_,
+  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &meta_query_, &state_tile_, &coded_retrieved_, &memory_,
                     &retrieved_, &last_input_, &q1_buf_, &o1_buf_, &meta_query1_, &state1_tile_, &coded_retrieved1_})
     t->reset();
   current_.release();
@@ -271,6 +286,7 @@ void Bsbr::prefill_sequence(ops::Context& ctx, const float* x, float* residual, 
   const int64_t cur = chunked::current_chunk(n, B);
   float* memory = memory_.data() + s * memory_rows_ * W;  // [memory_rows, W]
   const std::vector<chunked::Slab> slabs = chunked::plan_slabs(n, B, slab_chunks_);
+  int64_t tile_first_chunk = 0;  // the chunk whose G_i is row 0 of the state tile
   for (const chunked::Slab& slab : slabs) {
     const float* xs = x + slab.row0 * d;
     const MatMul& proj = prepared(proj_, slab.rows, "BSBR projection");
@@ -285,13 +301,15 @@ void Bsbr::prefill_sequence(ops::Context& ctx, const float* x, float* residual, 
       float* rows = memory + slab.chunk0 * W;
       prepared(meta_h_op_, complete, "BSBR meta key")
           .run(ctx, x + ((slab.chunk0 + 1) * B - 1) * d, meta_h_.weight->data(), rows, meta_h_.bias->data());
-      const MatMul& state = prepared(chunk_state_, complete, "BSBR chunk state");
-      for (int64_t head = 0; head < h; ++head) {
-        float* dst = compressed() ? state_tile_.data() + head * dd : rows + d + head * dd;
-        state.run(ctx, k_buf_.data() + head * dh, v_buf_.data() + head * dh, dst);
+      for (auto [offset, count] : state_groups(complete)) {
+        const MatMul& state = prepared(chunk_state_, count, "BSBR chunk state");
+        const float *k = k_buf_.data() + offset * B * d, *v = v_buf_.data() + offset * B * d;
+        float* group_rows = rows + offset * W;
+        for (int64_t head = 0; head < h; ++head)
+          state.run(ctx, k + head * dh, v + head * dh, compressed() ? state_tile_.data() + head * dd : group_rows + d + head * dd);
+        if (compressed())
+          prepared(compress_op_, count, "BSBR compression").run(ctx, state_tile_.data(), compress_.weight->data(), group_rows + d, compress_.bias->data());
       }
-      if (compressed())
-        prepared(compress_op_, complete, "BSBR compression").run(ctx, state_tile_.data(), compress_.weight->data(), rows + d, compress_.bias->data());
     }
 
     // Retrieval for the slab's chunks i >= 1: R_i from x_last(i-1); causal attention of R_i (at
@@ -301,15 +319,19 @@ void Bsbr::prefill_sequence(ops::Context& ctx, const float* x, float* residual, 
     if (queries > 0) {
       prepared(meta_r_op_, queries, "BSBR meta query")
           .run(ctx, x + (first_query * B - 1) * d, meta_r_.weight->data(), meta_query_.data(), meta_r_.bias->data());
-      float* values = compressed() ? coded_retrieved_.data() : retrieved_tile_.data();  // [queries, h, value_dim]
+      float* values = compressed() ? coded_retrieved_.data() : state_tile_.data();  // [queries, h, value_dim]
       retrieval_.run(ctx, meta_query_.data(), memory, memory + d, values, first_query - 1, queries);
-      if (compressed())
-        prepared(decompress_op_, queries, "BSBR decompression")
-            .run(ctx, coded_retrieved_.data(), decompress_.weight->data(), retrieved_tile_.data(), decompress_.bias->data());
-      const MatMul& apply = prepared(apply_retrieved_, queries, "BSBR q.G");
-      const int64_t row = (first_query - slab.chunk0) * B;
-      for (int64_t head = 0; head < h; ++head)
-        apply.run(ctx, q_buf_.data() + row * d + head * dh, retrieved_tile_.data() + head * dd, o_buf_.data() + row * d + head * dh);
+      for (auto [offset, count] : state_groups(queries)) {
+        if (compressed())
+          prepared(decompress_op_, count, "BSBR decompression")
+              .run(ctx, coded_retrieved_.data() + offset * h * coded_dim_, decompress_.weight->data(), state_tile_.data(), decompress_.bias->data());
+        tile_first_chunk = first_query + (compressed() ? offset : 0);
+        const float* G = state_tile_.data() + (first_query + offset - tile_first_chunk) * h * dd;  // [count, h, dh, dh]
+        const int64_t row = (first_query + offset - slab.chunk0) * B;
+        const MatMul& apply = prepared(apply_retrieved_, count, "BSBR q.G");
+        for (int64_t head = 0; head < h; ++head)
+          apply.run(ctx, q_buf_.data() + row * d + head * dh, G + head * dd, o_buf_.data() + row * d + head * dh);
+      }
     }
     prepared(out_, slab.rows, "BSBR output projection").run(ctx, o_buf_.data(), o_.weight->data(), residual + slab.row0 * d, o_.bias->data());
   }
@@ -319,10 +341,7 @@ void Bsbr::prefill_sequence(ops::Context& ctx, const float* x, float* residual, 
   const chunked::Slab& last = slabs.back();
   const int64_t first_row = cur * B - last.row0;
   current_.load(s, k_buf_.data() + first_row * d, v_buf_.data() + first_row * d, n - cur * B);
-  if (cur > 0) {
-    const int64_t tile_row = cur - std::max<int64_t>(last.chunk0, 1);
-    std::memcpy(retrieved_.data() + s * h * dd, retrieved_tile_.data() + tile_row * h * dd, sizeof(float) * h * dd);
-  }
+  if (cur > 0) std::memcpy(retrieved_.data() + s * h * dd, state_tile_.data() + (cur - tile_first_chunk) * h * dd, sizeof(float) * h * dd);
   std::memcpy(last_input_.data() + s * d, x + (n - 1) * d, sizeof(float) * d);
 }
 
@@ -373,17 +392,16 @@ std::size_t Bsbr::estimate_bytes(const RunShape& shape, int threads) const {
   const int64_t b = shape.batch, d = d_, h = heads_, dd = dh_ * dh_, B = chunk_;
   const int64_t slab_chunks = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B);
   const int64_t chunks = chunked::chunk_count(std::max(shape.max_prefill(), shape.capacity), B);
-  const int64_t rows = ops::CausalAttention::padded_kv_rows(chunks, kRetrievalKeyTile);
-  // The geometry's strides do not change workspace sizes.
-  int64_t floats = b * (rows * memory_width_ + h * dd + d) +                                   // chunk memory, G, last input
-                   chunked::CurrentChunk::allocated_floats(b, B, h, dh_, threads) +           // current chunk
-                   4 * slab_chunks * B * d + slab_chunks * (d + h * dd) +                   // Q, K, V, O; R; G tile
-                   (compressed() ? slab_chunks * h * (dd + coded_dim_) : 0) +                // F tile, Σ p f
-                   ops::causal_attention_workspace_floats(retrieval_geometry(1, false), slab_chunks, threads);
+  const int64_t key_tile = retrieval_key_tile(chunks), rows = ops::CausalAttention::padded_kv_rows(chunks, key_tile);
+  int64_t floats = b * (rows * memory_width_ + h * dd + d) +                                  // chunk memory, G, last input
+                   chunked::CurrentChunk::allocated_floats(b, B, h, dh_, threads) +          // current chunk
+                   4 * slab_chunks * B * d + slab_chunks * d +                               // Q, K, V, O; R
+                   tile_chunks(slab_chunks) * h * dd + (compressed() ? slab_chunks * h * coded_dim_ : 0) +  // state tile, Σ p f
+                   ops::causal_attention_workspace_floats(retrieval_geometry(1, false, key_tile), slab_chunks, threads);
   for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c);
   if (shape.capacity > 0)
     floats += 3 * b * d + (compressed() ? h * dd + b * h * coded_dim_ : 0) +
-              ops::causal_attention_workspace_floats(retrieval_geometry(b, true), 1, threads);
+              ops::causal_attention_workspace_floats(retrieval_geometry(b, true, key_tile), 1, threads);
   return sizeof(float) * static_cast<std::size_t>(floats);
 }
 

@@ -31,6 +31,12 @@ std::vector<Slab> plan_slabs(int64_t n, int64_t chunk, int64_t slab_chunks) {
   return slabs;
 }
 
+std::vector<std::pair<int64_t, int64_t>> split(int64_t total, int64_t size) {
+  std::vector<std::pair<int64_t, int64_t>> pieces;
+  for (int64_t offset = 0; offset < total; offset += size) pieces.emplace_back(offset, std::min(size, total - offset));
+  return pieces;
+}
+
 std::vector<Slab> plan_groups(const Slab& slab, int64_t chunk, int64_t group_chunks) {
   std::vector<Slab> groups = plan_slabs(slab.rows, chunk, group_chunks);
   for (Slab& g : groups) {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/errors.hpp"
@@ -42,6 +43,8 @@ struct Slab {
 };
 // The slabs of a sequence of n tokens, slab_chunks chunks each (the last one shorter).
 std::vector<Slab> plan_slabs(int64_t n, int64_t chunk, int64_t slab_chunks);
+// Pieces [offset, offset + count) of at most `size` covering [0, total), in order.
+std::vector<std::pair<int64_t, int64_t>> split(int64_t total, int64_t size);
 // The groups of group_chunks chunks inside a slab (absolute rows and chunks; the last one shorter).
 std::vector<Slab> plan_groups(const Slab& slab, int64_t chunk, int64_t group_chunks);
 // The distinct chunk counts of the slabs of every length (one local-attention op each).

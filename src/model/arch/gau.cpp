@@ -13,7 +13,8 @@
 //                                                 chunk(u) < chunk(r), else 0 ([Lg, Lg] tile)
 //   S += K_g^T V_g                                over the group's complete chunks (j < cur)
 // which is q_t.S_i for every row without ever holding more than one [E, E] state (all nc chunk
-// states at n = 65,536 would be 2 GB), and with big matmuls instead of one per chunk.
+// states at n = 65,536 would be 2 GB), and with big matmuls instead of one per chunk. The gate
+// projection comes last, fused with the gating: sigmoid(x.W_g + b_g) ⊙ O in one matmul.
 //
 // Decode keeps S (complete chunks) and the current chunk's K, V; at the first token of a chunk
 // (pos = iB > 0) the finished chunk is folded into S: O(B E²) once per chunk, O(d E + B E + E²)
@@ -72,21 +73,20 @@ class Gau : public Mixer {
   // Prepared for the current point.
   int64_t batch_ = 1, capacity_ = 0, slab_chunks_ = 1;
   std::set<int64_t> lengths_;
-  std::map<int64_t, MatMul> proj_, gate_op_, out_;     // by slab rows: x.W + b; sigmoid(x.W_g + b_g); residual += o.W_o + b_o
-  std::map<int64_t, ops::BinaryOp> gate_mul_;          // by slab rows: o *= g
+  // By slab rows: x.W + b; gated = sigmoid(x.W_g + b_g) ⊙ o; residual += gated.W_o + b_o.
+  std::map<int64_t, MatMul> proj_, gate_op_, out_;
   std::map<int64_t, ops::ChunkLocalAttention> local_;  // by slab chunks
   std::map<int64_t, MatMul> cross_, intra_scores_, intra_apply_;  // by group rows
   std::map<int64_t, Tensor> intra_mask_;               // by group rows: M [m, m]
   std::map<int64_t, MatMul> fold_;                     // by folded rows: S += K^T V
-  Tensor q_buf_, k_buf_, v_buf_, g_buf_, o_buf_;       // [slab rows, E]
+  Tensor q_buf_, k_buf_, v_buf_, o_buf_;               // [slab rows, E]; q_buf_ takes the gated output once Q is done
   Tensor intra_;                                       // [group rows, group rows]
   // Decode state.
   Tensor prefix_state_;  // [b, E, E]: S = Σ K_j^T V_j over the complete chunks
   chunked::CurrentChunk current_;
   // Decode ops and buffers.
   MatMul q1_, k1_, v1_, gate1_, out1_, cross1_, fold1_;
-  ops::BinaryOp gate_mul1_;
-  Tensor q1_buf_, g1_buf_, o1_buf_;  // [b, E]
+  Tensor q1_buf_, o1_buf_, gated1_buf_;  // [b, E]
 };
 
 Gau::Gau(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling)
@@ -118,8 +118,8 @@ void Gau::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n)
   if (!proj_.count(slab.rows)) {
     const MatLayout x = MatLayout::dense(slab.rows, d), y = MatLayout::dense(slab.rows, E), w = MatLayout::dense(d, E);
     proj_.emplace(slab.rows, MatMul(ctx, {x, w, y, true, 1.f, {}}));
-    gate_op_.emplace(slab.rows, MatMul(ctx, {x, w, y, true, 1.f, {PostOp::eltwise_op(ops::Eltwise::kSigmoid)}}));
-    gate_mul_.emplace(slab.rows, ops::BinaryOp(ctx, ops::BinaryOp::Kind::kMul, y, y, y));
+    // The gate fused with the gating: sigmoid(x.W_g + b_g) ⊙ o (o is the binary post-op's operand).
+    gate_op_.emplace(slab.rows, MatMul(ctx, {x, w, y, true, 1.f, {PostOp::eltwise_op(ops::Eltwise::kSigmoid), PostOp::mul(y)}}));
     out_.emplace(slab.rows, MatMul(ctx, {y, MatLayout::dense(E, d), x, true, 1.f, {PostOp::accumulate()}}));
   }
   if (!local_.count(slab.chunks)) local_.emplace(slab.chunks, ops::ChunkLocalAttention(ctx, {1, E, B, E, scale_}, slab.chunks));
@@ -151,15 +151,14 @@ void Gau::make_decode_ops(ops::Context& ctx) {
   q1_ = MatMul(ctx, {x1, w, y1, true, 1.f, {}});
   k1_ = MatMul(ctx, {x1, w, current_.row_layout(), true, 1.f, {}});
   v1_ = MatMul(ctx, {x1, w, current_.row_layout(), true, 1.f, {}});
-  gate1_ = MatMul(ctx, {x1, w, y1, true, 1.f, {PostOp::eltwise_op(ops::Eltwise::kSigmoid)}});
-  gate_mul1_ = ops::BinaryOp(ctx, ops::BinaryOp::Kind::kMul, y1, y1, y1);
+  gate1_ = MatMul(ctx, {x1, w, y1, true, 1.f, {PostOp::eltwise_op(ops::Eltwise::kSigmoid), PostOp::mul(y1)}});
   out1_ = MatMul(ctx, {y1, MatLayout::dense(E, d), x1, true, 1.f, {PostOp::accumulate()}});
   // Per sequence: o += q.S  ([b, 1, E] . [b, E, E]) and, at a boundary, S += K^T V ([b, E, B] . [b, B, E]).
   const MatLayout q_rows = MatLayout::dense(1, E).with_batch(b, E), states = MatLayout::batched(b, E, E);
   cross1_ = MatMul(ctx, {q_rows, states, q_rows, false, 1.f, {PostOp::accumulate()}});
   const MatLayout chunk_rows = MatLayout::batched(b, B, E);
   fold1_ = MatMul(ctx, {chunk_rows.transposed(), chunk_rows, states, false, 1.f, {PostOp::accumulate()}});
-  for (Tensor* t : {&q1_buf_, &g1_buf_, &o1_buf_}) *t = ctx.tensor(MemCategory::kActivations, {b, E});
+  for (Tensor* t : {&q1_buf_, &o1_buf_, &gated1_buf_}) *t = ctx.tensor(MemCategory::kActivations, {b, E});
 }
 
 void Gau::prepare(ops::Context& ctx, const RunShape& shape) {
@@ -170,7 +169,7 @@ void Gau::prepare(ops::Context& ctx, const RunShape& shape) {
   slab_chunks_ = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B, group_chunks_);
   prefix_state_ = ctx.tensor(MemCategory::kState, {b, E, E});
   current_.prepare(ctx, b, B, 1, E, scale_);
-  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &g_buf_, &o_buf_}) *t = ctx.tensor(MemCategory::kActivations, {slab_chunks_ * B, E});
+  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_}) *t = ctx.tensor(MemCategory::kActivations, {slab_chunks_ * B, E});
   const int64_t group_rows = group_chunks_ * B;
   if (group_chunks_ > 1) intra_ = ctx.tensor(MemCategory::kActivations, {group_rows, group_rows});
   lengths_.insert(shape.prefill_lengths.begin(), shape.prefill_lengths.end());
@@ -181,12 +180,10 @@ void Gau::prepare(ops::Context& ctx, const RunShape& shape) {
 
 void Gau::release() {
   for (auto* m : {&proj_, &gate_op_, &out_, &cross_, &intra_scores_, &intra_apply_, &fold_}) m->clear();
-  gate_mul_.clear();
   local_.clear();
   intra_mask_.clear();
   for (MatMul* m : {&q1_, &k1_, &v1_, &gate1_, &out1_, &cross1_, &fold1_}) *m = MatMul();
-  gate_mul1_ = ops::BinaryOp();
-  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &g_buf_, &o_buf_, &intra_, &prefix_state_, &q1_buf_, &g1_buf_, &o1_buf_}) t->reset();
+  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &intra_, &prefix_state_, &q1_buf_, &o1_buf_, &gated1_buf_}) t->reset();
   current_.release();
   lengths_.clear();
   capacity_ = 0;
@@ -204,7 +201,6 @@ void Gau::prefill_sequence(ops::Context& ctx, const float* x, float* residual, i
     proj.run(ctx, xs, q_.weight->data(), q_buf_.data(), q_.bias->data());
     proj.run(ctx, xs, k_.weight->data(), k_buf_.data(), k_.bias->data());
     proj.run(ctx, xs, v_.weight->data(), v_buf_.data(), v_.bias->data());
-    prepared(gate_op_, slab.rows, "GAU gate").run(ctx, xs, gate_.weight->data(), g_buf_.data(), gate_.bias->data());
     prepared(local_, slab.chunks, "GAU local attention").run(ctx, q_buf_.data(), k_buf_.data(), v_buf_.data(), o_buf_.data());
     for (const chunked::Slab& group : chunked::plan_groups(slab, B, group_chunks_)) {
       const int64_t m = group.rows, offset = (group.row0 - slab.row0) * E;
@@ -218,8 +214,9 @@ void Gau::prefill_sequence(ops::Context& ctx, const float* x, float* residual, i
       const int64_t folded = (std::min(group.chunk0 + group.chunks, cur) - group.chunk0) * B;
       if (folded > 0) prepared(fold_, folded, "GAU state update").run(ctx, k, v, state);
     }
-    prepared(gate_mul_, slab.rows, "GAU gating").run(ctx, o_buf_.data(), g_buf_.data(), o_buf_.data());
-    prepared(out_, slab.rows, "GAU output projection").run(ctx, o_buf_.data(), o_.weight->data(), residual + slab.row0 * d, o_.bias->data());
+    // Gate and gating in one matmul, into q_buf_ (Q is no longer needed), then the output projection.
+    prepared(gate_op_, slab.rows, "GAU gate").run(ctx, xs, gate_.weight->data(), q_buf_.data(), gate_.bias->data(), {o_buf_.data()});
+    prepared(out_, slab.rows, "GAU output projection").run(ctx, q_buf_.data(), o_.weight->data(), residual + slab.row0 * d, o_.bias->data());
   }
   // Hand the current chunk's K, V rows (still in the last slab's buffers) to the decode state.
   const int64_t first_row = cur * B - slabs.back().row0;
@@ -239,11 +236,10 @@ void Gau::step(ops::Context& ctx, const float* x, float* residual, int64_t pos) 
   q1_.run(ctx, x, q_.weight->data(), q1_buf_.data(), q_.bias->data());
   k1_.run(ctx, x, k_.weight->data(), current_.k_row(pos), k_.bias->data());
   v1_.run(ctx, x, v_.weight->data(), current_.v_row(pos), v_.bias->data());
-  gate1_.run(ctx, x, gate_.weight->data(), g1_buf_.data(), gate_.bias->data());
   current_.attend(ctx, q1_buf_.data(), o1_buf_.data(), pos);
   if (pos >= chunk_) cross1_.run(ctx, q1_buf_.data(), prefix_state_.data(), o1_buf_.data());
-  gate_mul1_.run(ctx, o1_buf_.data(), g1_buf_.data(), o1_buf_.data());
-  out1_.run(ctx, o1_buf_.data(), o_.weight->data(), residual, o_.bias->data());
+  gate1_.run(ctx, x, gate_.weight->data(), gated1_buf_.data(), gate_.bias->data(), {o1_buf_.data()});  // sigmoid(x.W_g + b_g) ⊙ o
+  out1_.run(ctx, gated1_buf_.data(), o_.weight->data(), residual, o_.bias->data());
 }
 
 std::size_t Gau::state_bytes(int64_t n) const {
@@ -255,7 +251,7 @@ std::size_t Gau::estimate_bytes(const RunShape& shape, int threads) const {
   const int64_t b = shape.batch, E = width_, B = chunk_, group_rows = group_chunks_ * B;
   const int64_t slab_chunks = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B, group_chunks_);
   int64_t floats = b * E * E + chunked::CurrentChunk::allocated_floats(b, B, 1, E, threads) +  // decode state
-                   5 * slab_chunks * B * E + (group_chunks_ > 1 ? group_rows * group_rows : 0);  // slab buffers, intra tile
+                   4 * slab_chunks * B * E + (group_chunks_ > 1 ? group_rows * group_rows : 0);  // slab buffers, intra tile
   for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c);
   for (int64_t m : intra_group_rows(shape.prefill_lengths, slab_chunks)) floats += m * m;  // masks
   if (shape.capacity > 0) floats += 3 * b * E;
