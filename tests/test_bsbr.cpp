@@ -27,12 +27,13 @@ const Architecture kSmallSlabs{"BSBR", make_bsbr_small_slabs, "BSBR with two-chu
 TEST(Bsbr, OneChunkEqualsStandardAttention) {
   // chunk_size >= n: no chunk is complete, nothing is retrieved, and the local attention is full
   // causal attention. Standard registers q/k/v/out and the FFNs under the same names, so both
-  // models get the same weights.
+  // models get the same weights. A huge chunk_size runs with chunk 0's actual size.
   ops::Context ctx(2);
-  for (int64_t compression : {int64_t{0}, int64_t{2}}) {
+  for (auto [compression, chunk] : {std::pair<int64_t, int64_t>{0, 512}, {2, 512}, {2, 1'000'000'000}}) {
     ModelConfig c = small_config(compression);
-    c.chunk_size = 512;
+    c.chunk_size = chunk;
     Model bsbr(ctx, c, find_architecture("BSBR")), standard(ctx, c, find_architecture("Standard"));
+    EXPECT_LT(bsbr.estimate_bytes(test::run_shape({200}, 205), 2), std::size_t{64} << 20) << "chunk " << chunk;
     for (int64_t n : {int64_t{1}, int64_t{37}, int64_t{200}}) {
       auto t = test::tokens(c, n);
       bsbr.prepare(ctx, test::run_shape({n}, n + 5), LogitsMode::kAll);

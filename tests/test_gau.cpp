@@ -40,6 +40,17 @@ TEST(Gau, DecodeAcrossManyChunkBoundaries) {
   test::expect_decode_matches_prefill(ctx, model, 70, {1, 4, 5, 8});
 }
 
+TEST(Gau, HugeChunkIsOneChunk) {
+  // chunk_size = 10^9: every position is in chunk 0 (no cross term), run with chunk 0's actual size.
+  ops::Context ctx(2);
+  ModelConfig c = small_config();
+  c.chunk_size = 1'000'000'000;
+  Model model(ctx, c, find_architecture("GAU"));
+  EXPECT_LT(model.estimate_bytes(test::run_shape({200}, 230), 2), std::size_t{64} << 20);
+  test::expect_matches_oracle(ctx, model, {1, 37, 200});
+  test::expect_decode_matches_prefill(ctx, model, 60, {1, 33});
+}
+
 TEST(Gau, DecodeStateIsOnePrefixSum) {
   // S [E, E] plus the current chunk's K, V rows: bounded whatever n, and allocated that way.
   ops::Context ctx(1);

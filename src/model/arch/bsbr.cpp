@@ -99,6 +99,7 @@ class Bsbr : public Mixer {
   ParamStore::LinearRef q_, k_, v_, o_, meta_r_, meta_h_, compress_, decompress_;
 
   // Prepared for the current point.
+  int64_t block_ = 1;  // the point's chunk size (chunked::point_chunk): B unless the point stays in chunk 0
   int64_t batch_ = 1, capacity_ = 0, memory_rows_ = 0, key_tile_ = 1, slab_chunks_ = 1;
   std::set<int64_t> lengths_;  // prepared prefill lengths
   // Prefill ops by row / chunk count (the slabs of every prepared length).
@@ -171,7 +172,7 @@ ops::AttentionGeometry Bsbr::retrieval_geometry(int64_t batch, bool decode, int6
 }
 
 void Bsbr::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n) {
-  const int64_t d = d_, B = chunk_, dh = dh_, h = heads_, dd = dh_ * dh_, W = memory_width_;
+  const int64_t d = d_, B = block_, dh = dh_, h = heads_, dd = dh_ * dh_, W = memory_width_;
   const int64_t cur = chunked::current_chunk(n, B);
   const int64_t complete = std::min(slab.chunk0 + slab.chunks, cur) - slab.chunk0;  // chunks j < cur in the slab
   const int64_t first_query = std::max<int64_t>(slab.chunk0, 1);
@@ -215,7 +216,7 @@ void Bsbr::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n
 }
 
 void Bsbr::make_decode_ops(ops::Context& ctx) {
-  const int64_t b = batch_, d = d_, B = chunk_, dh = dh_, h = heads_, dd = dh_ * dh_;
+  const int64_t b = batch_, d = d_, B = block_, dh = dh_, h = heads_, dd = dh_ * dh_;
   const MatLayout x1 = MatLayout::dense(b, d), w_dd = MatLayout::dense(d, d);
   q1_ = MatMul(ctx, {x1, w_dd, x1, true, 1.f, {}});
   k1_ = MatMul(ctx, {x1, w_dd, current_.row_layout(), true, 1.f, {}});
@@ -246,7 +247,8 @@ void Bsbr::prepare(ops::Context& ctx, const RunShape& shape) {
   release();
   batch_ = shape.batch;
   capacity_ = shape.capacity;
-  const int64_t b = batch_, d = d_, h = heads_, dd = dh_ * dh_, B = chunk_;
+  block_ = chunked::point_chunk(chunk_, shape);
+  const int64_t b = batch_, d = d_, h = heads_, dd = dh_ * dh_, B = block_;
   slab_chunks_ = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B);
   const int64_t slab_rows = slab_chunks_ * B;
   const int64_t chunks = chunked::chunk_count(std::max(shape.max_prefill(), shape.capacity), B);
@@ -282,7 +284,7 @@ void Bsbr::release() {
 }
 
 void Bsbr::prefill_sequence(ops::Context& ctx, const float* x, float* residual, int64_t n, int64_t s) {
-  const int64_t d = d_, B = chunk_, dh = dh_, h = heads_, dd = dh_ * dh_, W = memory_width_;
+  const int64_t d = d_, B = block_, dh = dh_, h = heads_, dd = dh_ * dh_, W = memory_width_;
   const int64_t cur = chunked::current_chunk(n, B);
   float* memory = memory_.data() + s * memory_rows_ * W;  // [memory_rows, W]
   const std::vector<chunked::Slab> slabs = chunked::plan_slabs(n, B, slab_chunks_);
@@ -353,7 +355,7 @@ void Bsbr::prefill(ops::Context& ctx, const float* x, float* residual, int64_t n
 // At the first token of chunk i: finish chunk i-1 from the current chunk's K, V and the last input
 // (F_{i-1}, f_{i-1}, H_{i-1}), then R_i and G_i.
 void Bsbr::finish_chunk_and_retrieve(ops::Context& ctx, int64_t chunk) {
-  const int64_t b = batch_, d = d_, B = chunk_, W = memory_width_;
+  const int64_t b = batch_, d = d_, B = block_, W = memory_width_;
   const int64_t done = chunk - 1;
   for (int64_t s = 0; s < b; ++s) {
     float* row = memory_.data() + (s * memory_rows_ + done) * W;
@@ -373,11 +375,11 @@ void Bsbr::step(ops::Context& ctx, const float* x, float* residual, int64_t pos)
   BSBR_CHECK(pos < capacity_, "BSBR decode state full: position " + std::to_string(pos) + " >= capacity " + std::to_string(capacity_));
   q1_.run(ctx, x, q_.weight->data(), q1_buf_.data(), q_.bias->data());
   // The boundary reads the finished chunk's K, V before the new token overwrites row 0.
-  if (pos > 0 && pos % chunk_ == 0) finish_chunk_and_retrieve(ctx, pos / chunk_);
+  if (pos > 0 && pos % block_ == 0) finish_chunk_and_retrieve(ctx, pos / block_);
   k1_.run(ctx, x, k_.weight->data(), current_.k_row(pos), k_.bias->data());
   v1_.run(ctx, x, v_.weight->data(), current_.v_row(pos), v_.bias->data());
   current_.attend(ctx, q1_buf_.data(), o1_buf_.data(), pos);
-  if (pos >= chunk_) apply_retrieved1_.run(ctx, q1_buf_.data(), retrieved_.data(), o1_buf_.data());  // G_0 = 0: nothing in chunk 0
+  if (pos >= block_) apply_retrieved1_.run(ctx, q1_buf_.data(), retrieved_.data(), o1_buf_.data());  // G_0 = 0: nothing in chunk 0
   out1_.run(ctx, o1_buf_.data(), o_.weight->data(), residual, o_.bias->data());
   std::memcpy(last_input_.data(), x, sizeof(float) * batch_ * d_);
 }
@@ -389,7 +391,7 @@ std::size_t Bsbr::state_bytes(int64_t n) const {
 }
 
 std::size_t Bsbr::estimate_bytes(const RunShape& shape, int threads) const {
-  const int64_t b = shape.batch, d = d_, h = heads_, dd = dh_ * dh_, B = chunk_;
+  const int64_t b = shape.batch, d = d_, h = heads_, dd = dh_ * dh_, B = chunked::point_chunk(chunk_, shape);
   const int64_t slab_chunks = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B);
   const int64_t chunks = chunked::chunk_count(std::max(shape.max_prefill(), shape.capacity), B);
   const int64_t key_tile = retrieval_key_tile(chunks), rows = ops::CausalAttention::padded_kv_rows(chunks, key_tile);

@@ -6,6 +6,11 @@
 
 namespace bsbr::chunked {
 
+int64_t point_chunk(int64_t chunk, const RunShape& shape) {
+  const int64_t positions = std::max<int64_t>(1, std::max(shape.max_prefill(), shape.capacity));
+  return std::min(chunk, (positions + 7) / 8 * 8);
+}
+
 double local_pairs(int64_t n, int64_t chunk) {
   // Full chunks contribute B(B+1)/2 pairs each; a partial last chunk of r rows r(r+1)/2.
   const double full = static_cast<double>(n / chunk), B = static_cast<double>(chunk), r = static_cast<double>(n % chunk);

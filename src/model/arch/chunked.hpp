@@ -23,6 +23,10 @@ namespace bsbr::chunked {
 inline int64_t chunk_count(int64_t n, int64_t chunk) { return (n + chunk - 1) / chunk; }
 // Index of the chunk holding position n-1 (n >= 1): the current chunk after a prefill of n.
 inline int64_t current_chunk(int64_t n, int64_t chunk) { return n > 0 ? (n - 1) / chunk : 0; }
+// The chunk size a point runs with: B, or when every position the point touches (prefill lengths and
+// decode capacity) lies in chunk 0, just those positions rounded up to 8 (chunk 0 is all there is,
+// so results are the same, and chunk_size = 10^9 does not allocate a [B, B] score tile).
+int64_t point_chunk(int64_t chunk, const RunShape& shape);
 // Σ_{t<n} (t mod B + 1): the (query, key) pairs of causal attention inside chunks.
 double local_pairs(int64_t n, int64_t chunk);
 

@@ -59,7 +59,7 @@ class Gau : public Mixer {
 
  private:
   // Rows of the groups that have an intra-group term (more than one chunk), over every length.
-  std::set<int64_t> intra_group_rows(const std::vector<int64_t>& lengths, int64_t slab_chunks) const;
+  std::set<int64_t> intra_group_rows(const std::vector<int64_t>& lengths, int64_t chunk, int64_t slab_chunks) const;
   void make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n);
   void make_decode_ops(ops::Context& ctx);
   void prefill_sequence(ops::Context& ctx, const float* x, float* residual, int64_t n, int64_t s);
@@ -71,6 +71,7 @@ class Gau : public Mixer {
   ParamStore::LinearRef q_, k_, v_, gate_, o_;
 
   // Prepared for the current point.
+  int64_t block_ = 1;  // the point's chunk size (chunked::point_chunk): B unless the point stays in chunk 0
   int64_t batch_ = 1, capacity_ = 0, slab_chunks_ = 1;
   std::set<int64_t> lengths_;
   // By slab rows: x.W + b; gated = sigmoid(x.W_g + b_g) ⊙ o; residual += gated.W_o + b_o.
@@ -103,17 +104,17 @@ Gau::Gau(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, 
   o_ = params.add_linear(prefix + ".out_proj", width_, d_);
 }
 
-std::set<int64_t> Gau::intra_group_rows(const std::vector<int64_t>& lengths, int64_t slab_chunks) const {
+std::set<int64_t> Gau::intra_group_rows(const std::vector<int64_t>& lengths, int64_t chunk, int64_t slab_chunks) const {
   std::set<int64_t> rows;
   for (int64_t n : lengths)
-    for (const chunked::Slab& slab : chunked::plan_slabs(n, chunk_, slab_chunks))
-      for (const chunked::Slab& group : chunked::plan_groups(slab, chunk_, group_chunks_))
+    for (const chunked::Slab& slab : chunked::plan_slabs(n, chunk, slab_chunks))
+      for (const chunked::Slab& group : chunked::plan_groups(slab, chunk, group_chunks_))
         if (group.chunks > 1) rows.insert(group.rows);
   return rows;
 }
 
 void Gau::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n) {
-  const int64_t d = d_, E = width_, B = chunk_;
+  const int64_t d = d_, E = width_, B = block_;
   const int64_t cur = chunked::current_chunk(n, B);
   if (!proj_.count(slab.rows)) {
     const MatLayout x = MatLayout::dense(slab.rows, d), y = MatLayout::dense(slab.rows, E), w = MatLayout::dense(d, E);
@@ -146,7 +147,7 @@ void Gau::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n)
 }
 
 void Gau::make_decode_ops(ops::Context& ctx) {
-  const int64_t b = batch_, d = d_, E = width_, B = chunk_;
+  const int64_t b = batch_, d = d_, E = width_, B = block_;
   const MatLayout x1 = MatLayout::dense(b, d), y1 = MatLayout::dense(b, E), w = MatLayout::dense(d, E);
   q1_ = MatMul(ctx, {x1, w, y1, true, 1.f, {}});
   k1_ = MatMul(ctx, {x1, w, current_.row_layout(), true, 1.f, {}});
@@ -165,7 +166,8 @@ void Gau::prepare(ops::Context& ctx, const RunShape& shape) {
   release();
   batch_ = shape.batch;
   capacity_ = shape.capacity;
-  const int64_t b = batch_, E = width_, B = chunk_;
+  block_ = chunked::point_chunk(chunk_, shape);
+  const int64_t b = batch_, E = width_, B = block_;
   slab_chunks_ = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B, group_chunks_);
   prefix_state_ = ctx.tensor(MemCategory::kState, {b, E, E});
   current_.prepare(ctx, b, B, 1, E, scale_);
@@ -190,7 +192,7 @@ void Gau::release() {
 }
 
 void Gau::prefill_sequence(ops::Context& ctx, const float* x, float* residual, int64_t n, int64_t s) {
-  const int64_t d = d_, E = width_, B = chunk_;
+  const int64_t d = d_, E = width_, B = block_;
   const int64_t cur = chunked::current_chunk(n, B);
   float* state = prefix_state_.data() + s * E * E;  // S [E, E], the running prefix sum
   std::fill(state, state + E * E, 0.0f);
@@ -232,12 +234,12 @@ void Gau::step(ops::Context& ctx, const float* x, float* residual, int64_t pos) 
   BSBR_CHECK(q1_.valid(), "step() without decode capacity");
   BSBR_CHECK(pos < capacity_, "GAU decode: position " + std::to_string(pos) + " >= capacity " + std::to_string(capacity_));
   // At the first token of a chunk, fold the finished chunk into S before row 0 is overwritten.
-  if (pos > 0 && pos % chunk_ == 0) fold1_.run(ctx, current_.k(), current_.v(), prefix_state_.data());
+  if (pos > 0 && pos % block_ == 0) fold1_.run(ctx, current_.k(), current_.v(), prefix_state_.data());
   q1_.run(ctx, x, q_.weight->data(), q1_buf_.data(), q_.bias->data());
   k1_.run(ctx, x, k_.weight->data(), current_.k_row(pos), k_.bias->data());
   v1_.run(ctx, x, v_.weight->data(), current_.v_row(pos), v_.bias->data());
   current_.attend(ctx, q1_buf_.data(), o1_buf_.data(), pos);
-  if (pos >= chunk_) cross1_.run(ctx, q1_buf_.data(), prefix_state_.data(), o1_buf_.data());
+  if (pos >= block_) cross1_.run(ctx, q1_buf_.data(), prefix_state_.data(), o1_buf_.data());
   gate1_.run(ctx, x, gate_.weight->data(), gated1_buf_.data(), gate_.bias->data(), {o1_buf_.data()});  // sigmoid(x.W_g + b_g) ⊙ o
   out1_.run(ctx, gated1_buf_.data(), o_.weight->data(), residual, o_.bias->data());
 }
@@ -248,12 +250,12 @@ std::size_t Gau::state_bytes(int64_t n) const {
 }
 
 std::size_t Gau::estimate_bytes(const RunShape& shape, int threads) const {
-  const int64_t b = shape.batch, E = width_, B = chunk_, group_rows = group_chunks_ * B;
+  const int64_t b = shape.batch, E = width_, B = chunked::point_chunk(chunk_, shape), group_rows = group_chunks_ * B;
   const int64_t slab_chunks = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B, group_chunks_);
   int64_t floats = b * E * E + chunked::CurrentChunk::allocated_floats(b, B, 1, E, threads) +  // decode state
                    4 * slab_chunks * B * E + (group_chunks_ > 1 ? group_rows * group_rows : 0);  // slab buffers, intra tile
   for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c);
-  for (int64_t m : intra_group_rows(shape.prefill_lengths, slab_chunks)) floats += m * m;  // masks
+  for (int64_t m : intra_group_rows(shape.prefill_lengths, B, slab_chunks)) floats += m * m;  // masks
   if (shape.capacity > 0) floats += 3 * b * E;
   return sizeof(float) * static_cast<std::size_t>(floats);
 }
