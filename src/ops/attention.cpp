@@ -99,8 +99,7 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
   }
 }
 
-
-int64_t causal_attention_workspace_floats(const AttentionGeometry& g, int64_t max_queries, int threads) {
+int64_t CausalAttention::workspace_floats(const AttentionGeometry& g, int64_t max_queries, int threads) {
   const int64_t qt = std::min(g.q_tile, max_queries), dv = g.value_dim > 0 ? g.value_dim : g.head_dim;
   return static_cast<int64_t>(threads) * qt * (g.head_dim + g.k_tile + dv + 2);
 }

@@ -48,6 +48,8 @@ class CausalAttention {
   void run(Context& ctx, const float* q, const float* k, const float* v, float* o, int64_t q_pos, int64_t q_count) const;
 
   const AttentionGeometry& geometry() const { return g_; }
+  // Floats of the per-thread workspaces the op allocates (for memory estimates).
+  static int64_t workspace_floats(const AttentionGeometry& g, int64_t max_queries, int threads);
 
  private:
   AttentionGeometry g_;
@@ -61,9 +63,6 @@ class CausalAttention {
   };
   mutable std::vector<Workspace> ws_;  // one per worker thread
 };
-
-// Floats of the per-thread workspaces a CausalAttention allocates (for memory estimates).
-int64_t causal_attention_workspace_floats(const AttentionGeometry& g, int64_t max_queries, int threads);
 
 // Causal softmax attention inside chunks (the "local" attention of BSBR and GAU, SPEC §2): rows are
 // split into chunks of `chunk` rows, and row t of chunk i attends to the keys s in [i*chunk, t].

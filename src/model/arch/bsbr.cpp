@@ -399,11 +399,11 @@ std::size_t Bsbr::estimate_bytes(const RunShape& shape, int threads) const {
                    chunked::CurrentChunk::allocated_floats(b, B, h, dh_, threads) +          // current chunk
                    4 * slab_chunks * B * d + slab_chunks * d +                               // Q, K, V, O; R
                    tile_chunks(slab_chunks) * h * dd + (compressed() ? slab_chunks * h * coded_dim_ : 0) +  // state tile, Σ p f
-                   ops::causal_attention_workspace_floats(retrieval_geometry(1, false, key_tile), slab_chunks, threads);
+                   ops::CausalAttention::workspace_floats(retrieval_geometry(1, false, key_tile), slab_chunks, threads);
   for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c);
   if (shape.capacity > 0)
     floats += 3 * b * d + (compressed() ? h * dd + b * h * coded_dim_ : 0) +
-              ops::causal_attention_workspace_floats(retrieval_geometry(b, true, key_tile), 1, threads);
+              ops::CausalAttention::workspace_floats(retrieval_geometry(b, true, key_tile), 1, threads);
   return sizeof(float) * static_cast<std::size_t>(floats);
 }
 

@@ -101,7 +101,7 @@ void CurrentChunk::load(int64_t s, const float* k, const float* v, int64_t rows)
 
 int64_t CurrentChunk::allocated_floats(int64_t batch, int64_t chunk, int64_t heads, int64_t head_dim, int threads) {
   return 2 * batch * chunk * heads * head_dim +
-         ops::causal_attention_workspace_floats(geometry(batch, chunk, heads, head_dim, 1.f), 1, threads);
+         ops::CausalAttention::workspace_floats(geometry(batch, chunk, heads, head_dim, 1.f), 1, threads);
 }
 
 }  // namespace bsbr::chunked
