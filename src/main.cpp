@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "Help for every subcommand");
   int exit_code = 0;
   bsbr::cli::add_compare(app, exit_code);
+  bsbr::cli::add_forward(app, exit_code);
+  bsbr::cli::add_analyze(app, exit_code);
+  bsbr::cli::add_check(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -11,9 +11,10 @@ namespace {
 
 using test::max_rel_error;
 
-// Small widths (dh 16, chunk 16), compression to d/c or none.
+// Tiny widths (d 32, 2 heads of 16), chunks of 12, compression to d/c or none.
 ModelConfig small_config(int64_t compression) {
-  ModelConfig c = test::small_config();
+  ModelConfig c = test::tiny_config(/*linear_chunk_size=*/16, /*seed=*/5);
+  c.chunk_size = 12;
   c.compression_factor = compression;
   return c;
 }
@@ -35,7 +36,7 @@ TEST(Bsbr, OneChunkEqualsStandardAttention) {
     Model bsbr(ctx, c, find_architecture("BSBR")), standard(ctx, c, find_architecture("Standard"));
     EXPECT_LT(bsbr.estimate_bytes(test::run_shape({200}, 205), 2), std::size_t{64} << 20) << "chunk " << chunk;
     for (int64_t n : {int64_t{1}, int64_t{37}, int64_t{200}}) {
-      auto t = test::tokens(c, n);
+      auto t = Runner::input_tokens(c, 1, n);
       bsbr.prepare(ctx, test::run_shape({n}, n + 5), LogitsMode::kAll);
       standard.prepare(ctx, test::run_shape({n}, n + 5), LogitsMode::kAll);
       bsbr.prefill(ctx, t.data(), n);
@@ -56,7 +57,7 @@ TEST(Bsbr, UncompressedMatchesOracleAndDecodes) {
   ops::Context ctx(2);
   ModelConfig c = small_config(0);
   Model model(ctx, c, find_architecture("BSBR"));
-  test::expect_matches_oracle(ctx, model, {1, 15, 16, 17, 100, 300});
+  test::expect_prefill_matches_oracle(ctx, model, {1, 11, 12, 13, 100, 300});
   test::expect_decode_matches_prefill(ctx, model, 5 * c.chunk_size + 3, {1, c.chunk_size, 2 * c.chunk_size + 5});
 }
 
@@ -66,7 +67,7 @@ TEST(Bsbr, ManySlabsMatchOracleAndDecode) {
     ModelConfig c = small_config(compression);
     Model model(ctx, c, kSmallSlabs);
     const int64_t B = c.chunk_size;
-    test::expect_matches_oracle(ctx, model, {B - 1, 2 * B, 2 * B + 1, 4 * B, 5 * B + 3, 300});
+    test::expect_prefill_matches_oracle(ctx, model, {B - 1, 2 * B, 2 * B + 1, 4 * B, 5 * B + 3, 300});
     test::expect_decode_matches_prefill(ctx, model, 6 * B + 2, {2 * B, 3 * B + 1, 4 * B - 1});
   }
 }
@@ -82,7 +83,7 @@ TEST(Bsbr, FirstChunkRetrievesNothing) {
     ASSERT_NE(bias, nullptr);
     std::fill(bias->value.data(), bias->value.data() + bias->value.size(), 0.5f);
   }
-  auto t = test::tokens(c, n);
+  auto t = Runner::input_tokens(c, 1, n);
   for (Model* m : {&plain, &biased}) {
     m->prepare(ctx, test::run_shape({n}));
     m->prefill(ctx, t.data(), n);
@@ -103,17 +104,15 @@ TEST(Bsbr, DecodeAcrossManyChunkBoundaries) {
     c.batch_size = 2;
     Model batched(ctx, c, find_architecture("BSBR"));
     const int64_t n = 30, V = c.vocab_size;
-    auto a = test::tokens(c, n, 0), b = test::tokens(c, n, 1);
-    std::vector<int32_t> both(a);
-    both.insert(both.end(), b.begin(), b.end());
+    auto both = Runner::input_tokens(c, 2, n);  // [2, n]: sequences a and b
     batched.prepare(ctx, test::run_shape({n, 9}, n, 2), LogitsMode::kAll);
     batched.prefill(ctx, both.data(), n);
     const std::vector<float> full(batched.logits(), batched.logits() + 2 * n * V);
-    std::vector<int32_t> prefix(a.begin(), a.begin() + 9);
-    prefix.insert(prefix.end(), b.begin(), b.begin() + 9);
+    std::vector<int32_t> prefix(both.begin(), both.begin() + 9);
+    prefix.insert(prefix.end(), both.begin() + n, both.begin() + n + 9);
     batched.prefill(ctx, prefix.data(), 9);
     for (int64_t pos = 9; pos < n; ++pos) {
-      int32_t next[2] = {a[pos], b[pos]};
+      int32_t next[2] = {both[pos], both[n + pos]};
       batched.step(ctx, next, pos);
       for (int s = 0; s < 2; ++s)
         ASSERT_LT(max_rel_error(batched.logits() + s * V, full.data() + (s * n + pos) * V, V), 1e-4) << "sequence " << s << " position " << pos;
@@ -149,7 +148,7 @@ TEST(Bsbr, DecodeStateGrowsWithChunksNotTokens) {
 TEST(Bsbr, PrefillMemoryIsLinear) {
   // At n = 16,384 in chunks of 8 there are 2,048 chunks: one [nc, nc] retrieval score matrix per
   // head would be 16 MiB, 12 MiB more than at n = 8,192. From n to 2n the mixers may only grow by
-  // their chunk memory rows (2 layers x 1,024 rows x (d + h d/c) floats = 1.5 MiB).
+  // their chunk memory rows (2 layers x 1,024 rows x (d + h d/c) floats = 0.5 MiB).
   ops::Context ctx(2);
   ModelConfig c = small_config(2);
   c.chunk_size = 8;

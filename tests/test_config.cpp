@@ -89,6 +89,7 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"not_divisible", "model:\n  hidden_dim: 250\n  num_heads: 4\n", "must be divisible by model.num_heads"},
                       BadCase{"zero_size", "model:\n  chunk_size: 0\n", "model.chunk_size must be positive"},
                       BadCase{"negative_size", "model:\n  num_heads: -4\n", "model.num_heads must be positive"},
+                      BadCase{"negative_window", "model:\n  window_size: -1\n", "model.window_size must be >= 0"},
                       BadCase{"bad_beta", "model:\n  beta: 2.5\n", "model.beta must be in (0, 2)"},
                       BadCase{"bad_enum", "model:\n  feature_map: relu\n", "feature_map must be elu1 or identity"},
                       BadCase{"bad_bool", "model:\n  normalize: maybe\n", "normalize must be true or false"},

@@ -191,13 +191,7 @@ TEST_P(ArchTest, GenerateEqualsRecompute) {
   EXPECT_EQ(gen.generated, rec.generated) << GetParam() << ": decode state and full recompute disagree";
 }
 
-std::vector<std::string> all_names() {
-  std::vector<std::string> v;
-  for (const Architecture& a : architectures()) v.push_back(a.name);
-  return v;
-}
-
-INSTANTIATE_TEST_SUITE_P(All, ArchTest, ::testing::ValuesIn(all_names()), [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(All, ArchTest, ::testing::ValuesIn(architecture_names()), [](const auto& info) { return info.param; });
 
 TEST(ParamCounts, StudyDefaults) {
   // SPEC §1: with the defaults these must be exact (BSBR with compression_factor 2, as the study ran it).

@@ -344,5 +344,65 @@ TEST(ChunkLocalAttentionOp, MatchesLoop) {
   }
 }
 
+TEST(Kernels, L2NormalizeRowsStrided) {
+  const int64_t rows = 7, cols = 19, stride = 24;
+  auto x = random_vector(rows * stride, 80, 3.0f);
+  auto y = x;
+  ops::l2_normalize_rows(y.data(), rows, cols, stride);
+  for (int64_t r = 0; r < rows; ++r) {
+    double norm = 0;
+    for (int64_t c = 0; c < cols; ++c) norm += static_cast<double>(x[r * stride + c]) * x[r * stride + c];
+    norm = std::sqrt(norm);
+    for (int64_t c = 0; c < cols; ++c) EXPECT_NEAR(y[r * stride + c], x[r * stride + c] / norm, 1e-6) << r << "," << c;
+    for (int64_t c = cols; c < stride; ++c) EXPECT_EQ(y[r * stride + c], x[r * stride + c]) << "outside the row";
+  }
+}
+
+TEST(Kernels, PrefixSumBlocks) {
+  const int64_t count = 5, size = 37;
+  auto x = random_vector(count * size, 81);
+  auto y = x;
+  ops::prefix_sum_blocks(y.data(), count, size);
+  for (int64_t j = 0; j < size; ++j) {
+    double run = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      run += x[i * size + j];
+      EXPECT_NEAR(y[i * size + j], run, 1e-5) << "block " << i;
+    }
+  }
+}
+
+// T = (I + tril(diag(beta) K K^T, -1))^-1 diag(beta): checked as (I + L) T == diag(beta) in double,
+// and T lower triangular, for chunk sizes below, at and around the 16-column register block.
+TEST(Kernels, UtTransformSolvesTheTriangularSystem) {
+  for (int64_t C : {int64_t{1}, int64_t{5}, int64_t{16}, int64_t{37}, int64_t{64}}) {
+    const int64_t dk = 12, beta_stride = 3;
+    auto k = random_vector(C * dk, 82 + C);
+    for (int64_t i = 0; i < C; ++i) {  // unit keys, as DeltaNet's
+      double norm = 0;
+      for (int64_t j = 0; j < dk; ++j) norm += k[i * dk + j] * k[i * dk + j];
+      for (int64_t j = 0; j < dk; ++j) k[i * dk + j] = static_cast<float>(k[i * dk + j] / std::sqrt(norm));
+    }
+    auto beta = random_vector(C * beta_stride, 90 + C);
+    for (float& b : beta) b = 1.0f + b;  // in (0, 2)
+    std::vector<double> kkt(C * C);
+    std::vector<float> t(C * C);
+    for (int64_t i = 0; i < C; ++i)
+      for (int64_t j = 0; j < C; ++j) t[i * C + j] = static_cast<float>(kkt[i * C + j] = ref::dot(&k[i * dk], &k[j * dk], dk));
+    ops::ut_transform(t.data(), beta.data(), beta_stride, C);
+    double worst = 0;
+    for (int64_t i = 0; i < C; ++i)
+      for (int64_t j = 0; j < C; ++j) {
+        if (j > i) {
+          EXPECT_EQ(t[i * C + j], 0.0f) << "T not lower triangular at " << i << "," << j;
+        }
+        double lhs = t[i * C + j];  // ((I + L) T)[i, j], L[i, m] = beta_i k_i.k_m for m < i
+        for (int64_t m = 0; m < i; ++m) lhs += beta[i * beta_stride] * kkt[i * C + m] * t[m * C + j];
+        worst = std::max(worst, std::fabs(lhs - (i == j ? beta[i * beta_stride] : 0.0)));
+      }
+    EXPECT_LT(worst, 1e-5) << "chunk " << C;
+  }
+}
+
 }  // namespace
 }  // namespace bsbr

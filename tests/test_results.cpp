@@ -49,10 +49,15 @@ TEST(Results, CompareWritesStudyKeysAndRuns) {
   EXPECT_DOUBLE_EQ(g->stats.median, j["time_results"]["Hopfield"]["24"].get<double>());
   EXPECT_EQ(g->generated.size(), 4u);  // the prefill's token + 3 steps
   EXPECT_TRUE(back.calibration_gflops().has_value());
-  // No temp file left behind (atomic write).
-  int files = 0;
-  for (auto& e : std::filesystem::directory_iterator(dir)) files += e.is_regular_file();
-  EXPECT_EQ(files, 1);
+  // compare ends with the analysis: the fits block in the file, report.md next to it.
+  ASSERT_TRUE(j.contains("fits"));
+  EXPECT_EQ(j["fits"]["series"].size(), 4u) << "2 models x 2 workloads";
+  EXPECT_EQ(back.fits.size(), 4u);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/report.md"));
+  EXPECT_NE(r.out.find("scaling of the median time"), std::string::npos) << "the analysis summary ends compare's output";
+  // No temp file left behind (atomic writes).
+  for (auto& e : std::filesystem::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
 }
 
 TEST(Results, ThreadsAreUsedAndRecorded) {

@@ -42,6 +42,42 @@ std::vector<float> random_vector(int64_t n, uint64_t seed, float scale) {
   return v;
 }
 
+Results synthetic_results(const std::vector<std::string>& models, const std::vector<Workload>& workloads,
+                          const std::vector<int64_t>& lengths, int repeats, const SampleTime& time, double gflops) {
+  Results r;
+  r.models = models;
+  r.seq_lengths = lengths;
+  const int64_t size = 2048;
+  const double calibration_s = 2.0 * size * size * size / (gflops * 1e9);
+  r.calibration = {{"kind", "matmul_f32"}, {"m", size}, {"n", size}, {"k", size}, {"threads", 1},
+                   {"samples_s", std::vector<double>(5, calibration_s)}, {"median_s", calibration_s}, {"gflops", gflops}};
+  for (const std::string& m : models) {
+    r.model_info[m] = ModelInfo{m, 1000, 2000};
+    for (int64_t n : lengths)
+      for (Workload w : workloads) {
+        RunRecord run;
+        run.problem = {m, w, n};
+        run.repeats = repeats;
+        run.n_tokens = 8;
+        run.unit = w == Workload::kDecode ? "s/token" : "s";
+        for (int i = 0; i < repeats; ++i) run.samples_s.push_back(time(m, w, n, i));
+        run.stats = compute_stats(run.samples_s);
+        run.noisy = run.stats.cv > kNoisyCv;
+        run.memory.peak_working_bytes = static_cast<std::size_t>(n) * 4096 + 1'000'000;
+        run.memory.state_bytes = static_cast<std::size_t>(n) * 2048;
+        run.memory.peak_rss_bytes = 50'000'000;
+        r.runs.push_back(run);
+      }
+  }
+  return r;
+}
+
+std::string save_synthetic(const Results& r, const std::string& dir, const std::string& name) {
+  const std::string path = dir + "/" + name;
+  save_results(r, path);
+  return path;
+}
+
 std::string temp_dir(const std::string& tag) {
   namespace fs = std::filesystem;
   fs::path p = fs::temp_directory_path() / ("bsbr_test_" + tag + "_" + std::to_string(::getpid()));

@@ -6,5 +6,8 @@
 namespace bsbr::cli {
 
 void add_compare(CLI::App& app, int& exit_code);
+void add_forward(CLI::App& app, int& exit_code);
+void add_analyze(CLI::App& app, int& exit_code);
+void add_check(CLI::App& app, int& exit_code);
 
 }  // namespace bsbr::cli

@@ -10,7 +10,9 @@
 #include "cli/commands.hpp"
 #include "core/config.hpp"
 #include "core/errors.hpp"
+#include "io/weights.hpp"
 #include "model/model.hpp"
+#include "report/analysis_report.hpp"
 #include "report/console.hpp"
 #include "report/results.hpp"
 
@@ -27,13 +29,8 @@ struct CompareOptions {
   int64_t n_tokens = -1, repeats = -1, warmup = -1, threads = -1;
   bool no_memory_guard = false;
   std::string out_dir = "results";
+  std::string weights_dir, save_weights_dir;  // DIR/<Model>.safetensors (io/weights.hpp)
 };
-
-std::string join(const std::vector<std::string>& v, const char* sep = " ") {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : sep) + x;
-  return s;
-}
 
 Config effective_config(const CompareOptions& o) {
   Config cfg = o.config_path.empty() ? Config{} : load_config(o.config_path);
@@ -66,29 +63,44 @@ std::string repro_line(const CompareOptions& o, const Config& cfg, const Problem
   s += " --n_tokens " + std::to_string(cfg.bench.n_tokens) + " --repeats " + std::to_string(cfg.bench.repeats) +
        " --warmup " + std::to_string(cfg.bench.warmup) + " --threads " + std::to_string(threads);
   if (!cfg.bench.memory_guard) s += " --no-memory-guard";
+  if (!o.weights_dir.empty()) s += " --weights " + o.weights_dir;
   return s;
 }
 
-nlohmann::json config_json(const Config& cfg) {
-  nlohmann::json model = nlohmann::json::object();
-  for (auto& [k, v] : describe(cfg.model)) model[k] = v;
+nlohmann::json config_json(const Config& cfg, const CompareOptions& o) {
   std::vector<std::string> workloads;
   for (Workload w : cfg.bench.workloads) workloads.push_back(to_string(w));
   return {{"source", cfg.source},
-          {"model", model},
+          {"model", model_config_json(cfg.model)},
+          {"weights", o.weights_dir.empty() ? nlohmann::json() : nlohmann::json(o.weights_dir)},
           {"benchmark",
            {{"models", cfg.bench.models}, {"seq_lengths", cfg.bench.seq_lengths}, {"workloads", workloads},
             {"n_tokens", cfg.bench.n_tokens}, {"repeats", cfg.bench.repeats}, {"warmup", cfg.bench.warmup},
             {"threads", cfg.bench.threads}, {"memory_guard", cfg.bench.memory_guard}}}};
 }
 
+// The model `name` with its weights: loaded from --weights DIR (else the seeded initialisation),
+// and written to --save-weights DIR when asked.
+std::unique_ptr<Model> make_model(ops::Context& ctx, const Config& cfg, const CompareOptions& o, const std::string& name) {
+  auto model = std::make_unique<Model>(ctx, cfg.model, find_architecture(name));
+  if (!o.weights_dir.empty()) load_weights(*model, weights_path_in(o.weights_dir, name));
+  if (!o.save_weights_dir.empty()) save_weights(*model, weights_path_in(o.save_weights_dir, name));
+  return model;
+}
+
 int run_compare(const CompareOptions& o) {
   Config cfg = effective_config(o);
   ops::Context ctx(static_cast<int>(cfg.bench.threads));
+  // Every model's weights file is checked before any time is spent measuring.
+  if (!o.weights_dir.empty())
+    for (const std::string& name : cfg.bench.models) {
+      Model model(ctx, cfg.model, find_architecture(name));
+      check_weights(model, weights_path_in(o.weights_dir, name));
+    }
   Results results;
   results.models = cfg.bench.models;
   results.seq_lengths = cfg.bench.seq_lengths;
-  results.config = config_json(cfg);
+  results.config = config_json(cfg, o);
   results.environment = to_json(collect_environment(ctx.threads()));
 
   std::fprintf(stderr, "calibrating: %lldx%lldx%lld f32 matmul on %d threads ... ", 2048LL, 2048LL, 2048LL, ctx.threads());
@@ -99,7 +111,8 @@ int run_compare(const CompareOptions& o) {
   Runner runner(ctx, cfg);
   std::size_t total = cfg.bench.models.size() * cfg.bench.seq_lengths.size() * cfg.bench.workloads.size(), done = 0, not_ok = 0;
   for (const std::string& name : cfg.bench.models) {
-    Model model(ctx, cfg.model, find_architecture(name));
+    std::unique_ptr<Model> owned = make_model(ctx, cfg, o, name);
+    Model& model = *owned;
     results.model_info[name] = ModelInfo{name, model.param_count(false), model.param_count(true)};
     for (const Problem& p : expand(cfg.bench, {name})) {
       ++done;
@@ -121,6 +134,7 @@ int run_compare(const CompareOptions& o) {
   }
 
   const std::string path = o.out_dir + "/comparison_results.json";
+  const std::string analysis_summary = analyze_for_compare(results, path);  // fits into results, report.md next to it
   save_results(results, path);
 
   for (Workload w : cfg.bench.workloads) {
@@ -138,6 +152,7 @@ int run_compare(const CompareOptions& o) {
                  noisy, results.runs.size(), 100 * kNoisyCv);
   std::printf("\ncalibration: %.1f GFLOP/s; results written to %s%s\n", cal.gflops, path.c_str(),
               not_ok ? (" (" + std::to_string(not_ok) + " points skipped or failed; see their reasons above)").c_str() : "");
+  std::printf("\n%s", analysis_summary.c_str());
   return 0;
 }
 
@@ -159,6 +174,10 @@ void add_compare(CLI::App& app, int& exit_code) {
   sub->add_option("--threads", o->threads, "Worker threads (0 = all cores)");
   sub->add_flag("--no-memory-guard", o->no_memory_guard, "Run points even if their estimated memory exceeds what is available");
   sub->add_option("--out", o->out_dir, "Output directory for comparison_results.json")->capture_default_str();
+  sub->add_option("--weights", o->weights_dir,
+                  "Directory of weights to run instead of the seeded initialisation: DIR/<Model>.safetensors for every model");
+  sub->add_option("--save-weights,--save_weights", o->save_weights_dir,
+                  "Write every model's weights to DIR/<Model>.safetensors (safetensors F32; tensor names in the README)");
   sub->callback([o, &exit_code]() { exit_code = run_compare(*o); });
 }
 

@@ -219,7 +219,8 @@ void ModelConfig::validate(const std::string& origin) const {
   positive("num_heads", num_heads);
   positive("ff_dim", ff_dim);
   positive("chunk_size", chunk_size);
-  positive("window_size", window_size);
+  // w = 0 is meaningful for SlidingWindow: each token attends to itself only.
+  if (window_size < 0) throw UserError(origin + ": model.window_size must be >= 0, got " + std::to_string(window_size));
   positive("expansion_factor", expansion_factor);
   positive("batch_size", batch_size);
   positive("linear_chunk_size", linear_chunk_size);

@@ -69,6 +69,8 @@ struct Architecture {
 
 // The registry table (registry.cpp), in the study's order.
 const std::vector<Architecture>& architectures();
+// The registered names, in the table's order.
+std::vector<std::string> architecture_names();
 // Looks a name up; throws UserError listing the known names.
 const Architecture& find_architecture(const std::string& name);
 

@@ -53,6 +53,7 @@ class Model {
   void step(ops::Context& ctx, const int32_t* tokens, int64_t pos);
 
   const float* hidden() const { return h_.data(); }        // [b, n, d] after prefill (final LN output)
+  const float* step_hidden() const { return hs_.data(); }  // [b, d] after step (final LN output)
   const float* logits() const { return logits_.data(); }   // [b, V] (kLast / step) or [b, n, V] (kAll)
   // Greedy next token per sequence from the latest logits. out: [b]
   void argmax(int32_t* out) const;

@@ -47,14 +47,13 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
   const int64_t n_qtiles = (q_count + qt - 1) / qt;
   const int64_t items = g_.batch * g_.heads * n_qtiles;
   const int64_t last_pos = q_pos + q_count - 1;
-  // Work bound (flops): every query against at most last_pos + 1 (or window + 1) keys. Tiny work,
-  // such as one decode token over a chunk of 32 keys, runs on one thread: a parallel region would
-  // cost more than it saves (as SerialScope does for small primitives).
+  // Items are ordered so the most expensive (latest) query tiles start first. Tiny calls (a decode
+  // step over a short cache, or over a chunk of 32 keys) run on the calling thread: a fork/join
+  // would cost more than the work. Work bound: every query against at most last_pos + 1 (or
+  // window + 1) keys, dh multiply-adds per score and dv per weighted value.
   const int64_t max_keys = g_.window < 0 ? last_pos + 1 : std::min(g_.window + 1, last_pos + 1);
-  const double work = 2.0 * g_.batch * g_.heads * q_count * static_cast<double>(max_keys) * (dh + dv);
+  const double work = 2.0 * static_cast<double>(g_.batch * g_.heads * q_count) * static_cast<double>(max_keys) * (dh + dv);
   const bool parallel = items > 1 && work >= kSerialWorkThreshold;
-
-  // Items are ordered so the most expensive (latest) query tiles start first.
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (parallel)
   for (int64_t item = 0; item < items; ++item) {
     Workspace& w = ws_[Context::thread_id()];
@@ -110,7 +109,7 @@ ChunkLocalAttention::ChunkLocalAttention(Context& ctx, const ChunkAttentionGeome
   const int64_t B = g.chunk, dh = g.head_dim;
   // Chunk c of head h: rows [c*B, (c+1)*B), columns [h*dh, (h+1)*dh) (the head offset is applied
   // to the pointers in run()).
-  const MatLayout rows = MatLayout::strided(B, dh, g.row_stride).with_batch(chunks, B * g.row_stride);
+  const MatLayout rows = MatLayout::chunks(chunks, B, dh, g.row_stride);
   const MatLayout scores = MatLayout::batched(chunks, B, B);
   mask_ = ctx.tensor(MemCategory::kActivations, {chunks, B, B});
   scores_ = ctx.tensor(MemCategory::kActivations, {chunks, B, B});

@@ -31,6 +31,18 @@ struct AttentionGeometry {
   float scale = 1.0f;
   int64_t window = -1;  // -1: all earlier keys; w >= 0: keys t-w .. t
   int64_t q_tile = 128, k_tile = 128;
+
+  // Heads side by side in row-major [rows, heads * head_dim] q, k/v and o; the caller sets the
+  // batch strides, window and tiles.
+  static AttentionGeometry packed_heads(int64_t batch, int64_t heads, int64_t head_dim, float scale) {
+    AttentionGeometry g;
+    g.batch = batch;
+    g.heads = heads;
+    g.head_dim = head_dim;
+    g.q_row_stride = g.kv_row_stride = g.o_row_stride = heads * head_dim;
+    g.scale = scale;
+    return g;
+  }
 };
 
 class CausalAttention {

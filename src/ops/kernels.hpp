@@ -3,7 +3,12 @@
 //   - argmax over logits: reduction has max but no arg-max;
 //   - the online-softmax tile update of tiled attention: no online/streaming softmax primitive
 //     (oneDNN 2.6 has no fused attention), so max/exp/sum/rescale are fused in one pass here;
-//   - a vectorisable exp used by that update (the polynomial is the classic Cephes expf scheme).
+//   - a vectorisable exp used by that update (the polynomial is the classic Cephes expf scheme);
+//   - row-wise L2 normalisation (DeltaNet's q, k): 2.6's norm_lp reduction has only its reference
+//     implementation (~280 ms for 512K rows of 64 here), and the jit route (square -> sum -> sqrt
+//     -> divide) takes four passes and a temporary as large as the input; one fused pass here;
+//   - a running sum over chunk states (Linear's prefix over chunks): oneDNN has no scan primitive;
+//   - DeltaNet's UT transform, a triangular solve per chunk: oneDNN has no triangular solve.
 // Loops are written plainly so GCC vectorises them at -O3 -march=native.
 #pragma once
 #include <bit>
@@ -51,5 +56,22 @@ void argmax_rows(const float* x, int64_t rows, int64_t cols, int64_t row_stride,
 // lo/hi == nullptr means every column is visible.
 void online_softmax_update(float* scores, int64_t rows, int64_t cols, int64_t key_first, const int64_t* lo,
                            const int64_t* hi, float* m, float* l, float* acc, int64_t dh);
+
+// x[r, :] /= ||x[r, :]||_2 for each row of [rows, cols] (row stride). No epsilon: a zero row
+// becomes NaN, as the plain formula does (SPEC §2: no clamping).
+void l2_normalize_rows(float* x, int64_t rows, int64_t cols, int64_t row_stride);
+
+// Running sum over `count` consecutive blocks of `block_size` floats, in place:
+// block[i] += block[i-1] for i = 1 .. count-1. (With block 0 an initial state and block i > 0 the
+// state contribution of chunk i-1, block i becomes the state before chunk i.)
+void prefix_sum_blocks(float* blocks, int64_t count, int64_t block_size);
+
+// DeltaNet's UT transform of one chunk (Yang et al. 2024, "Parallelizing Linear Transformers with
+// the Delta Rule over Sequence Length", §3): on entry t [C, C] holds K.K^T of the chunk's C keys;
+// on exit it holds the lower-triangular
+//   T = (I + tril(diag(beta) K K^T, -1))^-1 diag(beta)
+// by forward substitution, row by row: T[i, :] = beta_i e_i - beta_i sum_{m<i} (k_i.k_m) T[m, :].
+// beta: the chunk's C values with stride beta_stride.
+void ut_transform(float* t, const float* beta, int64_t beta_stride, int64_t chunk);
 
 }  // namespace bsbr::ops

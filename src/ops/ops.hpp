@@ -26,6 +26,11 @@ struct MatLayout {
   static MatLayout dense(int64_t rows, int64_t cols) { return {1, rows, cols, rows * cols, cols, 1}; }
   static MatLayout strided(int64_t rows, int64_t cols, int64_t row_stride) { return {1, rows, cols, 0, row_stride, 1}; }
   static MatLayout batched(int64_t batch, int64_t rows, int64_t cols) { return {batch, rows, cols, rows * cols, cols, 1}; }
+  // Consecutive blocks of `rows` rows of a strided matrix read as a batch (block i starts at row
+  // i*rows): the chunks of a sequence, e.g. one head's [C, dh] chunks in a [n, d] buffer.
+  static MatLayout chunks(int64_t count, int64_t rows, int64_t cols, int64_t row_stride) {
+    return {count, rows, cols, rows * row_stride, row_stride, 1};
+  }
   MatLayout with_batch(int64_t b, int64_t stride) const {
     MatLayout m = *this;
     m.batch = b;

@@ -15,6 +15,12 @@ std::string format_seconds(double s) {
   return buf;
 }
 
+std::string format_fixed(double v, int digits) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
 std::string format_bytes(double b) {
   char buf[32];
   if (b < 1024) std::snprintf(buf, sizeof buf, "%.0f B", b);
@@ -24,10 +30,21 @@ std::string format_bytes(double b) {
   return buf;
 }
 
+namespace {
+
+// Columns a UTF-8 string takes on a terminal: one per code point (labels use ≈, ², ·).
+std::size_t display_width(const std::string& s) {
+  std::size_t w = 0;
+  for (unsigned char c : s) w += (c & 0xC0) != 0x80;
+  return w;
+}
+
+}  // namespace
+
 std::string render_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> w(header.size(), 0);
   auto widen = [&](const std::vector<std::string>& r) {
-    for (std::size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], r[i].size());
+    for (std::size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], display_width(r[i]));
   };
   widen(header);
   for (auto& r : rows) widen(r);
@@ -35,7 +52,7 @@ std::string render_table(const std::vector<std::string>& header, const std::vect
     std::string s;
     for (std::size_t i = 0; i < w.size(); ++i) {
       std::string cell = i < r.size() ? r[i] : "";
-      std::string pad(w[i] - cell.size(), ' ');
+      std::string pad(w[i] - display_width(cell), ' ');
       s += (i == 0 ? cell + pad : "  " + pad + cell);
     }
     return s + "\n";
@@ -46,6 +63,36 @@ std::string render_table(const std::vector<std::string>& header, const std::vect
   out += std::string(total - 2, '-') + "\n";
   for (auto& r : rows) out += line(r);
   return out;
+}
+
+std::string render_markdown_table(const std::vector<std::string>& header, const std::vector<std::vector<std::string>>& rows) {
+  auto line = [&](const std::vector<std::string>& r) {
+    std::string s = "|";
+    for (std::size_t i = 0; i < header.size(); ++i) {
+      std::string cell;
+      for (char c : i < r.size() ? r[i] : std::string()) cell += c == '|' ? std::string("\\|") : std::string(1, c);
+      s += " " + cell + " |";
+    }
+    return s + "\n";
+  };
+  std::string out = line(header) + "|";
+  for (std::size_t i = 0; i < header.size(); ++i) out += i == 0 ? " :--- |" : " ---: |";
+  out += "\n";
+  for (auto& r : rows) out += line(r);
+  return out;
+}
+
+std::string render_text(const ReportTable& t) {
+  std::string s = t.title + "\n" + render_table(t.header, t.rows);
+  for (const std::string& n : t.notes) s += "  note: " + n + "\n";
+  return s;
+}
+
+std::string render_markdown(const ReportTable& t) {
+  std::string s = "### " + t.title + "\n\n" + render_markdown_table(t.header, t.rows);
+  if (!t.notes.empty()) s += "\n";
+  for (const std::string& n : t.notes) s += "- " + n + "\n";
+  return s + "\n";
 }
 
 namespace {

@@ -19,6 +19,23 @@ std::optional<double> Results::calibration_gflops() const {
   return std::nullopt;
 }
 
+std::optional<double> Results::calibration_attainable_gflops() const {
+  const json& c = calibration;
+  if (c.is_object() && c.contains("samples_s") && c["samples_s"].is_array() && !c["samples_s"].empty()) {
+    double m = 0, n = 0, k = 0, fastest = INFINITY;
+    try {
+      m = c.at("m").get<double>();
+      n = c.at("n").get<double>();
+      k = c.at("k").get<double>();
+      for (const json& s : c["samples_s"]) fastest = std::min(fastest, s.get<double>());
+    } catch (const json::exception&) {
+      return calibration_gflops();  // samples without the matmul's shape: fall back to the figure
+    }
+    if (m > 0 && n > 0 && k > 0 && fastest > 0 && std::isfinite(fastest)) return 2 * m * n * k / fastest / 1e9;
+  }
+  return calibration_gflops();
+}
+
 const RunRecord* Results::find(const std::string& model, Workload w, int64_t n) const {
   for (const RunRecord& r : runs)
     if (r.status == "ok" && r.problem.model == model && r.problem.workload == w && r.problem.n == n) return &r;
@@ -87,6 +104,15 @@ std::string need_string(const json& j, const char* key, const std::string& where
   return v.get<std::string>();
 }
 
+Workload need_workload(const json& j, const std::string& where) {
+  const std::string name = need_string(j, "workload", where);
+  try {
+    return parse_workload(name);
+  } catch (const UserError& e) {
+    bad(where, e.what());
+  }
+}
+
 template <class T>
 T opt(const json& j, const char* key, T fallback) {
   if (j.is_object() && j.contains(key) && !j.at(key).is_null()) {
@@ -122,11 +148,7 @@ RunRecord run_from_json(const json& j, const std::string& where) {
   if (!j.is_object()) bad(where, "run record must be an object");
   RunRecord r;
   r.problem.model = need_string(j, "model", where);
-  try {
-    r.problem.workload = parse_workload(need_string(j, "workload", where));
-  } catch (const UserError& e) {
-    bad(where, e.what());
-  }
+  r.problem.workload = need_workload(j, where);
   r.problem.n = need_int(j, "n", where);
   if (r.problem.n <= 0) bad(where, "'n' must be positive");
   r.status = need_string(j, "status", where);
@@ -168,6 +190,71 @@ RunRecord run_from_json(const json& j, const std::string& where) {
   return r;
 }
 
+json to_json(const FitRecord& f) {
+  auto optional_number = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  const analysis::PowerLawFit& p = f.fit.power_law;
+  const analysis::LinearQuadraticFit& lq = f.fit.linear_quadratic;
+  return {{"model", f.model},
+          {"workload", to_string(f.workload)},
+          {"unit", f.unit},
+          {"seq_lengths", f.seq_lengths},
+          {"power_law",
+           {{"a", p.a}, {"b", p.b}, {"r_squared", p.r_squared}, {"points", p.points},
+            {"b_ci95", p.b_low ? json::array({*p.b_low, *p.b_high}) : json(nullptr)}}},
+          {"complexity", f.complexity},
+          {"local_exponent", optional_number(f.fit.local_exponent)},
+          {"linear_quadratic",
+           {{"alpha_s_per_token", lq.alpha}, {"gamma_s_per_token2", lq.gamma}, {"quadratic_share_at_largest_n", lq.quadratic_share},
+            {"largest_n", lq.largest_n}, {"rms_relative_error", lq.rms_relative_error}}},
+          {"notes", f.notes}};
+}
+
+namespace {
+
+FitRecord fit_from_json(const json& j, const std::string& where) {
+  FitRecord f;
+  f.model = need_string(j, "model", where);
+  f.workload = need_workload(j, where);
+  f.unit = need_string(j, "unit", where);
+  const json& lengths = need(j, "seq_lengths", where);
+  if (!lengths.is_array()) bad(where, "'seq_lengths' must be a list");
+  for (const json& n : lengths) {
+    if (!n.is_number_integer()) bad(where, "'seq_lengths' must hold integers");
+    f.seq_lengths.push_back(n.get<int64_t>());
+  }
+  const json& p = need(j, "power_law", where);
+  f.fit.power_law.a = need_number(p, "a", where);
+  f.fit.power_law.b = need_number(p, "b", where);
+  f.fit.power_law.r_squared = need_number(p, "r_squared", where);
+  f.fit.power_law.points = static_cast<int>(need_int(p, "points", where));
+  const json& ci = need(p, "b_ci95", where);
+  if (ci.is_array() && ci.size() == 2 && ci[0].is_number() && ci[1].is_number()) {
+    f.fit.power_law.b_low = ci[0].get<double>();
+    f.fit.power_law.b_high = ci[1].get<double>();
+  } else if (!ci.is_null()) {
+    bad(where, "'b_ci95' must be [low, high] or null");
+  }
+  f.complexity = need_string(j, "complexity", where);
+  const json& local = need(j, "local_exponent", where);
+  if (local.is_number()) f.fit.local_exponent = local.get<double>();
+  else if (!local.is_null()) bad(where, "'local_exponent' must be a number or null");
+  const json& lq = need(j, "linear_quadratic", where);
+  f.fit.linear_quadratic.alpha = need_number(lq, "alpha_s_per_token", where);
+  f.fit.linear_quadratic.gamma = need_number(lq, "gamma_s_per_token2", where);
+  f.fit.linear_quadratic.quadratic_share = need_number(lq, "quadratic_share_at_largest_n", where);
+  f.fit.linear_quadratic.largest_n = need_int(lq, "largest_n", where);
+  f.fit.linear_quadratic.rms_relative_error = need_number(lq, "rms_relative_error", where);
+  const json& notes = need(j, "notes", where);
+  if (!notes.is_array()) bad(where, "'notes' must be a list of strings");
+  for (const json& s : notes) {
+    if (!s.is_string()) bad(where, "'notes' must be a list of strings");
+    f.notes.push_back(s.get<std::string>());
+  }
+  return f;
+}
+
+}  // namespace
+
 json to_json(const Results& r) {
   json time_results = json::object(), memory_results = json::object(), params = json::object(), params_head = json::object();
   for (const std::string& m : r.models) {
@@ -201,7 +288,13 @@ json to_json(const Results& r) {
               {"config", r.config},
               {"calibration", r.calibration},
               {"runs", runs}};
-  if (!r.fits.is_null()) out["fits"] = r.fits;
+  if (!r.fits.empty()) {
+    json fits = json::array();
+    for (const FitRecord& f : r.fits) fits.push_back(to_json(f));
+    out["fits"] = {{"estimator", "least squares on log t = a + b log n (R² on the log scale); 95% t interval for b; "
+                                 "non-negative t = alpha n + gamma n² on relative residuals; local exponent over the 3 largest n"},
+                   {"series", fits}};
+  }
   return out;
 }
 
@@ -239,7 +332,12 @@ Results load_results(const std::string& path) {
     if (root.contains("environment")) r.environment = root["environment"];
     if (root.contains("config")) r.config = root["config"];
     if (root.contains("calibration")) r.calibration = root["calibration"];
-    if (root.contains("fits")) r.fits = root["fits"];
+    if (root.contains("fits")) {
+      const json& series = need(root["fits"], "series", where + ": fits");
+      if (!series.is_array()) bad(where, "'fits.series' must be a list");
+      for (std::size_t i = 0; i < series.size(); ++i)
+        r.fits.push_back(fit_from_json(series[i], where + ": fits.series[" + std::to_string(i) + "]"));
+    }
     return r;
   }
 
@@ -248,9 +346,11 @@ Results load_results(const std::string& path) {
   const json& tr = need(root, "time_results", where);
   if (!tr.is_object() || tr.empty()) bad(where, "'time_results' must be a non-empty object {model: {n: seconds}}");
   const json* mr = root.contains("memory_results") && root["memory_results"].is_object() ? &root["memory_results"] : nullptr;
+  // Models in the file's order (json objects iterate sorted; the study listed its models in run order).
+  const nlohmann::ordered_json in_file_order = nlohmann::ordered_json::parse(text);
+  for (auto& [model, series] : in_file_order["time_results"].items()) r.models.push_back(model);
   for (auto& [model, series] : tr.items()) {
     if (!series.is_object()) bad(where, "time_results." + model + " must be an object {n: seconds}");
-    r.models.push_back(model);
     for (auto& [key, v] : series.items()) {
       std::string w = where + ": time_results." + model + "." + key;
       int64_t n = parse_length_key(key, w);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/fit.hpp"
 #include "bench/runner.hpp"
 
 namespace bsbr {
@@ -19,6 +20,18 @@ struct ModelInfo {
   std::string name;
   int64_t params = 0;            // without LM head (study's convention)
   int64_t params_with_head = 0;
+};
+
+// One entry of the `fits` block, written by analyze (and by compare, which ends with the analysis):
+// the scaling fits of one model's median times under one workload.
+struct FitRecord {
+  std::string model;
+  Workload workload = Workload::kGenerate;
+  std::string unit = "s";            // "s" per workload run, "s/token" for decode
+  std::vector<int64_t> seq_lengths;  // the lengths fitted (ok points only), ascending
+  analysis::ScalingFit fit;
+  std::string complexity;            // the study's label, e.g. "O(n^0.81) ≈ O(n)"
+  std::vector<std::string> notes;    // R² < 0.95, noisy points
 };
 
 // Everything a results file holds, in memory.
@@ -32,13 +45,19 @@ struct Results {
   nlohmann::json environment = nlohmann::json::object();
   nlohmann::json config = nlohmann::json::object();
   nlohmann::json calibration = nlohmann::json::object();  // {"gflops": ..., ...}; empty if absent
-  nlohmann::json fits = nlohmann::json();                // set by analyze; null if absent
+  std::vector<FitRecord> fits;  // set by analyze; empty if the file has none
   std::optional<double> calibration_gflops() const;
+  // The machine's attainable GFLOP/s, for normalising times between files (check): 2mnk over the
+  // fastest calibration sample when the samples are recorded (a passing load on a shared machine
+  // slows some of the samples, rarely all, and moves their median by up to 1.6x, as measured on the
+  // 2-core dev box), else calibration_gflops().
+  std::optional<double> calibration_attainable_gflops() const;
   // The run of (model, workload, n) with status ok, or nullptr.
   const RunRecord* find(const std::string& model, Workload w, int64_t n) const;
 };
 
 nlohmann::json to_json(const RunRecord& r);
+nlohmann::json to_json(const FitRecord& f);
 RunRecord run_from_json(const nlohmann::json& j, const std::string& where);  // throws UserError
 
 // Builds the file: study keys (time_results = generate medians in seconds; memory_results = peak

@@ -16,9 +16,7 @@ Mat bsbr_attention(const ModelConfig& cfg, ParamStore& P, const std::string& pre
   const int64_t coded = cfg.compression_factor > 0 ? d / cfg.compression_factor : 0;
   const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
   auto w = [&](const std::string& name) { return param(P, prefix + "." + name); };
-  Mat q = linear(P, prefix + ".q_proj", x, n, d, d, &macs);
-  Mat k = linear(P, prefix + ".k_proj", x, n, d, d, &macs);
-  Mat v = linear(P, prefix + ".v_proj", x, n, d, d, &macs);
+  const auto [q, k, v] = qkv_projections(cfg, P, prefix, x, n, macs);
 
   // Local attention inside each chunk.
   Mat o(n * d);
@@ -50,12 +48,12 @@ Mat bsbr_attention(const ModelConfig& cfg, ParamStore& P, const std::string& pre
       }
       state[j * heads + head] = F;
     }
-    meta_key[j] = linear(P, prefix + ".meta_h_proj", row_of(x, last(j), d), 1, d, d, &macs);
+    meta_key[j] = linear_param(row_of(x, last(j), d), 1, P, prefix + ".meta_h_proj", d, d, macs);
   }
 
   // Chunks i >= 1 retrieve G_i from the chunks before them; every token of chunk i adds q_t.G_i.
   for (int64_t i = 1; i <= cur; ++i) {
-    Mat R = linear(P, prefix + ".meta_r_proj", row_of(x, last(i - 1), d), 1, d, d, &macs);
+    Mat R = linear_param(row_of(x, last(i - 1), d), 1, P, prefix + ".meta_r_proj", d, d, macs);
     for (int64_t head = 0; head < heads; ++head) {
       std::vector<double> p(i);
       for (int64_t j = 0; j < i; ++j) p[j] = scale * dot(&R[head * dh], &meta_key[j][head * dh], dh, &macs);
@@ -86,7 +84,7 @@ Mat bsbr_attention(const ModelConfig& cfg, ParamStore& P, const std::string& pre
       }
     }
   }
-  return linear(P, prefix + ".out_proj", o, n, d, d, &macs);
+  return linear_param(o, n, P, prefix + ".out_proj", d, d, macs);
 }
 
 }  // namespace bsbr::ref

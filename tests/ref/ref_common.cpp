@@ -2,7 +2,6 @@
 #include "ref/ref_common.hpp"
 
 #include <algorithm>
-#include <stdexcept>
 
 namespace bsbr::ref {
 
@@ -16,13 +15,6 @@ Mat linear(const Mat& x, int64_t n, int64_t in, const float* W, const float* b, 
       y[t * out + o] = static_cast<float>(acc);
     }
   return y;
-}
-
-Mat linear(ParamStore& params, const std::string& name, const Mat& x, int64_t n, int64_t in, int64_t out, MacCounter* count) {
-  Param* w = params.find(name + ".weight");
-  Param* b = params.find(name + ".bias");
-  if (!w || !b) throw std::runtime_error("oracle: Linear parameters not found: " + name);
-  return linear(x, n, in, w->value.data(), b->value.data(), out, count);
 }
 
 Mat layer_norm(const Mat& x, int64_t n, int64_t d, const float* gamma, const float* beta, double eps) {

@@ -3,10 +3,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
-#include <string>
 #include <vector>
-
-#include "model/params.hpp"
 
 namespace bsbr::ref {
 
@@ -21,8 +18,6 @@ struct MacCounter {
 
 // y[n, out] = x[n, in] . W[in, out] + b[out]
 Mat linear(const Mat& x, int64_t n, int64_t in, const float* W, const float* b, int64_t out, MacCounter* count = nullptr);
-// The Linear(in, out) registered as "<name>.weight" / "<name>.bias" in params, applied to x [n, in].
-Mat linear(ParamStore& params, const std::string& name, const Mat& x, int64_t n, int64_t in, int64_t out, MacCounter* count = nullptr);
 // LayerNorm over rows of [n, d] with gamma, beta, eps.
 Mat layer_norm(const Mat& x, int64_t n, int64_t d, const float* gamma, const float* beta, double eps);
 double gelu_erf(double x);

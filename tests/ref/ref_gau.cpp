@@ -12,10 +12,10 @@ namespace bsbr::ref {
 Mat gau_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
   const int64_t d = cfg.hidden_dim, E = cfg.expansion_factor * d, B = cfg.chunk_size;
   const double scale = 1.0 / std::sqrt(static_cast<double>(E));
-  Mat q = linear(P, prefix + ".q_proj", x, n, d, E, &macs);
-  Mat k = linear(P, prefix + ".k_proj", x, n, d, E, &macs);
-  Mat v = linear(P, prefix + ".v_proj", x, n, d, E, &macs);
-  Mat g = linear(P, prefix + ".gate_proj", x, n, d, E, &macs);
+  Mat q = linear_param(x, n, P, prefix + ".q_proj", d, E, macs);
+  Mat k = linear_param(x, n, P, prefix + ".k_proj", d, E, macs);
+  Mat v = linear_param(x, n, P, prefix + ".v_proj", d, E, macs);
+  Mat g = linear_param(x, n, P, prefix + ".gate_proj", d, E, macs);
 
   Mat o(n * E);
   std::vector<double> S(E * E, 0.0);  // Σ_{j<i} K_j^T V_j
@@ -41,7 +41,7 @@ Mat gau_attention(const ModelConfig& cfg, ParamStore& P, const std::string& pref
       macs.macs += static_cast<double>(B) * E * E;
     }
   }
-  return linear(P, prefix + ".out_proj", o, n, E, d, &macs);
+  return linear_param(o, n, P, prefix + ".out_proj", E, d, macs);
 }
 
 }  // namespace bsbr::ref

@@ -14,10 +14,23 @@ const float* param(ParamStore& params, const std::string& name) {
   return p->value.data();
 }
 
+Mat linear_param(const Mat& x, int64_t n, ParamStore& params, const std::string& name, int64_t in, int64_t out, MacCounter& macs) {
+  return linear(x, n, in, param(params, name + ".weight"), param(params, name + ".bias"), out, &macs);
+}
+
+QkvProjections qkv_projections(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
+  const int64_t d = cfg.hidden_dim;
+  return {linear_param(x, n, P, prefix + ".q_proj", d, d, macs), linear_param(x, n, P, prefix + ".k_proj", d, d, macs),
+          linear_param(x, n, P, prefix + ".v_proj", d, d, macs)};
+}
+
 const MixerOracle& oracle_for(const std::string& arch) {
   static const std::map<std::string, MixerOracle> table = {
       {"BSBR", bsbr_attention},
+      {"Linear", linear_attention},
+      {"DeltaNet", deltanet_attention},
       {"Standard", standard_attention},
+      {"SlidingWindow", sliding_window_attention},
       {"Hopfield", hopfield_attention},
       {"GAU", gau_attention},
   };

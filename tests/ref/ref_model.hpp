@@ -26,13 +26,30 @@ struct RefOutput {
 // Whole-model forward of one sequence (batch 1) with the model's parameters.
 RefOutput forward(Model& model, const std::vector<int32_t>& tokens);
 
+// Multi-head causal softmax attention with q/k/v/out projections: for every t, softmax over
+// s in [t - window, t] (window -1: s <= t) of (q_t . k_s) * scale, times v_s (ref_standard.cpp).
+Mat causal_softmax_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n,
+                             double scale, int64_t window, MacCounter& macs);
+
 // Oracles (one file each).
 Mat standard_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
+Mat sliding_window_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n,
+                             MacCounter& macs);
 Mat hopfield_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
 Mat bsbr_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
 Mat gau_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
+Mat linear_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
+Mat deltanet_attention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs);
 
 // Parameter lookup by full name (fails the test if absent).
 const float* param(ParamStore& params, const std::string& name);
+// y [n, out] = x [n, in] . W + b with the Linear registered as `name` (name.weight, name.bias).
+Mat linear_param(const Mat& x, int64_t n, ParamStore& params, const std::string& name, int64_t in, int64_t out, MacCounter& macs);
+// The attention projections every mixer oracle starts with: <prefix>.{q,k,v}_proj of x [n, d].
+struct QkvProjections {
+  Mat q, k, v;  // [n, d] each
+};
+QkvProjections qkv_projections(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const Mat& x, int64_t n,
+                               MacCounter& macs);
 
 }  // namespace bsbr::ref

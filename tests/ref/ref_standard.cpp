@@ -1,43 +1,32 @@
 // Oracles for Standard and Hopfield (SPEC §2): for every t, softmax over s <= t of
-// (q_t . k_s) * scale, times v_s; per head; then the output projection. O(n^2) loops.
+// (q_t . k_s) * scale, times v_s; per head; then the output projection. O(n^2) loops. The same
+// loop with a window (keys s >= t - w only) is the SlidingWindow oracle (ref_sliding_window.cpp).
+#include <algorithm>
 #include <cmath>
 
 #include "ref/ref_model.hpp"
 
 namespace bsbr::ref {
 
-namespace {
-
 Mat causal_softmax_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n,
-                             double scale, MacCounter& macs) {
+                             double scale, int64_t window, MacCounter& macs) {
   const int64_t d = cfg.hidden_dim, h = cfg.num_heads, dh = cfg.head_dim();
-  Mat q = linear(x, n, d, param(P, prefix + ".q_proj.weight"), param(P, prefix + ".q_proj.bias"), d, &macs);
-  Mat k = linear(x, n, d, param(P, prefix + ".k_proj.weight"), param(P, prefix + ".k_proj.bias"), d, &macs);
-  Mat v = linear(x, n, d, param(P, prefix + ".v_proj.weight"), param(P, prefix + ".v_proj.bias"), d, &macs);
+  const auto [q, k, v] = qkv_projections(cfg, P, prefix, x, n, macs);
   Mat o(n * d, 0.f);
   for (int64_t head = 0; head < h; ++head)
     for (int64_t t = 0; t < n; ++t) {
-      std::vector<double> w(t + 1);
-      for (int64_t s = 0; s <= t; ++s) w[s] = scale * dot(head_row(q, t, d, head, dh), head_row(k, s, d, head, dh), dh, &macs);
-      softmax(w);
-      macs.macs += static_cast<double>(t + 1) * dh;  // the weighted sum of values below
-      for (int64_t i = 0; i < dh; ++i) {
-        double acc = 0;
-        for (int64_t s = 0; s <= t; ++s) acc += w[s] * v[s * d + head * dh + i];
-        o[t * d + head * dh + i] = static_cast<float>(acc);
-      }
+      const int64_t first = window < 0 ? 0 : std::max<int64_t>(0, t - window);  // visible keys: first .. t
+      attend(head_row(q, t, d, head, dh), k, v, d, head * dh, dh, first, t, scale, &o[t * d + head * dh], macs);
     }
-  return linear(o, n, d, param(P, prefix + ".out_proj.weight"), param(P, prefix + ".out_proj.bias"), d, &macs);
+  return linear_param(o, n, P, prefix + ".out_proj", d, d, macs);
 }
 
-}  // namespace
-
 Mat standard_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
-  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / std::sqrt(static_cast<double>(cfg.head_dim())), macs);
+  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / std::sqrt(static_cast<double>(cfg.head_dim())), -1, macs);
 }
 
 Mat hopfield_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
-  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / (cfg.temperature * std::sqrt(static_cast<double>(cfg.head_dim()))), macs);
+  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / (cfg.temperature * std::sqrt(static_cast<double>(cfg.head_dim()))), -1, macs);
 }
 
 }  // namespace bsbr::ref

@@ -42,6 +42,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/arch/attention_projections.hpp"
 #include "model/arch/chunked.hpp"
 
 namespace bsbr {
@@ -96,14 +97,15 @@ class Bsbr : public Mixer {
   int64_t memory_width_; // floats per chunk memory row: [H_j (d) | heads x value_dim_]
   float scale_;
   int64_t tiling_slab_chunks_;  // chunks per slab of the tiling (a point uses up to this many)
-  ParamStore::LinearRef q_, k_, v_, o_, meta_r_, meta_h_, compress_, decompress_;
+  AttentionProjections projections_;  // q_proj, k_proj, v_proj, out_proj
+  ParamStore::LinearRef meta_r_, meta_h_, compress_, decompress_;
 
   // Prepared for the current point.
   int64_t block_ = 1;  // the point's chunk size (chunked::point_chunk): B unless the point stays in chunk 0
   int64_t batch_ = 1, capacity_ = 0, memory_rows_ = 0, key_tile_ = 1, slab_chunks_ = 1;
   std::set<int64_t> lengths_;  // prepared prefill lengths
   // Prefill ops by row / chunk count (the slabs of every prepared length).
-  std::map<int64_t, MatMul> proj_, out_;               // by rows: x.W + b; residual += o.W_o + b_o
+  std::map<int64_t, AttentionProjections::Ops> proj_;  // by rows: q, k, v = x.W + b; residual += o.W_o + b_o
   std::map<int64_t, ops::ChunkLocalAttention> local_;  // by chunks
   std::map<int64_t, MatMul> meta_h_op_, meta_r_op_;    // by complete / retrieving chunks in the slab
   std::map<int64_t, MatMul> chunk_state_, compress_op_, decompress_op_, apply_retrieved_;  // by chunks in a state group
@@ -119,7 +121,8 @@ class Bsbr : public Mixer {
   Tensor last_input_;      // [b, d]: the mixer input of the latest position
   chunked::CurrentChunk current_;
   // Decode ops and buffers.
-  MatMul q1_, k1_, v1_, out1_, state1_, compress1_, meta_h1_, meta_r1_, decompress1_, apply_retrieved1_;
+  AttentionProjections::Ops proj1_;  // rows [b, d]; k, v into the current chunk
+  MatMul state1_, compress1_, meta_h1_, meta_r1_, decompress1_, apply_retrieved1_;
   ops::CausalAttention retrieval1_;
   Tensor q1_buf_, o1_buf_, meta_query1_;  // [b, d]
   Tensor state1_tile_;                    // compressed: [h, dh²]
@@ -135,11 +138,8 @@ Bsbr::Bsbr(const ModelConfig& cfg, ParamStore& params, const std::string& prefix
       value_dim_(coded_dim_ > 0 ? coded_dim_ : dh_ * dh_),
       memory_width_(d_ + heads_ * value_dim_),
       scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(dh_)))),
-      tiling_slab_chunks_(std::max<int64_t>(1, tiling.slab_rows / cfg.chunk_size)) {
-  q_ = params.add_linear(prefix + ".q_proj", d_, d_);
-  k_ = params.add_linear(prefix + ".k_proj", d_, d_);
-  v_ = params.add_linear(prefix + ".v_proj", d_, d_);
-  o_ = params.add_linear(prefix + ".out_proj", d_, d_);
+      tiling_slab_chunks_(std::max<int64_t>(1, tiling.slab_rows / cfg.chunk_size)),
+      projections_(params, prefix, d_) {
   meta_r_ = params.add_linear(prefix + ".meta_r_proj", d_, d_);
   meta_h_ = params.add_linear(prefix + ".meta_h_proj", d_, d_);
   if (compressed()) {
@@ -178,16 +178,13 @@ void Bsbr::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n
   const int64_t first_query = std::max<int64_t>(slab.chunk0, 1);
   const int64_t queries = slab.chunk0 + slab.chunks - first_query;                 // chunks i >= 1 in the slab
   const MatLayout w_dd = MatLayout::dense(d, d);
-  if (!proj_.count(slab.rows)) {
-    proj_.emplace(slab.rows, MatMul(ctx, {MatLayout::dense(slab.rows, d), w_dd, MatLayout::dense(slab.rows, d), true, 1.f, {}}));
-    out_.emplace(slab.rows, MatMul(ctx, {MatLayout::dense(slab.rows, d), w_dd, MatLayout::dense(slab.rows, d), true, 1.f, {PostOp::accumulate()}}));
-  }
+  if (!proj_.count(slab.rows)) proj_.emplace(slab.rows, projections_.make_ops(ctx, MatLayout::dense(slab.rows, d), MatLayout::dense(slab.rows, d)));
   if (!local_.count(slab.chunks)) {
     ops::ChunkAttentionGeometry g{h, dh, B, d, scale_};
     local_.emplace(slab.chunks, ops::ChunkLocalAttention(ctx, g, slab.chunks));
   }
   // One head's rows of `count` chunks: [count, B, dh] (batch stride B*d, row stride d).
-  auto chunk_rows = [&](int64_t count) { return MatLayout::strided(B, dh, d).with_batch(count, B * d); };
+  auto chunk_rows = [&](int64_t count) { return MatLayout::chunks(count, B, dh, d); };
   if (complete > 0 && !meta_h_op_.count(complete))  // H_j from x rows last(j) (row stride B*d) into chunk memory rows (row stride W)
     meta_h_op_.emplace(complete, MatMul(ctx, {MatLayout::strided(complete, d, B * d), w_dd, MatLayout::strided(complete, d, W), true, 1.f, {}}));
   for (auto [offset, count] : state_groups(std::max<int64_t>(complete, 0))) {
@@ -218,10 +215,7 @@ void Bsbr::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n
 void Bsbr::make_decode_ops(ops::Context& ctx) {
   const int64_t b = batch_, d = d_, B = block_, dh = dh_, h = heads_, dd = dh_ * dh_;
   const MatLayout x1 = MatLayout::dense(b, d), w_dd = MatLayout::dense(d, d);
-  q1_ = MatMul(ctx, {x1, w_dd, x1, true, 1.f, {}});
-  k1_ = MatMul(ctx, {x1, w_dd, current_.row_layout(), true, 1.f, {}});
-  v1_ = MatMul(ctx, {x1, w_dd, current_.row_layout(), true, 1.f, {}});
-  out1_ = MatMul(ctx, {x1, w_dd, x1, true, 1.f, {PostOp::accumulate()}});
+  proj1_ = projections_.make_ops(ctx, x1, current_.row_layout());
   // Finishing a chunk (per sequence): F = K^T V batched over heads, [h, dh, B] . [h, B, dh] -> [h, dh, dh].
   const MatLayout head_rows = MatLayout::strided(B, dh, d).with_batch(h, dh);
   state1_ = MatMul(ctx, {head_rows.transposed(), head_rows, MatLayout::batched(h, dh, dh), false, 1.f, {}});
@@ -270,11 +264,13 @@ void Bsbr::prepare(ops::Context& ctx, const RunShape& shape) {
 }
 
 void Bsbr::release() {
-  for (auto* m : {&proj_, &out_, &meta_h_op_, &chunk_state_, &compress_op_, &meta_r_op_, &decompress_op_, &apply_retrieved_}) m->clear();
+  proj_.clear();
+  for (auto* m : {&meta_h_op_, &chunk_state_, &compress_op_, &meta_r_op_, &decompress_op_, &apply_retrieved_}) m->clear();
   local_.clear();
   retrieval_ = ops::CausalAttention();
   retrieval1_ = ops::CausalAttention();
-  for (MatMul* m : {&q1_, &k1_, &v1_, &out1_, &state1_, &compress1_, &meta_h1_, &meta_r1_, &decompress1_, &apply_retrieved1_}) *m = MatMul();
+  proj1_ = AttentionProjections::Ops();
+  for (MatMul* m : {&state1_, &compress1_, &meta_h1_, &meta_r1_, &decompress1_, &apply_retrieved1_}) *m = MatMul();
   for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &meta_query_, &state_tile_, &coded_retrieved_, &memory_,
                     &retrieved_, &last_input_, &q1_buf_, &o1_buf_, &meta_query1_, &state1_tile_, &coded_retrieved1_})
     t->reset();
@@ -291,10 +287,8 @@ void Bsbr::prefill_sequence(ops::Context& ctx, const float* x, float* residual, 
   int64_t tile_first_chunk = 0;  // the chunk whose G_i is row 0 of the state tile
   for (const chunked::Slab& slab : slabs) {
     const float* xs = x + slab.row0 * d;
-    const MatMul& proj = prepared(proj_, slab.rows, "BSBR projection");
-    proj.run(ctx, xs, q_.weight->data(), q_buf_.data(), q_.bias->data());
-    proj.run(ctx, xs, k_.weight->data(), k_buf_.data(), k_.bias->data());
-    proj.run(ctx, xs, v_.weight->data(), v_buf_.data(), v_.bias->data());
+    const AttentionProjections::Ops& proj = prepared(proj_, slab.rows, "BSBR projections");
+    projections_.project(ctx, proj, xs, q_buf_.data(), k_buf_.data(), v_buf_.data());
     prepared(local_, slab.chunks, "BSBR local attention").run(ctx, q_buf_.data(), k_buf_.data(), v_buf_.data(), o_buf_.data());
 
     // Chunk memory rows of the slab's complete chunks j < cur: H_j from x_last(j), then F_j (and f_j).
@@ -335,7 +329,7 @@ void Bsbr::prefill_sequence(ops::Context& ctx, const float* x, float* residual, 
           apply.run(ctx, q_buf_.data() + row * d + head * dh, G + head * dd, o_buf_.data() + row * d + head * dh);
       }
     }
-    prepared(out_, slab.rows, "BSBR output projection").run(ctx, o_buf_.data(), o_.weight->data(), residual + slab.row0 * d, o_.bias->data());
+    projections_.output(ctx, proj, o_buf_.data(), residual + slab.row0 * d);
   }
 
   // Hand the decode state over: the current chunk's K, V rows and its G (both still in the last
@@ -371,16 +365,14 @@ void Bsbr::finish_chunk_and_retrieve(ops::Context& ctx, int64_t chunk) {
 }
 
 void Bsbr::step(ops::Context& ctx, const float* x, float* residual, int64_t pos) {
-  BSBR_CHECK(q1_.valid(), "step() without decode capacity");
+  BSBR_CHECK(proj1_.q.valid(), "step() without decode capacity");
   BSBR_CHECK(pos < capacity_, "BSBR decode state full: position " + std::to_string(pos) + " >= capacity " + std::to_string(capacity_));
-  q1_.run(ctx, x, q_.weight->data(), q1_buf_.data(), q_.bias->data());
   // The boundary reads the finished chunk's K, V before the new token overwrites row 0.
   if (pos > 0 && pos % block_ == 0) finish_chunk_and_retrieve(ctx, pos / block_);
-  k1_.run(ctx, x, k_.weight->data(), current_.k_row(pos), k_.bias->data());
-  v1_.run(ctx, x, v_.weight->data(), current_.v_row(pos), v_.bias->data());
+  projections_.project(ctx, proj1_, x, q1_buf_.data(), current_.k_row(pos), current_.v_row(pos));
   current_.attend(ctx, q1_buf_.data(), o1_buf_.data(), pos);
   if (pos >= block_) apply_retrieved1_.run(ctx, q1_buf_.data(), retrieved_.data(), o1_buf_.data());  // G_0 = 0: nothing in chunk 0
-  out1_.run(ctx, o1_buf_.data(), o_.weight->data(), residual, o_.bias->data());
+  projections_.output(ctx, proj1_, o1_buf_.data(), residual);
   std::memcpy(last_input_.data(), x, sizeof(float) * batch_ * d_);
 }
 

@@ -8,37 +8,18 @@
 namespace bsbr {
 
 using ops::MatLayout;
-using ops::MatMul;
-using ops::MatMulSpec;
-using ops::PostOp;
 
 SoftmaxAttention::SoftmaxAttention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, float scale)
-    : d_(cfg.hidden_dim), heads_(cfg.num_heads), dh_(cfg.head_dim()), scale_(scale) {
-  q_ = params.add_linear(prefix + ".q_proj", d_, d_);
-  k_ = params.add_linear(prefix + ".k_proj", d_, d_);
-  v_ = params.add_linear(prefix + ".v_proj", d_, d_);
-  o_ = params.add_linear(prefix + ".out_proj", d_, d_);
-}
+    : d_(cfg.hidden_dim), heads_(cfg.num_heads), dh_(cfg.head_dim()), scale_(scale), proj_(params, prefix, cfg.hidden_dim) {}
 
 SoftmaxAttention::LengthOps SoftmaxAttention::make_length_ops(ops::Context& ctx, int64_t n) const {
   const int64_t b = batch_, d = d_;
   // x [b, n, d] -> q [b, n, d]; k, v written straight into the caches [b, cache_rows, d].
-  MatLayout x = MatLayout::dense(n, d).with_batch(b, n * d);
-  MatLayout w = MatLayout::dense(d, d);
-  MatLayout kv = MatLayout::dense(n, d).with_batch(b, cache_rows_ * d);
   LengthOps lo;
-  lo.q = MatMul(ctx, {x, w, x, true, 1.f, {}});
-  lo.k = MatMul(ctx, {x, w, kv, true, 1.f, {}});
-  lo.v = MatMul(ctx, {x, w, kv, true, 1.f, {}});
-  lo.out = MatMul(ctx, {x, w, x, true, 1.f, {PostOp::accumulate()}});  // residual += o.Wo + bo
-  ops::AttentionGeometry g;
-  g.batch = b;
-  g.heads = heads_;
-  g.head_dim = dh_;
-  g.q_row_stride = g.kv_row_stride = g.o_row_stride = d;
+  lo.proj = proj_.make_ops(ctx, MatLayout::dense(n, d).with_batch(b, n * d), MatLayout::dense(n, d).with_batch(b, cache_rows_ * d));
+  ops::AttentionGeometry g = ops::AttentionGeometry::packed_heads(b, heads_, dh_, scale_);
   g.q_batch_stride = g.o_batch_stride = n * d;
   g.kv_batch_stride = cache_rows_ * d;
-  g.scale = scale_;
   g.q_tile = g.k_tile = kPrefillTile;
   lo.attn = ops::CausalAttention(ctx, g, n);
   return lo;
@@ -55,21 +36,11 @@ void SoftmaxAttention::prepare(ops::Context& ctx, const RunShape& shape) {
   o_buf_ = ctx.tensor(MemCategory::kActivations, {b, maxn, d_});
   for (int64_t n : shape.prefill_lengths) by_length_.emplace(n, make_length_ops(ctx, n));
   if (shape.capacity > 0) {
-    MatLayout x1 = MatLayout::dense(b, d_), w = MatLayout::dense(d_, d_);
     // One new row per sequence, written at the cache row of its position (row stride = batch stride).
-    MatLayout kv1 = MatLayout::strided(b, d_, cache_rows_ * d_);
-    q1_ = MatMul(ctx, {x1, w, x1, true, 1.f, {}});
-    k1_ = MatMul(ctx, {x1, w, kv1, true, 1.f, {}});
-    v1_ = MatMul(ctx, {x1, w, kv1, true, 1.f, {}});
-    out1_ = MatMul(ctx, {x1, w, x1, true, 1.f, {PostOp::accumulate()}});
-    ops::AttentionGeometry g;
-    g.batch = b;
-    g.heads = heads_;
-    g.head_dim = dh_;
-    g.q_row_stride = g.kv_row_stride = g.o_row_stride = d_;
+    proj1_ = proj_.make_ops(ctx, MatLayout::dense(b, d_), MatLayout::strided(b, d_, cache_rows_ * d_));
+    ops::AttentionGeometry g = ops::AttentionGeometry::packed_heads(b, heads_, dh_, scale_);
     g.q_batch_stride = g.o_batch_stride = d_;
     g.kv_batch_stride = cache_rows_ * d_;
-    g.scale = scale_;
     g.q_tile = 1;
     g.k_tile = kDecodeKeyTile;
     decode_attn_ = ops::CausalAttention(ctx, g, 1);
@@ -80,7 +51,7 @@ void SoftmaxAttention::prepare(ops::Context& ctx, const RunShape& shape) {
 
 void SoftmaxAttention::release() {
   by_length_.clear();
-  q1_ = k1_ = v1_ = out1_ = MatMul();
+  proj1_ = AttentionProjections::Ops{};
   decode_attn_ = ops::CausalAttention();
   for (Tensor* t : {&q_buf_, &o_buf_, &k_cache_, &v_cache_, &q1_buf_, &o1_buf_}) t->reset();
 }
@@ -89,21 +60,17 @@ void SoftmaxAttention::prefill(ops::Context& ctx, const float* x, float* residua
   auto it = by_length_.find(n);
   BSBR_CHECK(it != by_length_.end(), "prefill length " + std::to_string(n) + " not prepared");
   const LengthOps& lo = it->second;
-  lo.q.run(ctx, x, q_.weight->data(), q_buf_.data(), q_.bias->data());
-  lo.k.run(ctx, x, k_.weight->data(), k_cache_.data(), k_.bias->data());
-  lo.v.run(ctx, x, v_.weight->data(), v_cache_.data(), v_.bias->data());
+  proj_.project(ctx, lo.proj, x, q_buf_.data(), k_cache_.data(), v_cache_.data());
   lo.attn.run(ctx, q_buf_.data(), k_cache_.data(), v_cache_.data(), o_buf_.data(), 0, n);
-  lo.out.run(ctx, o_buf_.data(), o_.weight->data(), residual, o_.bias->data());
+  proj_.output(ctx, lo.proj, o_buf_.data(), residual);
 }
 
 void SoftmaxAttention::step(ops::Context& ctx, const float* x, float* residual, int64_t pos) {
   BSBR_CHECK(decode_attn_.geometry().q_tile == 1, "step() without decode capacity");
   BSBR_CHECK(pos < cache_rows_, "KV cache full: position " + std::to_string(pos) + " >= " + std::to_string(cache_rows_));
-  q1_.run(ctx, x, q_.weight->data(), q1_buf_.data(), q_.bias->data());
-  k1_.run(ctx, x, k_.weight->data(), k_cache_.data() + pos * d_, k_.bias->data());
-  v1_.run(ctx, x, v_.weight->data(), v_cache_.data() + pos * d_, v_.bias->data());
+  proj_.project(ctx, proj1_, x, q1_buf_.data(), k_cache_.data() + pos * d_, v_cache_.data() + pos * d_);
   decode_attn_.run(ctx, q1_buf_.data(), k_cache_.data(), v_cache_.data(), o1_buf_.data(), pos, 1);
-  out1_.run(ctx, o1_buf_.data(), o_.weight->data(), residual, o_.bias->data());
+  proj_.output(ctx, proj1_, o1_buf_.data(), residual);
 }
 
 // State: K and V rows for every position seen (the cache is allocated with padding up to kCachePad

@@ -4,6 +4,7 @@
 #pragma once
 #include <map>
 
+#include "model/arch/attention_projections.hpp"
 #include "model/mixer.hpp"
 #include "ops/attention.hpp"
 
@@ -29,18 +30,18 @@ class SoftmaxAttention : public Mixer {
 
  private:
   struct LengthOps {  // ops for one prefill length n (rows = b*n)
-    ops::MatMul q, k, v, out;
+    AttentionProjections::Ops proj;
     ops::CausalAttention attn;
   };
   LengthOps make_length_ops(ops::Context& ctx, int64_t n) const;
 
   int64_t d_, heads_, dh_;
   float scale_;
-  ParamStore::LinearRef q_, k_, v_, o_;
+  AttentionProjections proj_;
   // Prepared state.
   int64_t batch_ = 1, cache_rows_ = 0;
   std::map<int64_t, LengthOps> by_length_;
-  ops::MatMul q1_, k1_, v1_, out1_;  // decode projections (rows = b)
+  AttentionProjections::Ops proj1_;  // decode projections (rows = b)
   ops::CausalAttention decode_attn_;
   Tensor q_buf_, o_buf_;       // [b, n, d]
   Tensor k_cache_, v_cache_;   // [b, cache_rows, d]: KV cache (prefill writes into it directly)

@@ -1,0 +1,146 @@
+// `bsbr-bench forward`: runs one token sequence through one model and dumps, per position, the
+// final hidden state (after the final LayerNorm) and the logits, with the tokens, model, mode and
+// config, so the numbers can be checked against another implementation.
+//   --mode prefill: one forward over all tokens (logits at every position);
+//   --mode decode:  prefill the first token, then one step per further token (logits per step).
+#include <spdlog/spdlog.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "core/config.hpp"
+#include "core/errors.hpp"
+#include "core/io.hpp"
+#include "io/weights.hpp"
+#include "model/model.hpp"
+
+namespace bsbr::cli {
+
+namespace {
+
+struct ForwardOptions {
+  std::string config_path;
+  std::vector<std::string> overrides;  // --set section.key=value
+  std::string model;
+  std::string weights_path;
+  std::string tokens;
+  std::string mode = "prefill";
+  std::string dump_path;
+  int64_t threads = 0;
+};
+
+// "3 14 15 92" -> token ids, each an integer in [0, vocab_size).
+std::vector<int32_t> parse_tokens(const std::string& text, int64_t vocab_size) {
+  std::vector<int32_t> tokens;
+  std::istringstream words(text);
+  std::string word;
+  while (words >> word) {
+    int64_t id = 0;
+    auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
+    if (ec != std::errc() || end != word.data() + word.size())
+      throw UserError("--tokens: '" + word + "' is not an integer token id (give whitespace-separated ids, e.g. \"3 14 15 92\")");
+    if (id < 0 || id >= vocab_size)
+      throw UserError("--tokens: token " + word + " at index " + std::to_string(tokens.size()) + " is outside the vocabulary [0, " +
+                      std::to_string(vocab_size) + ")");
+    tokens.push_back(static_cast<int32_t>(id));
+  }
+  if (tokens.empty()) throw UserError("--tokens is empty: give at least one token id");
+  return tokens;
+}
+
+// One position's values as a JSON array; counts non-finite values (JSON has no NaN/inf: they become null).
+nlohmann::json row(const float* x, int64_t n, int64_t& non_finite) {
+  for (int64_t i = 0; i < n; ++i) non_finite += !std::isfinite(x[i]);
+  return nlohmann::json(std::vector<float>(x, x + n));
+}
+
+int run_forward(const ForwardOptions& o) {
+  Config cfg = o.config_path.empty() ? Config{} : load_config(o.config_path);
+  for (const std::string& kv : o.overrides) apply_override(cfg, kv);
+  const ModelConfig& mc = cfg.model;
+  const Architecture& arch = find_architecture(o.model);
+  const std::vector<int32_t> tokens = parse_tokens(o.tokens, mc.vocab_size);
+  const int64_t n = static_cast<int64_t>(tokens.size()), d = mc.hidden_dim, V = mc.vocab_size;
+  const bool decode = o.mode == "decode";
+
+  ops::Context ctx(static_cast<int>(o.threads));
+  Model model(ctx, mc, arch);
+  if (!o.weights_path.empty()) load_weights(model, o.weights_path);
+
+  // One sequence (batch 1, whatever the config's batch_size).
+  RunShape shape;
+  shape.batch = 1;
+  nlohmann::json hidden = nlohmann::json::array(), logits = nlohmann::json::array();
+  int64_t non_finite = 0;
+  if (!decode) {
+    shape.prefill_lengths = {n};
+    model.prepare(ctx, shape, LogitsMode::kAll);
+    model.prefill(ctx, tokens.data(), n);
+    for (int64_t t = 0; t < n; ++t) {
+      hidden.push_back(row(model.hidden() + t * d, d, non_finite));
+      logits.push_back(row(model.logits() + t * V, V, non_finite));
+    }
+  } else {
+    shape.prefill_lengths = {1};
+    shape.capacity = n;
+    model.prepare(ctx, shape, LogitsMode::kLast);
+    model.prefill(ctx, tokens.data(), 1);
+    hidden.push_back(row(model.hidden(), d, non_finite));
+    logits.push_back(row(model.logits(), V, non_finite));
+    for (int64_t t = 1; t < n; ++t) {
+      model.step(ctx, &tokens[t], t);
+      hidden.push_back(row(model.step_hidden(), d, non_finite));
+      logits.push_back(row(model.logits(), V, non_finite));
+    }
+  }
+  model.release(ctx);
+
+  nlohmann::json dump = {
+      {"format", "bsbr-bench forward dump"},
+      {"version", 1},
+      {"model", model.name()},
+      {"mode", o.mode},
+      {"tokens", tokens},
+      {"config", model_config_json(mc)},
+      {"config_source", cfg.source},
+      {"weights", o.weights_path.empty() ? nlohmann::json() : nlohmann::json(o.weights_path)},
+      {"hidden_dim", d},
+      {"vocab_size", V},
+      {"hidden", std::move(hidden)},  // [n][d]: final LayerNorm output per position
+      {"logits", std::move(logits)},  // [n][V]
+  };
+  write_file_atomic(o.dump_path, dump.dump());
+  if (non_finite > 0) spdlog::warn("{} non-finite values (NaN or inf) were written as null", non_finite);
+  std::printf("%s, %s over %lld tokens: hidden [%lld, %lld] and logits [%lld, %lld] written to %s\n", model.name().c_str(), o.mode.c_str(),
+              static_cast<long long>(n), static_cast<long long>(n), static_cast<long long>(d), static_cast<long long>(n),
+              static_cast<long long>(V), o.dump_path.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_forward(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<ForwardOptions>();
+  CLI::App* sub = app.add_subcommand("forward", "Run one token sequence through one model and dump its hidden states and logits as JSON");
+  sub->add_option("--config", o->config_path, "YAML or JSON config (SPEC §1); default: the built-in SPEC defaults");
+  sub->add_option("--set", o->overrides, "Override one config key, e.g. --set model.window_size=16 (repeatable)");
+  std::string known;
+  for (const Architecture& a : architectures()) known += (known.empty() ? "" : ", ") + std::string(a.name);
+  sub->add_option("--model", o->model, "Model to run: " + known)->required();
+  sub->add_option("--weights", o->weights_path, "safetensors weights file (e.g. written by compare --save-weights); default: seeded initialisation");
+  sub->add_option("--tokens", o->tokens, "Whitespace-separated token ids, e.g. \"3 14 15 92\"")->required();
+  sub->add_option("--mode", o->mode, "prefill: one forward over all tokens; decode: prefill the first token, then step through the rest")
+      ->check(CLI::IsMember({"prefill", "decode"}))
+      ->capture_default_str();
+  sub->add_option("--dump", o->dump_path, "Output JSON: tokens, model, mode, config, and per position the final hidden state and the logits")
+      ->required();
+  sub->add_option("--threads", o->threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  sub->callback([o, &exit_code]() { exit_code = run_forward(*o); });
+}
+
+}  // namespace bsbr::cli

@@ -1,0 +1,37 @@
+// AttentionProjections: registration and the four projection matmuls.
+#include "model/arch/attention_projections.hpp"
+
+namespace bsbr {
+
+using ops::MatLayout;
+using ops::MatMul;
+using ops::PostOp;
+
+AttentionProjections::AttentionProjections(ParamStore& params, const std::string& prefix, int64_t d) : d_(d) {
+  q_ = params.add_linear(prefix + ".q_proj", d, d);
+  k_ = params.add_linear(prefix + ".k_proj", d, d);
+  v_ = params.add_linear(prefix + ".v_proj", d, d);
+  out_ = params.add_linear(prefix + ".out_proj", d, d);
+}
+
+AttentionProjections::Ops AttentionProjections::make_ops(ops::Context& ctx, const MatLayout& rows, const MatLayout& kv) const {
+  const MatLayout w = MatLayout::dense(d_, d_);
+  Ops o;
+  o.q = MatMul(ctx, {rows, w, rows, true, 1.f, {}});
+  o.k = MatMul(ctx, {rows, w, kv, true, 1.f, {}});
+  o.v = MatMul(ctx, {rows, w, kv, true, 1.f, {}});
+  o.out = MatMul(ctx, {rows, w, rows, true, 1.f, {PostOp::accumulate()}});  // residual += o.Wo + bo
+  return o;
+}
+
+void AttentionProjections::project(ops::Context& ctx, const Ops& ops, const float* x, float* q, float* k, float* v) const {
+  ops.q.run(ctx, x, q_.weight->data(), q, q_.bias->data());
+  ops.k.run(ctx, x, k_.weight->data(), k, k_.bias->data());
+  ops.v.run(ctx, x, v_.weight->data(), v, v_.bias->data());
+}
+
+void AttentionProjections::output(ops::Context& ctx, const Ops& ops, const float* o, float* residual) const {
+  ops.out.run(ctx, o, out_.weight->data(), residual, out_.bias->data());
+}
+
+}  // namespace bsbr

@@ -1,0 +1,242 @@
+// DeltaNet: linear attention with the delta rule (Schlag et al. 2021; Yang et al. 2024; SPEC §2).
+// Per head, with q_t, k_t L2-normalised and beta_t constant (config beta) or learned
+// (beta_mode: learned, beta_t = sigmoid(W_beta x_t + b_beta), one per head):
+//   S_t = S_{t-1} + beta_t (v_t - S_{t-1} k_t) k_t^T,   o_t = S_t q_t,   no clamping anywhere.
+//
+// State convention: the SPEC's S is [dv, dk] with o = S q. This file stores its transpose
+// M = S^T, [dk, dv], so that tokens are rows: o_t^T = q_t^T M_t and
+//   M_t = M_{t-1} + beta_t k_t (v_t^T - k_t^T M_{t-1}).
+// (The same [dk, dv] convention as Linear's state and flash-linear-attention's.)
+//
+// Prefill: the chunkwise WY/UT algorithm (Yang et al. 2024, "Parallelizing Linear Transformers
+// with the Delta Rule over Sequence Length"). For a chunk of C rows K, V, Q, betas beta and the
+// state M_0 before it, the pseudo-values u_t = beta_t (v_t - M_{t-1}^T k_t) satisfy
+//   (I + L) U = diag(beta) (V - K M_0),   L = tril(diag(beta) K K^T, -1),
+// so with the UT transform T = (I + L)^-1 diag(beta) (forward substitution, ops::ut_transform):
+//   W = T K,  U_pre = T V,  U = U_pre - W M_0,
+//   O = Q M_0 + (Q K^T ⊙ Mask) U,   M_C = M_0 + K^T U   (Mask: causal, diagonal included).
+// Expanding U gives the form used here, where only one dk x dk product per chunk is sequential:
+//   O     = A U_pre + Q~ M_0,       A = Q K^T ⊙ Mask,   Q~ = Q - A W
+//   M_C   = M_0 - G M_0 + H,        G = K^T W,       H = K^T U_pre
+// Per block of chunks (of one head): L2-normalise its q, k rows; K K^T, W, U_pre, A, Q~, G, H and
+// A U_pre are batched matmuls over the block's chunks (T in between by the hand loop: oneDNN has
+// no triangular solve); then the chunk states follow in
+// order, M_{c+1} = M_c - G_c M_c + H_c, one [dk, dk] x [dk, dv] matmul per chunk; then
+// O += Q~_c M_c for all chunks in one batched matmul. Never a per-token loop in prefill:
+// O(n C dh + n dh^2) work, O(n) memory. Decode is the recurrence, O(dh^2) per head and token:
+//   u = v - M^T k,   M += (beta k) u^T,   o = M^T q   (batched over (sequence, head) pairs).
+//
+// FLOPs (multiply-add = 2) count the architecture's arithmetic, the recurrence, as the oracle
+// does -- not what the chunked prefill executes (it does more): per token, projections 4 d^2
+// (+ d h for the learned beta projection), and per head S k (dh^2), the rank-1 update (dh^2) and
+// S q (dh^2). The L2 norms and the beta scaling are elementwise and not counted:
+//   prefill_flops(n) = 2 n (4 d^2 + [learned] d h + 3 h dh^2),  step_flops = the same with n = 1.
+#include <algorithm>
+#include <cstring>
+
+#include "model/arch/chunked_recurrence.hpp"
+#include "ops/kernels.hpp"
+
+namespace bsbr {
+namespace {
+
+using ops::BinaryOp;
+using ops::MatLayout;
+using ops::MatMul;
+using ops::PostOp;
+
+class DeltaNet : public ChunkedRecurrence {
+ public:
+  DeltaNet(const ModelConfig& cfg, ParamStore& params, const std::string& prefix)
+      : ChunkedRecurrence(cfg, params, prefix, {}), learned_beta_(cfg.beta_mode == BetaMode::kLearned),
+        constant_beta_(static_cast<float>(cfg.beta)) {
+    if (learned_beta_) beta_proj_ = params.add_linear(prefix + ".beta_proj", d_, heads_);
+  }
+
+  std::size_t state_bytes(int64_t n) const override;
+  std::size_t estimate_bytes(const RunShape& shape, int threads) const override;
+  double prefill_flops(int64_t n) const override;
+  double step_flops(int64_t pos) const override;
+
+ private:
+  // Ops over one block of `count` chunks of one head (batch = count).
+  struct BlockOps {
+    MatMul kkt;      // K K^T                      [count, C, C]  (becomes T in place)
+    MatMul w, u;     // W = T K, U_pre = T V       [count, C, dh]
+    MatMul scores;   // Q K^T                      [count, C, C]
+    BinaryOp mask;   // A = scores ⊙ Mask
+    MatMul q_tilde;  // Q~ = Q - A W, in place over Q's rows
+    MatMul h, g;     // H = K^T U_pre -> state slots 1..count; G = K^T W   [count, dh, dh]
+    MatMul intra;    // O = A U_pre                -> o rows
+    MatMul inter;    // O += Q~ M_c
+  };
+  struct Workspace {  // per worker thread, for one block
+    Tensor t, scores;  // [blk, C, C]
+    Tensor w, u;       // [blk, C, dh]
+    Tensor g;          // [blk, dh, dh]
+    Tensor states;     // [blk + 1, dh, dh]: slot 0 = M before the block, slot c+1 = after chunk c
+  };
+
+  void prepare_core(ops::Context& ctx, const RunShape& shape) override;
+  void release_core() override;
+  void prefill_core(ops::Context& ctx, const float* x, int64_t n) override;
+  void step_core(ops::Context& ctx, const float* x) override;
+  BlockOps make_block_ops(ops::Context& ctx, int64_t count) const;
+  void run_block(ops::Context& ctx, const Block& blk);
+
+  bool learned_beta_;
+  float constant_beta_;
+  ParamStore::LinearRef beta_proj_{};
+  std::map<int64_t, BlockOps> block_ops_;  // by block size
+  std::map<int64_t, MatMul> beta_ops_;     // by prefill length (learned beta)
+  MatMul chunk_state_;                     // M_{c+1} = M_c - G_c M_c + H_c   (dense [dh, dh])
+  std::vector<Workspace> ws_;
+  Tensor beta_;       // [b, rows_cap, h]
+  Tensor state_;      // decode state M [b*h, dh, dh]
+  Tensor beta1_;      // [b, h]
+  Tensor k_beta1_;    // [b*h, dh]: beta_t k_t
+  Tensor u1_;         // [b*h, dh]: v_t - M^T k_t
+  MatMul beta1_op_, retrieve1_, update1_, read1_;
+  BinaryOp k_beta1_op_;
+};
+
+DeltaNet::BlockOps DeltaNet::make_block_ops(ops::Context& ctx, int64_t count) const {
+  const int64_t C = chunk_, dh = dh_;
+  const MatLayout qc = head_chunks(count), kt = head_chunks_t(count);
+  const MatLayout cc = MatLayout::batched(count, C, C), cd = MatLayout::batched(count, C, dh), dd = MatLayout::batched(count, dh, dh);
+  BlockOps bo;
+  bo.kkt = MatMul(ctx, {qc, kt, cc, false, 1.f, {}});
+  bo.w = MatMul(ctx, {cc, qc, cd, false, 1.f, {}});
+  bo.u = MatMul(ctx, {cc, qc, cd, false, 1.f, {}});
+  bo.scores = MatMul(ctx, {qc, kt, cc, false, 1.f, {}});
+  bo.mask = make_mask_op(ctx, count);
+  bo.q_tilde = MatMul(ctx, {cc, cd, qc, false, -1.f, {PostOp::accumulate()}});  // Q += -(A W)
+  bo.h = MatMul(ctx, {kt, cd, dd, false, 1.f, {}});
+  bo.g = MatMul(ctx, {kt, cd, dd, false, 1.f, {}});
+  bo.intra = MatMul(ctx, {cc, cd, qc, false, 1.f, {}});
+  bo.inter = MatMul(ctx, {qc, dd, qc, false, 1.f, {PostOp::accumulate()}});
+  return bo;
+}
+
+void DeltaNet::prepare_core(ops::Context& ctx, const RunShape& shape) {
+  const int64_t b = batch_, bh = batch_ * heads_, dh = dh_, C = chunk_, blk = max_block(shape);
+  for (int64_t count : block_sizes(shape)) block_ops_.emplace(count, make_block_ops(ctx, count));
+  for (int64_t n : shape.prefill_lengths) {
+    if (learned_beta_ && !beta_ops_.count(n)) {
+      // beta [b, n, h] = sigmoid(x W_beta + b_beta), rows in the [b, rows_cap, h] buffer.
+      const MatLayout x = MatLayout::dense(n, d_).with_batch(b, n * d_);
+      const MatLayout out = MatLayout::dense(n, heads_).with_batch(b, rows_cap_ * heads_);
+      beta_ops_.emplace(n, MatMul(ctx, {x, MatLayout::dense(d_, heads_), out, true, 1.f, {PostOp::eltwise_op(ops::Eltwise::kSigmoid)}}));
+    }
+  }
+  // M_{c+1} = -(G_c M_c) + M_{c+1} (holding H_c) + M_c.
+  const MatLayout dd = MatLayout::dense(dh, dh);
+  chunk_state_ = MatMul(ctx, {dd, dd, dd, false, -1.f, {PostOp::accumulate(), PostOp::add(dd)}});
+  ws_.resize(ctx.threads());
+  for (Workspace& w : ws_) {
+    w.t = ctx.tensor(MemCategory::kActivations, {blk, C, C});
+    w.scores = ctx.tensor(MemCategory::kActivations, {blk, C, C});
+    w.w = ctx.tensor(MemCategory::kActivations, {blk, C, dh});
+    w.u = ctx.tensor(MemCategory::kActivations, {blk, C, dh});
+    w.g = ctx.tensor(MemCategory::kActivations, {blk, dh, dh});
+    w.states = ctx.tensor(MemCategory::kActivations, {blk + 1, dh, dh});
+  }
+  beta_ = ctx.tensor(MemCategory::kActivations, {b, rows_cap_, heads_});
+  if (!learned_beta_) std::fill(beta_.data(), beta_.data() + beta_.size(), constant_beta_);
+  state_ = ctx.tensor(MemCategory::kState, {bh, dh, dh});
+  if (shape.capacity > 0) {
+    beta1_ = ctx.tensor(MemCategory::kActivations, {b, heads_});
+    if (!learned_beta_) std::fill(beta1_.data(), beta1_.data() + beta1_.size(), constant_beta_);
+    k_beta1_ = ctx.tensor(MemCategory::kActivations, {bh, dh});
+    u1_ = ctx.tensor(MemCategory::kActivations, {bh, dh});
+    if (learned_beta_)
+      beta1_op_ = MatMul(ctx, {MatLayout::dense(b, d_), MatLayout::dense(d_, heads_), MatLayout::dense(b, heads_), true, 1.f,
+                               {PostOp::eltwise_op(ops::Eltwise::kSigmoid)}});
+    const auto [row, col, states] = step_layouts();
+    k_beta1_op_ = BinaryOp(ctx, BinaryOp::Kind::kMul, MatLayout::dense(bh, dh), MatLayout::dense(bh, 1), MatLayout::dense(bh, dh));
+    retrieve1_ = MatMul(ctx, {row, states, row, false, -1.f, {PostOp::add(row)}});      // u = v - k^T M
+    update1_ = MatMul(ctx, {col, row, states, false, 1.f, {PostOp::accumulate()}});     // M += (beta k) u^T
+    read1_ = MatMul(ctx, {row, states, row, false, 1.f, {}});                           // o = q^T M
+  }
+}
+
+void DeltaNet::release_core() {
+  block_ops_.clear();
+  beta_ops_.clear();
+  chunk_state_ = beta1_op_ = retrieve1_ = update1_ = read1_ = MatMul();
+  k_beta1_op_ = BinaryOp();
+  ws_.clear();
+  for (Tensor* t : {&beta_, &state_, &beta1_, &k_beta1_, &u1_}) t->reset();
+}
+
+void DeltaNet::run_block(ops::Context& ctx, const Block& blk) {
+  const int64_t C = chunk_, dd = dh_ * dh_, count = blk.chunks;
+  const BlockOps& bo = block_ops_.at(count);
+  Workspace& w = ws_[blk.thread];
+  const auto [q, k, v, o] = head_rows(blk);  // q becomes Q~ below
+  const float* beta = beta_.data() + (blk.seq * rows_cap_ + blk.first_chunk * C) * heads_ + blk.head;  // stride h
+  float* states = w.states.data();
+  float* M = state_.data() + blk.item * dd;  // the pair's running state (the decode state at the end)
+
+  // L2-normalise this head's q and k rows (valid rows only: padding rows stay zero).
+  ops::l2_normalize_rows(q, blk.rows, dh_, d_);
+  ops::l2_normalize_rows(k, blk.rows, dh_, d_);
+  bo.kkt.run(ctx, k, k, w.t.data());
+  for (int64_t c = 0; c < count; ++c) ops::ut_transform(w.t.data() + c * C * C, beta + c * C * heads_, heads_, C);
+  bo.w.run(ctx, w.t.data(), k, w.w.data());
+  bo.u.run(ctx, w.t.data(), v, w.u.data());
+  bo.scores.run(ctx, q, k, w.scores.data());
+  bo.mask.run(ctx, w.scores.data(), causal_mask_.data(), w.scores.data());
+  bo.q_tilde.run(ctx, w.scores.data(), w.w.data(), q);
+  bo.h.run(ctx, k, w.u.data(), states + dd);
+  bo.g.run(ctx, k, w.w.data(), w.g.data());
+  load_running_state(states, M, dd, blk.first);
+  for (int64_t c = 0; c < count; ++c) {
+    float* cur = states + c * dd;
+    chunk_state_.run(ctx, w.g.data() + c * dd, cur, cur + dd, nullptr, {cur});
+  }
+  bo.intra.run(ctx, w.scores.data(), w.u.data(), o);
+  bo.inter.run(ctx, q, states, o);
+  std::memcpy(M, states + count * dd, sizeof(float) * dd);
+}
+
+void DeltaNet::prefill_core(ops::Context& ctx, const float* x, int64_t n) {
+  if (learned_beta_) beta_ops_.at(n).run(ctx, x, beta_proj_.weight->data(), beta_.data(), beta_proj_.bias->data());
+  for_each_block(ctx, n, [&](const Block& blk) { run_block(ctx, blk); });
+}
+
+void DeltaNet::step_core(ops::Context& ctx, const float* x) {
+  if (learned_beta_) beta1_op_.run(ctx, x, beta_proj_.weight->data(), beta1_.data(), beta_proj_.bias->data());
+  ops::l2_normalize_rows(q1_.data(), batch_ * heads_, dh_, dh_);
+  ops::l2_normalize_rows(k1_.data(), batch_ * heads_, dh_, dh_);
+  k_beta1_op_.run(ctx, k1_.data(), beta1_.data(), k_beta1_.data());
+  retrieve1_.run(ctx, k1_.data(), state_.data(), u1_.data(), nullptr, {v1_.data()});
+  update1_.run(ctx, k_beta1_.data(), u1_.data(), state_.data());
+  read1_.run(ctx, q1_.data(), state_.data(), o1_.data());
+}
+
+// Per sequence: M [h, dh, dh].
+std::size_t DeltaNet::state_bytes(int64_t /*n*/) const { return sizeof(float) * static_cast<std::size_t>(heads_ * dh_ * dh_); }
+
+std::size_t DeltaNet::estimate_bytes(const RunShape& shape, int threads) const {
+  const std::size_t f = sizeof(float), b = shape.batch, bh = b * heads_, dh = dh_, C = chunk_;
+  const std::size_t blk = max_block(shape), rows = buffer_rows(shape);
+  std::size_t bytes = base_bytes(shape) + f * (b * rows * heads_ + bh * dh * dh + b * heads_ + 2 * bh * dh);
+  bytes += f * threads * (2 * blk * C * C + 2 * blk * C * dh + (2 * blk + 1) * dh * dh);
+  return bytes;
+}
+
+double DeltaNet::prefill_flops(int64_t n) const {
+  const double d = static_cast<double>(d_), h = static_cast<double>(heads_), dh = static_cast<double>(dh_);
+  return 2.0 * static_cast<double>(n) * (projection_macs() + (learned_beta_ ? d * h : 0.0) + 3.0 * h * dh * dh);
+}
+
+double DeltaNet::step_flops(int64_t /*pos*/) const { return prefill_flops(1); }
+
+}  // namespace
+
+std::unique_ptr<Mixer> make_deltanet(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
+  return std::make_unique<DeltaNet>(cfg, params, prefix);
+}
+
+}  // namespace bsbr
