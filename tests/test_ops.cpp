@@ -308,18 +308,44 @@ TEST(AttentionOp, ValueDimWiderThanKeys) {
     std::vector<float> want(o.size());
     ref::MacCounter macs;
     for (int64_t h = 0; h < heads; ++h)
-      for (int64_t r = 0; r < count; ++r) {
-        const int64_t t = q_pos + r;
-        std::vector<double> w(t + 1);
-        for (int64_t s = 0; s <= t; ++s) w[s] = 0.4 * ref::dot(&q[t * heads * dh + h * dh], &kv[s * width + h * dh], dh, &macs);
-        ref::softmax(w);
-        for (int64_t i = 0; i < dv; ++i) {
-          double acc = 0;
-          for (int64_t s = 0; s <= t; ++s) acc += w[s] * kv[s * width + heads * dh + h * dv + i];
-          want[r * heads * dv + h * dv + i] = static_cast<float>(acc);
-        }
-      }
+      for (int64_t r = 0; r < count; ++r)
+        ref::attend(&q[(q_pos + r) * heads * dh + h * dh], &kv[h * dh], &kv[heads * dh + h * dv], width, dh, dv, 0, q_pos + r, 0.4,
+                    &want[r * heads * dv + h * dv], macs);
     EXPECT_LT(max_rel_error(o, want), 1e-5) << "q_pos " << q_pos;
+  }
+}
+
+// One query per (sequence, head) over the first len rows of a [capacity] key/value buffer whose rows
+// are [keys (heads x dh) | values (heads x dv)]; rows past len hold values that must not leak in.
+TEST(DecodeAttentionOp, MatchesLoop) {
+  ops::Context ctx(2);
+  for (int64_t dv : {int64_t{8}, int64_t{20}}) {
+    const int64_t batch = 2, heads = 3, dh = 8, cap = 37, width = heads * (dh + dv);
+    auto kv = random_vector(batch * cap * width, 100, 1.5f), q = random_vector(batch * heads * dh, 101, 1.5f);
+    ops::DecodeAttentionGeometry g;
+    g.batch = batch;
+    g.heads = heads;
+    g.head_dim = dh;
+    g.value_dim = dv;
+    g.capacity = cap;
+    g.q_batch_stride = heads * dh;
+    g.o_batch_stride = heads * dv;
+    g.kv_row_stride = width;
+    g.kv_batch_stride = cap * width;
+    g.scale = 0.4f;
+    ops::DecodeAttention attn(ctx, g);
+    for (int64_t len : {int64_t{1}, int64_t{7}, cap}) {
+      std::vector<float> o(batch * heads * dv), want(o.size());
+      attn.run(ctx, q.data(), kv.data(), kv.data() + heads * dh, o.data(), len);
+      ref::MacCounter macs;
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t h = 0; h < heads; ++h) {  // sequence b's rows: keys at column h*dh, values at heads*dh + h*dv
+          const float* rows = &kv[b * cap * width];
+          ref::attend(&q[(b * heads + h) * dh], rows + h * dh, rows + heads * dh + h * dv, width, dh, dv, 0, len - 1, 0.4,
+                      &want[(b * heads + h) * dv], macs);
+        }
+      EXPECT_LT(max_rel_error(o, want), 1e-5) << "dv " << dv << " len " << len;
+    }
   }
 }
 

@@ -104,6 +104,34 @@ int64_t CausalAttention::workspace_floats(const AttentionGeometry& g, int64_t ma
 }
 
 // ---------------------------------------------------------------------------------------------
+DecodeAttention::DecodeAttention(Context& ctx, const DecodeAttentionGeometry& g) : g_(g) {
+  BSBR_CHECK(g.batch > 0 && g.heads > 0 && g.head_dim > 0 && g.capacity > 0, "bad decode attention geometry");
+  const int64_t h = g.heads, dh = g.head_dim, dv = g.value_dim > 0 ? g.value_dim : g.head_dim, cap = g.capacity;
+  g_.value_dim = dv;
+  // One sequence, every head as a batch entry: q head h at column h*dh, key/value head h at
+  // column h*dh / h*dv of rows with stride kv_row_stride.
+  const MatLayout q = MatLayout::dense(1, dh).with_batch(h, dh);
+  const MatLayout keys = MatLayout::strided(cap, dh, g.kv_row_stride).with_batch(h, dh);
+  const MatLayout values = MatLayout::strided(cap, dv, g.kv_row_stride).with_batch(h, dv);
+  const MatLayout scores = MatLayout::batched(h, 1, cap), out = MatLayout::dense(1, dv).with_batch(h, dv);
+  qk_ = MatMul(ctx, {q, keys.transposed(), scores, false, g.scale, {}});
+  softmax_ = SoftmaxOp(ctx, MatLayout::dense(g.batch * h, cap));
+  pv_ = MatMul(ctx, {scores, values, out, false, 1.f, {}});
+  scores_ = ctx.tensor(MemCategory::kActivations, {g.batch, h, cap});
+}
+
+void DecodeAttention::run(Context& ctx, const float* q, const float* k, const float* v, float* o, int64_t len) const {
+  BSBR_CHECK(qk_.valid(), "decode attention used before prepare()");
+  BSBR_CHECK(len >= 1 && len <= g_.capacity, "decode attention: " + std::to_string(len) + " keys, capacity " + std::to_string(g_.capacity));
+  const int64_t rows = g_.batch * g_.heads, cap = g_.capacity;
+  float* scores = scores_.data();
+  for (int64_t b = 0; b < g_.batch; ++b) qk_.run(ctx, q + b * g_.q_batch_stride, k + b * g_.kv_batch_stride, scores + b * g_.heads * cap);
+  for (int64_t r = 0; r < rows; ++r) std::fill(scores + r * cap + len, scores + (r + 1) * cap, kNegInf);
+  softmax_.run(ctx, scores, scores);
+  for (int64_t b = 0; b < g_.batch; ++b) pv_.run(ctx, scores + b * g_.heads * cap, v + b * g_.kv_batch_stride, o + b * g_.o_batch_stride);
+}
+
+// ---------------------------------------------------------------------------------------------
 ChunkLocalAttention::ChunkLocalAttention(Context& ctx, const ChunkAttentionGeometry& g, int64_t chunks) : g_(g) {
   BSBR_CHECK(chunks > 0 && g.chunk > 0 && g.heads > 0 && g.head_dim > 0, "bad chunk attention geometry");
   const int64_t B = g.chunk, dh = g.head_dim;

@@ -76,6 +76,39 @@ class CausalAttention {
   mutable std::vector<Workspace> ws_;  // one per worker thread
 };
 
+// One query per (sequence, head) attending to the first `len` rows of a fixed-capacity key/value
+// buffer: decode over the current chunk (BSBR, GAU) or over BSBR's chunk memory. Per sequence,
+// three oneDNN calls cover every head at once instead of a tile loop per head:
+//   S[h, 1, cap] = scale * q_h . K_h^T;  S[h, len:] = -inf;  P = softmax(S);  o_h = P[h] . V_h
+// The -inf fill is a plain loop: 2.6's softmax takes no valid length, and `len` changes every call.
+// Work is O(capacity), so the buffer should be sized to what decode uses (a chunk, a chunk memory).
+struct DecodeAttentionGeometry {
+  int64_t batch = 1, heads = 1, head_dim = 64;
+  int64_t value_dim = 0;  // 0 = head_dim; value/output head h at columns [h*value_dim, (h+1)*value_dim)
+  int64_t capacity = 1;   // key/value rows in the buffer (len <= capacity)
+  int64_t q_batch_stride = 0, o_batch_stride = 0;        // q and o: one row per sequence
+  int64_t kv_row_stride = 0, kv_batch_stride = 0;        // k and v (one row stride for both)
+  float scale = 1.0f;
+};
+
+class DecodeAttention {
+ public:
+  DecodeAttention() = default;
+  DecodeAttention(Context& ctx, const DecodeAttentionGeometry& g);
+  // q [batch rows], k and v at key row 0, o [batch rows]; keys 0 .. len-1 are visible.
+  void run(Context& ctx, const float* q, const float* k, const float* v, float* o, int64_t len) const;
+  bool valid() const { return qk_.valid(); }
+  // Floats the op allocates (the score rows).
+  static int64_t workspace_floats(const DecodeAttentionGeometry& g) { return g.batch * g.heads * g.capacity; }
+
+ private:
+  DecodeAttentionGeometry g_;
+  MatMul qk_;          // S[h, 1, cap] = scale * q[h, 1, dh] . K^T[h, dh, cap], one sequence
+  SoftmaxOp softmax_;  // over the rows of S [batch * heads, cap]
+  MatMul pv_;          // o[h, 1, dv] = P[h, 1, cap] . V[h, cap, dv], one sequence
+  mutable Tensor scores_;  // [batch, heads, cap]
+};
+
 // Causal softmax attention inside chunks (the "local" attention of BSBR and GAU, SPEC §2): rows are
 // split into chunks of `chunk` rows, and row t of chunk i attends to the keys s in [i*chunk, t].
 // All chunks go through one batched matmul per head, never an [n, n] matrix:

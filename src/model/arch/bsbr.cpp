@@ -78,7 +78,10 @@ class Bsbr : public Mixer {
   // Retrieval key tile for a point with `chunks` chunks: up to kRetrievalKeyTile keys, but short
   // sequences pad their chunk memory to a multiple of 8 rows only.
   static int64_t retrieval_key_tile(int64_t chunks) { return std::min<int64_t>(kRetrievalKeyTile, (chunks + 7) / 8 * 8); }
-  ops::AttentionGeometry retrieval_geometry(int64_t batch, bool decode, int64_t key_tile) const;
+  // Prefill retrieval: queries R (row stride d), keys H_j = memory[:, :d], values memory[:, d:].
+  ops::AttentionGeometry retrieval_geometry(int64_t key_tile) const;
+  // Decode retrieval: one R_i per sequence over the first i of `chunks` chunk memory rows.
+  ops::DecodeAttentionGeometry decode_retrieval_geometry(int64_t batch, int64_t chunks) const;
   // How `count` consecutive chunks are processed between the chunk states and the chunk memory:
   // compressed, in groups of kStateGroupChunks (F_j is only a step towards f_j, and G_i only towards
   // q.G_i, so the [chunks, h, dh²] tile stays small); uncompressed, all at once (F_j is written
@@ -123,7 +126,7 @@ class Bsbr : public Mixer {
   // Decode ops and buffers.
   AttentionProjections::Ops proj1_;  // rows [b, d]; k, v into the current chunk
   MatMul state1_, compress1_, meta_h1_, meta_r1_, decompress1_, apply_retrieved1_;
-  ops::CausalAttention retrieval1_;
+  ops::DecodeAttention retrieval1_;
   Tensor q1_buf_, o1_buf_, meta_query1_;  // [b, d]
   Tensor state1_tile_;                    // compressed: [h, dh²]
   Tensor coded_retrieved1_;               // compressed: [b, h, d/c]
@@ -152,10 +155,8 @@ std::vector<std::pair<int64_t, int64_t>> Bsbr::state_groups(int64_t count) const
   return chunked::split(count, compressed() ? kStateGroupChunks : count);
 }
 
-ops::AttentionGeometry Bsbr::retrieval_geometry(int64_t batch, bool decode, int64_t key_tile) const {
-  // Queries R (row stride d), keys H_j = memory[:, :d], values memory[:, d:] (heads x value_dim).
+ops::AttentionGeometry Bsbr::retrieval_geometry(int64_t key_tile) const {
   ops::AttentionGeometry g;
-  g.batch = batch;
   g.heads = heads_;
   g.head_dim = dh_;
   g.value_dim = value_dim_;
@@ -166,8 +167,23 @@ ops::AttentionGeometry Bsbr::retrieval_geometry(int64_t batch, bool decode, int6
   g.kv_batch_stride = memory_rows_ * memory_width_;
   g.o_batch_stride = heads_ * value_dim_;
   g.scale = scale_;
-  g.q_tile = decode ? 1 : kRetrievalQueryTile;
+  g.q_tile = kRetrievalQueryTile;
   g.k_tile = key_tile;
+  return g;
+}
+
+ops::DecodeAttentionGeometry Bsbr::decode_retrieval_geometry(int64_t batch, int64_t chunks) const {
+  ops::DecodeAttentionGeometry g;
+  g.batch = batch;
+  g.heads = heads_;
+  g.head_dim = dh_;
+  g.value_dim = value_dim_;
+  g.capacity = chunks;
+  g.q_batch_stride = d_;
+  g.o_batch_stride = heads_ * value_dim_;
+  g.kv_row_stride = memory_width_;
+  g.kv_batch_stride = memory_rows_ * memory_width_;
+  g.scale = scale_;
   return g;
 }
 
@@ -228,7 +244,7 @@ void Bsbr::make_decode_ops(ops::Context& ctx) {
   // Meta key into each sequence's chunk memory row (row stride = the memory's batch stride), meta query.
   meta_h1_ = MatMul(ctx, {x1, w_dd, MatLayout::strided(b, d, memory_rows_ * memory_width_), true, 1.f, {}});
   meta_r1_ = MatMul(ctx, {x1, w_dd, x1, true, 1.f, {}});
-  retrieval1_ = ops::CausalAttention(ctx, retrieval_geometry(b, true, key_tile_), 1);
+  retrieval1_ = ops::DecodeAttention(ctx, decode_retrieval_geometry(b, chunked::chunk_count(capacity_, B)));
   // o += q.G per (sequence, head): [b*h, 1, dh] . [b*h, dh, dh].
   const MatLayout q_heads = MatLayout::dense(1, dh).with_batch(b * h, dh);
   apply_retrieved1_ = MatMul(ctx, {q_heads, MatLayout::batched(b * h, dh, dh), q_heads, false, 1.f, {PostOp::accumulate()}});
@@ -256,7 +272,7 @@ void Bsbr::prepare(ops::Context& ctx, const RunShape& shape) {
   meta_query_ = ctx.tensor(MemCategory::kActivations, {slab_chunks_, d});
   state_tile_ = ctx.tensor(MemCategory::kActivations, {tile_chunks(slab_chunks_), h, dd});
   if (compressed()) coded_retrieved_ = ctx.tensor(MemCategory::kActivations, {slab_chunks_, h, coded_dim_});
-  retrieval_ = ops::CausalAttention(ctx, retrieval_geometry(1, false, key_tile_), slab_chunks_);
+  retrieval_ = ops::CausalAttention(ctx, retrieval_geometry(key_tile_), slab_chunks_);
   lengths_.insert(shape.prefill_lengths.begin(), shape.prefill_lengths.end());
   for (int64_t n : shape.prefill_lengths)
     for (const chunked::Slab& slab : chunked::plan_slabs(n, B, slab_chunks_)) make_slab_ops(ctx, slab, n);
@@ -268,7 +284,7 @@ void Bsbr::release() {
   for (auto* m : {&meta_h_op_, &chunk_state_, &compress_op_, &meta_r_op_, &decompress_op_, &apply_retrieved_}) m->clear();
   local_.clear();
   retrieval_ = ops::CausalAttention();
-  retrieval1_ = ops::CausalAttention();
+  retrieval1_ = ops::DecodeAttention();
   proj1_ = AttentionProjections::Ops();
   for (MatMul* m : {&state1_, &compress1_, &meta_h1_, &meta_r1_, &decompress1_, &apply_retrieved1_}) *m = MatMul();
   for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &meta_query_, &state_tile_, &coded_retrieved_, &memory_,
@@ -360,7 +376,7 @@ void Bsbr::finish_chunk_and_retrieve(ops::Context& ctx, int64_t chunk) {
   meta_h1_.run(ctx, last_input_.data(), meta_h_.weight->data(), memory_.data() + done * W, meta_h_.bias->data());
   meta_r1_.run(ctx, last_input_.data(), meta_r_.weight->data(), meta_query1_.data(), meta_r_.bias->data());
   float* values = compressed() ? coded_retrieved1_.data() : retrieved_.data();  // [b, h, value_dim]
-  retrieval1_.run(ctx, meta_query1_.data(), memory_.data(), memory_.data() + d, values, done, 1);
+  retrieval1_.run(ctx, meta_query1_.data(), memory_.data(), memory_.data() + d, values, chunk);  // R_i over H_j, j < i
   if (compressed()) decompress1_.run(ctx, coded_retrieved1_.data(), decompress_.weight->data(), retrieved_.data(), decompress_.bias->data());
 }
 
@@ -388,14 +404,14 @@ std::size_t Bsbr::estimate_bytes(const RunShape& shape, int threads) const {
   const int64_t chunks = chunked::chunk_count(std::max(shape.max_prefill(), shape.capacity), B);
   const int64_t key_tile = retrieval_key_tile(chunks), rows = ops::CausalAttention::padded_kv_rows(chunks, key_tile);
   int64_t floats = b * (rows * memory_width_ + h * dd + d) +                                  // chunk memory, G, last input
-                   chunked::CurrentChunk::allocated_floats(b, B, h, dh_, threads) +          // current chunk
+                   chunked::CurrentChunk::allocated_floats(b, B, h, dh_) +          // current chunk
                    4 * slab_chunks * B * d + slab_chunks * d +                               // Q, K, V, O; R
                    tile_chunks(slab_chunks) * h * dd + (compressed() ? slab_chunks * h * coded_dim_ : 0) +  // state tile, Σ p f
-                   ops::CausalAttention::workspace_floats(retrieval_geometry(1, false, key_tile), slab_chunks, threads);
+                   ops::CausalAttention::workspace_floats(retrieval_geometry(key_tile), slab_chunks, threads);
   for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c);
   if (shape.capacity > 0)
     floats += 3 * b * d + (compressed() ? h * dd + b * h * coded_dim_ : 0) +
-              ops::CausalAttention::workspace_floats(retrieval_geometry(b, true, key_tile), 1, threads);
+              ops::DecodeAttention::workspace_floats(decode_retrieval_geometry(b, chunked::chunk_count(shape.capacity, B)));
   return sizeof(float) * static_cast<std::size_t>(floats);
 }
 

@@ -58,18 +58,17 @@ std::set<int64_t> slab_chunk_counts(const std::vector<int64_t>& lengths, int64_t
   return counts;
 }
 
-ops::AttentionGeometry CurrentChunk::geometry(int64_t batch, int64_t chunk, int64_t heads, int64_t head_dim, float scale) {
+ops::DecodeAttentionGeometry CurrentChunk::geometry(int64_t batch, int64_t chunk, int64_t heads, int64_t head_dim, float scale) {
   const int64_t width = heads * head_dim;
-  ops::AttentionGeometry g;
+  ops::DecodeAttentionGeometry g;
   g.batch = batch;
   g.heads = heads;
   g.head_dim = head_dim;
-  g.q_row_stride = g.kv_row_stride = g.o_row_stride = width;
+  g.capacity = chunk;
   g.q_batch_stride = g.o_batch_stride = width;
+  g.kv_row_stride = width;
   g.kv_batch_stride = chunk * width;
   g.scale = scale;
-  g.q_tile = 1;
-  g.k_tile = chunk;  // the whole chunk is one key tile
   return g;
 }
 
@@ -79,18 +78,18 @@ void CurrentChunk::prepare(ops::Context& ctx, int64_t batch, int64_t chunk, int6
   width_ = heads * head_dim;
   k_ = ctx.tensor(MemCategory::kState, {batch, chunk, width_});
   v_ = ctx.tensor(MemCategory::kState, {batch, chunk, width_});
-  attention_ = ops::CausalAttention(ctx, geometry(batch, chunk, heads, head_dim, scale), 1);
+  attention_ = ops::DecodeAttention(ctx, geometry(batch, chunk, heads, head_dim, scale));
 }
 
 void CurrentChunk::release() {
   k_.reset();
   v_.reset();
-  attention_ = ops::CausalAttention();
+  attention_ = ops::DecodeAttention();
 }
 
 void CurrentChunk::attend(ops::Context& ctx, const float* q, float* o, int64_t pos) const {
   // Chunk-relative position: keys are rows 0 .. pos mod B of each sequence's chunk.
-  attention_.run(ctx, q, k_.data(), v_.data(), o, pos % chunk_, 1);
+  attention_.run(ctx, q, k_.data(), v_.data(), o, pos % chunk_ + 1);
 }
 
 void CurrentChunk::load(int64_t s, const float* k, const float* v, int64_t rows) {
@@ -99,9 +98,8 @@ void CurrentChunk::load(int64_t s, const float* k, const float* v, int64_t rows)
   std::memcpy(v_.data() + s * chunk_ * width_, v, sizeof(float) * rows * width_);
 }
 
-int64_t CurrentChunk::allocated_floats(int64_t batch, int64_t chunk, int64_t heads, int64_t head_dim, int threads) {
-  return 2 * batch * chunk * heads * head_dim +
-         ops::CausalAttention::workspace_floats(geometry(batch, chunk, heads, head_dim, 1.f), 1, threads);
+int64_t CurrentChunk::allocated_floats(int64_t batch, int64_t chunk, int64_t heads, int64_t head_dim) {
+  return 2 * batch * chunk * heads * head_dim + ops::DecodeAttention::workspace_floats(geometry(batch, chunk, heads, head_dim, 1.f));
 }
 
 }  // namespace bsbr::chunked

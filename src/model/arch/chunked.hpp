@@ -81,13 +81,13 @@ class CurrentChunk {
   // After a prefill: sequence s's current chunk is `rows` rows of k and v (row stride width).
   void load(int64_t s, const float* k, const float* v, int64_t rows);
   // Floats prepare() allocates (buffers and attention workspaces).
-  static int64_t allocated_floats(int64_t batch, int64_t chunk, int64_t heads, int64_t head_dim, int threads);
+  static int64_t allocated_floats(int64_t batch, int64_t chunk, int64_t heads, int64_t head_dim);
 
  private:
-  static ops::AttentionGeometry geometry(int64_t batch, int64_t chunk, int64_t heads, int64_t head_dim, float scale);
+  static ops::DecodeAttentionGeometry geometry(int64_t batch, int64_t chunk, int64_t heads, int64_t head_dim, float scale);
   int64_t batch_ = 1, chunk_ = 1, width_ = 0;
   Tensor k_, v_;  // [b, B, width]
-  ops::CausalAttention attention_;
+  ops::DecodeAttention attention_;
 };
 
 }  // namespace bsbr::chunked

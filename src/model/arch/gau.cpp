@@ -252,7 +252,7 @@ std::size_t Gau::state_bytes(int64_t n) const {
 std::size_t Gau::estimate_bytes(const RunShape& shape, int threads) const {
   const int64_t b = shape.batch, E = width_, B = chunked::point_chunk(chunk_, shape), group_rows = group_chunks_ * B;
   const int64_t slab_chunks = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B, group_chunks_);
-  int64_t floats = b * E * E + chunked::CurrentChunk::allocated_floats(b, B, 1, E, threads) +  // decode state
+  int64_t floats = b * E * E + chunked::CurrentChunk::allocated_floats(b, B, 1, E) +  // decode state
                    4 * slab_chunks * B * E + (group_chunks_ > 1 ? group_rows * group_rows : 0);  // slab buffers, intra tile
   for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c);
   for (int64_t m : intra_group_rows(shape.prefill_lengths, B, slab_chunks)) floats += m * m;  // masks
