@@ -13,16 +13,19 @@
 //
 // Prefill (per sequence) runs in slabs of whole chunks (chunked.hpp). Per slab: Q, K, V [rows, d];
 // local attention batched over the slab's chunks; the chunk memory rows [H_j | f_j or F_j] of its
-// complete chunks (one batched K^T V per head, one compression matmul); retrieval for its chunks
-// i >= 1, which is causal attention of the meta queries over the chunk memory (query i at position
-// i-1 sees keys j <= i-1) with values f_j (or F_j); one decompression matmul; one batched q.G per
-// head; the output projection. Nothing is O(n²): the chunk memory is O(n/B) rows, the retrieval
-// scores are tiled (ops::CausalAttention), and slab buffers are O(slab).
+// complete chunks (K^T V batched over chunks per head, then the compression matmul, in groups of
+// 16 chunks); retrieval for its chunks i >= 1, which is causal attention of the meta queries over
+// the chunk memory (query i at position i-1 sees keys j <= i-1) with values f_j (or F_j); the
+// decompression matmul and q.G batched over chunks per head (groups of 16); the output projection.
+// Nothing is O(n²): the chunk memory is O(n/B) rows, the retrieval scores are tiled
+// (ops::CausalAttention), and slab buffers are O(slab).
 //
 // Decode keeps the current chunk's K, V (<= B rows), the chunk memory (H_j and f_j or F_j) of past
 // chunks, the current G_i and the last mixer input. At the first token of chunk i (pos = iB > 0) it
 // finishes chunk i-1 (F, f, H) and computes R_i and G_i once: O((n/B) d + (n/B) h dv) plus
-// O(B d dh + d dh d/c) per chunk; every token costs O(d² + B d + d dh).
+// O(B d dh + d dh d/c) per chunk; every token costs O(d² + B d + d dh). Both attentions of a step
+// (over the current chunk, and R_i over the chunk memory) are ops::DecodeAttention: all heads in
+// three oneDNN calls.
 //
 // FLOPs (multiply-add = 2; SPEC §2's arithmetic, which the oracle tests/ref/ref_bsbr.cpp counts),
 // with cur = (n-1)/B the current chunk, P(n) = Σ_{t<n} (t mod B + 1), dv = d/c (or dh²):
