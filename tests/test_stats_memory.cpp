@@ -92,3 +92,48 @@ TEST(Memory, MeasuredPeakWithinEstimate) {
 
 }  // namespace
 }  // namespace bsbr
+
+namespace bsbr {
+namespace {
+
+// Decode state after a prefill of n tokens, per layer and sequence, written independently from
+// SPEC §2 for each architecture (bytes of f32).
+std::size_t expected_state_bytes(const std::string& arch, const ModelConfig& c, int64_t n) {
+  const std::size_t f = sizeof(float), d = c.hidden_dim, h = c.num_heads, dh = c.head_dim(), N = n;
+  if (arch == "Standard" || arch == "Hopfield") return f * 2 * N * d;                     // K and V for every position
+  if (arch == "SlidingWindow") return f * 2 * std::min<std::size_t>(N, c.window_size + 1) * d;  // ring of w+1 keys/values
+  if (arch == "Linear") return f * h * (dh * dh + (c.normalize ? dh : 0));                // S and z per head
+  if (arch == "DeltaNet") return f * h * dh * dh;                                          // S per head
+  ADD_FAILURE() << "no independent state formula for " << arch << " in this test";
+  return 0;
+}
+
+TEST(Memory, StateBytesMatchFormulaAndAllocation) {
+  ops::Context ctx(2);
+  ModelConfig c;
+  c.compression_factor = 2;
+  for (const Architecture& a : architectures()) {
+    Model model(ctx, c, a);
+    std::size_t prev = 0;
+    for (int64_t n : {int64_t{100}, int64_t{1000}, int64_t{4000}}) {
+      const std::size_t want = expected_state_bytes(a.name, c, n) * static_cast<std::size_t>(c.num_layers);
+      EXPECT_EQ(model.state_bytes(n), want) << a.name << " n=" << n;
+      // What prepare() allocates as state for a decode after a prefill of n covers it.
+      RunShape shape;
+      shape.prefill_lengths = {n};
+      shape.capacity = n + 1;
+      std::size_t before = ctx.memory().current(MemCategory::kState);
+      model.prepare(ctx, shape);
+      std::size_t allocated = ctx.memory().current(MemCategory::kState) - before;
+      model.release(ctx);
+      EXPECT_GE(allocated, want) << a.name << " n=" << n << ": the formula claims more state than is allocated";
+      EXPECT_LE(allocated, 2 * want + (1u << 20)) << a.name << " n=" << n << ": far more state allocated than the formula";
+      if (prev > 0 && (std::string(a.name) == "Standard" || std::string(a.name) == "Hopfield"))
+        EXPECT_GT(model.state_bytes(n), prev) << "a KV cache grows with n";
+      prev = model.state_bytes(n);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bsbr
