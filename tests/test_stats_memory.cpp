@@ -139,8 +139,9 @@ TEST(Memory, StateBytesMatchFormulaAndAllocation) {
       model.release(ctx);
       EXPECT_GE(allocated, want) << a.name << " n=" << n << ": the formula claims more state than is allocated";
       EXPECT_LE(allocated, 2 * want + (1u << 20)) << a.name << " n=" << n << ": far more state allocated than the formula";
-      if (prev > 0 && (std::string(a.name) == "Standard" || std::string(a.name) == "Hopfield"))
+      if (prev > 0 && (std::string(a.name) == "Standard" || std::string(a.name) == "Hopfield")) {
         EXPECT_GT(model.state_bytes(n), prev) << "a KV cache grows with n";
+      }
       prev = model.state_bytes(n);
     }
   }
