@@ -19,8 +19,9 @@
 
 namespace bsbr::test {
 
-inline RunShape run_shape(std::vector<int64_t> lengths, int64_t capacity = 0) {
+inline RunShape run_shape(std::vector<int64_t> lengths, int64_t capacity = 0, int64_t batch = 1) {
   RunShape s;
+  s.batch = batch;
   s.prefill_lengths = std::move(lengths);
   s.capacity = capacity;
   return s;
@@ -90,6 +91,35 @@ inline double decode_vs_prefill_error(ops::Context& ctx, Model& model, int64_t n
     worst = std::max(worst, max_rel_error(model.logits(), full.data() + t * V, V));
   }
   return worst;
+}
+
+// compare_with_oracle at each length: hidden states and logits within 1e-4.
+inline void expect_prefill_matches_oracle(ops::Context& ctx, Model& model, const std::vector<int64_t>& lengths) {
+  for (int64_t n : lengths) {
+    OracleComparison r = compare_with_oracle(ctx, model, n);
+    EXPECT_LT(r.hidden_error, 1e-4) << model.name() << ": n " << n;
+    EXPECT_LT(r.logits_error, 1e-4) << model.name() << ": n " << n;
+  }
+}
+
+// decode_vs_prefill_error after a prefill of each prefix length: steps up to n within 1e-4.
+inline void expect_decode_matches_prefill(ops::Context& ctx, Model& model, int64_t n, const std::vector<int64_t>& prefixes) {
+  for (int64_t n0 : prefixes) EXPECT_LT(decode_vs_prefill_error(ctx, model, n0, n), 1e-4) << model.name() << ": prefill " << n0 << ", steps to " << n;
+}
+
+// Peak working bytes (activations, state, scratchpad) of preparing and running one prefill of n,
+// minus the skeleton's own buffers (x, h, FFN hidden, last-position logits): what the mixers hold.
+inline std::size_t mixer_working_bytes(ops::Context& ctx, Model& model, int64_t n) {
+  const ModelConfig& c = model.config();
+  std::vector<int32_t> tokens = Runner::input_tokens(c, 1, n);
+  ctx.memory().reset_peak();
+  model.prepare(ctx, run_shape({n}));
+  model.prefill(ctx, tokens.data(), n);
+  const std::size_t peak = ctx.memory().peak_working();
+  model.release(ctx);
+  ctx.release_scratchpad();
+  const std::size_t skeleton = sizeof(float) * static_cast<std::size_t>(n * (2 * c.hidden_dim + c.ff_dim) + c.vocab_size);
+  return peak - skeleton;
 }
 
 }  // namespace bsbr::test

@@ -284,6 +284,92 @@ TEST(AttentionOp, DecodeRowAtArbitraryPositionsAndBatch) {
   }
 }
 
+// Values wider than the keys (BSBR's retrieval: keys H_j, values f_j or F_j) in one buffer whose
+// rows are [keys (heads x dh) | values (heads x dv)], queries at arbitrary positions.
+TEST(AttentionOp, ValueDimWiderThanKeys) {
+  ops::Context ctx(2);
+  const int64_t heads = 2, dh = 8, dv = 20, n = 37, tile = 16, width = heads * (dh + dv);
+  const int64_t rows = ops::CausalAttention::padded_kv_rows(n, tile);
+  auto kv = random_vector(rows * width, 80, 1.5f), q = random_vector(n * heads * dh, 81, 1.5f);
+  ops::AttentionGeometry g;
+  g.heads = heads;
+  g.head_dim = dh;
+  g.value_dim = dv;
+  g.q_row_stride = heads * dh;
+  g.kv_row_stride = width;
+  g.o_row_stride = heads * dv;
+  g.scale = 0.4f;
+  g.q_tile = g.k_tile = tile;
+  ops::CausalAttention attn(ctx, g, n);
+  for (int64_t q_pos : {int64_t{0}, int64_t{5}}) {
+    const int64_t count = n - q_pos;
+    std::vector<float> o(count * heads * dv);
+    attn.run(ctx, q.data() + q_pos * heads * dh, kv.data(), kv.data() + heads * dh, o.data(), q_pos, count);
+    std::vector<float> want(o.size());
+    ref::MacCounter macs;
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t r = 0; r < count; ++r)
+        ref::attend(&q[(q_pos + r) * heads * dh + h * dh], &kv[h * dh], &kv[heads * dh + h * dv], width, dh, dv, 0, q_pos + r, 0.4,
+                    &want[r * heads * dv + h * dv], macs);
+    EXPECT_LT(max_rel_error(o, want), 1e-5) << "q_pos " << q_pos;
+  }
+}
+
+// One query per (sequence, head) over the first len rows of a [capacity] key/value buffer whose rows
+// are [keys (heads x dh) | values (heads x dv)]; rows past len hold values that must not leak in.
+TEST(DecodeAttentionOp, MatchesLoop) {
+  ops::Context ctx(2);
+  for (int64_t dv : {int64_t{8}, int64_t{20}}) {
+    const int64_t batch = 2, heads = 3, dh = 8, cap = 37, width = heads * (dh + dv);
+    auto kv = random_vector(batch * cap * width, 100, 1.5f), q = random_vector(batch * heads * dh, 101, 1.5f);
+    ops::DecodeAttentionGeometry g;
+    g.batch = batch;
+    g.heads = heads;
+    g.head_dim = dh;
+    g.value_dim = dv;
+    g.capacity = cap;
+    g.q_batch_stride = heads * dh;
+    g.o_batch_stride = heads * dv;
+    g.kv_row_stride = width;
+    g.kv_batch_stride = cap * width;
+    g.scale = 0.4f;
+    ops::DecodeAttention attn(ctx, g);
+    for (int64_t len : {int64_t{1}, int64_t{7}, cap}) {
+      std::vector<float> o(batch * heads * dv), want(o.size());
+      attn.run(ctx, q.data(), kv.data(), kv.data() + heads * dh, o.data(), len);
+      ref::MacCounter macs;
+      for (int64_t b = 0; b < batch; ++b)
+        for (int64_t h = 0; h < heads; ++h) {  // sequence b's rows: keys at column h*dh, values at heads*dh + h*dv
+          const float* rows = &kv[b * cap * width];
+          ref::attend(&q[(b * heads + h) * dh], rows + h * dh, rows + heads * dh + h * dv, width, dh, dv, 0, len - 1, 0.4,
+                      &want[(b * heads + h) * dv], macs);
+        }
+      EXPECT_LT(max_rel_error(o, want), 1e-5) << "dv " << dv << " len " << len;
+    }
+  }
+}
+
+// Causal attention inside chunks against a plain loop: several heads, a partial last chunk (its
+// padding rows hold garbage that must not leak into valid rows), chunk = 1 and a single chunk.
+TEST(ChunkLocalAttentionOp, MatchesLoop) {
+  ops::Context ctx(2);
+  struct Case {
+    int64_t n, chunk;
+  };
+  for (Case c : {Case{37, 8}, Case{64, 16}, Case{5, 1}, Case{20, 32}}) {
+    const int64_t heads = 3, dh = 8, d = heads * dh, chunks = (c.n + c.chunk - 1) / c.chunk, rows = chunks * c.chunk;
+    auto q = random_vector(rows * d, 90, 1.5f), k = random_vector(rows * d, 91, 1.5f), v = random_vector(rows * d, 92);
+    ops::ChunkLocalAttention attn(ctx, {heads, dh, c.chunk, d, 0.3f}, chunks);
+    std::vector<float> o(rows * d);
+    attn.run(ctx, q.data(), k.data(), v.data(), o.data());
+    std::vector<float> want(c.n * d);
+    ref::MacCounter macs;
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t t = 0; t < c.n; ++t) ref::attend(&q[t * d + h * dh], k, v, d, h * dh, dh, t / c.chunk * c.chunk, t, 0.3, &want[t * d + h * dh], macs);
+    EXPECT_LT(max_rel_error(o.data(), want.data(), c.n * d), 1e-5) << "n " << c.n << " chunk " << c.chunk;
+  }
+}
+
 TEST(Kernels, L2NormalizeRowsStrided) {
   const int64_t rows = 7, cols = 19, stride = 24;
   auto x = random_vector(rows * stride, 80, 3.0f);

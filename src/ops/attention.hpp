@@ -1,6 +1,10 @@
-// Causal multi-head softmax attention, tiled with an online softmax (flash-attention style), so no
-// [n, n] score matrix is ever allocated: each worker thread holds one [q_tile, k_tile] score tile.
-// Used by Standard, Hopfield and SlidingWindow prefill and by their decode steps (q_count = 1).
+// Attention ops.
+//
+// CausalAttention: causal multi-head softmax attention, tiled with an online softmax
+// (flash-attention style), so no [n, n] score matrix is ever allocated: each worker thread holds
+// one [q_tile, k_tile] score tile. Used by Standard, Hopfield and SlidingWindow prefill and by
+// their decode steps (q_count = 1), by the chunked architectures' decode over the current chunk,
+// and by BSBR's chunk retrieval (values wider than the keys: value_dim).
 //
 // For query position t the visible keys are s in [lo(t), t], lo(t) = 0 (full causal) or
 // max(0, t - window) (sliding window: up to window+1 keys). Output o_t = softmax(scale q_t.k_s) v_s.
@@ -17,7 +21,10 @@ namespace bsbr::ops {
 
 struct AttentionGeometry {
   int64_t batch = 1, heads = 1, head_dim = 64;
-  // Row strides (floats) of q, k, v, o; head h occupies columns [h*head_dim, (h+1)*head_dim).
+  // Width of one value (and output) head; 0 = head_dim. Query/key head h occupies columns
+  // [h*head_dim, (h+1)*head_dim) of q and k; value/output head h columns [h*value_dim, (h+1)*value_dim).
+  int64_t value_dim = 0;
+  // Row strides (floats) of q, k/v (one stride for both) and o.
   int64_t q_row_stride = 0, kv_row_stride = 0, o_row_stride = 0;
   // Batch strides (floats) of q, k/v and o.
   int64_t q_batch_stride = 0, kv_batch_stride = 0, o_batch_stride = 0;
@@ -53,17 +60,86 @@ class CausalAttention {
   void run(Context& ctx, const float* q, const float* k, const float* v, float* o, int64_t q_pos, int64_t q_count) const;
 
   const AttentionGeometry& geometry() const { return g_; }
+  // Floats of the per-thread workspaces the op allocates (for memory estimates).
+  static int64_t workspace_floats(const AttentionGeometry& g, int64_t max_queries, int threads);
 
  private:
   AttentionGeometry g_;
   int64_t q_tile_ = 0;
+  int64_t value_dim_ = 0;  // dv
   MatMul qk_;  // S[q_tile, k_tile] = scale * Q[q_tile, dh] . K^T[dh, k_tile]
-  MatMul pv_;  // O[q_tile, dh] += P[q_tile, k_tile] . V[k_tile, dh]
+  MatMul pv_;  // O[q_tile, dv] += P[q_tile, k_tile] . V[k_tile, dv]
   struct Workspace {
-    Tensor q, s, o, m, l;  // [q_tile, dh], [q_tile, k_tile], [q_tile, dh], [q_tile], [q_tile]
+    Tensor q, s, o, m, l;  // [q_tile, dh], [q_tile, k_tile], [q_tile, dv], [q_tile], [q_tile]
     std::vector<int64_t> lo, hi;  // visible key range per tile row
   };
   mutable std::vector<Workspace> ws_;  // one per worker thread
+};
+
+// One query per (sequence, head) attending to the first `len` rows of a fixed-capacity key/value
+// buffer: decode over the current chunk (BSBR, GAU) or over BSBR's chunk memory. Per sequence,
+// three oneDNN calls cover every head at once instead of a tile loop per head:
+//   S[h, 1, cap] = scale * q_h . K_h^T;  S[h, len:] = -inf;  P = softmax(S);  o_h = P[h] . V_h
+// The -inf fill is a plain loop: 2.6's softmax takes no valid length, and `len` changes every call.
+// Work is O(capacity), so the buffer should be sized to what decode uses (a chunk, a chunk memory).
+struct DecodeAttentionGeometry {
+  int64_t batch = 1, heads = 1, head_dim = 64;
+  int64_t value_dim = 0;  // 0 = head_dim; value/output head h at columns [h*value_dim, (h+1)*value_dim)
+  int64_t capacity = 1;   // key/value rows in the buffer (len <= capacity)
+  int64_t q_batch_stride = 0, o_batch_stride = 0;        // q and o: one row per sequence
+  int64_t kv_row_stride = 0, kv_batch_stride = 0;        // k and v (one row stride for both)
+  float scale = 1.0f;
+};
+
+class DecodeAttention {
+ public:
+  DecodeAttention() = default;
+  DecodeAttention(Context& ctx, const DecodeAttentionGeometry& g);
+  // q [batch rows], k and v at key row 0, o [batch rows]; keys 0 .. len-1 are visible.
+  void run(Context& ctx, const float* q, const float* k, const float* v, float* o, int64_t len) const;
+  bool valid() const { return qk_.valid(); }
+  // Floats the op allocates (the score rows).
+  static int64_t workspace_floats(const DecodeAttentionGeometry& g) { return g.batch * g.heads * g.capacity; }
+
+ private:
+  DecodeAttentionGeometry g_;
+  MatMul qk_;          // S[h, 1, cap] = scale * q[h, 1, dh] . K^T[h, dh, cap], one sequence
+  SoftmaxOp softmax_;  // over the rows of S [batch * heads, cap]
+  MatMul pv_;          // o[h, 1, dv] = P[h, 1, cap] . V[h, cap, dv], one sequence
+  mutable Tensor scores_;  // [batch, heads, cap]
+};
+
+// Causal softmax attention inside chunks (the "local" attention of BSBR and GAU, SPEC §2): rows are
+// split into chunks of `chunk` rows, and row t of chunk i attends to the keys s in [i*chunk, t].
+// All chunks go through one batched matmul per head, never an [n, n] matrix:
+//   S[c] = scale * Q_c . K_c^T + mask   [chunks, B, B]  (mask: 0 on and below the diagonal, -inf above)
+//   P = softmax over each row of S;  O_c = P[c] . V_c   [chunks, B, head_dim]
+// The mask is a full [chunks, B, B] tensor, not one [B, B] broadcast over chunks: oneDNN 2.6 runs
+// a batch-broadcast binary post-op in its reference implementation (measured ~1000x slower).
+struct ChunkAttentionGeometry {
+  int64_t heads = 1, head_dim = 64;
+  int64_t chunk = 32;       // B
+  int64_t row_stride = 0;   // of q, k, v and o (floats); head h at columns [h*head_dim, (h+1)*head_dim)
+  float scale = 1.0f;
+};
+
+class ChunkLocalAttention {
+ public:
+  ChunkLocalAttention() = default;
+  ChunkLocalAttention(Context& ctx, const ChunkAttentionGeometry& g, int64_t chunks);
+  // q, k, v, o: chunks * chunk rows each. Rows past the end of a sequence (a partial last chunk) must
+  // hold finite values; their outputs are meaningless, and they never reach a valid row (causal).
+  void run(Context& ctx, const float* q, const float* k, const float* v, float* o) const;
+  // Floats this op allocates for `chunks` chunks (mask and scores).
+  static int64_t workspace_floats(int64_t chunk, int64_t chunks) { return 2 * chunks * chunk * chunk; }
+
+ private:
+  ChunkAttentionGeometry g_;
+  MatMul qk_;          // S = scale * Q_c . K_c^T + mask, batched over chunks
+  SoftmaxOp softmax_;  // over the rows of S
+  MatMul pv_;          // O_c = P_c . V_c
+  Tensor mask_;             // [chunks, B, B]: 0 where s <= r, -inf above the diagonal
+  mutable Tensor scores_;   // [chunks, B, B]
 };
 
 }  // namespace bsbr::ops

@@ -48,4 +48,17 @@ double dot(const float* a, const float* b, int64_t n, MacCounter* count) {
   return s;
 }
 
+void attend(const float* q, const float* k, const float* v, int64_t row_stride, int64_t dh, int64_t dv, int64_t lo, int64_t hi,
+            double scale, float* out, MacCounter& macs) {
+  std::vector<double> w(hi - lo + 1);
+  for (int64_t s = lo; s <= hi; ++s) w[s - lo] = scale * dot(q, k + s * row_stride, dh, &macs);
+  softmax(w);
+  macs.macs += static_cast<double>(hi - lo + 1) * dv;  // the weighted sum below
+  for (int64_t i = 0; i < dv; ++i) {
+    double acc = 0;
+    for (int64_t s = lo; s <= hi; ++s) acc += w[s - lo] * v[s * row_stride + i];
+    out[i] = static_cast<float>(acc);
+  }
+}
+
 }  // namespace bsbr::ref

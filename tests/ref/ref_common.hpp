@@ -28,5 +28,17 @@ void softmax(std::vector<double>& v);
 // Columns [h*dh, (h+1)*dh) of row t of a [n, d] matrix.
 inline const float* head_row(const Mat& m, int64_t t, int64_t d, int64_t h, int64_t dh) { return m.data() + t * d + h * dh; }
 double dot(const float* a, const float* b, int64_t n, MacCounter* count = nullptr);
+// One query row of one head attending to the key rows s in [lo, hi]: keys at k + s*row_stride
+// (width dh), values at v + s*row_stride (width dv): out[i] = Σ_s softmax_s(scale q.k_s) v_s[i].
+// Counts (hi - lo + 1) * (dh + dv) multiply-adds (scores and weighted sum).
+void attend(const float* q, const float* k, const float* v, int64_t row_stride, int64_t dh, int64_t dv, int64_t lo, int64_t hi,
+            double scale, float* out, MacCounter& macs);
+// The same for the head whose columns start at `col` (width `width`) of [*, row_stride] K and V.
+inline void attend(const float* q, const Mat& k, const Mat& v, int64_t row_stride, int64_t col, int64_t width, int64_t lo, int64_t hi,
+                   double scale, float* out, MacCounter& macs) {
+  attend(q, k.data() + col, v.data() + col, row_stride, width, width, lo, hi, scale, out, macs);
+}
+// Row r of a [*, cols] matrix as its own [1, cols] matrix.
+inline Mat row_of(const Mat& m, int64_t r, int64_t cols) { return Mat(m.begin() + r * cols, m.begin() + (r + 1) * cols); }
 
 }  // namespace bsbr::ref

@@ -26,11 +26,13 @@ QkvProjections qkv_projections(const ModelConfig& cfg, ParamStore& P, const std:
 
 const MixerOracle& oracle_for(const std::string& arch) {
   static const std::map<std::string, MixerOracle> table = {
+      {"BSBR", bsbr_attention},
       {"Linear", linear_attention},
       {"DeltaNet", deltanet_attention},
       {"Standard", standard_attention},
       {"SlidingWindow", sliding_window_attention},
       {"Hopfield", hopfield_attention},
+      {"GAU", gau_attention},
   };
   auto it = table.find(arch);
   if (it == table.end()) throw std::runtime_error("no oracle for architecture " + arch);

@@ -16,15 +16,7 @@ Mat causal_softmax_attention(const ModelConfig& cfg, ParamStore& P, const std::s
   for (int64_t head = 0; head < h; ++head)
     for (int64_t t = 0; t < n; ++t) {
       const int64_t first = window < 0 ? 0 : std::max<int64_t>(0, t - window);  // visible keys: first .. t
-      std::vector<double> w(t - first + 1);
-      for (int64_t s = first; s <= t; ++s) w[s - first] = scale * dot(head_row(q, t, d, head, dh), head_row(k, s, d, head, dh), dh, &macs);
-      softmax(w);
-      macs.macs += static_cast<double>(t - first + 1) * dh;  // the weighted sum of values below
-      for (int64_t i = 0; i < dh; ++i) {
-        double acc = 0;
-        for (int64_t s = first; s <= t; ++s) acc += w[s - first] * v[s * d + head * dh + i];
-        o[t * d + head * dh + i] = static_cast<float>(acc);
-      }
+      attend(head_row(q, t, d, head, dh), k, v, d, head * dh, dh, first, t, scale, &o[t * d + head * dh], macs);
     }
   return linear_param(o, n, P, prefix + ".out_proj", d, d, macs);
 }
