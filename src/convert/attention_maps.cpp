@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/errors.hpp"
+#include "model/arch/chunked.hpp"
 #include "ops/kernels.hpp"
 
 namespace bsbr {
@@ -83,9 +84,7 @@ void AttentionProbe::bsbr_map(ops::Context& ctx, const ParamStore& params, const
 }
 
 double exact_pair_share(int64_t n, int64_t chunk_size) {
-  double local = 0;
-  for (int64_t t = 0; t < n; ++t) local += static_cast<double>(t % chunk_size + 1);
-  return local / (static_cast<double>(n) * static_cast<double>(n + 1) / 2.0);
+  return chunked::local_pairs(n, chunk_size) / (static_cast<double>(n) * static_cast<double>(n + 1) / 2.0);
 }
 
 AttentionDensity attention_density(ops::Context& ctx, const Model& original, const float* mixer_inputs, int64_t n, double threshold,
