@@ -26,16 +26,6 @@ namespace {
 namespace fs = std::filesystem;
 using test::max_rel_error;
 
-bool registered(const std::string& arch) {
-  for (const Architecture& a : architectures())
-    if (arch == a.name) return true;
-  return false;
-}
-
-#define REQUIRE_BSBR()                                                                                                              \
-  if (!registered("BSBR"))                                                                                                          \
-  GTEST_SKIP() << "BSBR is not in this build's architecture registry yet (it lands from branch bsbr-gau); the conversion needs it"
-
 std::string fresh_dir(const std::string& tag) { return test::temp_dir("gpt2_" + tag); }
 
 // A tiny checkpoint directory, written once per option set.
@@ -296,7 +286,6 @@ TEST(AttentionMaps, SoftmaxMapMatchesPlainAttention) {
 
 // BSBR's effective map times V, through the out projection, is BSBR's own attention output (its oracle).
 TEST(AttentionMaps, BsbrMapReproducesTheBsbrOracle) {
-  REQUIRE_BSBR();
   LoadedTiny tiny("bsbr_map", 1);
   ops::Context& ctx = tiny.ctx;
   ConversionOptions co;
@@ -378,7 +367,6 @@ TEST(Study, IdentityConversionIsIdeal) {
 }
 
 TEST(Study, ChunkCoveringTheSequenceEqualsTheOriginal) {
-  REQUIRE_BSBR();
   LoadedTiny tiny("bsbr_equal", 2);
   ops::Context& ctx = tiny.ctx;
   Model* original = tiny.original.get();
@@ -407,7 +395,6 @@ TEST(Study, ChunkCoveringTheSequenceEqualsTheOriginal) {
 }
 
 TEST(Study, SmallChunksMoveTheMetricsAwayFromIdeal) {
-  REQUIRE_BSBR();
   std::string dir = tiny_checkpoint("bsbr_small");
   StudyOptions o = tiny_study(dir, token_file(dir, 48, 264));
   o.chunk_sizes = {4, 12};
@@ -432,11 +419,9 @@ TEST(Study, SmallChunksMoveTheMetricsAwayFromIdeal) {
 TEST(Study, SpeedSweepReportAndPlots) {
   std::string dir = tiny_checkpoint("speed");
   StudyOptions o = tiny_study(dir, token_file(dir, 30, 264));
-  o.architecture = registered("BSBR") ? "BSBR" : "Standard";  // the pipeline is the same; BSBR when present
   o.chunk_sizes = {8, 16};
   o.compressions = {0, 2};
   o.seq_lengths = {16, 64};  // 64 > n_positions (48): positions wrap and the report says so
-  if (o.architecture == "Standard") o.compressions = {0};
   StudyResults r = run_conversion_study(o);
   const std::string label = r.reference().label();
   for (int64_t len : o.seq_lengths) {
@@ -490,8 +475,7 @@ TEST(ConvertCli, RunsAndRejectsBadInput) {
   std::string dir = tiny_checkpoint("cli");
   write_file_atomic(dir + "/text.txt", "the theater in the sun; the other one is on the sea, then the end.");
   std::string out = fresh_dir("cli_out");
-  const std::string arch_note = registered("BSBR") ? "" : " (BSBR not registered: only the rejections run)";
-  if (registered("BSBR")) {
+  {
     test::CliResult ok = test::run_cli("convert --checkpoint " + dir + " --text " + dir + "/text.txt --chunk_sizes 8 16 --compression none 2 "
                                        "--seq_lengths 16 32 --repeats 1 --warmup 0 --heatmap_length 16 --out " + out);
     ASSERT_EQ(ok.exit_code, 0) << ok.err;
@@ -524,7 +508,7 @@ TEST(ConvertCli, RunsAndRejectsBadInput) {
   };
   for (const Bad& b : bad) {
     test::CliResult r = test::run_cli("convert " + b.args + " --no-speed --no-plots --out " + out);
-    EXPECT_EQ(r.exit_code, 2) << b.args << arch_note << "\n" << r.err;
+    EXPECT_EQ(r.exit_code, 2) << b.args << "\n" << r.err;
     EXPECT_NE(r.err.find(b.fragment), std::string::npos) << b.args << ": " << r.err;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "not one line: " << r.err;
   }

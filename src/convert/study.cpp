@@ -203,13 +203,14 @@ StudyResults run_conversion_study(const StudyOptions& o, const Progress& progres
       r.quality.push_back(std::move(row));
     }
   if (!o.speed) return r;
-  ctx.release_scratchpad();  // the probes are done; each speed point then counts only its own scratchpad
 
   // Speed and memory: GPT-2 and the reference conversion at every length; every chunk-table and
   // compression-table configuration at the largest length.
   r.environment = to_json(collect_environment(ctx.threads()));
   say("calibrating (2048^3 f32 matmul)");
   r.calibration = to_json(calibrate(ctx));
+  // The probes and the calibration are done: each speed point then counts only its own scratchpad.
+  ctx.release_scratchpad();
   Config bench_cfg;
   bench_cfg.model = mc;
   bench_cfg.bench.repeats = o.repeats;

@@ -311,11 +311,12 @@ std::vector<std::string> draw_conversion_plots(const StudyResults& r, const std:
       for (int64_t s = 0; s < m; ++s) rows += (s ? " " : "") + (s <= t ? sci(std::max(1e-6, static_cast<double>(std::fabs(map[t * m + s])))) : std::string("NaN"));
       rows += "\n";
     }
-    // Log colour scale over [1e-4, 1], viridis palette; the masked future (NaN) stays white.
+    // Log colour scale from 1e-4 up (BSBR retrieval weights are not probabilities and may exceed 1),
+    // viridis palette; the masked future (NaN) stays white.
     const std::string range = std::to_string(m) + "-0.5";
     draw(file,
          gnuplot_datablock("map", rows) + "set size ratio -1\nset xlabel \"key position s\"\nset ylabel \"query position t\"\nset yrange [" + range +
-             ":-0.5]\nset xrange [-0.5:" + range + "]\nset logscale cb\nset cbrange [1e-4:1]\n"
+             ":-0.5]\nset xrange [-0.5:" + range + "]\nset logscale cb\nset cbrange [1e-4:*]\n"
              "set palette defined (0 '#440154', 0.25 '#3b528b', 0.5 '#21918c', 0.75 '#5ec962', 1 '#fde725')\n"
              "set title " + gnuplot_quote(title) + "\nplot $map matrix with image notitle\n",
          PngSize{760, 700});
