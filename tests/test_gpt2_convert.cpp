@@ -440,7 +440,7 @@ TEST(Study, SpeedSweepReportAndPlots) {
   const std::string md = read_file(files.markdown, "md");
   for (const char* s : {"Fidelity", "Chunk size", "Compression factor", "positions wrap", "Attention density", "attention_gpt2.png"})
     EXPECT_NE(md.find(s), std::string::npos) << s;
-  for (const std::string& p : {"speed_vs_length.png", "memory_vs_length.png", "layer_cosine.png", "attention_gpt2.png", "attention_converted.png"}) {
+  for (const char* p : {"speed_vs_length.png", "memory_vs_length.png", "layer_cosine.png", "attention_gpt2.png", "attention_converted.png"}) {
     ASSERT_TRUE(fs::exists(out + "/" + p)) << p;
     std::ifstream in(out + "/" + p, std::ios::binary);
     char sig[4] = {};
@@ -453,11 +453,11 @@ TEST(Study, TokenFilesAndLengthsAreChecked) {
   std::string dir = tiny_checkpoint("inputs");
   expect_user_error([&] { read_token_file(dir + "/none.txt", 10); }, "not found");
   write_file_atomic(dir + "/bad.txt", "1 2 three 4");
-  expect_user_error([&] { read_token_file(dir + "/bad.txt", 10); }, "'three' is not a non-negative integer token id");
+  expect_user_error([&] { read_token_file(dir + "/bad.txt", 10); }, "bad.txt: 'three' is not an integer token id");
   write_file_atomic(dir + "/neg.txt", "1\n-2");
-  expect_user_error([&] { read_token_file(dir + "/neg.txt", 10); }, "neg.txt:2: '-2' is not a non-negative integer");
+  expect_user_error([&] { read_token_file(dir + "/neg.txt", 10); }, "neg.txt:2: token id -2 (index 1) is outside the vocabulary [0, 10)");
   write_file_atomic(dir + "/big.txt", "1, 2, 264");
-  expect_user_error([&] { read_token_file(dir + "/big.txt", 264); }, "token id 264 is out of range");
+  expect_user_error([&] { read_token_file(dir + "/big.txt", 264); }, "token id 264 (index 2) is outside the vocabulary [0, 264)");
   EXPECT_EQ(read_token_file(dir + "/big.txt", 265), (std::vector<int32_t>{1, 2, 264}));
   StudyOptions o = tiny_study(dir, token_file(dir, 60, 264));
   o.speed = false;
@@ -494,12 +494,12 @@ TEST(ConvertCli, RunsAndRejectsBadInput) {
   std::vector<Bad> bad = {
       {"--checkpoint " + no_config + " --tokens " + dir + "/range.txt", "has no config.json"},
       {"--checkpoint " + bad_config + " --tokens " + dir + "/range.txt", "not valid JSON"},
-      {"--checkpoint " + dir + " --tokens " + dir + "/range.txt", "range.txt:2: token id 99999 is out of range (vocabulary 0..263)"},
+      {"--checkpoint " + dir + " --tokens " + dir + "/range.txt", "range.txt:2: token id 99999 (index 4) is outside the vocabulary [0, 264)"},
       {"--checkpoint " + dir + " --tokens " + dir + "/missing.txt", "token file not found"},
       {"--checkpoint /nonexistent --tokens x", "checkpoint directory not found"},
       {"--checkpoint " + dir, "exactly one of --text FILE and --tokens FILE"},
       {"--checkpoint " + dir + " --text a --tokens b", "exactly one of --text FILE and --tokens FILE"},
-      {"--checkpoint " + dir + " --tokens " + dir + "/text.txt", "is not a non-negative integer token id"},
+      {"--checkpoint " + dir + " --tokens " + dir + "/text.txt", "'the' is not an integer token id"},
       {"--checkpoint " + dir + " --tokens " + token_file(dir, 60, 264) + " --eval_length 60", "exceeds GPT-2's n_positions"},
       {"--checkpoint " + dir + " --tokens " + token_file(dir, 60, 264) + " --compression 3", "does not divide the model width"},
       {"--checkpoint " + dir + " --tokens " + token_file(dir, 60, 264) + " --compression half", "--compression takes 'none'"},

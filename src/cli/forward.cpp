@@ -15,6 +15,7 @@
 #include "cli/commands.hpp"
 #include "core/config.hpp"
 #include "core/errors.hpp"
+#include "core/tokens.hpp"
 #include "core/io.hpp"
 #include "io/weights.hpp"
 #include "model/model.hpp"
@@ -34,25 +35,6 @@ struct ForwardOptions {
   int64_t threads = 0;
 };
 
-// "3 14 15 92" -> token ids, each an integer in [0, vocab_size).
-std::vector<int32_t> parse_tokens(const std::string& text, int64_t vocab_size) {
-  std::vector<int32_t> tokens;
-  std::istringstream words(text);
-  std::string word;
-  while (words >> word) {
-    int64_t id = 0;
-    auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), id);
-    if (ec != std::errc() || end != word.data() + word.size())
-      throw UserError("--tokens: '" + word + "' is not an integer token id (give whitespace-separated ids, e.g. \"3 14 15 92\")");
-    if (id < 0 || id >= vocab_size)
-      throw UserError("--tokens: token " + word + " at index " + std::to_string(tokens.size()) + " is outside the vocabulary [0, " +
-                      std::to_string(vocab_size) + ")");
-    tokens.push_back(static_cast<int32_t>(id));
-  }
-  if (tokens.empty()) throw UserError("--tokens is empty: give at least one token id");
-  return tokens;
-}
-
 // One position's values as a JSON array; counts non-finite values (JSON has no NaN/inf: they become null).
 nlohmann::json row(const float* x, int64_t n, int64_t& non_finite) {
   for (int64_t i = 0; i < n; ++i) non_finite += !std::isfinite(x[i]);
@@ -64,7 +46,8 @@ int run_forward(const ForwardOptions& o) {
   for (const std::string& kv : o.overrides) apply_override(cfg, kv);
   const ModelConfig& mc = cfg.model;
   const Architecture& arch = find_architecture(o.model);
-  const std::vector<int32_t> tokens = parse_tokens(o.tokens, mc.vocab_size);
+  const std::vector<int32_t> tokens = parse_token_ids(o.tokens, mc.vocab_size, "--tokens");
+  if (tokens.empty()) throw UserError("--tokens is empty: give at least one token id");
   const int64_t n = static_cast<int64_t>(tokens.size()), d = mc.hidden_dim, V = mc.vocab_size;
   const bool decode = o.mode == "decode";
 

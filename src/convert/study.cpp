@@ -10,6 +10,7 @@
 #include "bench/environment.hpp"
 #include "core/errors.hpp"
 #include "core/io.hpp"
+#include "core/tokens.hpp"
 #include "io/gpt2_tokenizer.hpp"
 
 namespace bsbr {
@@ -54,29 +55,7 @@ ConversionOptions StudyResults::reference() const {
 }
 
 std::vector<int32_t> read_token_file(const std::string& path, int64_t vocab_size) {
-  const std::string text = read_file(path, "token file");
-  std::vector<int32_t> ids;
-  std::size_t i = 0, line = 1;
-  while (i < text.size()) {
-    const char c = text[i];
-    if (c == '\n') ++line;
-    if (std::isspace(static_cast<unsigned char>(c)) || c == ',') {
-      ++i;
-      continue;
-    }
-    std::size_t j = i;
-    while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j])) && text[j] != ',') ++j;
-    const std::string word = text.substr(i, j - i);
-    const bool digits = !word.empty() && word.size() <= 10 && std::all_of(word.begin(), word.end(), [](char d) { return d >= '0' && d <= '9'; });
-    if (!digits) throw UserError("token file " + path + ":" + std::to_string(line) + ": '" + word.substr(0, 40) + "' is not a non-negative integer token id");
-    const int64_t id = std::stoll(word);
-    if (id >= vocab_size)
-      throw UserError("token file " + path + ":" + std::to_string(line) + ": token id " + word + " is out of range (vocabulary 0.." +
-                      std::to_string(vocab_size - 1) + ")");
-    ids.push_back(static_cast<int32_t>(id));
-    i = j;
-  }
-  return ids;
+  return parse_token_ids(read_file(path, "token file"), vocab_size, "token file " + path);
 }
 
 namespace {

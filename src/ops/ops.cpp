@@ -108,19 +108,32 @@ void PrimitiveOp::execute(Context& ctx, const void* const* ptrs, std::size_t cou
 MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
   ctx.check_creation_allowed("matmul creation");
   const MatLayout &A = spec.a, &B = spec.b, &C = spec.c;
-  const bool serial = 2.0 * std::max(A.batch, B.batch) * A.rows * A.cols * B.cols < kSerialWorkThreshold;
-  SerialScope one_thread(serial);
   BSBR_CHECK(A.cols == B.rows && A.rows == C.rows && B.cols == C.cols,
              "matmul shapes do not chain: a " + A.str() + " b " + B.str() + " c " + C.str());
   BSBR_CHECK(!(spec.bias && spec.scale != 1.f), "matmul: scale and bias are exclusive in this layer");
   bool nd3 = A.batch > 1 || B.batch > 1 || C.batch > 1;
+  bool binary_post_op = false;
+  for (const PostOp& p : spec.post_ops)
+    binary_post_op |= p.kind == PostOp::Kind::kBinaryAdd || p.kind == PostOp::Kind::kBinaryMul;
+  // Decode-shaped products (a few rows, 2-D): the primitive is created with a runtime row count,
+  // which oneDNN 2.6 serves with gemm:jit. For a [1, K] x [K, N] GEMV that is 2-4x faster than the
+  // brgemm it picks for a static shape (measured here, one thread: 256x512 3.1 vs 13.5 us,
+  // 256x2048 25 vs 67 us); a second thread only adds fork/join cost at these sizes.
+  const bool gemv = !nd3 && A.rows <= kGemvMaxRows && !binary_post_op;
+  const bool serial = gemv || 2.0 * std::max(A.batch, B.batch) * A.rows * A.cols * B.cols < kSerialWorkThreshold;
+  SerialScope one_thread(serial);
   memory::desc a = to_desc(A, nd3), b = to_desc(B, nd3), c = to_desc(C, nd3);
+  memory::desc a_pd = a, c_pd = c;  // what the primitive is created for (runtime rows for a GEMV)
+  if (gemv) {
+    a_pd = memory::desc({DNNL_RUNTIME_DIM_VAL, A.cols}, dt::f32, memory::dims{A.row_stride, A.col_stride});
+    c_pd = memory::desc({DNNL_RUNTIME_DIM_VAL, C.cols}, dt::f32, memory::dims{C.row_stride, C.col_stride});
+  }
   std::vector<memory::desc> binary_descs;
   dnnl::primitive_attr attr = make_attr(spec.post_ops, nd3, binary_descs);
   if (spec.scale != 1.f) attr.set_output_scales(0, {spec.scale});
   memory::desc bias_d;
   if (spec.bias) bias_d = nd3 ? memory::desc({1, 1, C.cols}, dt::f32, tag::abc) : memory::desc({1, C.cols}, dt::f32, tag::ab);
-  dnnl::matmul::desc d = spec.bias ? dnnl::matmul::desc(a, b, bias_d, c) : dnnl::matmul::desc(a, b, c);
+  dnnl::matmul::desc d = spec.bias ? dnnl::matmul::desc(a_pd, b, bias_d, c_pd) : dnnl::matmul::desc(a_pd, b, c_pd);
   dnnl::matmul::primitive_desc pd;
   try {
     pd = dnnl::matmul::primitive_desc(d, attr, ctx.engine());

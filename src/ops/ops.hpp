@@ -102,6 +102,9 @@ class PrimitiveOp {
   mutable std::vector<Binding> bindings_;  // one per worker thread
 };
 
+// Matmuls with at most this many rows (2-D, no binary post-op) use the GEMV path (see MatMul).
+inline constexpr int64_t kGemvMaxRows = 8;
+
 struct MatMulSpec {
   MatLayout a;  // [M, K] (batch B or 1)
   MatLayout b;  // [K, N] (batch B or 1 = shared)

@@ -24,8 +24,8 @@ std::string render_markdown_table(const std::vector<std::string>& header, const 
 struct ReportTable {
   std::string title;
   std::vector<std::string> header;
-  std::vector<std::vector<std::string>> rows;
-  std::vector<std::string> notes;
+  std::vector<std::vector<std::string>> rows = {};
+  std::vector<std::string> notes = {};
 };
 // Title line, the table, then "  note: ..." lines.
 std::string render_text(const ReportTable& t);
