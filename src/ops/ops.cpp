@@ -119,7 +119,8 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
   // which oneDNN 2.6 serves with gemm:jit. For a [1, K] x [K, N] GEMV that is 2-4x faster than the
   // brgemm it picks for a static shape (measured here, one thread: 256x512 3.1 vs 13.5 us,
   // 256x2048 25 vs 67 us); a second thread only adds fork/join cost at these sizes.
-  const bool gemv = !nd3 && A.rows <= kGemvMaxRows && !binary_post_op;
+  // Large weights (the LM head's 10 MB) stream from memory faster on both cores: brgemm, threaded.
+  const bool gemv = !nd3 && A.rows <= kGemvMaxRows && !binary_post_op && B.rows * B.cols < kGemvMaxWeights;
   const bool serial = gemv || 2.0 * std::max(A.batch, B.batch) * A.rows * A.cols * B.cols < kSerialWorkThreshold;
   SerialScope one_thread(serial);
   memory::desc a = to_desc(A, nd3), b = to_desc(B, nd3), c = to_desc(C, nd3);

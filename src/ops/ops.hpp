@@ -104,6 +104,7 @@ class PrimitiveOp {
 
 // Matmuls with at most this many rows (2-D, no binary post-op) use the GEMV path (see MatMul).
 inline constexpr int64_t kGemvMaxRows = 8;
+inline constexpr int64_t kGemvMaxWeights = int64_t{1} << 20;  // elements of the [K, N] operand
 
 struct MatMulSpec {
   MatLayout a;  // [M, K] (batch B or 1)
