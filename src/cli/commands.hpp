@@ -9,6 +9,7 @@ void add_compare(CLI::App& app, int& exit_code);
 void add_forward(CLI::App& app, int& exit_code);
 void add_analyze(CLI::App& app, int& exit_code);
 void add_check(CLI::App& app, int& exit_code);
+void add_targets(CLI::App& app, int& exit_code);
 void add_convert(CLI::App& app, int& exit_code);
 
 }  // namespace bsbr::cli
