@@ -387,6 +387,8 @@ struct BadInput {
   const char* extra_args;
   const char* expect;
 };
+// ctest shows a case by its name, not its bytes.
+void PrintTo(const BadInput& c, std::ostream* os) { *os << c.name; }
 
 class AnalyzeBadInput : public ::testing::TestWithParam<BadInput> {};
 

@@ -249,6 +249,8 @@ struct Unusable {
   const char* extra_args;
   const char* expect;
 };
+// ctest shows a case by its name, not its bytes.
+void PrintTo(const Unusable& c, std::ostream* os) { *os << c.name; }
 
 class CheckUnusable : public ::testing::TestWithParam<Unusable> {};
 

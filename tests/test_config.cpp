@@ -61,6 +61,8 @@ struct BadCase {
   const char* text;
   const char* expect;  // substring of the one-line message
 };
+// ctest shows a case by its name, not its bytes.
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
 
 class BadConfig : public ::testing::TestWithParam<BadCase> {};
 

@@ -51,6 +51,8 @@ struct Variant {
   bool normalize;
   const char* name;
 };
+// ctest shows a case by its name, not its bytes.
+void PrintTo(const Variant& c, std::ostream* os) { *os << c.name; }
 
 class LinearVariant : public ::testing::TestWithParam<Variant> {};
 

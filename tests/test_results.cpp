@@ -93,6 +93,8 @@ struct Bad {
   const char* text;
   const char* expect;
 };
+// ctest shows a case by its name, not its bytes.
+void PrintTo(const Bad& c, std::ostream* os) { *os << c.name; }
 
 class BadResults : public ::testing::TestWithParam<Bad> {};
 
