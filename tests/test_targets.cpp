@@ -64,6 +64,26 @@ TEST(Targets, EachMissIsNamed) {
   EXPECT_EQ(missed(analysis::evaluate_targets(long_context(1.2, 0.0, 80), default_run(0.06))), 7);
 }
 
+TEST(Targets, NoisyPointsAreNamed) {
+  // A figure resting on a point flagged noisy (cv > 10%) carries that point, so a miss can be told
+  // apart from a real regression; clean points carry nothing.
+  Results lc = long_context(1.6, 0.0, 80);
+  for (RunRecord& r : lc.runs)
+    if (r.problem.model == "BSBR" && r.problem.workload == Workload::kDecode && r.problem.n == 65536) {
+      r.noisy = true;
+      r.stats.cv = 0.33;
+    }
+  int noisy_checks = 0;
+  for (const auto& c : analysis::evaluate_targets(lc, default_run(0.03))) {
+    if (c.noisy_points.empty()) continue;
+    ++noisy_checks;
+    EXPECT_EQ(c.model, "BSBR");
+    ASSERT_EQ(c.noisy_points.size(), 1u);
+    EXPECT_EQ(c.noisy_points[0], "BSBR decode n=65536 cv 33%");
+  }
+  EXPECT_EQ(noisy_checks, 2);  // BSBR's decode exponent and BSBR vs Linear at 65,536
+}
+
 TEST(Targets, MissingPointIsUserError) {
   Results lc = long_context(1.2, 0.0, 80);
   lc.runs.erase(std::remove_if(lc.runs.begin(), lc.runs.end(),

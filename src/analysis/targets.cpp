@@ -30,14 +30,29 @@ const RunRecord& need(const Results& r, const std::string& model, Workload w, in
   return *rec;
 }
 
+std::string noisy_label(const RunRecord& r) {
+  return r.problem.model + " " + std::string(to_string(r.problem.workload)) + " n=" + std::to_string(r.problem.n) + " cv " +
+         pct(r.stats.cv);
+}
+
+// Labels of the noisy points among `records`.
+std::vector<std::string> noisy_among(std::initializer_list<const RunRecord*> records) {
+  std::vector<std::string> out;
+  for (const RunRecord* r : records)
+    if (r->noisy) out.push_back(noisy_label(*r));
+  return out;
+}
+
 // Power-law exponent of the decode time per token over every length the file has for the model.
-double decode_exponent(const Results& r, const std::string& model) {
+// Noisy points used are appended to `noisy`.
+double decode_exponent(const Results& r, const std::string& model, std::vector<std::string>& noisy) {
   std::vector<int64_t> n;
   std::vector<double> t;
   for (int64_t len : r.seq_lengths)
     if (const RunRecord* rec = r.find(model, Workload::kDecode, len)) {
       n.push_back(len);
       t.push_back(rec->stats.median);
+      if (rec->noisy) noisy.push_back(noisy_label(*rec));
     }
   if (n.size() < 3) throw UserError("long-context results: fewer than 3 decode lengths for " + model + " (needed for the exponent)");
   return fit_power_law(n, t).b;
@@ -62,11 +77,12 @@ std::vector<TargetCheck> evaluate_targets(const Results& lc, const Results& def)
     char measured[64];
     std::snprintf(measured, sizeof measured, "%.1f / %.1f GFLOP/s = %s", p.gflops, *calibration, pct(share).c_str());
     out.push_back({"prefill n=4096 attains >= 50% of calibration", m, measured, checked ? ">= 50%" : "", checked,
-                   !checked || share >= kMinCalibrationShare});
+                   !checked || share >= kMinCalibrationShare, noisy_among({&p})});
   }
   for (const std::string& m : lc.models) {
-    const double b = decode_exponent(lc, m);
-    TargetCheck c{"decode per token vs n: fitted exponent", m, format_fixed(b, 3), "", false, true};
+    std::vector<std::string> noisy;
+    const double b = decode_exponent(lc, m, noisy);
+    TargetCheck c{"decode per token vs n: fitted exponent", m, format_fixed(b, 3), "", false, true, std::move(noisy)};
     if (named(m, {"Linear", "DeltaNet"})) {
       c.required = "< 0.1 (flat)";
       c.checked = true;
@@ -84,14 +100,14 @@ std::vector<TargetCheck> evaluate_targets(const Results& lc, const Results& def)
     const double ratio = bsbr.stats.median / linear.stats.median;
     out.push_back({"BSBR decode within 1.5x of Linear's at n=" + std::to_string(largest), "BSBR",
                    format_seconds(bsbr.stats.median) + " / " + format_seconds(linear.stats.median) + " = " + format_fixed(ratio, 2) + "x",
-                   "<= 1.5x", true, ratio <= kBsbrVsLinear});
+                   "<= 1.5x", true, ratio <= kBsbrVsLinear, noisy_among({&bsbr, &linear})});
   }
   for (const std::string& m : def.models) {
     const RunRecord& g = need(def, m, Workload::kGenerate, kGenerateN, "default results");
     if (g.n_tokens != kGenerateTokens)
       throw UserError("default results: generate ran with n_tokens=" + std::to_string(g.n_tokens) + ", the target is for 50");
     out.push_back({"generate n=1024, 50 tokens, under 50 ms", m, format_seconds(g.stats.median), "< 50 ms", true,
-                   g.stats.median < kGenerateSeconds});
+                   g.stats.median < kGenerateSeconds, noisy_among({&g})});
   }
   return out;
 }

@@ -21,6 +21,7 @@ struct TargetCheck {
   std::string required;  // the bound, formatted ("" when only reported)
   bool checked = false;  // part of a target (else: reported for comparison)
   bool pass = true;
+  std::vector<std::string> noisy_points;  // points behind the figure with cv > 10% ("BSBR decode n=65536 cv 33%")
 };
 
 // Throws UserError when a file lacks what a target needs (names the missing point).
