@@ -30,6 +30,7 @@ TEST(Config, DefaultsAreTheStudyDefaults) {
   EXPECT_DOUBLE_EQ(c.model.beta, 0.9);
   EXPECT_DOUBLE_EQ(c.model.temperature, 1.0);
   EXPECT_EQ(c.model.expansion_factor, 2);
+  EXPECT_EQ(c.model.compression_factor, 2);  // BSBR as the study ran it; "none" must be asked for
   EXPECT_EQ(c.model.batch_size, 1);
 }
 
@@ -75,8 +76,10 @@ TEST_P(BadConfig, ExitTwoWithMessage) {
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find(c.expect), std::string::npos) << e.what();
   }
-  auto r = test::run_cli("compare --config '" + path + "' --seq_lengths 8 --models Standard --out /tmp/bsbr_should_not_exist");
+  const std::string out = test::temp_dir("config_out") + "/not_written";
+  auto r = test::run_cli("compare --config '" + path + "' --seq_lengths 8 --models Standard --out '" + out + "'");
   EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(out + "/comparison_results.json")) << "a rejected config wrote results";
   EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << "expected one line, got: " << r.err;
 }

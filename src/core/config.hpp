@@ -24,7 +24,7 @@ struct ModelConfig {
   double beta = 0.9;           // DeltaNet constant β
   double temperature = 1.0;    // T (Hopfield)
   int64_t expansion_factor = 2;  // e (GAU)
-  int64_t compression_factor = 0;  // c (BSBR); 0 = no compression
+  int64_t compression_factor = 2;  // c (BSBR); 0 = no compression ("none" in a config)
   int64_t batch_size = 1;
   FeatureMap feature_map = FeatureMap::kElu1;  // Linear
   bool normalize = true;                       // Linear

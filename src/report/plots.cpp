@@ -164,7 +164,7 @@ LineChart time_chart(const Analysis& a, const WorkloadAnalysis& wa, bool log_log
   for (const auto& s : wa.series) {
     char label[160];
     std::snprintf(label, sizeof label, "%s (b=%.2f)", s.fit.model.c_str(), s.fit.fit.power_law.b);
-    Series sr{label, palette.color(s.fit.model), to_doubles(s.fit.seq_lengths), {}};
+    Series sr{label, palette.color(s.fit.model), to_doubles(s.fit.seq_lengths), {}, {}, {}};
     for (std::size_t k = 0; k < s.median_s.size(); ++k) {
       sr.y.push_back(s.median_s[k] * u.scale);
       sr.y_low.push_back(s.q1_s[k] * u.scale);
@@ -216,7 +216,7 @@ PlotSet write_analysis_plots(const Analysis& a, const std::string& dir, const Gn
                               : "peak working memory: activations + state + scratchpad (MiB, log scale)";
     c.log_x = c.log_y = true;
     for (const auto& ms : a.memory) {
-      Series sr{ms.model, palette.color(ms.model), {}, {}};
+      Series sr{ms.model, palette.color(ms.model), {}, {}, {}, {}};
       for (const auto& p : ms.points) {
         sr.x.push_back(static_cast<double>(p.n));
         sr.y.push_back(p.peak_working_bytes / (1024.0 * 1024.0));
@@ -239,7 +239,7 @@ PlotSet write_analysis_plots(const Analysis& a, const std::string& dir, const Gn
     c.ylabel = std::string("median time per token (") + u.name + ", log scale)";
     c.log_x = c.log_y = true;
     for (const auto& d : a.decode) {
-      Series sr{d.model, palette.color(d.model), to_doubles(d.n), {}};
+      Series sr{d.model, palette.color(d.model), to_doubles(d.n), {}, {}, {}};
       for (double t : d.seconds_per_token) sr.y.push_back(t * u.scale);
       c.series.push_back(sr);
     }
