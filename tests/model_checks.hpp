@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include "bench/runner.hpp"
+#include "model/arch/chunked_recurrence.hpp"
 #include "model/model.hpp"
 #include "ref/ref_model.hpp"
 #include "test_util.hpp"
@@ -107,6 +108,42 @@ inline void expect_decode_matches_prefill(ops::Context& ctx, Model& model, int64
   for (int64_t n0 : prefixes) EXPECT_LT(decode_vs_prefill_error(ctx, model, n0, n), 1e-4) << model.name() << ": prefill " << n0 << ", steps to " << n;
 }
 
+// A batch of two sequences (tokens from the config's seed and seed + 1) equals the sequences run
+// one by one: the prefill of n tokens and one decode step, within 1e-5.
+inline void expect_batch_equals_sequences(ops::Context& ctx, Model& model, int64_t n) {
+  const ModelConfig& c = model.config();
+  const int64_t d = c.hidden_dim, V = c.vocab_size;
+  ModelConfig other = c;
+  other.seed = c.seed + 1;
+  const std::vector<int32_t> a = Runner::input_tokens(c, 1, n), b = Runner::input_tokens(other, 1, n);
+  std::vector<int32_t> both = a;
+  both.insert(both.end(), b.begin(), b.end());
+  model.prepare(ctx, run_shape({n}, n + 3, 2), LogitsMode::kAll);
+  model.prefill(ctx, both.data(), n);
+  const std::vector<float> hb(model.hidden(), model.hidden() + 2 * n * d);
+  int32_t next[2] = {5, 11};
+  model.step(ctx, next, n);
+  const std::vector<float> lb(model.logits(), model.logits() + 2 * V);
+  for (int s = 0; s < 2; ++s) {
+    model.prepare(ctx, run_shape({n}, n + 3, 1), LogitsMode::kAll);
+    model.prefill(ctx, s == 0 ? a.data() : b.data(), n);
+    EXPECT_LT(max_rel_error(hb.data() + s * n * d, model.hidden(), n * d), 1e-5) << model.name() << " n " << n << ", sequence " << s;
+    model.step(ctx, &next[s], n);
+    EXPECT_LT(max_rel_error(lb.data() + s * V, model.logits(), V), 1e-5) << model.name() << " n " << n << ", step, sequence " << s;
+  }
+}
+
+// A model whose mixers prefill in slabs of slab_rows rows (e.g. a ChunkedRecurrence built with a
+// small chunked::PrefillTiling): the oracle at one slab, one slab + 1 and 2 slabs + 37 (several
+// slabs, the last one partial and, for chunk sizes not dividing 37, ending in a partial chunk);
+// decode after prefixes ending at, just past and inside slab boundaries; a batch of two sequences.
+inline void expect_slabbed_prefill_matches(ops::Context& ctx, Model& model, int64_t slab_rows) {
+  const int64_t n = 2 * slab_rows + 37;
+  expect_prefill_matches_oracle(ctx, model, {slab_rows, slab_rows + 1, n});
+  expect_decode_matches_prefill(ctx, model, n + 5, {slab_rows, slab_rows + 3, n});
+  expect_batch_equals_sequences(ctx, model, n);
+}
+
 // Peak working bytes (activations, state, scratchpad) of preparing and running one prefill of n,
 // minus the skeleton's own buffers (x, h, FFN hidden, last-position logits): what the mixers hold.
 inline std::size_t mixer_working_bytes(ops::Context& ctx, Model& model, int64_t n) {
@@ -120,6 +157,38 @@ inline std::size_t mixer_working_bytes(ops::Context& ctx, Model& model, int64_t 
   ctx.release_scratchpad();
   const std::size_t skeleton = sizeof(float) * static_cast<std::size_t>(n * (2 * c.hidden_dim + c.ff_dim) + c.vocab_size);
   return peak - skeleton;
+}
+
+// A chunked recurrence's factory with an explicit prefill tiling (make_linear, make_deltanet).
+using TiledFactory = std::unique_ptr<Mixer> (*)(const ModelConfig&, ParamStore&, const std::string&, const chunked::PrefillTiling&);
+
+// Make, prefilling in slabs of SlabChunks chunks instead of the default tiling's.
+template <TiledFactory Make, int64_t SlabChunks>
+std::unique_ptr<Mixer> with_slab_chunks(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
+  chunked::PrefillTiling tiling;
+  tiling.slab_rows = SlabChunks * cfg.linear_chunk_size;
+  return Make(cfg, params, prefix, tiling);
+}
+
+// expect_slabbed_prefill_matches for architecture `name` built by Make (configs config(chunk)) with
+// slabs of 3 chunks of 5 (inside one block) and of two whole blocks (2 x kChunksPerBlock chunks of
+// 3, the last slab's last block partial): 2 slabs + 37 rows end in a partial chunk either way.
+template <TiledFactory Make>
+void expect_recurrence_slabs_match(ops::Context& ctx, const char* name, ModelConfig (*config)(int64_t chunk)) {
+  constexpr int64_t kTwoBlocks = 2 * ChunkedRecurrence::kChunksPerBlock;
+  Model small(ctx, config(5), Architecture{name, with_slab_chunks<Make, 3>, ""});
+  expect_slabbed_prefill_matches(ctx, small, 3 * 5);
+  Model blocks(ctx, config(3), Architecture{name, with_slab_chunks<Make, kTwoBlocks>, ""});
+  expect_slabbed_prefill_matches(ctx, blocks, kTwoBlocks * 3);
+}
+
+// From n = 8,192 to 16,384 the mixers of a model with tiny widths (tiny_config) hold the same slab
+// buffers and states (O(slab) prefill); full-length q/k/v/o buffers would grow by 2 layers x 4 x
+// 8,192 x d floats = 8 MiB.
+inline void expect_prefill_memory_constant_in_n(ops::Context& ctx, Model& model) {
+  const std::size_t at_8k = mixer_working_bytes(ctx, model, 8192), at_16k = mixer_working_bytes(ctx, model, 16384);
+  EXPECT_LE(at_16k, at_8k + (std::size_t{1} << 20)) << model.name();
+  EXPECT_LT(at_16k, std::size_t{8} << 20) << model.name();
 }
 
 }  // namespace bsbr::test

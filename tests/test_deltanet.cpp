@@ -1,6 +1,7 @@
 // DeltaNet (SPEC §2) beyond the generic architecture suite: the chunkwise WY/UT prefill equals the
 // per-token delta-rule recurrence (the oracle) for chunk sizes that do and do not divide n,
-// including runs of several blocks of chunks; the learned-beta path (parameters, prefill, decode,
+// including runs of several blocks of chunks and of several prefill slabs (decode after them,
+// batches of two, learned beta); the learned-beta path (parameters, prefill, decode,
 // FLOPs); beta near 0 and near 2 stay finite and still match; large activations need no clamping.
 #include <gtest/gtest.h>
 
@@ -21,11 +22,30 @@ TEST(DeltaNet, ChunkedPrefillEqualsRecurrence) {
 }
 
 TEST(DeltaNet, LongSequenceRecurrenceAgreesWithChunkedPrefill) {
-  // 2,100 tokens in chunks of 16 = 132 chunks in 5 blocks: the fp32 rounding of the chunked path
-  // (blocked prefix states) and of the token-by-token decode stay together over a long sequence.
+  // 2 x 2,048 + 37 tokens in chunks of 16 = 259 chunks: three slabs of the default tiling (128
+  // chunks, 4 blocks each; the last slab 3 chunks, the last one partial): the fp32 rounding of the
+  // chunked path (blocked prefix states, carried across slabs) and of the token-by-token decode stay
+  // together over a long sequence.
   ops::Context ctx(2);
   Model model(ctx, deltanet_config(16), find_architecture("DeltaNet"));
-  EXPECT_LT(test::decode_vs_prefill_error(ctx, model, 100, 2100), 1e-4);
+  EXPECT_LT(test::decode_vs_prefill_error(ctx, model, 100, 2 * 2048 + 37), 1e-4);
+}
+
+TEST(DeltaNet, PrefillSlabsMatchOracleDecodeAndBatch) {
+  ops::Context ctx(2);
+  test::expect_recurrence_slabs_match<make_deltanet>(ctx, "DeltaNet", deltanet_config);
+  // Learned beta: its projection runs per slab too.
+  ModelConfig c = deltanet_config(5);
+  c.beta_mode = BetaMode::kLearned;
+  c.init_std = 0.5;
+  Model learned(ctx, c, Architecture{"DeltaNet", test::with_slab_chunks<make_deltanet, 3>, ""});
+  test::expect_slabbed_prefill_matches(ctx, learned, 3 * 5);
+}
+
+TEST(DeltaNet, PrefillMemoryIsConstantInN) {
+  ops::Context ctx(2);
+  Model model(ctx, deltanet_config(16), find_architecture("DeltaNet"));
+  test::expect_prefill_memory_constant_in_n(ctx, model);
 }
 
 TEST(DeltaNet, LearnedBeta) {

@@ -1,6 +1,7 @@
 // Linear attention (SPEC §2) beyond the generic architecture suite: the chunked prefill equals the
 // token-by-token recurrence (the oracle) for chunk sizes that do and do not divide n, including
-// runs of several blocks of chunks (state carried between blocks); the identity feature map and
+// runs of several blocks of chunks (state carried between blocks) and of several prefill slabs
+// (state carried between slabs; decode after them, batches of two); the identity feature map and
 // normalize=false paths against the oracle, in prefill and decode, with their FLOP formulas.
 #include <gtest/gtest.h>
 
@@ -21,11 +22,24 @@ TEST(Linear, ChunkedPrefillEqualsRecurrence) {
 }
 
 TEST(Linear, LongSequenceRecurrenceAgreesWithChunkedPrefill) {
-  // 2,100 tokens in chunks of 16 = 132 chunks in 5 blocks: the fp32 rounding of the chunked path
-  // (blocked prefix states) and of the token-by-token decode stay together over a long sequence.
+  // 2 x 2,048 + 37 tokens in chunks of 16 = 259 chunks: three slabs of the default tiling (128
+  // chunks, 4 blocks each; the last slab 3 chunks, the last one partial): the fp32 rounding of the
+  // chunked path (blocked prefix states, carried across slabs) and of the token-by-token decode stay
+  // together over a long sequence.
   ops::Context ctx(2);
   Model model(ctx, linear_config(16), find_architecture("Linear"));
-  EXPECT_LT(test::decode_vs_prefill_error(ctx, model, 100, 2100), 1e-4);
+  EXPECT_LT(test::decode_vs_prefill_error(ctx, model, 100, 2 * 2048 + 37), 1e-4);
+}
+
+TEST(Linear, PrefillSlabsMatchOracleDecodeAndBatch) {
+  ops::Context ctx(2);
+  test::expect_recurrence_slabs_match<make_linear>(ctx, "Linear", linear_config);
+}
+
+TEST(Linear, PrefillMemoryIsConstantInN) {
+  ops::Context ctx(2);
+  Model model(ctx, linear_config(16), find_architecture("Linear"));
+  test::expect_prefill_memory_constant_in_n(ctx, model);
 }
 
 TEST(Linear, ChunkSizeDoesNotChangeTheResult) {

@@ -12,6 +12,7 @@
 #include "bench/runner.hpp"
 #include "core/config.hpp"
 #include "model/model.hpp"
+#include "model_checks.hpp"
 #include "ref/ref_model.hpp"
 #include "test_util.hpp"
 
@@ -154,23 +155,7 @@ TEST_P(ArchTest, BatchEqualsSequences) {
   ModelConfig c = small_config();
   c.batch_size = 2;
   Model model(ctx, c, arch());
-  const int64_t n = 2 * c.chunk_size + 3, d = c.hidden_dim, V = c.vocab_size;
-  auto a = tokens_for(c, n, 0), b = tokens_for(c, n, 1);
-  std::vector<int32_t> both = a;
-  both.insert(both.end(), b.begin(), b.end());
-  model.prepare(ctx, shape({n}, n + 3, 2), LogitsMode::kAll);
-  model.prefill(ctx, both.data(), n);
-  auto hb = copy(model.hidden(), 2 * n * d);
-  int32_t next[2] = {5, 11};
-  model.step(ctx, next, n);
-  auto lb = copy(model.logits(), 2 * V);
-  for (int s = 0; s < 2; ++s) {
-    model.prepare(ctx, shape({n}, n + 3, 1), LogitsMode::kAll);
-    model.prefill(ctx, s == 0 ? a.data() : b.data(), n);
-    EXPECT_LT(max_rel_error(hb.data() + s * n * d, model.hidden(), n * d), 1e-5) << GetParam() << " sequence " << s;
-    model.step(ctx, &next[s], n);
-    EXPECT_LT(max_rel_error(lb.data() + s * V, model.logits(), V), 1e-5) << GetParam() << " step, sequence " << s;
-  }
+  test::expect_batch_equals_sequences(ctx, model, 2 * c.chunk_size + 3);
 }
 
 TEST_P(ArchTest, GenerateEqualsRecompute) {

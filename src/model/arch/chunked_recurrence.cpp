@@ -1,5 +1,5 @@
-// ChunkedRecurrence: projections, padded buffers, causal chunk mask and the block walk shared by
-// Linear and DeltaNet.
+// ChunkedRecurrence: projections, padded slab buffers, causal chunk mask, and the slab and block
+// walk shared by Linear and DeltaNet.
 #include "model/arch/chunked_recurrence.hpp"
 
 #include <algorithm>
@@ -15,13 +15,27 @@ using ops::MatMulSpec;
 using ops::PostOp;
 
 ChunkedRecurrence::ChunkedRecurrence(const ModelConfig& cfg, ParamStore& params, const std::string& prefix,
-                                     std::vector<PostOp> qk_post_ops)
+                                     std::vector<PostOp> qk_post_ops, const chunked::PrefillTiling& tiling)
     : d_(cfg.hidden_dim), heads_(cfg.num_heads), dh_(cfg.head_dim()), chunk_(cfg.linear_chunk_size),
+      tiling_slab_chunks_(std::max<int64_t>(1, tiling.slab_rows / cfg.linear_chunk_size)),
       qk_post_ops_(std::move(qk_post_ops)) {
   q_ = params.add_linear(prefix + ".q_proj", d_, d_);
   k_ = params.add_linear(prefix + ".k_proj", d_, d_);
   v_ = params.add_linear(prefix + ".v_proj", d_, d_);
   o_ = params.add_linear(prefix + ".out_proj", d_, d_);
+  // A slab that spans a block holds whole blocks (no short block mid-sequence).
+  if (tiling_slab_chunks_ > kChunksPerBlock) tiling_slab_chunks_ -= tiling_slab_chunks_ % kChunksPerBlock;
+}
+
+int64_t ChunkedRecurrence::slab_chunks(const RunShape& shape) const {
+  return chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), chunk_);
+}
+
+std::set<std::pair<int64_t, int64_t>> ChunkedRecurrence::slab_shapes(const RunShape& shape) const {
+  std::set<std::pair<int64_t, int64_t>> shapes;
+  for (int64_t n : shape.prefill_lengths)
+    for (const chunked::Slab& slab : chunked::plan_slabs(n, chunk_, slab_chunks(shape))) shapes.emplace(n, slab.rows);
+  return shapes;
 }
 
 std::vector<int64_t> ChunkedRecurrence::block_sizes(const RunShape& shape) const {
@@ -29,15 +43,11 @@ std::vector<int64_t> ChunkedRecurrence::block_sizes(const RunShape& shape) const
   auto add = [&](int64_t count) {
     if (count > 0 && std::find(sizes.begin(), sizes.end(), count) == sizes.end()) sizes.push_back(count);
   };
-  for (int64_t n : shape.prefill_lengths) {
-    const int64_t chunks = chunk_count(n);
-    add(std::min(chunks, kChunksPerBlock));
-    if (chunks > kChunksPerBlock) add(chunks % kChunksPerBlock);
-  }
+  for (int64_t n : shape.prefill_lengths)
+    for (const chunked::Slab& slab : chunked::plan_slabs(n, chunk_, slab_chunks(shape)))
+      for (const auto& [offset, count] : chunked::split(slab.chunks, kChunksPerBlock)) add(count);
   return sizes;
 }
-
-int64_t ChunkedRecurrence::max_block(const RunShape& shape) const { return std::min(chunk_count(shape.max_prefill()), kChunksPerBlock); }
 
 void ChunkedRecurrence::load_running_state(float* slot0, const float* running, int64_t size, bool first) {
   if (first)
@@ -60,24 +70,24 @@ void ChunkedRecurrence::prepare(ops::Context& ctx, const RunShape& shape) {
   release();
   batch_ = shape.batch;
   const int64_t b = batch_, d = d_;
-  rows_cap_ = buffer_rows(shape);
-  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_}) *t = ctx.tensor(MemCategory::kActivations, {b, rows_cap_, d});
+  slab_chunks_ = slab_chunks(shape);
+  slab_rows_ = slab_chunks_ * chunk_;
+  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_}) *t = ctx.tensor(MemCategory::kActivations, {b, slab_rows_, d});
   for (Tensor* t : {&q1_, &k1_, &v1_, &o1_}) *t = ctx.tensor(MemCategory::kActivations, {b, d});
   causal_mask_ = ctx.tensor(MemCategory::kActivations, {chunk_, chunk_});
   for (int64_t t = 0; t < chunk_; ++t)
     for (int64_t s = 0; s <= t; ++s) causal_mask_[t * chunk_ + s] = 1.0f;
 
   const MatLayout w = MatLayout::dense(d, d);
-  for (int64_t n : shape.prefill_lengths) {
-    if (by_length_.count(n)) continue;
-    // x [b, n, d] (batch stride n*d) <-> buffers [b, rows_cap, d].
-    const MatLayout x = MatLayout::dense(n, d).with_batch(b, n * d), buf = MatLayout::dense(n, d).with_batch(b, rows_cap_ * d);
-    LengthOps lo;
-    lo.q = MatMul(ctx, {x, w, buf, true, 1.f, qk_post_ops_});
-    lo.k = MatMul(ctx, {x, w, buf, true, 1.f, qk_post_ops_});
-    lo.v = MatMul(ctx, {x, w, buf, true, 1.f, {}});
-    lo.out = MatMul(ctx, {buf, w, x, true, 1.f, {PostOp::accumulate()}});  // residual += o.Wo + bo
-    by_length_.emplace(n, std::move(lo));
+  for (const auto& [n, rows] : slab_shapes(shape)) {
+    // A slab's rows of x [b, n, d] (batch stride n*d) <-> buffers [b, slab_rows, d].
+    const MatLayout x = MatLayout::dense(rows, d).with_batch(b, n * d), buf = MatLayout::dense(rows, d).with_batch(b, slab_rows_ * d);
+    SlabOps so;
+    so.q = MatMul(ctx, {x, w, buf, true, 1.f, qk_post_ops_});
+    so.k = MatMul(ctx, {x, w, buf, true, 1.f, qk_post_ops_});
+    so.v = MatMul(ctx, {x, w, buf, true, 1.f, {}});
+    so.out = MatMul(ctx, {buf, w, x, true, 1.f, {PostOp::accumulate()}});  // residual += o.Wo + bo
+    by_slab_.emplace(std::make_pair(n, rows), std::move(so));
   }
   if (shape.capacity > 0) {
     const MatLayout x1 = MatLayout::dense(b, d);
@@ -91,7 +101,7 @@ void ChunkedRecurrence::prepare(ops::Context& ctx, const RunShape& shape) {
 
 void ChunkedRecurrence::release() {
   release_core();
-  by_length_.clear();
+  by_slab_.clear();
   q1_op_ = k1_op_ = v1_op_ = out1_op_ = MatMul();
   for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &q1_, &k1_, &v1_, &o1_, &causal_mask_}) t->reset();
 }
@@ -103,19 +113,23 @@ std::size_t ChunkedRecurrence::base_bytes(const RunShape& shape) const {
 }
 
 void ChunkedRecurrence::prefill(ops::Context& ctx, const float* x, float* residual, int64_t n) {
-  auto it = by_length_.find(n);
-  BSBR_CHECK(it != by_length_.end(), "prefill length " + std::to_string(n) + " not prepared");
-  const LengthOps& lo = it->second;
-  lo.q.run(ctx, x, q_.weight->data(), q_buf_.data(), q_.bias->data());
-  lo.k.run(ctx, x, k_.weight->data(), k_buf_.data(), k_.bias->data());
-  lo.v.run(ctx, x, v_.weight->data(), v_buf_.data(), v_.bias->data());
-  // Zero the partial last chunk's padding rows (a longer earlier prefill may have left values there).
-  const int64_t pad_rows = chunk_count(n) * chunk_ - n;
-  if (pad_rows > 0)
-    for (int64_t s = 0; s < batch_; ++s)
-      for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_}) std::memset(t->data() + (s * rows_cap_ + n) * d_, 0, sizeof(float) * pad_rows * d_);
-  prefill_core(ctx, x, n);
-  lo.out.run(ctx, o_buf_.data(), o_.weight->data(), residual, o_.bias->data());
+  for (const chunked::Slab& slab : slabs(n)) {
+    auto it = by_slab_.find({n, slab.rows});
+    BSBR_CHECK(it != by_slab_.end(), "prefill length " + std::to_string(n) + " not prepared");
+    const SlabOps& so = it->second;
+    const float* xs = x + slab.row0 * d_;  // the slab's first row of sequence 0
+    so.q.run(ctx, xs, q_.weight->data(), q_buf_.data(), q_.bias->data());
+    so.k.run(ctx, xs, k_.weight->data(), k_buf_.data(), k_.bias->data());
+    so.v.run(ctx, xs, v_.weight->data(), v_buf_.data(), v_.bias->data());
+    // Zero a partial last chunk's padding rows (an earlier slab or prefill may have left values there).
+    const int64_t pad_rows = slab.chunks * chunk_ - slab.rows;
+    if (pad_rows > 0)
+      for (int64_t s = 0; s < batch_; ++s)
+        for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_})
+          std::memset(t->data() + (s * slab_rows_ + slab.rows) * d_, 0, sizeof(float) * pad_rows * d_);
+    prefill_slab(ctx, xs, n, slab);
+    so.out.run(ctx, o_buf_.data(), o_.weight->data(), residual + slab.row0 * d_, o_.bias->data());
+  }
 }
 
 void ChunkedRecurrence::step(ops::Context& ctx, const float* x, float* residual, int64_t pos) {

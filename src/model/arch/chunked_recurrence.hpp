@@ -3,20 +3,32 @@
 // an O(dh^2)-per-token decode step. This base owns the q/k/v/out projections, the padded
 // activation buffers and the causal chunk mask, and walks the (sequence, head) pairs in
 // parallel, each over its chunks in blocks; an architecture supplies the per-block math
-// (prefill_core) and the recurrence step (step_core).
+// (prefill_slab) and the recurrence step (step_core).
 //
-// Layouts: prefill buffers are [b, rows_cap, d] with rows_cap = the longest prefill rounded up to
-// whole chunks; rows n .. padded(n)-1 of each sequence are zeroed before the chunk phase, so a
-// partial last chunk reads zero keys and values (they add nothing to any state). Head h of a
-// token occupies columns [h*dh, (h+1)*dh). Within a head, chunk c is rows [c*C, (c+1)*C): read
-// as a batch of [C, dh] matrices with batch stride C*d (MatLayout::chunks), so one oneDNN call
-// covers a whole block of chunks.
+// Prefill runs in slabs of whole chunks (chunked::plan_slabs; slab_rows of the tiling, rounded
+// down to whole blocks of kChunksPerBlock chunks once it spans a block), so its activations are
+// O(slab) whatever n: per slab, the q/k/v projections of the slab's rows, the chunk blocks of
+// every (sequence, head) pair over the slab's chunks (the running state carried from the previous
+// slab), then the output projection of the slab's rows into the residual.
+//
+// Layouts: prefill buffers are [b, slab_rows, d] with slab_rows = slab_chunks chunks of C rows;
+// they hold one slab of every sequence. When a slab ends in a partial chunk (the last slab of a
+// length that is not a multiple of C), rows slab.rows .. slab.chunks*C-1 of each sequence are
+// zeroed before the chunk phase, so it reads zero keys and values (they add nothing to any
+// state). Head h of a token occupies columns [h*dh, (h+1)*dh). Within a head, chunk c of the slab
+// is rows [c*C, (c+1)*C): read as a batch of [C, dh] matrices with batch stride C*d
+// (MatLayout::chunks), so one oneDNN call covers a whole block of chunks.
 #pragma once
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
 #include <vector>
 
+#include "model/arch/chunked.hpp"
 #include "model/mixer.hpp"
 #include "ops/ops.hpp"
 
@@ -35,42 +47,52 @@ class ChunkedRecurrence : public Mixer {
   static constexpr int64_t kChunksPerBlock = 32;
 
  protected:
-  // qk_post_ops: fused into the q and k projections (Linear's feature map), or none.
-  ChunkedRecurrence(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, std::vector<ops::PostOp> qk_post_ops);
+  // qk_post_ops: fused into the q and k projections (Linear's feature map), or none. tiling:
+  // its slab_rows sets the prefill slab (group_rows is GAU's and unused here).
+  ChunkedRecurrence(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, std::vector<ops::PostOp> qk_post_ops,
+                    const chunked::PrefillTiling& tiling);
 
   // Creates the architecture's ops and buffers; called at the end of prepare() (base members set).
   virtual void prepare_core(ops::Context& ctx, const RunShape& shape) = 0;
   virtual void release_core() = 0;
-  // q_buf_, k_buf_, v_buf_ hold the projections of n tokens (padding rows zero); x is the mixer
-  // input [b, n, d]. Writes o_buf_ rows [0, n) of every sequence and leaves the decode state at n.
-  virtual void prefill_core(ops::Context& ctx, const float* x, int64_t n) = 0;
+  // One slab of a prefill of n tokens: q_buf_, k_buf_, v_buf_ hold the projections of the slab's
+  // rows of every sequence (padding rows zero); x is the mixer input's first slab row of sequence
+  // 0 (rows [slab.row0, slab.row0 + slab.rows) of each sequence, batch stride n*d). Writes o_buf_
+  // rows [0, slab.rows) of every sequence and carries the running state to the slab's end (the
+  // decode state at n after the last slab).
+  virtual void prefill_slab(ops::Context& ctx, const float* x, int64_t n, const chunked::Slab& slab) = 0;
   // q1_, k1_, v1_ hold the projections of one token per sequence; x is the input [b, d].
   // Writes o1_ and advances the decode state.
   virtual void step_core(ops::Context& ctx, const float* x) = 0;
 
-  // One block of chunks of one (sequence, head) pair.
+  // One block of chunks of one (sequence, head) pair, inside a slab.
   struct Block {
     int64_t seq = 0, head = 0;
-    int64_t first_chunk = 0, chunks = 0;  // chunks [first_chunk, first_chunk + chunks)
+    int64_t first_chunk = 0, chunks = 0;  // the slab's chunks [first_chunk, first_chunk + chunks) (slab-relative)
     int64_t rows = 0;                     // valid (unpadded) token rows in the block
-    bool first = false, last = false;     // first / last block of the pair
-    int64_t offset = 0;  // float offset of (seq, row first_chunk*C, column head*dh) in a [b, rows_cap, d] buffer
+    bool first = false;                   // first block of the pair's whole sequence (state starts at zero)
+    int64_t offset = 0;  // float offset of (seq, row first_chunk*C, column head*dh) in a [b, slab_rows, d] buffer
     int64_t item = 0;    // seq * heads + head: index of the pair's decode state
     int thread = 0;      // worker thread running it (index of its workspace)
   };
-  // Calls fn(block) for every block of n tokens: pairs in parallel over the context's worker
+  // Calls fn(block) for every block of the slab: pairs in parallel over the context's worker
   // threads (oneDNN then runs single-threaded inside), each pair's blocks in order, so a block may
-  // carry state from the previous one.
+  // carry state from the previous one (or, for the slab's first block, from the previous slab).
   template <class Fn>
-  void for_each_block(const ops::Context& ctx, int64_t n, Fn&& fn) const;
+  void for_each_block(const ops::Context& ctx, const chunked::Slab& slab, Fn&& fn) const;
 
-  int64_t chunk_count(int64_t n) const { return (n + chunk_ - 1) / chunk_; }
-  // The distinct block sizes (in chunks) the shape's prefills run: full blocks and tails.
+  // Chunks per slab for the shape: the tiling's, but no more than its longest prefill needs.
+  int64_t slab_chunks(const RunShape& shape) const;
+  // The slabs of a prefill of n tokens at slab_chunks_ (prepared) chunks per slab.
+  std::vector<chunked::Slab> slabs(int64_t n) const { return chunked::plan_slabs(n, chunk_, slab_chunks_); }
+  // The distinct block sizes (in chunks) the shape's prefills run: full blocks and tails of slabs.
   std::vector<int64_t> block_sizes(const RunShape& shape) const;
-  // Largest block size over the shape's lengths (sizes per-thread workspaces).
-  int64_t max_block(const RunShape& shape) const;
-  // Rows per sequence of the prefill buffers for the shape (its longest prefill in whole chunks).
-  int64_t buffer_rows(const RunShape& shape) const { return chunk_count(shape.max_prefill()) * chunk_; }
+  // Largest block size for the shape (sizes per-thread workspaces).
+  int64_t max_block(const RunShape& shape) const { return std::min(slab_chunks(shape), kChunksPerBlock); }
+  // Rows per sequence of the prefill buffers for the shape: one slab.
+  int64_t buffer_rows(const RunShape& shape) const { return slab_chunks(shape) * chunk_; }
+  // The distinct slab row counts of every prefill length of the shape, as (n, slab rows).
+  std::set<std::pair<int64_t, int64_t>> slab_shapes(const RunShape& shape) const;
 
   // The block's rows of one head in the projection buffers ([rows, dh] views, row stride d).
   struct HeadRows {
@@ -103,25 +125,26 @@ class ChunkedRecurrence : public Mixer {
   double projection_macs() const { return 4.0 * static_cast<double>(d_) * static_cast<double>(d_); }
 
   int64_t d_, heads_, dh_, chunk_;
+  int64_t tiling_slab_chunks_;  // chunks per slab of the tiling (a point uses up to this many)
   ParamStore::LinearRef q_, k_, v_, o_;
   // Prepared state.
-  int64_t batch_ = 1, rows_cap_ = 0;
-  Tensor q_buf_, k_buf_, v_buf_, o_buf_;  // [b, rows_cap, d]
+  int64_t batch_ = 1, slab_chunks_ = 1, slab_rows_ = 0;  // slab_rows_ = slab_chunks_ * C
+  Tensor q_buf_, k_buf_, v_buf_, o_buf_;  // [b, slab_rows, d]
   Tensor q1_, k1_, v1_, o1_;              // [b, d]
   Tensor causal_mask_;                    // [C, C]
 
  private:
-  struct LengthOps {  // projections for one prefill length n (rows = b*n)
+  struct SlabOps {  // projections for the slabs of `rows` rows of a prefill of length n (b*rows rows)
     ops::MatMul q, k, v, out;
   };
   std::vector<ops::PostOp> qk_post_ops_;
-  std::map<int64_t, LengthOps> by_length_;
+  std::map<std::pair<int64_t, int64_t>, SlabOps> by_slab_;  // by (n, slab rows)
   ops::MatMul q1_op_, k1_op_, v1_op_, out1_op_;  // decode projections (rows = b)
 };
 
 template <class Fn>
-void ChunkedRecurrence::for_each_block(const ops::Context& ctx, int64_t n, Fn&& fn) const {
-  const int64_t chunks = chunk_count(n), pairs = batch_ * heads_;
+void ChunkedRecurrence::for_each_block(const ops::Context& ctx, const chunked::Slab& slab, Fn&& fn) const {
+  const int64_t pairs = batch_ * heads_;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (pairs > 1)
   for (int64_t item = 0; item < pairs; ++item) {
     Block blk;
@@ -129,16 +152,20 @@ void ChunkedRecurrence::for_each_block(const ops::Context& ctx, int64_t n, Fn&& 
     blk.head = item % heads_;
     blk.item = item;
     blk.thread = ops::Context::thread_id();
-    for (int64_t c0 = 0; c0 < chunks; c0 += kChunksPerBlock) {
+    for (int64_t c0 = 0; c0 < slab.chunks; c0 += kChunksPerBlock) {
       blk.first_chunk = c0;
-      blk.chunks = std::min(kChunksPerBlock, chunks - c0);
-      blk.first = c0 == 0;
-      blk.last = c0 + blk.chunks == chunks;
-      blk.rows = std::min(blk.chunks * chunk_, n - c0 * chunk_);
-      blk.offset = (blk.seq * rows_cap_ + c0 * chunk_) * d_ + blk.head * dh_;
+      blk.chunks = std::min(kChunksPerBlock, slab.chunks - c0);
+      blk.first = slab.chunk0 + c0 == 0;
+      blk.rows = std::min(blk.chunks * chunk_, slab.rows - c0 * chunk_);
+      blk.offset = (blk.seq * slab_rows_ + c0 * chunk_) * d_ + blk.head * dh_;
       fn(static_cast<const Block&>(blk));
     }
   }
 }
+
+// Linear and DeltaNet with an explicit prefill tiling (the registry's make_linear / make_deltanet
+// use the default tiling; results do not depend on it).
+std::unique_ptr<Mixer> make_linear(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling);
+std::unique_ptr<Mixer> make_deltanet(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling);
 
 }  // namespace bsbr

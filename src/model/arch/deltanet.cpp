@@ -23,7 +23,8 @@
 // no triangular solve); then the chunk states follow in
 // order, M_{c+1} = M_c - G_c M_c + H_c, one [dk, dk] x [dk, dv] matmul per chunk; then
 // O += Q~_c M_c for all chunks in one batched matmul. Never a per-token loop in prefill:
-// O(n C dh + n dh^2) work, O(n) memory. Decode is the recurrence, O(dh^2) per head and token:
+// O(n C dh + n dh^2) work; the prefill runs in slabs (ChunkedRecurrence), M carried from slab to
+// slab, so O(slab) memory. Decode is the recurrence, O(dh^2) per head and token:
 //   u = v - M^T k,   M += (beta k) u^T,   o = M^T q   (batched over (sequence, head) pairs).
 //
 // FLOPs (multiply-add = 2) count the architecture's arithmetic, the recurrence, as the oracle
@@ -47,8 +48,8 @@ using ops::PostOp;
 
 class DeltaNet : public ChunkedRecurrence {
  public:
-  DeltaNet(const ModelConfig& cfg, ParamStore& params, const std::string& prefix)
-      : ChunkedRecurrence(cfg, params, prefix, {}), learned_beta_(cfg.beta_mode == BetaMode::kLearned),
+  DeltaNet(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling)
+      : ChunkedRecurrence(cfg, params, prefix, {}, tiling), learned_beta_(cfg.beta_mode == BetaMode::kLearned),
         constant_beta_(static_cast<float>(cfg.beta)) {
     if (learned_beta_) beta_proj_ = params.add_linear(prefix + ".beta_proj", d_, heads_);
   }
@@ -79,7 +80,7 @@ class DeltaNet : public ChunkedRecurrence {
 
   void prepare_core(ops::Context& ctx, const RunShape& shape) override;
   void release_core() override;
-  void prefill_core(ops::Context& ctx, const float* x, int64_t n) override;
+  void prefill_slab(ops::Context& ctx, const float* x, int64_t n, const chunked::Slab& slab) override;
   void step_core(ops::Context& ctx, const float* x) override;
   BlockOps make_block_ops(ops::Context& ctx, int64_t count) const;
   void run_block(ops::Context& ctx, const Block& blk);
@@ -88,10 +89,10 @@ class DeltaNet : public ChunkedRecurrence {
   float constant_beta_;
   ParamStore::LinearRef beta_proj_{};
   std::map<int64_t, BlockOps> block_ops_;  // by block size
-  std::map<int64_t, MatMul> beta_ops_;     // by prefill length (learned beta)
+  std::map<std::pair<int64_t, int64_t>, MatMul> beta_ops_;  // by (prefill length, slab rows) (learned beta)
   MatMul chunk_state_;                     // M_{c+1} = M_c - G_c M_c + H_c   (dense [dh, dh])
   std::vector<Workspace> ws_;
-  Tensor beta_;       // [b, rows_cap, h]
+  Tensor beta_;       // [b, slab_rows, h]
   Tensor state_;      // decode state M [b*h, dh, dh]
   Tensor beta1_;      // [b, h]
   Tensor k_beta1_;    // [b*h, dh]: beta_t k_t
@@ -121,14 +122,14 @@ DeltaNet::BlockOps DeltaNet::make_block_ops(ops::Context& ctx, int64_t count) co
 void DeltaNet::prepare_core(ops::Context& ctx, const RunShape& shape) {
   const int64_t b = batch_, bh = batch_ * heads_, dh = dh_, C = chunk_, blk = max_block(shape);
   for (int64_t count : block_sizes(shape)) block_ops_.emplace(count, make_block_ops(ctx, count));
-  for (int64_t n : shape.prefill_lengths) {
-    if (learned_beta_ && !beta_ops_.count(n)) {
-      // beta [b, n, h] = sigmoid(x W_beta + b_beta), rows in the [b, rows_cap, h] buffer.
-      const MatLayout x = MatLayout::dense(n, d_).with_batch(b, n * d_);
-      const MatLayout out = MatLayout::dense(n, heads_).with_batch(b, rows_cap_ * heads_);
-      beta_ops_.emplace(n, MatMul(ctx, {x, MatLayout::dense(d_, heads_), out, true, 1.f, {PostOp::eltwise_op(ops::Eltwise::kSigmoid)}}));
+  if (learned_beta_)
+    for (const auto& [n, rows] : slab_shapes(shape)) {
+      // A slab's beta [b, rows, h] = sigmoid(x W_beta + b_beta): x rows of [b, n, d], into the [b, slab_rows, h] buffer.
+      const MatLayout x = MatLayout::dense(rows, d_).with_batch(b, n * d_);
+      const MatLayout out = MatLayout::dense(rows, heads_).with_batch(b, slab_rows_ * heads_);
+      beta_ops_.emplace(std::make_pair(n, rows),
+                        MatMul(ctx, {x, MatLayout::dense(d_, heads_), out, true, 1.f, {PostOp::eltwise_op(ops::Eltwise::kSigmoid)}}));
     }
-  }
   // M_{c+1} = -(G_c M_c) + M_{c+1} (holding H_c) + M_c.
   const MatLayout dd = MatLayout::dense(dh, dh);
   chunk_state_ = MatMul(ctx, {dd, dd, dd, false, -1.f, {PostOp::accumulate(), PostOp::add(dd)}});
@@ -141,7 +142,7 @@ void DeltaNet::prepare_core(ops::Context& ctx, const RunShape& shape) {
     w.g = ctx.tensor(MemCategory::kActivations, {blk, dh, dh});
     w.states = ctx.tensor(MemCategory::kActivations, {blk + 1, dh, dh});
   }
-  beta_ = ctx.tensor(MemCategory::kActivations, {b, rows_cap_, heads_});
+  beta_ = ctx.tensor(MemCategory::kActivations, {b, slab_rows_, heads_});
   if (!learned_beta_) std::fill(beta_.data(), beta_.data() + beta_.size(), constant_beta_);
   state_ = ctx.tensor(MemCategory::kState, {bh, dh, dh});
   if (shape.capacity > 0) {
@@ -174,7 +175,7 @@ void DeltaNet::run_block(ops::Context& ctx, const Block& blk) {
   const BlockOps& bo = block_ops_.at(count);
   Workspace& w = ws_[blk.thread];
   const auto [q, k, v, o] = head_rows(blk);  // q becomes Q~ below
-  const float* beta = beta_.data() + (blk.seq * rows_cap_ + blk.first_chunk * C) * heads_ + blk.head;  // stride h
+  const float* beta = beta_.data() + (blk.seq * slab_rows_ + blk.first_chunk * C) * heads_ + blk.head;  // stride h
   float* states = w.states.data();
   float* M = state_.data() + blk.item * dd;  // the pair's running state (the decode state at the end)
 
@@ -200,9 +201,9 @@ void DeltaNet::run_block(ops::Context& ctx, const Block& blk) {
   std::memcpy(M, states + count * dd, sizeof(float) * dd);
 }
 
-void DeltaNet::prefill_core(ops::Context& ctx, const float* x, int64_t n) {
-  if (learned_beta_) beta_ops_.at(n).run(ctx, x, beta_proj_.weight->data(), beta_.data(), beta_proj_.bias->data());
-  for_each_block(ctx, n, [&](const Block& blk) { run_block(ctx, blk); });
+void DeltaNet::prefill_slab(ops::Context& ctx, const float* x, int64_t n, const chunked::Slab& slab) {
+  if (learned_beta_) beta_ops_.at({n, slab.rows}).run(ctx, x, beta_proj_.weight->data(), beta_.data(), beta_proj_.bias->data());
+  for_each_block(ctx, slab, [&](const Block& blk) { run_block(ctx, blk); });
 }
 
 void DeltaNet::step_core(ops::Context& ctx, const float* x) {
@@ -235,8 +236,12 @@ double DeltaNet::step_flops(int64_t /*pos*/) const { return prefill_flops(1); }
 
 }  // namespace
 
+std::unique_ptr<Mixer> make_deltanet(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling) {
+  return std::make_unique<DeltaNet>(cfg, params, prefix, tiling);
+}
+
 std::unique_ptr<Mixer> make_deltanet(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
-  return std::make_unique<DeltaNet>(cfg, params, prefix);
+  return make_deltanet(cfg, params, prefix, chunked::PrefillTiling{});
 }
 
 }  // namespace bsbr

@@ -11,7 +11,8 @@
 //   output: O_c = Q_c S_{<c} + (Q_c K_c^T ⊙ Mask) V_c, Mask = causal, diagonal included
 //   normaliser (normalize): den_c = Q_c z_{<c} + (Q_c K_c^T ⊙ Mask) 1 + 1e-6, with z_{<c} the same
 //           running sum over z_j = K_j^T 1; then o = O / den (one broadcast divide over all heads).
-// Work O(n C dh + n dh^2), memory O(n): the [C, C] score tiles exist for one block of chunks per
+// The prefill runs in slabs (ChunkedRecurrence), the states carried from slab to slab. Work
+// O(n C dh + n dh^2), memory O(slab): the [C, C] score tiles exist for one block of chunks per
 // worker thread. Decode: S += phi(k) v^T, z += phi(k), o = phi(q)^T S / (phi(q).z + 1e-6):
 // O(dh^2) per head and token.
 //
@@ -44,8 +45,8 @@ std::vector<PostOp> feature_map_post_ops(FeatureMap f) {
 
 class LinearAttention : public ChunkedRecurrence {
  public:
-  LinearAttention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix)
-      : ChunkedRecurrence(cfg, params, prefix, feature_map_post_ops(cfg.feature_map)), normalize_(cfg.normalize) {}
+  LinearAttention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling)
+      : ChunkedRecurrence(cfg, params, prefix, feature_map_post_ops(cfg.feature_map), tiling), normalize_(cfg.normalize) {}
 
   std::size_t state_bytes(int64_t n) const override;
   std::size_t estimate_bytes(const RunShape& shape, int threads) const override;
@@ -72,16 +73,16 @@ class LinearAttention : public ChunkedRecurrence {
 
   void prepare_core(ops::Context& ctx, const RunShape& shape) override;
   void release_core() override;
-  void prefill_core(ops::Context& ctx, const float* x, int64_t n) override;
+  void prefill_slab(ops::Context& ctx, const float* x, int64_t n, const chunked::Slab& slab) override;
   void step_core(ops::Context& ctx, const float* x) override;
   BlockOps make_block_ops(ops::Context& ctx, int64_t count) const;
   void run_block(ops::Context& ctx, const Block& blk);
 
   bool normalize_;
   std::map<int64_t, BlockOps> block_ops_;  // by block size
-  std::map<int64_t, BinaryOp> divide_;     // by prefill length: o [n*h, dh] /= den [n*h, 1]
+  std::map<int64_t, BinaryOp> divide_;     // by slab rows: o [rows*h, dh] /= den [rows*h, 1]
   std::vector<Workspace> ws_;
-  Tensor den_;            // [b, rows_cap, h]: phi(q_t).z_t + eps per head
+  Tensor den_;            // [b, slab_rows, h]: phi(q_t).z_t + eps per head
   Tensor ones_;           // [C]
   Tensor state_, z_;      // decode state: S [b*h, dh, dh], z [b*h, dh]
   Tensor den1_;           // [b*h]
@@ -113,10 +114,10 @@ LinearAttention::BlockOps LinearAttention::make_block_ops(ops::Context& ctx, int
 void LinearAttention::prepare_core(ops::Context& ctx, const RunShape& shape) {
   const int64_t b = batch_, bh = batch_ * heads_, dh = dh_, C = chunk_, blk = max_block(shape);
   for (int64_t count : block_sizes(shape)) block_ops_.emplace(count, make_block_ops(ctx, count));
-  for (int64_t n : shape.prefill_lengths)
-    if (normalize_ && !divide_.count(n))
-      divide_.emplace(n, BinaryOp(ctx, BinaryOp::Kind::kDiv, MatLayout::dense(n * heads_, dh), MatLayout::dense(n * heads_, 1),
-                                  MatLayout::dense(n * heads_, dh)));
+  for (const auto& [n, rows] : slab_shapes(shape))
+    if (normalize_ && !divide_.count(rows))
+      divide_.emplace(rows, BinaryOp(ctx, BinaryOp::Kind::kDiv, MatLayout::dense(rows * heads_, dh), MatLayout::dense(rows * heads_, 1),
+                                     MatLayout::dense(rows * heads_, dh)));
   ws_.resize(ctx.threads());
   for (Workspace& w : ws_) {
     w.scores = ctx.tensor(MemCategory::kActivations, {blk, C, C});
@@ -125,7 +126,7 @@ void LinearAttention::prepare_core(ops::Context& ctx, const RunShape& shape) {
   }
   state_ = ctx.tensor(MemCategory::kState, {bh, dh, dh});
   if (normalize_) {
-    den_ = ctx.tensor(MemCategory::kActivations, {b, rows_cap_, heads_});
+    den_ = ctx.tensor(MemCategory::kActivations, {b, slab_rows_, heads_});
     ones_ = ctx.tensor(MemCategory::kActivations, {C});
     std::fill(ones_.data(), ones_.data() + C, 1.0f);
     z_ = ctx.tensor(MemCategory::kState, {bh, dh});
@@ -174,19 +175,19 @@ void LinearAttention::run_block(ops::Context& ctx, const Block& blk) {
   load_running_state(zs, z, dh, blk.first);
   bo.z_state.run(ctx, k, ones_.data(), zs + dh);
   ops::prefix_sum_blocks(zs, count + 1, dh);
-  float* den = den_.data() + (blk.seq * rows_cap_ + blk.first_chunk * chunk_) * heads_ + blk.head;
+  float* den = den_.data() + (blk.seq * slab_rows_ + blk.first_chunk * chunk_) * heads_ + blk.head;
   bo.den_inter.run(ctx, q, zs, den);
   bo.den_intra.run(ctx, w.scores.data(), ones_.data(), den);
   std::memcpy(z, zs + count * dh, sizeof(float) * dh);
 }
 
-void LinearAttention::prefill_core(ops::Context& ctx, const float* /*x*/, int64_t n) {
-  for_each_block(ctx, n, [&](const Block& blk) { run_block(ctx, blk); });
+void LinearAttention::prefill_slab(ops::Context& ctx, const float* /*x*/, int64_t /*n*/, const chunked::Slab& slab) {
+  for_each_block(ctx, slab, [&](const Block& blk) { run_block(ctx, blk); });
   if (!normalize_) return;
-  const BinaryOp& divide = divide_.at(n);  // o [n, d] read as [n*h, dh] rows, den [n*h, 1]
+  const BinaryOp& divide = chunked::prepared(divide_, slab.rows, "Linear normaliser");  // o [rows, d] as [rows*h, dh], den [rows*h, 1]
   for (int64_t s = 0; s < batch_; ++s) {
-    float* o = o_buf_.data() + s * rows_cap_ * d_;
-    divide.run(ctx, o, den_.data() + s * rows_cap_ * heads_, o);
+    float* o = o_buf_.data() + s * slab_rows_ * d_;
+    divide.run(ctx, o, den_.data() + s * slab_rows_ * heads_, o);
   }
 }
 
@@ -222,8 +223,12 @@ double LinearAttention::step_flops(int64_t /*pos*/) const { return prefill_flops
 
 }  // namespace
 
+std::unique_ptr<Mixer> make_linear(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling) {
+  return std::make_unique<LinearAttention>(cfg, params, prefix, tiling);
+}
+
 std::unique_ptr<Mixer> make_linear(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
-  return std::make_unique<LinearAttention>(cfg, params, prefix);
+  return make_linear(cfg, params, prefix, chunked::PrefillTiling{});
 }
 
 }  // namespace bsbr
