@@ -15,13 +15,18 @@ AttentionProjections::AttentionProjections(ParamStore& params, const std::string
 }
 
 AttentionProjections::Ops AttentionProjections::make_ops(ops::Context& ctx, const MatLayout& rows, const MatLayout& kv) const {
+  return make_ops(ctx, rows, rows, kv, rows, rows);
+}
+
+AttentionProjections::Ops AttentionProjections::make_ops(ops::Context& ctx, const MatLayout& x, const MatLayout& q, const MatLayout& kv,
+                                                         const MatLayout& o, const MatLayout& residual) const {
   const MatLayout w = MatLayout::dense(d_, d_);
-  Ops o;
-  o.q = MatMul(ctx, {rows, w, rows, true, 1.f, {}});
-  o.k = MatMul(ctx, {rows, w, kv, true, 1.f, {}});
-  o.v = MatMul(ctx, {rows, w, kv, true, 1.f, {}});
-  o.out = MatMul(ctx, {rows, w, rows, true, 1.f, {PostOp::accumulate()}});  // residual += o.Wo + bo
-  return o;
+  Ops ops;
+  ops.q = MatMul(ctx, {x, w, q, true, 1.f, {}});
+  ops.k = MatMul(ctx, {x, w, kv, true, 1.f, {}});
+  ops.v = MatMul(ctx, {x, w, kv, true, 1.f, {}});
+  ops.out = MatMul(ctx, {o, w, residual, true, 1.f, {PostOp::accumulate()}});  // residual += o.Wo + bo
+  return ops;
 }
 
 void AttentionProjections::project(ops::Context& ctx, const Ops& ops, const float* x, float* q, float* k, float* v) const {

@@ -20,6 +20,12 @@ class AttentionProjections {
     ops::MatMul q, k, v, out;
   };
   Ops make_ops(ops::Context& ctx, const ops::MatLayout& rows, const ops::MatLayout& kv) const;
+  // The same with separate layouts: q, k and v are projected from the rows of `x` (one row count),
+  // q written in layout `q`, k and v in `kv`; the output projection reads o in layout `o` and adds
+  // into `residual` (another row count, e.g. a prefill slab that recomputes rows of history for k
+  // and v but outputs only its own rows).
+  Ops make_ops(ops::Context& ctx, const ops::MatLayout& x, const ops::MatLayout& q, const ops::MatLayout& kv,
+               const ops::MatLayout& o, const ops::MatLayout& residual) const;
 
   // q = x.Wq + bq, k = x.Wk + bk, v = x.Wv + bv.
   void project(ops::Context& ctx, const Ops& ops, const float* x, float* q, float* k, float* v) const;

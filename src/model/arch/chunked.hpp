@@ -94,9 +94,11 @@ class CurrentChunk {
 
 namespace bsbr {
 
-// The architectures with an explicit prefill tiling (the registry's make_bsbr / make_gau use the
-// default tiling; results do not depend on it).
+// The architectures with an explicit prefill tiling (the registry's make_bsbr / make_gau /
+// make_sliding_window use the default tiling; results do not depend on it).
 std::unique_ptr<Mixer> make_bsbr(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling);
 std::unique_ptr<Mixer> make_gau(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling);
+// SlidingWindow's prefill slabs use slab_rows (rounded to whole attention tiles) of the tiling.
+std::unique_ptr<Mixer> make_sliding_window(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling);
 
 }  // namespace bsbr

@@ -5,7 +5,20 @@
 // Prefill is banded, O(n·w·dh): ops::CausalAttention with AttentionGeometry::window = w visits only
 // the key tiles that intersect [t−w, t] of each query tile. Tiles are sized from w (see
 // prefill_tile()): small enough that little work is spent outside the band, large enough that the
-// per-tile oneDNN call overhead stays small. (A batched banded formulation was tried and dropped:
+// per-tile oneDNN call overhead stays small.
+//
+// Prefill runs in slabs of S rows (chunked::PrefillTiling::slab_rows, rounded to whole tiles T; the
+// slab plan is chunked::plan_slabs with "chunks" of T rows), so its buffers are O(S + w) rows, not
+// O(n). Slab [s, s+S) needs keys [s−w, s+S): the history rows [h, s), h = (s−w) rounded down to a
+// tile (0 at the start), are recomputed from x together with the slab's own rows — ceil(w/T)·T extra
+// projected rows per slab, a few percent of the projections at S = 2048 — rather than carried over
+// from the previous slab, which would need a copy of the history inside the buffers and tie each slab
+// to the one before it. Tile-aligned h keeps every key tile where the unslabbed op has it, so the
+// attention visits the same tiles in the same order as one pass over [0, n). Per slab:
+//   q, k, v[b, h .. s+S) = x[b, h .. s+S) · W{q,k,v} + b{q,k,v};
+//   o[b, s .. s+S)       = banded attention of queries s.. over keys h.. (positions relative to h);
+//   residual[b, s .. s+S) += o · Wo + bo.
+// (A batched banded formulation was tried and dropped:
 // oneDNN 2.6 rejects the overlapping strided K/V views it needs — "could not construct a memory
 // descriptor using strides" — and the split prev/current-block variant has to mask a
 // [n, 2·tile] score matrix, which oneDNN only does on its reference path (binary add broadcast
@@ -30,6 +43,7 @@
 
 #include "core/errors.hpp"
 #include "model/arch/attention_projections.hpp"
+#include "model/arch/chunked.hpp"
 #include "model/mixer.hpp"
 #include "ops/attention.hpp"
 
@@ -41,9 +55,10 @@ using ops::MatLayout;
 
 class SlidingWindowAttention : public Mixer {
  public:
-  SlidingWindowAttention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix)
+  SlidingWindowAttention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling)
       : d_(cfg.hidden_dim), heads_(cfg.num_heads), dh_(cfg.head_dim()), window_(cfg.window_size),
-        scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(cfg.head_dim())))), proj_(params, prefix, cfg.hidden_dim) {}
+        scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(cfg.head_dim())))), tiling_(tiling),
+        proj_(params, prefix, cfg.hidden_dim) {}
 
   void prepare(ops::Context& ctx, const RunShape& shape) override;
   void release() override;
@@ -69,53 +84,104 @@ class SlidingWindowAttention : public Mixer {
   // Keys visible at position t.
   int64_t keys_at(int64_t t) const { return std::min(t, window_) + 1; }
 
+  // Prefill slabs of a point: S rows per slab (whole tiles, no more than the longest prefill needs).
+  int64_t point_slab_rows(const RunShape& shape) const {
+    const int64_t tile = prefill_tile();
+    return chunked::point_slab_chunks(std::max<int64_t>(1, tiling_.slab_rows / tile), shape.max_prefill(), tile) * tile;
+  }
+  // One slab: queries at positions [row0, row0 + rows), keys and values from position `history`
+  // (the first tile holding a key that row0 sees), so the slab projects rows [history, row0 + rows).
+  struct SlabRows {
+    int64_t history = 0, row0 = 0, rows = 0;
+    int64_t kv_count() const { return row0 + rows - history; }
+  };
+  std::vector<SlabRows> plan(int64_t n, int64_t slab_rows) const {
+    const int64_t tile = prefill_tile();
+    std::vector<SlabRows> slabs;
+    for (const chunked::Slab& s : chunked::plan_slabs(n, tile, slab_rows / tile))
+      slabs.push_back({std::max<int64_t>(0, s.row0 - window_) / tile * tile, s.row0, s.rows});
+    return slabs;
+  }
+  // Rows of the prefill q buffer (projected rows of the largest slab) and of the k/v buffers (the
+  // same, padded to a key tile) for a point.
+  struct Buffers {
+    int64_t slab = 0, q_rows = 0, kv_rows = 0;
+  };
+  Buffers buffers(const RunShape& shape) const {
+    Buffers buf;
+    buf.slab = point_slab_rows(shape);
+    for (int64_t n : shape.prefill_lengths)
+      for (const SlabRows& s : plan(n, buf.slab)) buf.q_rows = std::max(buf.q_rows, s.kv_count());
+    buf.kv_rows = ops::CausalAttention::padded_kv_rows(buf.q_rows, prefill_tile());
+    return buf;
+  }
+
   // One contiguous run of positions copied into the ring after a prefill (the last R positions
   // wrap around the ring's end at most once, so there are one or two runs).
   struct RingCopy {
     ops::ReorderOp copy;  // [b, count, d]: prefill K/V rows -> ring slots
-    int64_t first_row = 0, first_slot = 0;
+    int64_t first_row = 0, first_slot = 0;  // first_row: in the last slab's k/v buffers
   };
-  struct LengthOps {  // ops for one prefill length n (rows = b*n)
-    AttentionProjections::Ops proj;
-    ops::CausalAttention attn;
-    std::vector<RingCopy> to_ring;  // empty when the run has no decode
+  struct SlabOps {
+    SlabRows rows;
+    const AttentionProjections::Ops* proj = nullptr;  // in LengthOps::proj
+  };
+  struct LengthOps {  // ops for one prefill length n
+    // Projections per slab shape (kv_count, rows): x [b, n, d] rows [history, row0+rows) -> q, k, v
+    // buffer rows [0, kv_count); o rows [0, rows) -> residual rows [row0, row0+rows).
+    std::map<std::pair<int64_t, int64_t>, AttentionProjections::Ops> proj;
+    std::vector<SlabOps> slabs;
+    ops::CausalAttention attn;      // queries of one slab (at most S rows)
+    std::vector<RingCopy> to_ring;  // from the last slab's k/v rows; empty when the run has no decode
   };
   LengthOps make_length_ops(ops::Context& ctx, int64_t n) const;
 
   int64_t d_, heads_, dh_, window_;
   float scale_;
+  chunked::PrefillTiling tiling_;
   AttentionProjections proj_;
   // Prepared state.
-  int64_t batch_ = 1, kv_rows_ = 0, ring_slots_ = 0, ring_rows_ = 0;
+  int64_t batch_ = 1, ring_slots_ = 0, ring_rows_ = 0;
+  Buffers buf_;
   std::map<int64_t, LengthOps> by_length_;
   AttentionProjections::Ops proj1_;  // decode projections (rows = b)
   ops::CausalAttention decode_attn_;
-  Tensor q_buf_, o_buf_;        // [b, n, d] prefill queries and attention output
-  Tensor k_buf_, v_buf_;        // [b, kv_rows, d] prefill keys/values (kv_rows: n padded to the tile)
+  Tensor q_buf_;                // [b, q_rows, d] one slab's queries (from its history row on)
+  Tensor o_buf_;                // [b, S, d] one slab's attention output
+  Tensor k_buf_, v_buf_;        // [b, kv_rows, d] one slab's keys/values (q_rows padded to the tile)
   Tensor k_ring_, v_ring_;      // [b, ring_rows, d] decode state: slot p mod R holds position p
   Tensor q1_buf_, o1_buf_;      // [b, d]
 };
 
 SlidingWindowAttention::LengthOps SlidingWindowAttention::make_length_ops(ops::Context& ctx, int64_t n) const {
-  const int64_t b = batch_, d = d_;
+  const int64_t b = batch_, d = d_, q_stride = buf_.q_rows * d, kv_stride = buf_.kv_rows * d, o_stride = buf_.slab * d;
   LengthOps lo;
-  // x, q, o: [b, n, d]; k, v: [b, kv_rows, d].
-  lo.proj = proj_.make_ops(ctx, MatLayout::dense(n, d).with_batch(b, n * d), MatLayout::dense(n, d).with_batch(b, kv_rows_ * d));
+  for (const SlabRows& s : plan(n, buf_.slab)) {
+    const int64_t count = s.kv_count();
+    auto [it, added] = lo.proj.try_emplace({count, s.rows});
+    if (added)  // x, residual: [b, n, d]; q: [b, q_rows, d]; k, v: [b, kv_rows, d]; o: [b, S, d]
+      it->second = proj_.make_ops(ctx, MatLayout::dense(count, d).with_batch(b, n * d), MatLayout::dense(count, d).with_batch(b, q_stride),
+                                  MatLayout::dense(count, d).with_batch(b, kv_stride), MatLayout::dense(s.rows, d).with_batch(b, o_stride),
+                                  MatLayout::dense(s.rows, d).with_batch(b, n * d));
+    lo.slabs.push_back({s, &it->second});
+  }
   ops::AttentionGeometry g = ops::AttentionGeometry::packed_heads(b, heads_, dh_, scale_);
-  g.q_batch_stride = g.o_batch_stride = n * d;
-  g.kv_batch_stride = kv_rows_ * d;
+  g.q_batch_stride = q_stride;
+  g.o_batch_stride = o_stride;
+  g.kv_batch_stride = kv_stride;
   g.window = window_;
   g.q_tile = g.k_tile = prefill_tile();
-  lo.attn = ops::CausalAttention(ctx, g, n);
+  lo.attn = ops::CausalAttention(ctx, g, std::min(n, buf_.slab));
   if (ring_slots_ > 0) {
     // Positions [first, n) go to slots p mod R: up to the ring's end, then from slot 0.
-    const int64_t first = std::max<int64_t>(0, n - ring_slots_);
+    // The last slab's buffers hold positions [history, n) ⊇ [n − w − 1, n) ⊇ [first, n).
+    const int64_t first = std::max<int64_t>(0, n - ring_slots_), history = lo.slabs.back().rows.history;
     const int64_t slot = first % ring_slots_;
     const int64_t head_count = std::min(n - first, ring_slots_ - slot), tail_count = n - first - head_count;
     auto segment = [&](int64_t row, int64_t to_slot, int64_t count) {
-      MatLayout src = MatLayout::dense(count, d).with_batch(b, kv_rows_ * d);
+      MatLayout src = MatLayout::dense(count, d).with_batch(b, kv_stride);
       MatLayout dst = MatLayout::dense(count, d).with_batch(b, ring_rows_ * d);
-      lo.to_ring.push_back({ops::ReorderOp(ctx, src, dst), row, to_slot});
+      lo.to_ring.push_back({ops::ReorderOp(ctx, src, dst), row - history, to_slot});
     };
     segment(first, slot, head_count);
     if (tail_count > 0) segment(first + head_count, 0, tail_count);
@@ -126,12 +192,12 @@ SlidingWindowAttention::LengthOps SlidingWindowAttention::make_length_ops(ops::C
 void SlidingWindowAttention::prepare(ops::Context& ctx, const RunShape& shape) {
   release();
   batch_ = shape.batch;
-  const int64_t b = batch_, maxn = shape.max_prefill();
-  kv_rows_ = ops::CausalAttention::padded_kv_rows(maxn, prefill_tile());
-  q_buf_ = ctx.tensor(MemCategory::kActivations, {b, maxn, d_});
-  o_buf_ = ctx.tensor(MemCategory::kActivations, {b, maxn, d_});
-  k_buf_ = ctx.tensor(MemCategory::kActivations, {b, kv_rows_, d_});
-  v_buf_ = ctx.tensor(MemCategory::kActivations, {b, kv_rows_, d_});
+  const int64_t b = batch_;
+  buf_ = buffers(shape);
+  q_buf_ = ctx.tensor(MemCategory::kActivations, {b, buf_.q_rows, d_});
+  o_buf_ = ctx.tensor(MemCategory::kActivations, {b, buf_.slab, d_});
+  k_buf_ = ctx.tensor(MemCategory::kActivations, {b, buf_.kv_rows, d_});
+  v_buf_ = ctx.tensor(MemCategory::kActivations, {b, buf_.kv_rows, d_});
   ring_slots_ = shape.capacity > 0 ? ring_slots(window_, shape) : 0;
   if (ring_slots_ > 0) {
     const int64_t key_tile = decode_key_tile(ring_slots_);
@@ -165,9 +231,14 @@ void SlidingWindowAttention::prefill(ops::Context& ctx, const float* x, float* r
   auto it = by_length_.find(n);
   BSBR_CHECK(it != by_length_.end(), "prefill length " + std::to_string(n) + " not prepared");
   const LengthOps& lo = it->second;
-  proj_.project(ctx, lo.proj, x, q_buf_.data(), k_buf_.data(), v_buf_.data());
-  lo.attn.run(ctx, q_buf_.data(), k_buf_.data(), v_buf_.data(), o_buf_.data(), 0, n);
-  proj_.output(ctx, lo.proj, o_buf_.data(), residual);
+  for (const SlabOps& slab : lo.slabs) {
+    const SlabRows& s = slab.rows;
+    // Buffer row r holds position history + r; the attention sees positions relative to history.
+    proj_.project(ctx, *slab.proj, x + s.history * d_, q_buf_.data(), k_buf_.data(), v_buf_.data());
+    const int64_t q_row = s.row0 - s.history;
+    lo.attn.run(ctx, q_buf_.data() + q_row * d_, k_buf_.data(), v_buf_.data(), o_buf_.data(), q_row, s.rows);
+    proj_.output(ctx, *slab.proj, o_buf_.data(), residual + s.row0 * d_);
+  }
   // Decode state: the last min(n, R) keys and values, each at slot (position mod R).
   for (const RingCopy& rc : lo.to_ring) {
     rc.copy.run(ctx, k_buf_.data() + rc.first_row * d_, k_ring_.data() + rc.first_slot * d_);
@@ -194,12 +265,14 @@ std::size_t SlidingWindowAttention::state_bytes(int64_t n) const {
 }
 
 std::size_t SlidingWindowAttention::estimate_bytes(const RunShape& shape, int threads) const {
-  const std::size_t f = sizeof(float), b = shape.batch, maxn = shape.max_prefill(), dh = dh_;
-  const std::size_t tile = prefill_tile(), kv_rows = ops::CausalAttention::padded_kv_rows(maxn, tile);
+  const std::size_t f = sizeof(float), b = shape.batch, dh = dh_;
+  const Buffers buf = buffers(shape);
+  const std::size_t tile = prefill_tile(), slab = buf.slab;
   // Per worker thread and attention op: q, o tiles [q_tile, dh], scores [q_tile, k_tile], m, l.
   auto workspace = [&](std::size_t q_tile, std::size_t k_tile) { return f * threads * (q_tile * (2 * dh + k_tile + 2)); };
-  std::size_t bytes = f * b * (2 * maxn * d_ + 2 * kv_rows * d_);
-  for (int64_t n : shape.prefill_lengths) bytes += workspace(std::min<std::size_t>(tile, n), tile);
+  // q [b, q_rows, d], o [b, S, d], k and v [b, kv_rows, d]; one attention op per length.
+  std::size_t bytes = f * b * d_ * (buf.q_rows + slab + 2 * buf.kv_rows);
+  for (int64_t n : shape.prefill_lengths) bytes += workspace(std::min<std::size_t>({tile, slab, static_cast<std::size_t>(n)}), tile);
   if (shape.capacity > 0) {
     const int64_t slots = ring_slots(window_, shape), key_tile = decode_key_tile(slots);
     const std::size_t ring_rows = ops::CausalAttention::padded_kv_rows(slots, key_tile);
@@ -222,8 +295,12 @@ double SlidingWindowAttention::step_flops(int64_t pos) const {
 
 }  // namespace
 
+std::unique_ptr<Mixer> make_sliding_window(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling) {
+  return std::make_unique<SlidingWindowAttention>(cfg, params, prefix, tiling);
+}
+
 std::unique_ptr<Mixer> make_sliding_window(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
-  return std::make_unique<SlidingWindowAttention>(cfg, params, prefix);
+  return make_sliding_window(cfg, params, prefix, chunked::PrefillTiling{});
 }
 
 }  // namespace bsbr
