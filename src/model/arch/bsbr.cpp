@@ -89,7 +89,7 @@ class Bsbr : public Mixer {
   // compressed, in groups of kStateGroupChunks (F_j is only a step towards f_j, and G_i only towards
   // q.G_i, so the [chunks, h, dh²] tile stays small); uncompressed, all at once (F_j is written
   // straight into the chunk memory and G_i is the retrieval's output).
-  std::vector<std::pair<int64_t, int64_t>> state_groups(int64_t count) const;
+  chunked::Pieces state_groups(int64_t count) const;
   // Chunks the state tile holds for slabs of slab_chunks chunks.
   int64_t tile_chunks(int64_t slab_chunks) const { return compressed() ? std::min(slab_chunks, kStateGroupChunks) : slab_chunks; }
   void make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n);
@@ -154,7 +154,7 @@ Bsbr::Bsbr(const ModelConfig& cfg, ParamStore& params, const std::string& prefix
   }
 }
 
-std::vector<std::pair<int64_t, int64_t>> Bsbr::state_groups(int64_t count) const {
+chunked::Pieces Bsbr::state_groups(int64_t count) const {
   return chunked::split(count, compressed() ? kStateGroupChunks : count);
 }
 
@@ -302,7 +302,7 @@ void Bsbr::prefill_sequence(ops::Context& ctx, const float* x, float* residual, 
   const int64_t d = d_, B = block_, dh = dh_, h = heads_, dd = dh_ * dh_, W = memory_width_;
   const int64_t cur = chunked::current_chunk(n, B);
   float* memory = memory_.data() + s * memory_rows_ * W;  // [memory_rows, W]
-  const std::vector<chunked::Slab> slabs = chunked::plan_slabs(n, B, slab_chunks_);
+  const chunked::Slabs slabs = chunked::plan_slabs(n, B, slab_chunks_);
   int64_t tile_first_chunk = 0;  // the chunk whose G_i is row 0 of the state tile
   for (const chunked::Slab& slab : slabs) {
     const float* xs = x + slab.row0 * d;

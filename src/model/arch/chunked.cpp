@@ -22,35 +22,6 @@ int64_t point_slab_chunks(int64_t slab_chunks, int64_t max_n, int64_t chunk, int
   return std::max<int64_t>(group_chunks, std::min(slab_chunks, needed));
 }
 
-std::vector<Slab> plan_slabs(int64_t n, int64_t chunk, int64_t slab_chunks) {
-  std::vector<Slab> slabs;
-  const int64_t slab_rows = slab_chunks * chunk;
-  for (int64_t row0 = 0; row0 < n; row0 += slab_rows) {
-    Slab s;
-    s.row0 = row0;
-    s.rows = std::min(slab_rows, n - row0);
-    s.chunk0 = row0 / chunk;
-    s.chunks = chunk_count(s.rows, chunk);
-    slabs.push_back(s);
-  }
-  return slabs;
-}
-
-std::vector<std::pair<int64_t, int64_t>> split(int64_t total, int64_t size) {
-  std::vector<std::pair<int64_t, int64_t>> pieces;
-  for (int64_t offset = 0; offset < total; offset += size) pieces.emplace_back(offset, std::min(size, total - offset));
-  return pieces;
-}
-
-std::vector<Slab> plan_groups(const Slab& slab, int64_t chunk, int64_t group_chunks) {
-  std::vector<Slab> groups = plan_slabs(slab.rows, chunk, group_chunks);
-  for (Slab& g : groups) {
-    g.row0 += slab.row0;
-    g.chunk0 += slab.chunk0;
-  }
-  return groups;
-}
-
 std::set<int64_t> slab_chunk_counts(const std::vector<int64_t>& lengths, int64_t chunk, int64_t slab_chunks) {
   std::set<int64_t> counts;
   for (int64_t n : lengths)

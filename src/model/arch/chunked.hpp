@@ -6,6 +6,7 @@
 // n-1 is decode's *current* chunk: its K and V rows are kept as they are; every chunk before it is
 // complete and has been folded into the architecture's chunk states.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -45,12 +46,65 @@ struct Slab {
   int64_t row0 = 0, rows = 0;      // positions [row0, row0 + rows)
   int64_t chunk0 = 0, chunks = 0;  // chunks [chunk0, chunk0 + chunks) (the last one may be partial)
 };
-// The slabs of a sequence of n tokens, slab_chunks chunks each (the last one shorter).
-std::vector<Slab> plan_slabs(int64_t n, int64_t chunk, int64_t slab_chunks);
+
+// Plans are ranges computed on the fly, not containers: prefill walks them inside timed regions,
+// where nothing may allocate.
+
 // Pieces [offset, offset + count) of at most `size` covering [0, total), in order.
-std::vector<std::pair<int64_t, int64_t>> split(int64_t total, int64_t size);
+class Pieces {
+ public:
+  Pieces(int64_t total, int64_t size) : total_(total), size_(size) {}
+  struct iterator {
+    int64_t offset, total, size;
+    std::pair<int64_t, int64_t> operator*() const { return {offset, std::min(size, total - offset)}; }
+    iterator& operator++() {
+      offset += size;
+      return *this;
+    }
+    bool operator==(const iterator& o) const { return offset == o.offset; }
+  };
+  int64_t size() const { return size_ > 0 ? chunk_count(total_, size_) : 0; }
+  iterator begin() const { return {0, total_, size_}; }
+  iterator end() const { return {size() * size_, total_, size_}; }
+
+ private:
+  int64_t total_, size_;
+};
+inline Pieces split(int64_t total, int64_t size) { return Pieces(total, size); }
+
+// The slabs of `rows` positions starting at (row0, chunk0), slab_chunks chunks each (the last one shorter).
+class Slabs {
+ public:
+  Slabs(int64_t rows, int64_t chunk, int64_t slab_chunks, int64_t row0 = 0, int64_t chunk0 = 0)
+      : rows_(rows), chunk_(chunk), slab_chunks_(slab_chunks), row0_(row0), chunk0_(chunk0) {}
+  Slab operator[](int64_t i) const {
+    const int64_t slab_rows = slab_chunks_ * chunk_, first = i * slab_rows, rows = std::min(slab_rows, rows_ - first);
+    return {row0_ + first, rows, chunk0_ + i * slab_chunks_, chunk_count(rows, chunk_)};
+  }
+  struct iterator {
+    const Slabs* slabs;
+    int64_t i;
+    Slab operator*() const { return (*slabs)[i]; }
+    iterator& operator++() {
+      ++i;
+      return *this;
+    }
+    bool operator==(const iterator& o) const { return i == o.i; }
+  };
+  int64_t size() const { return chunk_count(rows_, slab_chunks_ * chunk_); }
+  Slab back() const { return (*this)[size() - 1]; }
+  iterator begin() const { return {this, 0}; }
+  iterator end() const { return {this, size()}; }
+
+ private:
+  int64_t rows_, chunk_, slab_chunks_, row0_, chunk0_;
+};
+// The slabs of a sequence of n tokens, slab_chunks chunks each (the last one shorter).
+inline Slabs plan_slabs(int64_t n, int64_t chunk, int64_t slab_chunks) { return Slabs(n, chunk, slab_chunks); }
 // The groups of group_chunks chunks inside a slab (absolute rows and chunks; the last one shorter).
-std::vector<Slab> plan_groups(const Slab& slab, int64_t chunk, int64_t group_chunks);
+inline Slabs plan_groups(const Slab& slab, int64_t chunk, int64_t group_chunks) {
+  return Slabs(slab.rows, chunk, group_chunks, slab.row0, slab.chunk0);
+}
 // The distinct chunk counts of the slabs of every length (one local-attention op each).
 std::set<int64_t> slab_chunk_counts(const std::vector<int64_t>& lengths, int64_t chunk, int64_t slab_chunks);
 

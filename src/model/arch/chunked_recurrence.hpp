@@ -84,7 +84,7 @@ class ChunkedRecurrence : public Mixer {
   // Chunks per slab for the shape: the tiling's, but no more than its longest prefill needs.
   int64_t slab_chunks(const RunShape& shape) const;
   // The slabs of a prefill of n tokens at slab_chunks_ (prepared) chunks per slab.
-  std::vector<chunked::Slab> slabs(int64_t n) const { return chunked::plan_slabs(n, chunk_, slab_chunks_); }
+  chunked::Slabs slabs(int64_t n) const { return chunked::plan_slabs(n, chunk_, slab_chunks_); }
   // The distinct block sizes (in chunks) the shape's prefills run: full blocks and tails of slabs.
   std::vector<int64_t> block_sizes(const RunShape& shape) const;
   // Largest block size for the shape (sizes per-thread workspaces).

@@ -196,7 +196,7 @@ void Gau::prefill_sequence(ops::Context& ctx, const float* x, float* residual, i
   const int64_t cur = chunked::current_chunk(n, B);
   float* state = prefix_state_.data() + s * E * E;  // S [E, E], the running prefix sum
   std::fill(state, state + E * E, 0.0f);
-  const std::vector<chunked::Slab> slabs = chunked::plan_slabs(n, B, slab_chunks_);
+  const chunked::Slabs slabs = chunked::plan_slabs(n, B, slab_chunks_);
   for (const chunked::Slab& slab : slabs) {
     const float* xs = x + slab.row0 * d;
     const MatMul& proj = prepared(proj_, slab.rows, "GAU projection");
