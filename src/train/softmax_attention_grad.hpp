@@ -1,0 +1,57 @@
+// Training of full and windowed causal softmax attention (Standard, Hopfield, SlidingWindow):
+// a flash-style kernel that saves the log-sum-exp in forward and recomputes the probabilities per
+// tile in backward (FlashAttention-2's backward), and the trainable mixer around it.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "train/trainable.hpp"
+
+namespace bsbr::train {
+
+// q, k, v, o, dq, dk, dv, do: [b, n, heads * head_dim] dense; head h at columns [h*dh, (h+1)*dh).
+// lse: [b, heads, n]. For query t the visible keys are s in [lo(t), t], lo(t) = 0 or max(0, t - window).
+struct SoftmaxAttentionGradGeometry {
+  int64_t batch = 1, heads = 1, head_dim = 1, n = 1;
+  float scale = 1.f;
+  int64_t window = -1;  // -1: all earlier keys
+  int64_t q_tile = 64, k_tile = 64;
+};
+
+class SoftmaxAttentionGrad {
+ public:
+  using Geometry = SoftmaxAttentionGradGeometry;
+  // Test hook (see TrainableMixer::inject_fault): a broken term in backward.
+  enum class Fault {
+    kNone,
+    kDropRowTerm,     // dS = P.dP instead of P.(dP - D)
+    kUnscaledScores,  // dQ, dK scaled by 1/sqrt(dh) instead of the mixer's scale
+    kNarrowBand,      // backward visits keys [t - w + 1, t] instead of [t - w, t]
+  };
+
+  SoftmaxAttentionGrad() = default;
+  SoftmaxAttentionGrad(ops::Context& ctx, const SoftmaxAttentionGradGeometry& g);
+
+  // o = softmax(scale q.k^T) v over the visible keys; lse_t = log sum_s exp(scale q_t.k_s).
+  void forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* o, float* lse) const;
+  // dq, dk, dv (overwritten) from do, with the forward's q, k, v, o and lse.
+  void backward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* o, const float* lse, const float* dout,
+                float* dq, float* dk, float* dv, Fault fault = Fault::kNone) const;
+
+ private:
+  struct Workspace {
+    Tensor s, dp;      // [q_tile, k_tile]: scores / probabilities, dP / dS
+    Tensor m, l, dd;   // [q_tile]: running max, running sum (forward); D = dO.O (backward)
+    Tensor acc;        // [q_tile, dh]: output accumulator (forward)
+  };
+  // Key tile range [first, last] that a query tile [r0, r1) touches (band for a window).
+  void key_tiles(int64_t r0, int64_t r1, int64_t lo_shift, int64_t& first, int64_t& last) const;
+  SoftmaxAttentionGradGeometry g_;
+  mutable std::vector<Workspace> ws_;  // one per worker thread
+};
+
+// Standard, Hopfield or SlidingWindow (nullptr for another name).
+std::unique_ptr<TrainableMixer> make_softmax_attention_train(const std::string& arch, const ModelConfig& cfg, ParamStore& params,
+                                                             const std::string& prefix);
+
+}  // namespace bsbr::train
