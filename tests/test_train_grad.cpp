@@ -68,6 +68,8 @@ ModelConfig grad_config(const std::string& arch) {
   c.ff_dim = 12;
   c.window_size = 3;        // < n: the band matters
   c.linear_chunk_size = 4;  // 3 chunks over n = 11, the last one partial
+  c.chunk_size = 3;         // GAU, BSBR: 4 chunks over n = 11, the last one partial
+  c.expansion_factor = 1;   // GAU width E = d
   c.temperature = 0.7;  // Hopfield differs from Standard
   c.init_std = 0.4;     // peaked attention, non-trivial gradients
   c.seed = 7 + hash_name(arch) % 100;
@@ -161,6 +163,48 @@ TEST_P(TrainGrad, AnalyticMatchesFiniteDifferences) {
               r.worst_tensor.c_str());
 }
 
+// The training forward computes the benchmarked model: its loss equals the cross-entropy of the
+// inference Model's logits (LogitsMode::kAll) at default-like widths with several chunks and tiles.
+TEST(TrainForward, LossMatchesInferenceModel) {
+  for (const std::string& arch : train::trainable_architectures()) {
+    ModelConfig c;
+    c.vocab_size = 97;
+    c.hidden_dim = 32;
+    c.num_heads = 4;
+    c.ff_dim = 48;
+    c.chunk_size = 16;
+    c.window_size = 20;
+    c.linear_chunk_size = 32;
+    c.init_std = 0.2;
+    c.temperature = 0.8;
+    constexpr int64_t kBatch = 2, kN = 150;  // several 64-row attention tiles, a partial last chunk
+    ops::Context ctx(2);
+    Model model(ctx, c, find_architecture(arch));
+    std::vector<int32_t> tokens(kBatch * kN);
+    CounterRng rng(11, 12);
+    for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(rng.bits(i) % c.vocab_size);
+    RunShape shape;
+    shape.batch = kBatch;
+    shape.prefill_lengths = {kN};
+    model.prepare(ctx, shape, LogitsMode::kAll);
+    model.prefill(ctx, tokens.data(), kN);
+    double want = 0;
+    for (int64_t b = 0; b < kBatch; ++b)
+      for (int64_t t = 0; t + 1 < kN; ++t) {
+        const float* z = model.logits() + (b * kN + t) * c.vocab_size;
+        const double mx = *std::max_element(z, z + c.vocab_size);
+        double sum = 0;
+        for (int64_t j = 0; j < c.vocab_size; ++j) sum += std::exp(z[j] - mx);
+        want += mx + std::log(sum) - z[tokens[b * kN + t + 1]];
+      }
+    want /= kBatch * (kN - 1);
+    train::TrainModel tm(ctx, model);
+    tm.prepare(ctx, kBatch, kN);
+    const double got = tm.forward(ctx, tokens.data());
+    EXPECT_NEAR(got, want, 1e-5 * want) << arch;
+  }
+}
+
 // Linear's other options: identity feature map, no normaliser.
 TEST(TrainGrad, LinearIdentityUnnormalized) {
   GradReport r = grad_check("Linear", "", [](ModelConfig& c) {
@@ -192,7 +236,8 @@ INSTANTIATE_TEST_SUITE_P(Architectures, TrainGrad, ::testing::ValuesIn(train::tr
 INSTANTIATE_TEST_SUITE_P(Architectures, TrainGradMutation,
                          ::testing::Values(Mutation{"Linear", "linear.drop_state_key_grad"}, Mutation{"Linear", "linear.drop_normalizer_grad"},
                                            Mutation{"Standard", "attention.drop_row_term"}, Mutation{"Hopfield", "attention.unscaled_scores"},
-                                           Mutation{"SlidingWindow", "attention.narrow_band"}),
+                                           Mutation{"SlidingWindow", "attention.narrow_band"}, Mutation{"GAU", "gau.drop_state_grad"},
+                                           Mutation{"GAU", "gau.drop_gate_value"}),
                          [](const auto& info) {
                            std::string name = info.param.arch + "_" + info.param.fault;
                            std::replace(name.begin(), name.end(), '.', '_');
@@ -225,8 +270,8 @@ std::array<std::vector<float>, 4> random_attention_inputs(int64_t count, uint64_
 // start mid-tile) give the same forward and gradients as one tile covering the sequence.
 TEST(TrainAttentionKernel, TilingDoesNotChangeResults) {
   ops::Context ctx(2);
-  for (int64_t window : {-1, 0, 5}) {
-    train::SoftmaxAttentionGradGeometry g{2, 2, 4, 23, 0.7f, window, 64, 64};
+  for (auto [window, chunk] : {std::pair<int64_t, int64_t>{-1, 0}, {0, 0}, {5, 0}, {-1, 5}, {4, 7}}) {
+    train::SoftmaxAttentionGradGeometry g{2, 2, 4, 23, 0.7f, window, 64, 64, chunk};
     const int64_t count = g.batch * g.n * g.heads * g.head_dim;
     const auto [q, k, v, dout] = random_attention_inputs(count, 3);
     struct Out {
@@ -245,8 +290,8 @@ TEST(TrainAttentionKernel, TilingDoesNotChangeResults) {
     const Out one = run(64, 64), tiled = run(3, 4);
     auto expect_close = [&](const std::vector<float>& a, const std::vector<float>& b, const char* what) {
       for (std::size_t i = 0; i < a.size(); ++i) {
-        ASSERT_TRUE(std::isfinite(a[i])) << what << " window " << window;
-        ASSERT_NEAR(a[i], b[i], 1e-5 + 1e-5 * std::abs(b[i])) << what << "[" << i << "] window " << window;
+        ASSERT_TRUE(std::isfinite(a[i])) << what << " window " << window << " chunk " << chunk;
+        ASSERT_NEAR(a[i], b[i], 1e-5 + 1e-5 * std::abs(b[i])) << what << "[" << i << "] window " << window << " chunk " << chunk;
       }
     };
     expect_close(tiled.o, one.o, "o");

@@ -27,8 +27,15 @@ SoftmaxAttentionGrad::SoftmaxAttentionGrad(ops::Context& ctx, const SoftmaxAtten
   }
 }
 
+int64_t SoftmaxAttentionGrad::first_key(int64_t t, int64_t lo_shift) const {
+  int64_t lo = g_.window < 0 ? 0 : std::max<int64_t>(0, t - g_.window + lo_shift);
+  if (g_.chunk > 0) lo = std::max(lo, t / g_.chunk * g_.chunk);
+  return lo;
+}
+
+// lo(t) never decreases with t, so the tile's first row has the smallest.
 void SoftmaxAttentionGrad::key_tiles(int64_t r0, int64_t r1, int64_t lo_shift, int64_t& first, int64_t& last) const {
-  const int64_t lo = g_.window < 0 ? 0 : std::max<int64_t>(0, r0 - g_.window + lo_shift);
+  const int64_t lo = first_key(r0, lo_shift);
   first = lo / g_.k_tile;
   last = (r1 - 1) / g_.k_tile;
 }
@@ -55,7 +62,7 @@ void SoftmaxAttentionGrad::forward(ops::Context& ctx, const float* q, const floa
       for (int64_t kti = first; kti <= last; ++kti) {
         const int64_t c0 = kti * kt, c1 = std::min(n, c0 + kt);
         for (int64_t t = r0; t < r1; ++t) {
-          const int64_t lo = g_.window < 0 ? 0 : std::max<int64_t>(0, t - g_.window);
+          const int64_t lo = first_key(t, 0);
           float* srow = w.s.data() + (t - r0) * kt;
           float mx = w.m[t - r0];
           for (int64_t s = c0; s < c1; ++s) {
@@ -122,7 +129,7 @@ void SoftmaxAttentionGrad::backward(ops::Context& ctx, const float* q, const flo
         const int64_t c0 = kti * kt, c1 = std::min(n, c0 + kt);
         // P (recomputed from lse) and dS = P (dP - D) for the tile; 0 outside the band.
         for (int64_t t = r0; t < r1; ++t) {
-          const int64_t lo = g_.window < 0 ? 0 : std::max<int64_t>(0, t - g_.window + lo_shift);
+          const int64_t lo = first_key(t, lo_shift);
           float* prow = w.s.data() + (t - r0) * kt;
           float* dsrow = w.dp.data() + (t - r0) * kt;
           for (int64_t s = c0; s < c1; ++s) {
@@ -174,7 +181,8 @@ std::unique_ptr<TrainableMixer> make_softmax_attention_train(const std::string& 
   const int64_t heads = cfg.num_heads, dh = cfg.head_dim();
   return std::make_unique<Mixer>(
       cfg, params, prefix,
-      [=](int64_t batch, int64_t n) { return SoftmaxAttentionGradGeometry{batch, heads, dh, n, scale, w, kTile, kTile}; }, std::move(faults));
+      [=](int64_t batch, int64_t n) { return SoftmaxAttentionGradGeometry{batch, heads, dh, n, scale, w, kTile, kTile, 0}; },
+      std::move(faults));
 }
 
 }  // namespace bsbr::train

@@ -10,12 +10,14 @@
 namespace bsbr::train {
 
 // q, k, v, o, dq, dk, dv, do: [b, n, heads * head_dim] dense; head h at columns [h*dh, (h+1)*dh).
-// lse: [b, heads, n]. For query t the visible keys are s in [lo(t), t], lo(t) = 0 or max(0, t - window).
+// lse: [b, heads, n]. For query t the visible keys are s in [lo(t), t], lo(t) the largest of 0,
+// t - window (a window) and floor(t / chunk) chunk (attention inside chunks: GAU's and BSBR's local part).
 struct SoftmaxAttentionGradGeometry {
   int64_t batch = 1, heads = 1, head_dim = 1, n = 1;
   float scale = 1.f;
   int64_t window = -1;  // -1: all earlier keys
   int64_t q_tile = 64, k_tile = 64;
+  int64_t chunk = 0;    // 0: no chunk boundary
 };
 
 class SoftmaxAttentionGrad {
@@ -44,7 +46,9 @@ class SoftmaxAttentionGrad {
     Tensor m, l, dd;   // [q_tile]: running max, running sum (forward); D = dO.O (backward)
     Tensor acc;        // [q_tile, dh]: output accumulator (forward)
   };
-  // Key tile range [first, last] that a query tile [r0, r1) touches (band for a window).
+  // First visible key of query t (lo_shift: the kNarrowBand fault moves a window's edge).
+  int64_t first_key(int64_t t, int64_t lo_shift) const;
+  // Key tile range [first, last] that a query tile [r0, r1) touches (band for a window or chunk).
   void key_tiles(int64_t r0, int64_t r1, int64_t lo_shift, int64_t& first, int64_t& last) const;
   SoftmaxAttentionGradGeometry g_;
   mutable std::vector<Workspace> ws_;  // one per worker thread

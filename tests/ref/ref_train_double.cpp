@@ -102,11 +102,45 @@ DVec linear_attention(const ModelConfig& cfg, const DParams& P, const std::strin
   return linear(o, n, d, d, P, prefix + ".out_proj");
 }
 
+// GAU: one head of width E; local softmax inside chunks of B plus q_t S_i over the complete
+// earlier chunks, gated by sigmoid(x W_g + b_g); then out_proj (E -> d).
+DVec gau(const ModelConfig& cfg, const DParams& P, const std::string& prefix, const DVec& x, int64_t n) {
+  const int64_t d = cfg.hidden_dim, E = cfg.expansion_factor * d, B = cfg.chunk_size;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(E));
+  const DVec q = linear(x, n, d, E, P, prefix + ".q_proj"), k = linear(x, n, d, E, P, prefix + ".k_proj"),
+             v = linear(x, n, d, E, P, prefix + ".v_proj"), g = linear(x, n, d, E, P, prefix + ".gate_proj");
+  DVec o(n * E, 0.0);
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t i = t / B, lo = i * B;
+    std::vector<double> w(t - lo + 1);
+    for (int64_t u = lo; u <= t; ++u) {
+      double a = 0;
+      for (int64_t c = 0; c < E; ++c) a += q[t * E + c] * k[u * E + c];
+      w[u - lo] = scale * a;
+    }
+    const double mx = *std::max_element(w.begin(), w.end());
+    double sum = 0;
+    for (double& e : w) sum += (e = std::exp(e - mx));
+    for (int64_t c = 0; c < E; ++c) {
+      double acc = 0;
+      for (int64_t u = lo; u <= t; ++u) acc += w[u - lo] / sum * v[u * E + c];
+      for (int64_t u = 0; u < lo; ++u) {  // q_t . S_i, S_i = sum over the earlier (complete) chunks of k_u v_u^T
+        double qk = 0;
+        for (int64_t a = 0; a < E; ++a) qk += q[t * E + a] * k[u * E + a];
+        acc += qk * v[u * E + c];
+      }
+      o[t * E + c] = acc / (1.0 + std::exp(-g[t * E + c]));
+    }
+  }
+  return linear(o, n, E, d, P, prefix + ".out_proj");
+}
+
 using DoubleMixer = std::function<DVec(const ModelConfig&, const DParams&, const std::string&, const DVec&, int64_t)>;
 
 const std::map<std::string, DoubleMixer>& mixers() {
   static const std::map<std::string, DoubleMixer> table = {
       {"Linear", linear_attention},
+      {"GAU", gau},
       {"Standard",
        [](const ModelConfig& c, const DParams& P, const std::string& p, const DVec& x, int64_t n) {
          return softmax_attention(c, P, p, x, n, 1.0 / std::sqrt(static_cast<double>(c.head_dim())), -1);
