@@ -217,6 +217,14 @@ TEST(TrainGrad, LinearIdentityUnnormalized) {
   std::printf("Linear (identity, unnormalized): worst relative error %.2e (%s)\n", r.worst, r.worst_tensor.c_str());
 }
 
+// BSBR without compression (the chunk states themselves are retrieved).
+TEST(TrainGrad, BsbrUncompressed) {
+  GradReport r = grad_check("BSBR", "", [](ModelConfig& c) { c.compression_factor = 0; });
+  EXPECT_NEAR(r.loss_float, r.loss_double, 1e-5 * std::abs(r.loss_double));
+  EXPECT_EQ(r.failures, 0) << r.first_failure;
+  std::printf("BSBR (uncompressed): worst relative error %.2e (%s)\n", r.worst, r.worst_tensor.c_str());
+}
+
 // Each mutation breaks one gradient term of the architecture's backward; the check must fail.
 struct Mutation {
   std::string arch, fault;
@@ -237,7 +245,8 @@ INSTANTIATE_TEST_SUITE_P(Architectures, TrainGradMutation,
                          ::testing::Values(Mutation{"Linear", "linear.drop_state_key_grad"}, Mutation{"Linear", "linear.drop_normalizer_grad"},
                                            Mutation{"Standard", "attention.drop_row_term"}, Mutation{"Hopfield", "attention.unscaled_scores"},
                                            Mutation{"SlidingWindow", "attention.narrow_band"}, Mutation{"GAU", "gau.drop_state_grad"},
-                                           Mutation{"GAU", "gau.drop_gate_value"}),
+                                           Mutation{"GAU", "gau.drop_gate_value"}, Mutation{"BSBR", "bsbr.drop_state_grad"},
+                                           Mutation{"BSBR", "bsbr.drop_retrieval_row_term"}),
                          [](const auto& info) {
                            std::string name = info.param.arch + "_" + info.param.fault;
                            std::replace(name.begin(), name.end(), '.', '_');

@@ -2,6 +2,7 @@
 #include "train/trainable.hpp"
 
 #include "core/errors.hpp"
+#include "train/bsbr_grad.hpp"
 #include "train/gau_grad.hpp"
 #include "train/linear_attention_grad.hpp"
 #include "train/softmax_attention_grad.hpp"
@@ -99,9 +100,10 @@ std::unique_ptr<TrainableMixer> make_trainable_mixer(const std::string& arch, co
   if (arch == "Standard" || arch == "Hopfield" || arch == "SlidingWindow") return make_softmax_attention_train(arch, cfg, params, prefix);
   if (arch == "Linear") return make_linear_attention_train(cfg, params, prefix);
   if (arch == "GAU") return make_gau_train(cfg, params, prefix);
+  if (arch == "BSBR") return make_bsbr_train(cfg, params, prefix);
   return nullptr;
 }
 
-std::vector<std::string> trainable_architectures() { return {"Linear", "Standard", "SlidingWindow", "Hopfield", "GAU"}; }
+std::vector<std::string> trainable_architectures() { return {"BSBR", "Linear", "Standard", "SlidingWindow", "Hopfield", "GAU"}; }
 
 }  // namespace bsbr::train

@@ -44,6 +44,23 @@ DVec layer_norm(const DVec& x, int64_t n, int64_t d, const DParams& P, const std
   return y;
 }
 
+// out[0, w) += sum_{u in [lo, t]} softmax_u(scale q_t.k_u) v_u for one head: rows of q, k, v have
+// stride `stride`, the head starts at column `col` and is `w` wide.
+void attend(const DVec& q, const DVec& k, const DVec& v, int64_t stride, int64_t col, int64_t w, int64_t lo, int64_t t, double scale,
+            double* out) {
+  std::vector<double> p(t - lo + 1);
+  for (int64_t u = lo; u <= t; ++u) {
+    double a = 0;
+    for (int64_t i = 0; i < w; ++i) a += q[t * stride + col + i] * k[u * stride + col + i];
+    p[u - lo] = scale * a;
+  }
+  const double mx = *std::max_element(p.begin(), p.end());
+  double sum = 0;
+  for (double& e : p) sum += (e = std::exp(e - mx));
+  for (int64_t u = lo; u <= t; ++u)
+    for (int64_t i = 0; i < w; ++i) out[i] += p[u - lo] / sum * v[u * stride + col + i];
+}
+
 // Multi-head causal softmax attention (Standard, Hopfield, SlidingWindow): for query t, softmax over
 // s in [lo(t), t] (lo = 0, or max(0, t - window)) of scale q_t.k_s, times v_s; then out_proj.
 DVec softmax_attention(const ModelConfig& cfg, const DParams& P, const std::string& prefix, const DVec& x, int64_t n, double scale,
@@ -55,17 +72,7 @@ DVec softmax_attention(const ModelConfig& cfg, const DParams& P, const std::stri
   for (int64_t h = 0; h < H; ++h)
     for (int64_t t = 0; t < n; ++t) {
       const int64_t lo = window < 0 ? 0 : std::max<int64_t>(0, t - window);
-      std::vector<double> w(t - lo + 1);
-      for (int64_t s = lo; s <= t; ++s) {
-        double a = 0;
-        for (int64_t i = 0; i < dh; ++i) a += q[t * d + h * dh + i] * k[s * d + h * dh + i];
-        w[s - lo] = scale * a;
-      }
-      const double mx = *std::max_element(w.begin(), w.end());
-      double sum = 0;
-      for (double& e : w) sum += (e = std::exp(e - mx));
-      for (int64_t s = lo; s <= t; ++s)
-        for (int64_t i = 0; i < dh; ++i) o[t * d + h * dh + i] += w[s - lo] / sum * v[s * d + h * dh + i];
+      attend(q, k, v, d, h * dh, dh, lo, t, scale, &o[t * d + h * dh]);
     }
   return linear(o, n, d, d, P, prefix + ".out_proj");
 }
@@ -111,28 +118,69 @@ DVec gau(const ModelConfig& cfg, const DParams& P, const std::string& prefix, co
              v = linear(x, n, d, E, P, prefix + ".v_proj"), g = linear(x, n, d, E, P, prefix + ".gate_proj");
   DVec o(n * E, 0.0);
   for (int64_t t = 0; t < n; ++t) {
-    const int64_t i = t / B, lo = i * B;
-    std::vector<double> w(t - lo + 1);
-    for (int64_t u = lo; u <= t; ++u) {
-      double a = 0;
-      for (int64_t c = 0; c < E; ++c) a += q[t * E + c] * k[u * E + c];
-      w[u - lo] = scale * a;
-    }
-    const double mx = *std::max_element(w.begin(), w.end());
-    double sum = 0;
-    for (double& e : w) sum += (e = std::exp(e - mx));
+    const int64_t lo = t / B * B;
+    DVec a(E, 0.0);
+    attend(q, k, v, E, 0, E, lo, t, scale, a.data());
     for (int64_t c = 0; c < E; ++c) {
-      double acc = 0;
-      for (int64_t u = lo; u <= t; ++u) acc += w[u - lo] / sum * v[u * E + c];
       for (int64_t u = 0; u < lo; ++u) {  // q_t . S_i, S_i = sum over the earlier (complete) chunks of k_u v_u^T
         double qk = 0;
-        for (int64_t a = 0; a < E; ++a) qk += q[t * E + a] * k[u * E + a];
-        acc += qk * v[u * E + c];
+        for (int64_t e = 0; e < E; ++e) qk += q[t * E + e] * k[u * E + e];
+        a[c] += qk * v[u * E + c];
       }
-      o[t * E + c] = acc / (1.0 + std::exp(-g[t * E + c]));
+      o[t * E + c] = a[c] / (1.0 + std::exp(-g[t * E + c]));
     }
   }
   return linear(o, n, E, d, P, prefix + ".out_proj");
+}
+
+// BSBR, causal form (SPEC §2): local softmax inside chunks; chunk states F_j = K_j^T V_j of the
+// complete chunks j < cur = (n-1)/B (compressed: vec(F_j).W_c + b_c); meta keys H_j from the last
+// row of chunk j, meta queries R_i from the last row of chunk i-1; p_ij = softmax_{j<i}(s R_i.H_j);
+// G_i = sum p_ij state_j (decompressed: .W_d + b_d); out_t = local_t + q_t.G_i; out_proj.
+DVec bsbr(const ModelConfig& cfg, const DParams& P, const std::string& prefix, const DVec& x, int64_t n) {
+  const int64_t d = cfg.hidden_dim, H = cfg.num_heads, dh = cfg.head_dim(), dd = dh * dh, B = cfg.chunk_size;
+  const int64_t coded = cfg.compression_factor > 0 ? d / cfg.compression_factor : 0, W = coded > 0 ? coded : dd;
+  const double s = 1.0 / std::sqrt(static_cast<double>(dh));
+  const DVec q = linear(x, n, d, d, P, prefix + ".q_proj"), k = linear(x, n, d, d, P, prefix + ".k_proj"),
+             v = linear(x, n, d, d, P, prefix + ".v_proj");
+  const int64_t cur = (n - 1) / B;
+  auto row = [&](int64_t t) { return DVec(x.begin() + t * d, x.begin() + (t + 1) * d); };
+  DVec o(n * d, 0.0);
+  for (int64_t h = 0; h < H; ++h) {
+    // States of the complete chunks.
+    std::vector<DVec> state(cur), meta_key(cur);
+    for (int64_t j = 0; j < cur; ++j) {
+      DVec F(dd, 0.0);
+      for (int64_t u = j * B; u < (j + 1) * B; ++u)
+        for (int64_t a = 0; a < dh; ++a)
+          for (int64_t c = 0; c < dh; ++c) F[a * dh + c] += k[u * d + h * dh + a] * v[u * d + h * dh + c];
+      state[j] = coded > 0 ? linear(F, 1, dd, coded, P, prefix + ".compress_proj") : F;
+      meta_key[j] = linear(row((j + 1) * B - 1), 1, d, d, P, prefix + ".meta_h_proj");
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t i = t / B, lo = i * B;
+      attend(q, k, v, d, h * dh, dh, lo, t, s, &o[t * d + h * dh]);  // local
+      if (i == 0) continue;
+      // Retrieval (recomputed per token: plain, not fast).
+      const DVec R = linear(row(i * B - 1), 1, d, d, P, prefix + ".meta_r_proj");
+      std::vector<double> p(i);
+      for (int64_t j = 0; j < i; ++j) {
+        double a = 0;
+        for (int64_t c = 0; c < dh; ++c) a += R[h * dh + c] * meta_key[j][h * dh + c];
+        p[j] = s * a;
+      }
+      const double pm = *std::max_element(p.begin(), p.end());
+      double ps = 0;
+      for (double& e : p) ps += (e = std::exp(e - pm));
+      DVec mixed(W, 0.0);
+      for (int64_t j = 0; j < i; ++j)
+        for (int64_t e = 0; e < W; ++e) mixed[e] += p[j] / ps * state[j][e];
+      const DVec G = coded > 0 ? linear(mixed, 1, coded, dd, P, prefix + ".decompress_proj") : mixed;
+      for (int64_t c = 0; c < dh; ++c)
+        for (int64_t a = 0; a < dh; ++a) o[t * d + h * dh + c] += q[t * d + h * dh + a] * G[a * dh + c];
+    }
+  }
+  return linear(o, n, d, d, P, prefix + ".out_proj");
 }
 
 using DoubleMixer = std::function<DVec(const ModelConfig&, const DParams&, const std::string&, const DVec&, int64_t)>;
@@ -141,6 +189,7 @@ const std::map<std::string, DoubleMixer>& mixers() {
   static const std::map<std::string, DoubleMixer> table = {
       {"Linear", linear_attention},
       {"GAU", gau},
+      {"BSBR", bsbr},
       {"Standard",
        [](const ModelConfig& c, const DParams& P, const std::string& p, const DVec& x, int64_t n) {
          return softmax_attention(c, P, p, x, n, 1.0 / std::sqrt(static_cast<double>(c.head_dim())), -1);
