@@ -225,6 +225,14 @@ TEST(TrainGrad, BsbrUncompressed) {
   std::printf("BSBR (uncompressed): worst relative error %.2e (%s)\n", r.worst, r.worst_tensor.c_str());
 }
 
+// DeltaNet with beta_t = sigmoid(x_t W_beta + b_beta) per head.
+TEST(TrainGrad, DeltaNetLearnedBeta) {
+  GradReport r = grad_check("DeltaNet", "", [](ModelConfig& c) { c.beta_mode = BetaMode::kLearned; });
+  EXPECT_NEAR(r.loss_float, r.loss_double, 1e-5 * std::abs(r.loss_double));
+  EXPECT_EQ(r.failures, 0) << r.first_failure;
+  std::printf("DeltaNet (learned beta): worst relative error %.2e (%s)\n", r.worst, r.worst_tensor.c_str());
+}
+
 // Each mutation breaks one gradient term of the architecture's backward; the check must fail.
 struct Mutation {
   std::string arch, fault;
@@ -246,7 +254,8 @@ INSTANTIATE_TEST_SUITE_P(Architectures, TrainGradMutation,
                                            Mutation{"Standard", "attention.drop_row_term"}, Mutation{"Hopfield", "attention.unscaled_scores"},
                                            Mutation{"SlidingWindow", "attention.narrow_band"}, Mutation{"GAU", "gau.drop_state_grad"},
                                            Mutation{"GAU", "gau.drop_gate_value"}, Mutation{"BSBR", "bsbr.drop_state_grad"},
-                                           Mutation{"BSBR", "bsbr.drop_retrieval_row_term"}),
+                                           Mutation{"BSBR", "bsbr.drop_retrieval_row_term"}, Mutation{"DeltaNet", "deltanet.drop_state_key_term"},
+                                           Mutation{"DeltaNet", "deltanet.drop_state_decay"}),
                          [](const auto& info) {
                            std::string name = info.param.arch + "_" + info.param.fault;
                            std::replace(name.begin(), name.end(), '.', '_');

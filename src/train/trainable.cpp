@@ -3,6 +3,7 @@
 
 #include "core/errors.hpp"
 #include "train/bsbr_grad.hpp"
+#include "train/deltanet_grad.hpp"
 #include "train/gau_grad.hpp"
 #include "train/linear_attention_grad.hpp"
 #include "train/softmax_attention_grad.hpp"
@@ -101,9 +102,10 @@ std::unique_ptr<TrainableMixer> make_trainable_mixer(const std::string& arch, co
   if (arch == "Linear") return make_linear_attention_train(cfg, params, prefix);
   if (arch == "GAU") return make_gau_train(cfg, params, prefix);
   if (arch == "BSBR") return make_bsbr_train(cfg, params, prefix);
+  if (arch == "DeltaNet") return make_deltanet_train(cfg, params, prefix);
   return nullptr;
 }
 
-std::vector<std::string> trainable_architectures() { return {"BSBR", "Linear", "Standard", "SlidingWindow", "Hopfield", "GAU"}; }
+std::vector<std::string> trainable_architectures() { return {"BSBR", "Linear", "DeltaNet", "Standard", "SlidingWindow", "Hopfield", "GAU"}; }
 
 }  // namespace bsbr::train

@@ -145,6 +145,14 @@ std::vector<std::string> trainable_architectures();
 ParamStore::LinearRef find_linear(ParamStore& params, const std::string& prefix);
 ParamStore::LayerNormRef find_layer_norm(ParamStore& params, const std::string& prefix);
 
+// fn(item) for every item in [0, items), spread over the context's worker threads (dynamic
+// schedule) when `parallel`; fn finds its per-thread workspace with ops::Context::thread_id().
+template <class Fn>
+void parallel_items(ops::Context& ctx, int64_t items, bool parallel, Fn&& fn) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (parallel)
+  for (int64_t item = 0; item < items; ++item) fn(item);
+}
+
 // y[i] += x[i], i < count (the residual stream's gradient gathering its branches).
 void add_into(float* y, const float* x, int64_t count);
 

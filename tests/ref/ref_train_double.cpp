@@ -183,6 +183,43 @@ DVec bsbr(const ModelConfig& cfg, const DParams& P, const std::string& prefix, c
   return linear(o, n, d, d, P, prefix + ".out_proj");
 }
 
+// DeltaNet, the recurrence token by token: q, k L2-normalised per head; beta_t = config beta or
+// sigmoid(x_t W_beta + b_beta)[head]; S_t = S_{t-1} + beta_t (v_t - S_{t-1} k_t) k_t^T; o_t = S_t q_t.
+DVec deltanet(const ModelConfig& cfg, const DParams& P, const std::string& prefix, const DVec& x, int64_t n) {
+  const int64_t d = cfg.hidden_dim, H = cfg.num_heads, dh = cfg.head_dim();
+  const DVec q = linear(x, n, d, d, P, prefix + ".q_proj"), k = linear(x, n, d, d, P, prefix + ".k_proj"),
+             v = linear(x, n, d, d, P, prefix + ".v_proj");
+  const bool learned = cfg.beta_mode == BetaMode::kLearned;
+  const DVec logits = learned ? linear(x, n, d, H, P, prefix + ".beta_proj") : DVec();
+  auto unit = [dh](const double* a) {
+    double s = 0;
+    for (int64_t i = 0; i < dh; ++i) s += a[i] * a[i];
+    DVec u(a, a + dh);
+    for (double& e : u) e /= std::sqrt(s);
+    return u;
+  };
+  DVec o(n * d, 0.0);
+  for (int64_t h = 0; h < H; ++h) {
+    DVec S(dh * dh, 0.0);
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t r = t * d + h * dh;
+      const DVec qn = unit(&q[r]), kn = unit(&k[r]);
+      const double beta = learned ? 1.0 / (1.0 + std::exp(-logits[t * H + h])) : cfg.beta;
+      DVec e(dh);
+      for (int64_t i = 0; i < dh; ++i) {
+        double u = 0;
+        for (int64_t j = 0; j < dh; ++j) u += S[i * dh + j] * kn[j];
+        e[i] = v[r + i] - u;
+      }
+      for (int64_t i = 0; i < dh; ++i)
+        for (int64_t j = 0; j < dh; ++j) S[i * dh + j] += beta * e[i] * kn[j];
+      for (int64_t i = 0; i < dh; ++i)
+        for (int64_t j = 0; j < dh; ++j) o[r + i] += S[i * dh + j] * qn[j];
+    }
+  }
+  return linear(o, n, d, d, P, prefix + ".out_proj");
+}
+
 using DoubleMixer = std::function<DVec(const ModelConfig&, const DParams&, const std::string&, const DVec&, int64_t)>;
 
 const std::map<std::string, DoubleMixer>& mixers() {
@@ -190,6 +227,7 @@ const std::map<std::string, DoubleMixer>& mixers() {
       {"Linear", linear_attention},
       {"GAU", gau},
       {"BSBR", bsbr},
+      {"DeltaNet", deltanet},
       {"Standard",
        [](const ModelConfig& c, const DParams& P, const std::string& p, const DVec& x, int64_t n) {
          return softmax_attention(c, P, p, x, n, 1.0 / std::sqrt(static_cast<double>(c.head_dim())), -1);
