@@ -46,15 +46,16 @@ DeltaRuleGrad::DeltaRuleGrad(ops::Context& ctx, const DeltaRuleGradGeometry& g) 
     w.s = ctx.tensor(MemCategory::kActivations, {g.chunk + 1, dh, dh});
     w.a = ctx.tensor(MemCategory::kActivations, {dh, dh});
     w.vec = ctx.tensor(MemCategory::kActivations, {4, dh});
+    for (Tensor* t : {&w.qc, &w.kc, &w.wm, &w.up, &w.dup, &w.dwm}) *t = ctx.tensor(MemCategory::kActivations, {g.chunk, dh});
+    for (Tensor* t : {&w.x, &w.t, &w.dt, &w.tmp}) *t = ctx.tensor(MemCategory::kActivations, {g.chunk, g.chunk});
+    w.ds = ctx.tensor(MemCategory::kActivations, {dh, dh});
+    w.norms = ctx.tensor(MemCategory::kActivations, {2, g.chunk});
   }
 }
 
 void DeltaRuleGrad::forward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, float* o) const {
   const int64_t dh = g_.head_dim, H = g_.heads, d = H * dh, n = g_.n, C = g_.chunk, dd = dh * dh;
-  const int64_t items = g_.batch * H;
-  parallel_items(ctx, items, items > 1, [&](int64_t item) {
-    Workspace& w = ws_[ops::Context::thread_id()];
-    const int64_t b = item / H, h = item % H;
+  for_each_head(ctx, [&](Workspace& w, int64_t item, int64_t b, int64_t h) {
     float* S = w.a.data();
     float *qn = w.vec.data(), *kn = qn + dh, *e = kn + dh;
     std::fill(S, S + dd, 0.f);
@@ -76,10 +77,7 @@ void DeltaRuleGrad::forward(ops::Context& ctx, const float* q, const float* k, c
 void DeltaRuleGrad::backward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, const float* dout,
                              float* dq, float* dk, float* dv, float* dbeta, Fault fault) const {
   const int64_t dh = g_.head_dim, H = g_.heads, d = H * dh, n = g_.n, C = g_.chunk, dd = dh * dh;
-  const int64_t items = g_.batch * H;
-  parallel_items(ctx, items, items > 1, [&](int64_t item) {
-    Workspace& w = ws_[ops::Context::thread_id()];
-    const int64_t b = item / H, h = item % H;
+  for_each_head(ctx, [&](Workspace& w, int64_t item, int64_t b, int64_t h) {
     float* A = w.a.data();
     float *qn = w.vec.data(), *kn = qn + dh, *e = kn + dh, *ak = e + dh;
     std::fill(A, A + dd, 0.f);
@@ -145,6 +143,160 @@ void DeltaRuleGrad::backward(ops::Context& ctx, const float* q, const float* k, 
   });
 }
 
+void DeltaRuleGrad::backward_wy(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, const float* dout,
+                                float* dq, float* dk, float* dv, float* dbeta, Fault fault) const {
+  const int64_t dh = g_.head_dim, H = g_.heads, d = H * dh, n = g_.n, C = g_.chunk, dd = dh * dh;
+  for_each_head(ctx, [&](Workspace& w, int64_t item, int64_t b, int64_t h) {
+    float *Q = w.qc.data(), *K = w.kc.data(), *Wm = w.wm.data(), *Up = w.up.data(), *dUp = w.dup.data(), *dW = w.dwm.data();
+    float *X = w.x.data(), *T = w.t.data(), *dT = w.dt.data(), *P = w.tmp.data();
+    float *dSn = w.a.data(), *dS = w.ds.data(), *qnorm = w.norms.data(), *knorm = qnorm + C;
+    std::fill(dSn, dSn + dd, 0.f);
+    for (int64_t c = chunks() - 1; c >= 0; --c) {
+      const int64_t r0 = c * C, L = std::min(n, r0 + C) - r0;  // rows of this chunk
+      const float* S = checkpoints_.data() + (item * chunks() + c) * dd;  // [dv, dk]
+      auto row = [&](int64_t i) { return (b * n + r0 + i) * d + h * dh; };
+      auto bt = [&](int64_t i) { return beta[(b * n + r0 + i) * H + h]; };
+      for (int64_t i = 0; i < L; ++i) {
+        qnorm[i] = unit(q + row(i), dh, Q + i * dh);
+        knorm[i] = unit(k + row(i), dh, K + i * dh);
+      }
+      auto kk = [&](int64_t i, int64_t j) {
+        float a = 0.f;
+        for (int64_t e = 0; e < dh; ++e) a += K[i * dh + e] * K[j * dh + e];
+        return a;
+      };
+      // X = (I + L)^-1 by forward substitution (row i = e_i - sum_{m<i} L_im X_m), T = X D.
+      for (int64_t i = 0; i < L; ++i) {
+        for (int64_t j = 0; j < L; ++j) X[i * C + j] = i == j ? 1.f : 0.f;
+        for (int64_t m = 0; m < i; ++m) {
+          const float l = bt(i) * kk(i, m);
+          for (int64_t j = 0; j <= m; ++j) X[i * C + j] -= l * X[m * C + j];
+        }
+        for (int64_t j = 0; j < L; ++j) T[i * C + j] = X[i * C + j] * bt(j);
+      }
+      // W = T K, U' = T V - W S^T.
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t e = 0; e < dh; ++e) {
+          float wv = 0.f, uv = 0.f;
+          for (int64_t j = 0; j <= i; ++j) {
+            wv += T[i * C + j] * K[j * dh + e];
+            uv += T[i * C + j] * v[row(j) + e];
+          }
+          Wm[i * dh + e] = wv;
+          Up[i * dh + e] = uv;
+        }
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t a = 0; a < dh; ++a) {
+          float ws = 0.f;
+          for (int64_t e = 0; e < dh; ++e) ws += Wm[i * dh + e] * S[a * dh + e];
+          Up[i * dh + a] -= ws;
+        }
+      // P = (dO U'^T) ⊙ M; dU' = (Q K^T ⊙ M)^T dO + K dS_next^T.
+      for (int64_t t = 0; t < L; ++t)
+        for (int64_t s = 0; s < L; ++s) {
+          float a = 0.f;
+          if (s <= t)
+            for (int64_t e = 0; e < dh; ++e) a += dout[row(t) + e] * Up[s * dh + e];
+          P[t * C + s] = a;
+        }
+      for (int64_t s = 0; s < L; ++s)
+        for (int64_t a = 0; a < dh; ++a) {
+          float acc = 0.f;
+          for (int64_t e = 0; e < dh; ++e) acc += K[s * dh + e] * dSn[a * dh + e];
+          dUp[s * dh + a] = acc;
+        }
+      for (int64_t t = 0; t < L; ++t)
+        for (int64_t s = 0; s <= t; ++s) {
+          float qk = 0.f;
+          for (int64_t e = 0; e < dh; ++e) qk += Q[t * dh + e] * K[s * dh + e];
+          for (int64_t a = 0; a < dh; ++a) dUp[s * dh + a] += qk * dout[row(t) + a];
+        }
+      // dQ (normalised) = dO S + P K, into dq's rows.
+      for (int64_t t = 0; t < L; ++t)
+        for (int64_t e = 0; e < dh; ++e) {
+          float acc = 0.f;
+          for (int64_t a = 0; a < dh; ++a) acc += dout[row(t) + a] * S[a * dh + e];
+          for (int64_t s = 0; s <= t; ++s) acc += P[t * C + s] * K[s * dh + e];
+          dq[row(t) + e] = acc;
+        }
+      // dK (normalised) = P^T Q + U' dS_next, into dk's rows (more terms below).
+      for (int64_t s = 0; s < L; ++s)
+        for (int64_t e = 0; e < dh; ++e) {
+          float acc = 0.f;
+          for (int64_t t = s; t < L; ++t) acc += P[t * C + s] * Q[t * dh + e];
+          for (int64_t a = 0; a < dh; ++a) acc += Up[s * dh + a] * dSn[a * dh + e];
+          dk[row(s) + e] = acc;
+        }
+      // dS = dS_next + dO^T Q - dU'^T W.
+      for (int64_t a = 0; a < dh; ++a)
+        for (int64_t e = 0; e < dh; ++e) {
+          float acc = dSn[a * dh + e];
+          for (int64_t t = 0; t < L; ++t) acc += dout[row(t) + a] * Q[t * dh + e] - dUp[t * dh + a] * Wm[t * dh + e];
+          dS[a * dh + e] = acc;
+        }
+      // dW = -dU' S; dV = T^T dU'; dT = dW K^T + dU' V^T (lower triangle); dK += T^T dW.
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t e = 0; e < dh; ++e) {
+          float acc = 0.f;
+          for (int64_t a = 0; a < dh; ++a) acc -= dUp[i * dh + a] * S[a * dh + e];
+          dW[i * dh + e] = acc;
+        }
+      for (int64_t j = 0; j < L; ++j)
+        for (int64_t a = 0; a < dh; ++a) {
+          float dvv = 0.f, dkk = 0.f;
+          for (int64_t i = j; i < L; ++i) {
+            dvv += T[i * C + j] * dUp[i * dh + a];
+            dkk += T[i * C + j] * dW[i * dh + a];
+          }
+          dv[row(j) + a] = dvv;
+          dk[row(j) + a] += dkk;
+        }
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t j = 0; j <= i; ++j) {
+          float acc = 0.f;
+          for (int64_t e = 0; e < dh; ++e) acc += dW[i * dh + e] * K[j * dh + e] + dUp[i * dh + e] * v[row(j) + e];
+          dT[i * C + j] = acc;
+        }
+      // T = X D: dbeta_j = sum_i X_ij dT_ij; dX = dT D. dL = -X^T dX X^T (strictly lower) into P.
+      for (int64_t j = 0; j < L; ++j) {
+        float acc = 0.f;
+        for (int64_t i = j; i < L; ++i) acc += X[i * C + j] * dT[i * C + j];
+        dbeta[(b * n + r0 + j) * H + h] = acc;
+      }
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t j = 0; j <= i; ++j) dT[i * C + j] *= bt(j);  // dX (lower triangular)
+      // Y = X^T dX (upper part used: Y_mj for m >= ... ), then dL_ij = -(Y X^T)_ij for i > j.
+      for (int64_t m = 0; m < L; ++m)
+        for (int64_t j = 0; j < L; ++j) {
+          float acc = 0.f;  // Y_mj = sum_i X_im dX_ij, i >= max(m, j)
+          for (int64_t i = std::max(m, j); i < L; ++i) acc += X[i * C + m] * dT[i * C + j];
+          P[m * C + j] = acc;
+        }
+      for (int64_t i = 1; i < L; ++i)
+        for (int64_t j = 0; j < i; ++j) {
+          float acc = 0.f;  // (Y X^T)_ij = sum_m Y_im X_jm, m <= j
+          for (int64_t m = 0; m <= j; ++m) acc += P[i * C + m] * X[j * C + m];
+          const float dl = -acc;
+          dbeta[(b * n + r0 + i) * H + h] += dl * kk(i, j);
+          if (fault == Fault::kDropWyKeyTerm) continue;
+          const float gij = bt(i) * dl;  // L_ij = beta_i k_i.k_j
+          for (int64_t e = 0; e < dh; ++e) {
+            dk[row(i) + e] += gij * K[j * dh + e];
+            dk[row(j) + e] += gij * K[i * dh + e];
+          }
+        }
+      // Through the normalisations.
+      for (int64_t i = 0; i < L; ++i)
+        for (auto [xn, dx, norm] : {std::tuple<const float*, float*, float>{Q + i * dh, dq + row(i), qnorm[i]}, {K + i * dh, dk + row(i), knorm[i]}}) {
+          float dot = 0.f;
+          for (int64_t e = 0; e < dh; ++e) dot += xn[e] * dx[e];
+          for (int64_t e = 0; e < dh; ++e) dx[e] = (dx[e] - xn[e] * dot) / norm;
+        }
+      std::copy(dS, dS + dd, dSn);
+    }
+  });
+}
+
 namespace {
 
 class DeltaNetTrain final : public TrainableMixer {
@@ -202,8 +354,8 @@ class DeltaNetTrain final : public TrainableMixer {
 
   void backward(ops::Context& ctx, const float* x, const float* dout, float* dx, Grads& grads) override {
     ops_.out.backward(ctx, o_buf_.data(), dout, grads, do_.data());
-    kernel_.backward(ctx, q_buf_.data(), k_buf_.data(), v_buf_.data(), beta_.data(), do_.data(), dq_.data(), dk_.data(), dv_.data(),
-                     dbeta_.data(), fault_);
+    kernel_.backward_wy(ctx, q_buf_.data(), k_buf_.data(), v_buf_.data(), beta_.data(), do_.data(), dq_.data(), dk_.data(), dv_.data(),
+                        dbeta_.data(), fault_);
     ops_.q.backward(ctx, x, dq_.data(), grads, dx);
     ops_.k.backward(ctx, x, dk_.data(), grads, dx, /*accumulate_dx=*/true);
     ops_.v.backward(ctx, x, dv_.data(), grads, dx, /*accumulate_dx=*/true);
@@ -216,15 +368,11 @@ class DeltaNetTrain final : public TrainableMixer {
   int64_t saved_floats() const override { return saved_; }
 
   bool inject_fault(std::string_view name) override {
-    if (name == "deltanet.drop_state_key_term")
-      fault_ = Fault::kDropStateKeyTerm;
-    else if (name == "deltanet.drop_state_decay")
-      fault_ = Fault::kDropStateDecay;
-    else
-      return false;
+    if (name != "deltanet.drop_wy_key_term") return false;
+    fault_ = Fault::kDropWyKeyTerm;
     return true;
   }
-  std::vector<std::string> faults() const override { return {"deltanet.drop_state_key_term", "deltanet.drop_state_decay"}; }
+  std::vector<std::string> faults() const override { return {"deltanet.drop_wy_key_term"}; }
 
  private:
   struct Ops {
