@@ -60,6 +60,21 @@ void compare_tensor(const std::string& name, const float* a, const std::vector<d
   }
 }
 
+// (f(x + h e_i) - f(x - h e_i)) / 2h for every element i of x (restored after), h = 1e-5 max(1, |x_i|).
+std::vector<double> central_differences(std::vector<double>& x, const std::function<double()>& f) {
+  std::vector<double> fd(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double keep = x[i], h = 1e-5 * std::max(1.0, std::abs(keep));
+    x[i] = keep + h;
+    const double up = f();
+    x[i] = keep - h;
+    const double down = f();
+    x[i] = keep;
+    fd[i] = (up - down) / (2 * h);
+  }
+  return fd;
+}
+
 ModelConfig grad_config(const std::string& arch) {
   ModelConfig c;
   c.vocab_size = 13;
@@ -120,31 +135,17 @@ GradReport grad_check(const std::string& arch, const std::string& fault = "", co
   };
   std::vector<Pending> all;
   for (const Param& p : model.params().all()) {
-    std::vector<double>& theta = P.at(p.name);
-    std::vector<double> fd(theta.size());
-    for (std::size_t i = 0; i < theta.size(); ++i) {
-      const double keep = theta[i], h = 1e-5 * std::max(1.0, std::abs(keep));
-      theta[i] = keep + h;
-      const double up = loss();
-      theta[i] = keep - h;
-      const double down = loss();
-      theta[i] = keep;
-      fd[i] = (up - down) / (2 * h);
-    }
-    all.push_back({p.name, tm.grads().find(p.name)->data(), std::move(fd)});
+    // A mutation breaks a term of the mixer's backward: its own parameters show it, so the mutation
+    // runs difference only those (the clean runs difference everything).
+    if (!fault.empty() && p.name.find(".attn.") == std::string::npos) continue;
+    all.push_back({p.name, tm.grads().find(p.name)->data(), central_differences(P.at(p.name), loss)});
   }
-  // Input embeddings [b, n, d].
-  std::vector<double> x0 = ref::input_embeddings(cfg, P, tokens, kBatch), fd(x0.size());
-  for (std::size_t i = 0; i < x0.size(); ++i) {
-    const double keep = x0[i], h = 1e-5 * std::max(1.0, std::abs(keep));
-    x0[i] = keep + h;
-    const double up = ref::train_loss(cfg, arch, P, tokens, kBatch, x0);
-    x0[i] = keep - h;
-    const double down = ref::train_loss(cfg, arch, P, tokens, kBatch, x0);
-    x0[i] = keep;
-    fd[i] = (up - down) / (2 * h);
+  // Input embeddings [b, n, d] (clean runs).
+  if (fault.empty()) {
+    std::vector<double> x0 = ref::input_embeddings(cfg, P, tokens, kBatch);
+    all.push_back({"input_embeddings", tm.input_grad(),
+                   central_differences(x0, [&] { return ref::train_loss(cfg, arch, P, tokens, kBatch, x0); })});
   }
-  all.push_back({"input_embeddings", tm.input_grad(), std::move(fd)});
   double global_scale = 0;
   for (const Pending& p : all) global_scale = std::max(global_scale, max_abs(p.fd));
   for (const Pending& p : all) compare_tensor(p.name, p.analytic, p.fd, global_scale, r);
