@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -117,6 +118,11 @@ GradReport grad_check(const std::string& arch, const std::string& fault = "", co
   CounterRng trng(cfg.seed, 99);
   for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(trng.bits(i) % cfg.vocab_size);
 
+  // Every gradient must be written by the step (they are overwritten, never accumulated): start from NaN.
+  for (const Param& p : model.params().all()) {
+    Tensor& g = tm.grads().of(p.value);
+    std::fill(g.data(), g.data() + g.size(), std::numeric_limits<float>::quiet_NaN());
+  }
   GradReport r;
   {
     ops::FrozenRegion frozen(ctx);  // a training step creates no primitive and grows no scratchpad
@@ -233,6 +239,16 @@ TEST(TrainGrad, DeltaNetLearnedBeta) {
   EXPECT_NEAR(r.loss_float, r.loss_double, 1e-5 * std::abs(r.loss_double));
   EXPECT_EQ(r.failures, 0) << r.first_failure;
   std::printf("DeltaNet (learned beta): worst relative error %.2e (%s)\n", r.worst, r.worst_tensor.c_str());
+}
+
+// A sequence inside one chunk: BSBR retrieves nothing (its chunk-level parameters get exact zero
+// gradients) and GAU has no cross-chunk state.
+TEST(TrainGrad, SingleChunk) {
+  for (const char* arch : {"BSBR", "GAU"}) {
+    GradReport r = grad_check(arch, "", [](ModelConfig& c) { c.chunk_size = 16; });
+    EXPECT_NEAR(r.loss_float, r.loss_double, 1e-5 * std::abs(r.loss_double)) << arch;
+    EXPECT_EQ(r.failures, 0) << arch << ": " << r.first_failure;
+  }
 }
 
 // Each mutation breaks one gradient term of the architecture's backward; the check must fail.
