@@ -2,6 +2,8 @@
 // reduction for bias gradients.
 #include "ops/train_ops.hpp"
 
+#include <algorithm>
+
 #include "core/errors.hpp"
 
 namespace bsbr::ops {
@@ -104,16 +106,12 @@ EltwiseBackwardOp::EltwiseBackwardOp(Context& ctx, int64_t rows, int64_t cols, E
 
 void EltwiseBackwardOp::run(Context& ctx, const float* src, const float* ddst, float* dsrc) const { execute(ctx, {src, ddst, dsrc}); }
 
-ColumnSumOp::ColumnSumOp(Context& ctx, int64_t rows, int64_t cols) {
-  ctx.check_creation_allowed("column sum creation");
-  const bool serial = small_work(rows, cols);
-  SerialScope one_thread(serial);
-  memory::desc s = to_desc(MatLayout::dense(rows, cols)), d = to_desc(MatLayout::dense(1, cols));
-  dnnl::reduction::desc desc(dnnl::algorithm::reduction_sum, s, d, 0.f, 0.f);
-  dnnl::reduction::primitive_desc pd(desc, user_scratchpad(), ctx.engine());
-  init(ctx, pd, dnnl::reduction(pd), {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}}, serial);
+ColumnSumOp::ColumnSumOp(Context& ctx, int64_t rows, int64_t cols)
+    : sum_(ctx, {MatLayout::dense(1, rows), MatLayout::dense(rows, cols), MatLayout::dense(1, cols), false, 1.f, {}}),
+      ones_(ctx.tensor(MemCategory::kActivations, {1, rows})) {
+  std::fill(ones_.data(), ones_.data() + rows, 1.f);
 }
 
-void ColumnSumOp::run(Context& ctx, const float* src, float* dst) const { execute(ctx, {src, dst}); }
+void ColumnSumOp::run(Context& ctx, const float* src, float* dst) const { sum_.run(ctx, ones_.data(), src, dst); }
 
 }  // namespace bsbr::ops

@@ -37,12 +37,17 @@ class EltwiseBackwardOp : public PrimitiveOp {
 };
 
 // Column sums of a dense [rows, cols] matrix into [cols] (overwritten): the bias gradient of a
-// Linear from its output gradient. (A reduction primitive with dst [1, cols].)
-class ColumnSumOp : public PrimitiveOp {
+// Linear from its output gradient. A [1, rows] x [rows, cols] matmul with a row of ones: oneDNN
+// 2.6's reduction over the row dimension runs its reference implementation (ref:any, one thread).
+class ColumnSumOp {
  public:
   ColumnSumOp() = default;
   ColumnSumOp(Context& ctx, int64_t rows, int64_t cols);
   void run(Context& ctx, const float* src, float* dst) const;
+
+ private:
+  MatMul sum_;
+  Tensor ones_;  // [1, rows]
 };
 
 }  // namespace bsbr::ops
