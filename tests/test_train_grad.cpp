@@ -365,7 +365,7 @@ TEST(TrainLinearKernel, ChunkingDoesNotChangeResults) {
   }
 }
 
-// DeltaNet's chunkwise WY backward equals the reverse of the recurrence (constant and varying beta,
+// DeltaNet's chunkwise WY forward and backward equal the recurrence and its reverse (constant and varying beta,
 // partial last chunk, chunk 1), and a broken recurrent term makes them disagree.
 TEST(TrainDeltaKernel, WyBackwardMatchesRecurrence) {
   ops::Context ctx(2);
@@ -377,8 +377,10 @@ TEST(TrainDeltaKernel, WyBackwardMatchesRecurrence) {
     CounterRng rng(8, 9);
     for (std::size_t i = 0; i < beta.size(); ++i) beta[i] = static_cast<float>(rng.uniform(i));
     train::DeltaRuleGrad op(ctx, g);
-    std::vector<float> o(count);
-    op.forward(ctx, q.data(), k.data(), v.data(), beta.data(), o.data());
+    std::vector<float> o(count), o_rec(count);
+    op.forward_recurrent(ctx, q.data(), k.data(), v.data(), beta.data(), o_rec.data());
+    op.forward(ctx, q.data(), k.data(), v.data(), beta.data(), o.data());  // its checkpoints feed both backwards
+    for (int64_t i = 0; i < count; ++i) ASSERT_NEAR(o[i], o_rec[i], 1e-4 + 1e-4 * std::abs(o_rec[i])) << "o[" << i << "] chunk " << chunk;
     using Fault = train::DeltaRuleGrad::Fault;
     auto grads = [&](bool wy, Fault fault) {
       std::vector<std::vector<float>> r{std::vector<float>(count), std::vector<float>(count), std::vector<float>(count),

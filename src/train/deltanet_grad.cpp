@@ -15,6 +15,12 @@ using Fault = DeltaRuleGrad::Fault;
 
 namespace {
 
+float dot(const float* a, const float* b, int64_t n) {
+  float s = 0.f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
 // out = x / ||x|| (dh floats); returns ||x||. No epsilon (SPEC §2: no clamping).
 float unit(const float* x, int64_t dh, float* out) {
   float s = 0.f;
@@ -53,7 +59,8 @@ DeltaRuleGrad::DeltaRuleGrad(ops::Context& ctx, const DeltaRuleGradGeometry& g) 
   }
 }
 
-void DeltaRuleGrad::forward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, float* o) const {
+void DeltaRuleGrad::forward_recurrent(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta,
+                                      float* o) const {
   const int64_t dh = g_.head_dim, H = g_.heads, d = H * dh, n = g_.n, C = g_.chunk, dd = dh * dh;
   for_each_head(ctx, [&](Workspace& w, int64_t item, int64_t b, int64_t h) {
     float* S = w.a.data();
@@ -143,6 +150,68 @@ void DeltaRuleGrad::backward(ops::Context& ctx, const float* q, const float* k, 
   });
 }
 
+void DeltaRuleGrad::wy_chunk(Workspace& w, const float* q, const float* k, const float* v, const float* beta, int64_t b, int64_t h,
+                             int64_t r0, int64_t L, const float* S) const {
+  const int64_t dh = g_.head_dim, H = g_.heads, d = H * dh, n = g_.n, C = g_.chunk;
+  float *Q = w.qc.data(), *K = w.kc.data(), *Wm = w.wm.data(), *Up = w.up.data(), *X = w.x.data(), *T = w.t.data();
+  float *qnorm = w.norms.data(), *knorm = qnorm + C;
+  auto row = [&](int64_t i) { return (b * n + r0 + i) * d + h * dh; };
+  auto bt = [&](int64_t i) { return beta[(b * n + r0 + i) * H + h]; };
+  for (int64_t i = 0; i < L; ++i) {
+    qnorm[i] = unit(q + row(i), dh, Q + i * dh);
+    knorm[i] = unit(k + row(i), dh, K + i * dh);
+  }
+  // X = (I + L)^-1 by forward substitution (row i = e_i - sum_{m<i} L_im X_m), T = X D.
+  for (int64_t i = 0; i < L; ++i) {
+    for (int64_t j = 0; j < L; ++j) X[i * C + j] = i == j ? 1.f : 0.f;
+    for (int64_t m = 0; m < i; ++m) {
+      const float l = bt(i) * dot(K + i * dh, K + m * dh, dh);
+      for (int64_t j = 0; j <= m; ++j) X[i * C + j] -= l * X[m * C + j];
+    }
+    for (int64_t j = 0; j < L; ++j) T[i * C + j] = X[i * C + j] * bt(j);
+  }
+  // W = T K, U' = T V - W S^T.
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t e = 0; e < dh; ++e) {
+      float wv = 0.f, uv = 0.f;
+      for (int64_t j = 0; j <= i; ++j) {
+        wv += T[i * C + j] * K[j * dh + e];
+        uv += T[i * C + j] * v[row(j) + e];
+      }
+      Wm[i * dh + e] = wv;
+      Up[i * dh + e] = uv;
+    }
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t a = 0; a < dh; ++a) Up[i * dh + a] -= dot(Wm + i * dh, S + a * dh, dh);
+}
+
+void DeltaRuleGrad::forward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, float* o) const {
+  const int64_t dh = g_.head_dim, H = g_.heads, d = H * dh, n = g_.n, C = g_.chunk, dd = dh * dh;
+  for_each_head(ctx, [&](Workspace& w, int64_t item, int64_t b, int64_t h) {
+    float* S = w.a.data();  // [dv, dk], the state before the chunk
+    const float *Q = w.qc.data(), *K = w.kc.data(), *Up = w.up.data();
+    std::fill(S, S + dd, 0.f);
+    for (int64_t c = 0; c < chunks(); ++c) {
+      const int64_t r0 = c * C, L = std::min(n, r0 + C) - r0;
+      std::copy(S, S + dd, checkpoints_.data() + (item * chunks() + c) * dd);
+      wy_chunk(w, q, k, v, beta, b, h, r0, L, S);
+      // O = Q S^T + (Q K^T ⊙ M) U'.
+      for (int64_t t = 0; t < L; ++t) {
+        float* ot = o + (b * n + r0 + t) * d + h * dh;
+        for (int64_t a = 0; a < dh; ++a) ot[a] = dot(Q + t * dh, S + a * dh, dh);
+        for (int64_t s = 0; s <= t; ++s) {
+          const float qk = dot(Q + t * dh, K + s * dh, dh);
+          for (int64_t a = 0; a < dh; ++a) ot[a] += qk * Up[s * dh + a];
+        }
+      }
+      // S += U'^T K.
+      for (int64_t t = 0; t < L; ++t)
+        for (int64_t a = 0; a < dh; ++a)
+          for (int64_t e = 0; e < dh; ++e) S[a * dh + e] += Up[t * dh + a] * K[t * dh + e];
+    }
+  });
+}
+
 void DeltaRuleGrad::backward_wy(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, const float* dout,
                                 float* dq, float* dk, float* dv, float* dbeta, Fault fault) const {
   const int64_t dh = g_.head_dim, H = g_.heads, d = H * dh, n = g_.n, C = g_.chunk, dd = dh * dh;
@@ -156,41 +225,7 @@ void DeltaRuleGrad::backward_wy(ops::Context& ctx, const float* q, const float* 
       const float* S = checkpoints_.data() + (item * chunks() + c) * dd;  // [dv, dk]
       auto row = [&](int64_t i) { return (b * n + r0 + i) * d + h * dh; };
       auto bt = [&](int64_t i) { return beta[(b * n + r0 + i) * H + h]; };
-      for (int64_t i = 0; i < L; ++i) {
-        qnorm[i] = unit(q + row(i), dh, Q + i * dh);
-        knorm[i] = unit(k + row(i), dh, K + i * dh);
-      }
-      auto kk = [&](int64_t i, int64_t j) {
-        float a = 0.f;
-        for (int64_t e = 0; e < dh; ++e) a += K[i * dh + e] * K[j * dh + e];
-        return a;
-      };
-      // X = (I + L)^-1 by forward substitution (row i = e_i - sum_{m<i} L_im X_m), T = X D.
-      for (int64_t i = 0; i < L; ++i) {
-        for (int64_t j = 0; j < L; ++j) X[i * C + j] = i == j ? 1.f : 0.f;
-        for (int64_t m = 0; m < i; ++m) {
-          const float l = bt(i) * kk(i, m);
-          for (int64_t j = 0; j <= m; ++j) X[i * C + j] -= l * X[m * C + j];
-        }
-        for (int64_t j = 0; j < L; ++j) T[i * C + j] = X[i * C + j] * bt(j);
-      }
-      // W = T K, U' = T V - W S^T.
-      for (int64_t i = 0; i < L; ++i)
-        for (int64_t e = 0; e < dh; ++e) {
-          float wv = 0.f, uv = 0.f;
-          for (int64_t j = 0; j <= i; ++j) {
-            wv += T[i * C + j] * K[j * dh + e];
-            uv += T[i * C + j] * v[row(j) + e];
-          }
-          Wm[i * dh + e] = wv;
-          Up[i * dh + e] = uv;
-        }
-      for (int64_t i = 0; i < L; ++i)
-        for (int64_t a = 0; a < dh; ++a) {
-          float ws = 0.f;
-          for (int64_t e = 0; e < dh; ++e) ws += Wm[i * dh + e] * S[a * dh + e];
-          Up[i * dh + a] -= ws;
-        }
+      wy_chunk(w, q, k, v, beta, b, h, r0, L, S);
       // P = (dO U'^T) ⊙ M; dU' = (Q K^T ⊙ M)^T dO + K dS_next^T.
       for (int64_t t = 0; t < L; ++t)
         for (int64_t s = 0; s < L; ++s) {
@@ -277,7 +312,7 @@ void DeltaRuleGrad::backward_wy(ops::Context& ctx, const float* q, const float* 
           float acc = 0.f;  // (Y X^T)_ij = sum_m Y_im X_jm, m <= j
           for (int64_t m = 0; m <= j; ++m) acc += P[i * C + m] * X[j * C + m];
           const float dl = -acc;
-          dbeta[(b * n + r0 + i) * H + h] += dl * kk(i, j);
+          dbeta[(b * n + r0 + i) * H + h] += dl * dot(K + i * dh, K + j * dh, dh);
           if (fault == Fault::kDropWyKeyTerm) continue;
           const float gij = bt(i) * dl;  // L_ij = beta_i k_i.k_j
           for (int64_t e = 0; e < dh; ++e) {

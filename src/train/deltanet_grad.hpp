@@ -1,6 +1,6 @@
 // Training of DeltaNet (SPEC §2): per head, q and k L2-normalised,
 //   S_t = S_{t-1} + beta_t (v_t - S_{t-1} k_t) k_t^T,   o_t = S_t q_t   (S [dv, dk]).
-// This first backward is the exact reverse of the recurrence, token by token, with S checkpointed
+// backward() is the exact reverse of the recurrence, token by token, with S checkpointed
 // at chunk starts (O(n/C dh^2) saved) and recomputed inside a chunk in backward (one [C+1, dh, dh]
 // workspace per thread). With A = dL/dS_t running backwards, e = v_t - S_{t-1} k_t:
 //   A += do_t q_t^T;  dq_t = S_t^T do_t;  dbeta_t = e.(A k_t);  dv_t = beta_t A k_t;
@@ -44,8 +44,11 @@ class DeltaRuleGrad {
   };
   DeltaRuleGrad() = default;
   DeltaRuleGrad(ops::Context& ctx, const DeltaRuleGradGeometry& g);
-  // q, k (before normalisation), v, o: [b, n, heads * dh]; beta: [b, n, heads]. Saves the chunk-start states.
+  // q, k (before normalisation), v, o: [b, n, heads * dh]; beta: [b, n, heads]. Saves the chunk-start
+  // states. forward() is chunkwise (WY form: O = Q S^T + (Q K^T ⊙ M) U', S += U'^T K);
+  // forward_recurrent() is the token-by-token reference (same outputs and checkpoints).
   void forward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, float* o) const;
+  void forward_recurrent(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, float* o) const;
   // dq, dk, dv [b, n, d] and dbeta [b, n, heads] (overwritten) from do.
   void backward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, const float* dout, float* dq,
                 float* dk, float* dv, float* dbeta, Fault fault = Fault::kNone) const;
@@ -64,6 +67,10 @@ class DeltaRuleGrad {
     Tensor qc, kc, wm, up, dup, dwm, x, t, dt, tmp, ds, norms;
   };
   int64_t chunks() const { return (g_.n + g_.chunk - 1) / g_.chunk; }
+  // For the chunk of rows [r0, r0 + L) of (b, h) with state S before it: normalised Q, K (and
+  // their norms), X, T = X D, W = T K and U' = T V - W S^T into the workspace.
+  void wy_chunk(Workspace& w, const float* q, const float* k, const float* v, const float* beta, int64_t b, int64_t h, int64_t r0,
+                int64_t L, const float* S) const;
   // fn(workspace, item, b, h) for every (sequence b, head h) item = b * heads + h, in parallel.
   template <class Fn>
   void for_each_head(ops::Context& ctx, Fn&& fn) const {
