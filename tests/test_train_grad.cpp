@@ -305,8 +305,8 @@ std::array<std::vector<float>, 4> random_attention_inputs(int64_t count, uint64_
 // start mid-tile) give the same forward and gradients as one tile covering the sequence.
 TEST(TrainAttentionKernel, TilingDoesNotChangeResults) {
   ops::Context ctx(2);
-  for (auto [window, chunk] : {std::pair<int64_t, int64_t>{-1, 0}, {0, 0}, {5, 0}, {-1, 5}, {4, 7}}) {
-    train::SoftmaxAttentionGradGeometry g{2, 2, 4, 23, 0.7f, window, 64, 64, chunk};
+  for (auto [window, chunk, dh] : {std::tuple<int64_t, int64_t, int64_t>{-1, 0, 4}, {0, 0, 4}, {5, 0, 4}, {-1, 5, 4}, {4, 7, 4}, {-1, 0, 64}}) {
+    train::SoftmaxAttentionGradGeometry g{2, 2, dh, 23, dh == 64 ? 0.125f : 0.7f, window, 64, 64, chunk};
     const int64_t count = g.batch * g.n * g.heads * g.head_dim;
     const auto [q, k, v, dout] = random_attention_inputs(count, 3);
     struct Out {

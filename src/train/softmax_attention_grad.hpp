@@ -42,15 +42,25 @@ class SoftmaxAttentionGrad {
 
  private:
   struct Workspace {
-    Tensor s, dp;      // [q_tile, k_tile]: scores / probabilities, dP / dS
-    Tensor m, l, dd;   // [q_tile]: running max, running sum (forward); D = dO.O (backward)
-    Tensor acc;        // [q_tile, dh]: output accumulator (forward)
+    Tensor s, dp;          // [q_tile, k_tile]: scores / probabilities, dP / dS
+    Tensor m, l, dd;       // [q_tile]: running max, running sum (forward); D = dO.O (backward)
+    Tensor acc;            // [q_tile, dh]: output accumulator (forward), dQ of the tile (backward)
+    Tensor qt, dot;        // [q_tile, dh]: the query tile and its dO (zero rows past the end)
+    Tensor kt, vt;         // [k_tile, dh]: the key and value tile (zero rows past the end)
+    Tensor dkt, dvt;       // [k_tile, dh]: dK, dV of the key tile (backward)
   };
+  // Copies rows [r0, r1) of one head (row stride d) into a dense [tile, dh] buffer, zero-padded.
+  void load_tile(const float* src, int64_t r0, int64_t r1, int64_t tile, float* dst) const;
   // First visible key of query t (lo_shift: the kNarrowBand fault moves a window's edge).
   int64_t first_key(int64_t t, int64_t lo_shift) const;
   // Key tile range [first, last] that a query tile [r0, r1) touches (band for a window or chunk).
   void key_tiles(int64_t r0, int64_t r1, int64_t lo_shift, int64_t& first, int64_t& last) const;
   SoftmaxAttentionGradGeometry g_;
+  // Tile products on oneDNN (single-threaded inside the worker threads' items):
+  ops::MatMul qk_;      // S [qt, kt] = A [qt, dh] . B^T (Q K^T, and dO V^T)
+  ops::MatMul pv_acc_;  // acc [qt, dh] += P [qt, kt] . V [kt, dh]
+  ops::MatMul pv_;      // dQ tile [qt, dh] = dS [qt, kt] . K [kt, dh]
+  ops::MatMul tv_acc_;  // [kt, dh] += P^T [kt, qt] . A [qt, dh] (dV += P^T dO, dK += dS^T Q)
   mutable std::vector<Workspace> ws_;  // one per worker thread
 };
 
