@@ -1,0 +1,346 @@
+// BSBR forward with saved activations and backward (see the header for the formulas).
+#include "train/bsbr_grad.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.hpp"
+#include "ops/kernels.hpp"
+#include "train/softmax_attention_grad.hpp"
+
+namespace bsbr::train {
+namespace {
+
+class BsbrTrain final : public TrainableMixer {
+ public:
+  BsbrTrain(const ModelConfig& cfg, ParamStore& params, const std::string& prefix)
+      : d_(cfg.hidden_dim),
+        heads_(cfg.num_heads),
+        dh_(cfg.head_dim()),
+        dd_(cfg.head_dim() * cfg.head_dim()),
+        chunk_(cfg.chunk_size),
+        coded_(cfg.compression_factor > 0 ? cfg.hidden_dim / cfg.compression_factor : 0),
+        scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(cfg.head_dim())))),
+        q_(find_linear(params, prefix + ".q_proj")),
+        k_(find_linear(params, prefix + ".k_proj")),
+        v_(find_linear(params, prefix + ".v_proj")),
+        out_(find_linear(params, prefix + ".out_proj")),
+        meta_r_(find_linear(params, prefix + ".meta_r_proj")),
+        meta_h_(find_linear(params, prefix + ".meta_h_proj")) {
+    if (coded_ > 0) {
+      compress_ = find_linear(params, prefix + ".compress_proj");
+      decompress_ = find_linear(params, prefix + ".decompress_proj");
+    }
+  }
+
+  void prepare(ops::Context& ctx, int64_t batch, int64_t n) override {
+    release();
+    batch_ = batch;
+    n_ = n;
+    cur_ = (n - 1) / chunk_;
+    const int64_t rows = batch * n, W = width();
+    auto act = [&](Shape s) { return ctx.tensor(MemCategory::kActivations, std::move(s)); };
+    ops_.q = LinearTrain(ctx, q_, rows, d_, d_);
+    ops_.k = LinearTrain(ctx, k_, rows, d_, d_);
+    ops_.v = LinearTrain(ctx, v_, rows, d_, d_);
+    ops_.out = LinearTrain(ctx, out_, rows, d_, d_, /*accumulate=*/true);
+    local_ = SoftmaxAttentionGrad(ctx, {batch, heads_, dh_, n, scale_, -1, kTile, kTile, chunk_});
+    for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &local_buf_, &o_buf_, &dq_, &dk_, &dv_, &do_}) *t = act({rows, d_});
+    lse_ = act({batch, heads_, n});
+    saved_ = 5 * rows * d_ + batch * heads_ * n;
+    if (cur_ > 0) {
+      const int64_t crow = batch * cur_;  // chunk-level rows
+      ops_.meta_h = LinearTrain(ctx, meta_h_, crow, d_, d_);
+      ops_.meta_r = LinearTrain(ctx, meta_r_, crow, d_, d_);
+      if (coded_ > 0) {
+        ops_.compress = LinearTrain(ctx, compress_, crow * heads_, dd_, coded_);
+        ops_.decompress = LinearTrain(ctx, decompress_, crow * heads_, coded_, dd_);
+      }
+      for (Tensor* t : {&xl_, &h_buf_, &r_buf_, &dxl_, &dh_buf_, &dr_buf_}) *t = act({crow, d_});
+      for (Tensor* t : {&f_buf_, &g_buf_, &df_, &dg_}) *t = act({crow, heads_, dd_});
+      for (Tensor* t : {&mixed_, &dmixed_, &dstate_}) *t = act({crow, heads_, W});
+      if (coded_ > 0) code_ = act({crow, heads_, coded_});
+      for (int i = 0; i < ctx.threads(); ++i) rows_ws_.push_back(act({2, cur_}));
+      saved_ += 3 * crow * d_ + 2 * crow * heads_ * dd_ + crow * heads_ * W + (coded_ > 0 ? crow * heads_ * coded_ : 0);
+    }
+  }
+
+  void release() override {
+    ops_ = Ops{};
+    local_ = SoftmaxAttentionGrad();
+    for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &local_buf_, &o_buf_, &dq_, &dk_, &dv_, &do_, &lse_, &xl_, &h_buf_, &r_buf_, &dxl_, &dh_buf_,
+                      &dr_buf_, &f_buf_, &g_buf_, &df_, &dg_, &mixed_, &dmixed_, &dstate_, &code_})
+      t->reset();
+    rows_ws_.clear();
+    saved_ = 0;
+    cur_ = 0;
+  }
+
+  void forward(ops::Context& ctx, const float* x, float* out) override {
+    const int64_t rows = batch_ * n_;
+    ops_.q.forward(ctx, x, q_buf_.data());
+    ops_.k.forward(ctx, x, k_buf_.data());
+    ops_.v.forward(ctx, x, v_buf_.data());
+    local_.forward(ctx, q_buf_.data(), k_buf_.data(), v_buf_.data(), local_buf_.data(), lse_.data());
+    std::copy(local_buf_.data(), local_buf_.data() + rows * d_, o_buf_.data());
+    if (cur_ > 0) {
+      gather_last_rows(x);
+      ops_.meta_h.forward(ctx, xl_.data(), h_buf_.data());
+      ops_.meta_r.forward(ctx, xl_.data(), r_buf_.data());  // row i-1 holds R_i
+      chunk_states(ctx);
+      if (coded_ > 0) ops_.compress.forward(ctx, f_buf_.data(), code_.data());
+      retrieve(ctx);
+      if (coded_ > 0) ops_.decompress.forward(ctx, mixed_.data(), g_buf_.data());
+      add_cross(ctx);
+    }
+    ops_.out.forward(ctx, o_buf_.data(), out);
+  }
+
+  void backward(ops::Context& ctx, const float* x, const float* dout, float* dx, Grads& grads) override {
+    ops_.out.backward(ctx, o_buf_.data(), dout, grads, do_.data());
+    local_.backward(ctx, q_buf_.data(), k_buf_.data(), v_buf_.data(), local_buf_.data(), lse_.data(), do_.data(), dq_.data(), dk_.data(),
+                    dv_.data());
+    if (cur_ > 0) {
+      cross_backward(ctx);  // dq += do.G^T, dG
+      if (coded_ > 0) ops_.decompress.backward(ctx, mixed_.data(), dg_.data(), grads, dmixed_.data());
+      retrieve_backward(ctx, coded_ > 0 ? dmixed_.data() : dg_.data());  // dstate, dH, dR
+      if (coded_ > 0) ops_.compress.backward(ctx, f_buf_.data(), dstate_.data(), grads, df_.data());
+      if (fault_ != Fault::kDropStateGrad) states_backward(ctx, coded_ > 0 ? df_.data() : dstate_.data());  // dk, dv
+      ops_.meta_h.backward(ctx, xl_.data(), dh_buf_.data(), grads, dxl_.data());
+      ops_.meta_r.backward(ctx, xl_.data(), dr_buf_.data(), grads, dxl_.data(), /*accumulate_dx=*/true);
+    } else {
+      zero_chunk_grads(grads);
+    }
+    ops_.q.backward(ctx, x, dq_.data(), grads, dx);
+    ops_.k.backward(ctx, x, dk_.data(), grads, dx, /*accumulate_dx=*/true);
+    ops_.v.backward(ctx, x, dv_.data(), grads, dx, /*accumulate_dx=*/true);
+    if (cur_ > 0)
+      for (int64_t b = 0; b < batch_; ++b)
+        for (int64_t j = 0; j < cur_; ++j) add_into(dx + (b * n_ + last(j)) * d_, dxl_.data() + (b * cur_ + j) * d_, d_);
+  }
+
+  int64_t saved_floats() const override { return saved_; }
+
+  bool inject_fault(std::string_view name) override {
+    if (name == "bsbr.drop_state_grad")
+      fault_ = Fault::kDropStateGrad;
+    else if (name == "bsbr.drop_retrieval_row_term")
+      fault_ = Fault::kDropRetrievalRowTerm;
+    else
+      return false;
+    return true;
+  }
+  std::vector<std::string> faults() const override { return {"bsbr.drop_state_grad", "bsbr.drop_retrieval_row_term"}; }
+
+ private:
+  enum class Fault { kNone, kDropStateGrad, kDropRetrievalRowTerm };
+  static constexpr int64_t kTile = 64;
+  struct Ops {
+    LinearTrain q, k, v, out, meta_h, meta_r, compress, decompress;
+  };
+
+  int64_t width() const { return coded_ > 0 ? coded_ : dd_; }
+  int64_t last(int64_t j) const { return (j + 1) * chunk_ - 1; }
+  // The retrieved states (compressed codes or raw F) of chunk-level row c: [heads, W].
+  const float* states() const { return coded_ > 0 ? code_.data() : f_buf_.data(); }
+  float* retrieved() { return coded_ > 0 ? g_buf_.data() : mixed_.data(); }  // G [crow, heads, dd]
+
+  void gather_last_rows(const float* x) {
+    for (int64_t b = 0; b < batch_; ++b)
+      for (int64_t j = 0; j < cur_; ++j) std::copy_n(x + (b * n_ + last(j)) * d_, d_, xl_.data() + (b * cur_ + j) * d_);
+  }
+
+  // F_j [dh, dh] = K_j^T V_j per (sequence, complete chunk j < cur, head).
+  void chunk_states(ops::Context& ctx) {
+    const int64_t items = batch_ * cur_ * heads_;
+#pragma omp parallel for num_threads(ctx.threads()) if (items > 64)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t b = it / (cur_ * heads_), j = it / heads_ % cur_, h = it % heads_;
+      float* F = f_buf_.data() + it * dd_;
+      std::fill(F, F + dd_, 0.f);
+      for (int64_t u = j * chunk_; u < (j + 1) * chunk_; ++u) {
+        const float* k = k_buf_.data() + (b * n_ + u) * d_ + h * dh_;
+        const float* v = v_buf_.data() + (b * n_ + u) * d_ + h * dh_;
+        for (int64_t a = 0; a < dh_; ++a)
+          for (int64_t c = 0; c < dh_; ++c) F[a * dh_ + c] += k[a] * v[c];
+      }
+    }
+  }
+
+  // p_ij = softmax_{j<i}(s R_i.H_j) for one (sequence b, head h, chunk i >= 1) into p[0..i).
+  void retrieval_weights(int64_t b, int64_t h, int64_t i, float* p) const {
+    const float* R = r_buf_.data() + (b * cur_ + i - 1) * d_ + h * dh_;
+    float mx = ops::kNegInf;
+    for (int64_t j = 0; j < i; ++j) {
+      const float* H = h_buf_.data() + (b * cur_ + j) * d_ + h * dh_;
+      float a = 0.f;
+      for (int64_t c = 0; c < dh_; ++c) a += R[c] * H[c];
+      p[j] = scale_ * a;
+      mx = std::max(mx, p[j]);
+    }
+    float sum = 0.f;
+    for (int64_t j = 0; j < i; ++j) sum += (p[j] = std::exp(p[j] - mx));
+    for (int64_t j = 0; j < i; ++j) p[j] /= sum;
+  }
+
+  // mixed_i = sum_{j<i} p_ij state_j, stored at chunk-level row i - 1 (i = 1 .. cur).
+  void retrieve(ops::Context& ctx) {
+    const int64_t W = width(), items = batch_ * heads_;
+#pragma omp parallel for num_threads(ctx.threads()) if (items > 1 && cur_ > 8)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t b = it / heads_, h = it % heads_;
+      float* p = rows_ws_[ops::Context::thread_id()].data();
+      for (int64_t i = 1; i <= cur_; ++i) {
+        retrieval_weights(b, h, i, p);
+        float* m = mixed_.data() + ((b * cur_ + i - 1) * heads_ + h) * W;
+        std::fill(m, m + W, 0.f);
+        for (int64_t j = 0; j < i; ++j) {
+          const float* s = states() + ((b * cur_ + j) * heads_ + h) * W;
+          for (int64_t e = 0; e < W; ++e) m[e] += p[j] * s[e];
+        }
+      }
+    }
+  }
+
+  // Calls fn(t, G_i row, chunk-level index) for every (sequence, head, token t of chunk i >= 1),
+  // parallel over (sequence, head) items; fn gets the token's offset of its head in [b*n, d] buffers.
+  template <class Fn>
+  void for_each_cross_token(ops::Context& ctx, Fn fn) {
+    const int64_t items = batch_ * heads_;
+#pragma omp parallel for num_threads(ctx.threads()) if (items > 1 && n_ > 256)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t b = it / heads_, h = it % heads_;
+      for (int64_t i = 1; i <= cur_; ++i) {
+        const int64_t row = (b * cur_ + i - 1) * heads_ + h;  // chunk-level [b*cur, h] index of G_i
+        for (int64_t t = i * chunk_; t < std::min(n_, (i + 1) * chunk_); ++t) fn((b * n_ + t) * d_ + h * dh_, row, t == i * chunk_);
+      }
+    }
+  }
+
+  // o_t += q_t.G_i for t in chunk i >= 1 (per head).
+  void add_cross(ops::Context& ctx) {
+    const float* G = retrieved();
+    for_each_cross_token(ctx, [&](int64_t off, int64_t row, bool) {
+      const float* q = q_buf_.data() + off;
+      float* o = o_buf_.data() + off;
+      for (int64_t a = 0; a < dh_; ++a)
+        for (int64_t c = 0; c < dh_; ++c) o[c] += q[a] * G[row * dd_ + a * dh_ + c];
+    });
+  }
+
+  // dq_t += do_t.G_i^T; dG_i = sum_{t in chunk i} q_t^T do_t.
+  void cross_backward(ops::Context& ctx) {
+    const float* G = retrieved();
+    for_each_cross_token(ctx, [&](int64_t off, int64_t row, bool first) {
+      const float* Gi = G + row * dd_;
+      float* dG = dg_.data() + row * dd_;
+      if (first) std::fill(dG, dG + dd_, 0.f);
+      const float *q = q_buf_.data() + off, *g = do_.data() + off;
+      float* dq = dq_.data() + off;
+      for (int64_t a = 0; a < dh_; ++a)
+        for (int64_t c = 0; c < dh_; ++c) {
+          dq[a] += g[c] * Gi[a * dh_ + c];
+          dG[a * dh_ + c] += q[a] * g[c];
+        }
+    });
+  }
+
+  // From dmixed (chunk-level row i-1 for chunk i): dstate_j = sum_{i>j} p_ij dmixed_i,
+  // dp_ij = dmixed_i.state_j, dscore = p (dp - sum_j p dp), dR_i = s sum_j dscore_ij H_j,
+  // dH_j = s sum_i dscore_ij R_i.
+  void retrieve_backward(ops::Context& ctx, const float* dmixed) {
+    const int64_t W = width(), items = batch_ * heads_;
+#pragma omp parallel for num_threads(ctx.threads()) if (items > 1 && cur_ > 8)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t b = it / heads_, h = it % heads_;
+      float* p = rows_ws_[ops::Context::thread_id()].data();
+      float* dp = p + cur_;
+      for (int64_t j = 0; j < cur_; ++j) {
+        std::fill_n(dstate_.data() + ((b * cur_ + j) * heads_ + h) * W, W, 0.f);
+        std::fill_n(dh_buf_.data() + (b * cur_ + j) * d_ + h * dh_, dh_, 0.f);
+        std::fill_n(dr_buf_.data() + (b * cur_ + j) * d_ + h * dh_, dh_, 0.f);
+      }
+      for (int64_t i = 1; i <= cur_; ++i) {
+        retrieval_weights(b, h, i, p);
+        const float* dm = dmixed + ((b * cur_ + i - 1) * heads_ + h) * W;
+        float row = 0.f;
+        for (int64_t j = 0; j < i; ++j) {
+          const float* s = states() + ((b * cur_ + j) * heads_ + h) * W;
+          float* ds = dstate_.data() + ((b * cur_ + j) * heads_ + h) * W;
+          float a = 0.f;
+          for (int64_t e = 0; e < W; ++e) {
+            a += dm[e] * s[e];
+            ds[e] += p[j] * dm[e];
+          }
+          dp[j] = a;
+          row += p[j] * a;
+        }
+        if (fault_ == Fault::kDropRetrievalRowTerm) row = 0.f;
+        const float* R = r_buf_.data() + (b * cur_ + i - 1) * d_ + h * dh_;
+        float* dR = dr_buf_.data() + (b * cur_ + i - 1) * d_ + h * dh_;
+        for (int64_t j = 0; j < i; ++j) {
+          const float dscore = scale_ * p[j] * (dp[j] - row);
+          const float* H = h_buf_.data() + (b * cur_ + j) * d_ + h * dh_;
+          float* dH = dh_buf_.data() + (b * cur_ + j) * d_ + h * dh_;
+          for (int64_t c = 0; c < dh_; ++c) {
+            dR[c] += dscore * H[c];
+            dH[c] += dscore * R[c];
+          }
+        }
+      }
+    }
+  }
+
+  // From dF_j: dk_u += dF_j v_u, dv_u += dF_j^T k_u for u in chunk j.
+  void states_backward(ops::Context& ctx, const float* dF) {
+    const int64_t items = batch_ * cur_ * heads_;
+#pragma omp parallel for num_threads(ctx.threads()) if (items > 64)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t b = it / (cur_ * heads_), j = it / heads_ % cur_, h = it % heads_;
+      const float* D = dF + it * dd_;
+      for (int64_t u = j * chunk_; u < (j + 1) * chunk_; ++u) {
+        const int64_t off = (b * n_ + u) * d_ + h * dh_;
+        for (int64_t a = 0; a < dh_; ++a)
+          for (int64_t c = 0; c < dh_; ++c) {
+            dk_[off + a] += D[a * dh_ + c] * v_buf_[off + c];
+            dv_[off + c] += D[a * dh_ + c] * k_buf_[off + a];
+          }
+      }
+    }
+  }
+
+  // A sequence of one chunk retrieves nothing: the chunk-level parameters get zero gradients.
+  void zero_chunk_grads(Grads& grads) const {
+    for (const ParamStore::LinearRef* l : {&meta_r_, &meta_h_, &compress_, &decompress_})
+      if (l->weight)
+        for (Tensor* t : {l->weight, l->bias}) {
+          Tensor& g = grads.of(*t);
+          std::fill(g.data(), g.data() + g.size(), 0.f);
+        }
+  }
+
+  int64_t d_, heads_, dh_, dd_, chunk_, coded_;
+  float scale_;
+  ParamStore::LinearRef q_, k_, v_, out_, meta_r_, meta_h_, compress_{}, decompress_{};
+  // Prepared state.
+  int64_t batch_ = 0, n_ = 0, cur_ = 0;
+  Ops ops_;
+  SoftmaxAttentionGrad local_;
+  Tensor q_buf_, k_buf_, v_buf_, local_buf_, o_buf_, lse_;  // saved, token level [b*n, d] / [b, h, n]
+  Tensor xl_, h_buf_, r_buf_;                               // saved, chunk level [b*cur, d]: last LN1 rows, H_j, R_{j+1}
+  Tensor f_buf_, code_, mixed_, g_buf_;                     // saved, [b*cur, h, dd | coded | W | dd]
+  Tensor dq_, dk_, dv_, do_, dxl_, dh_buf_, dr_buf_, df_, dg_, dmixed_, dstate_;  // working gradients
+  std::vector<Tensor> rows_ws_;                             // per thread [2, cur]: p and dp of one retrieval row
+  int64_t saved_ = 0;
+  Fault fault_ = Fault::kNone;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainableMixer> make_bsbr_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
+  return std::make_unique<BsbrTrain>(cfg, params, prefix);
+}
+
+}  // namespace bsbr::train

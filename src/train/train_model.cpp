@@ -1,0 +1,170 @@
+// The training skeleton's forward with saved activations, the loss, and the backward.
+#include "train/train_model.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.hpp"
+#include "ops/kernels.hpp"
+
+namespace bsbr::train {
+
+TrainModel::TrainModel(ops::Context& ctx, Model& model)
+    : model_(&model), cfg_(model.config()), grads_(ctx, model.params()) {
+  const SkeletonOptions& o = model.options();
+  BSBR_CHECK(o.positions == SkeletonOptions::Positions::kSinusoidal && o.ffn_activation == ops::Eltwise::kGeluErf && !o.tied_lm_head,
+             "training supports the study's skeleton only (sinusoidal positions, exact GELU, untied LM head)");
+  ParamStore& P = model.params();
+  embed_ = &P.find("embed.weight")->value;
+  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+    const std::string p = "layers." + std::to_string(l);
+    Block b;
+    b.ln1 = find_layer_norm(P, p + ".ln1");
+    b.ln2 = find_layer_norm(P, p + ".ln2");
+    b.ff1 = find_linear(P, p + ".ff1");
+    b.ff2 = find_linear(P, p + ".ff2");
+    b.mixer = make_trainable_mixer(model.name(), cfg_, P, p + ".attn");
+    if (!b.mixer) throw UserError("training: no backward pass for architecture " + model.name() + " yet");
+    blocks_.push_back(std::move(b));
+  }
+  final_ln_ = find_layer_norm(P, "final_ln");
+  head_ = find_linear(P, "lm_head");
+}
+
+void TrainModel::prepare(ops::Context& ctx, int64_t batch, int64_t n) {
+  BSBR_CHECK(batch >= 1 && n >= 2, "training needs batch >= 1 and n >= 2 (a next token to predict)");
+  release();
+  batch_ = batch;
+  n_ = n;
+  const int64_t rows = batch * n, d = cfg_.hidden_dim, ff = cfg_.ff_dim, V = cfg_.vocab_size;
+  const float eps = static_cast<float>(cfg_.layer_norm_eps);
+  auto act = [&](Shape s) { return ctx.tensor(MemCategory::kActivations, std::move(s)); };
+  ln_ = ops::LayerNormTrainOp(ctx, rows, d, eps);
+  ln_back_ = ops::LayerNormBackwardOp(ctx, rows, d, eps);
+  const ops::MatLayout fl = ops::MatLayout::dense(rows, ff);
+  gelu_ = ops::EltwiseOp(ctx, fl, fl, {ops::Eltwise::kGeluErf});
+  gelu_back_ = ops::EltwiseBackwardOp(ctx, rows, ff, {ops::Eltwise::kGeluErf});
+  softmax_ = ops::SoftmaxOp(ctx, ops::MatLayout::dense(rows, V));
+  for (Block& b : blocks_) {
+    ff1_.emplace_back(ctx, b.ff1, rows, d, ff);
+    ff2_.emplace_back(ctx, b.ff2, rows, ff, d, /*accumulate=*/true);
+    for (Tensor* t : {&b.x_in, &b.h1, &b.x_mid, &b.h2}) *t = act({rows, d});
+    for (Tensor* t : {&b.u, &b.g}) *t = act({rows, ff});
+    for (Tensor* t : {&b.mean1, &b.var1, &b.mean2, &b.var2}) *t = act({rows});
+    b.mixer->prepare(ctx, batch, n);
+  }
+  head_op_ = LinearTrain(ctx, head_, rows, d, V);
+  positions_ = act({n, d});
+  ops::sinusoidal_positions(0, n, d, positions_.data());
+  for (Tensor* t : {&x_, &hf_, &dres_, &dh_, &dtmp_}) *t = act({rows, d});
+  meanf_ = act({rows});
+  varf_ = act({rows});
+  probs_ = act({rows, V});
+  df_ = act({rows, ff});
+}
+
+void TrainModel::release() {
+  for (Block& b : blocks_) {
+    b.mixer->release();
+    for (Tensor* t : {&b.x_in, &b.h1, &b.x_mid, &b.h2, &b.u, &b.g, &b.mean1, &b.var1, &b.mean2, &b.var2}) t->reset();
+  }
+  ff1_.clear();
+  ff2_.clear();
+  ln_ = {};
+  ln_back_ = {};
+  gelu_ = {};
+  gelu_back_ = {};
+  softmax_ = {};
+  head_op_ = {};
+  for (Tensor* t : {&positions_, &x_, &hf_, &meanf_, &varf_, &probs_, &dres_, &dh_, &dtmp_, &df_}) t->reset();
+  batch_ = n_ = 0;
+}
+
+void TrainModel::embed(const int32_t* tokens) {
+  const int64_t d = cfg_.hidden_dim;
+  for (int64_t i = 0; i < batch_ * n_; ++i)
+    BSBR_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token id out of range: " + std::to_string(tokens[i]));
+  for (int64_t b = 0; b < batch_; ++b) ops::embed_tokens(tokens + b * n_, n_, embed_->data(), d, positions_.data(), 0, x_.data() + b * n_ * d, d);
+}
+
+double TrainModel::forward(ops::Context& ctx, const int32_t* tokens) {
+  BSBR_CHECK(n_ >= 2, "TrainModel used before prepare()");
+  const int64_t rows = batch_ * n_, d = cfg_.hidden_dim;
+  embed(tokens);
+  float* x = x_.data();
+  for (std::size_t l = 0; l < blocks_.size(); ++l) {
+    Block& b = blocks_[l];
+    std::copy(x, x + rows * d, b.x_in.data());
+    ln_.run(ctx, x, b.ln1.gamma->data(), b.ln1.beta->data(), b.h1.data(), b.mean1.data(), b.var1.data());
+    b.mixer->forward(ctx, b.h1.data(), x);
+    std::copy(x, x + rows * d, b.x_mid.data());
+    ln_.run(ctx, x, b.ln2.gamma->data(), b.ln2.beta->data(), b.h2.data(), b.mean2.data(), b.var2.data());
+    ff1_[l].forward(ctx, b.h2.data(), b.u.data());
+    gelu_.run(ctx, b.u.data(), b.g.data());
+    ff2_[l].forward(ctx, b.g.data(), x);
+  }
+  ln_.run(ctx, x, final_ln_.gamma->data(), final_ln_.beta->data(), hf_.data(), meanf_.data(), varf_.data());
+  head_op_.forward(ctx, hf_.data(), probs_.data());  // logits, turned into probabilities below
+  return loss_and_dlogits(ctx, tokens);
+}
+
+// Loss = mean over predicted positions of (logsumexp(logits) - logit[target]) (double); then in
+// place: probabilities by oneDNN's softmax, and dL/dlogits = (p - onehot(target)) / count, 0 on each
+// sequence's last position (it predicts nothing).
+double TrainModel::loss_and_dlogits(ops::Context& ctx, const int32_t* tokens) {
+  const int64_t V = cfg_.vocab_size, count = batch_ * (n_ - 1);
+  float* z = probs_.data();
+  double loss = 0;
+  for (int64_t b = 0; b < batch_; ++b)
+    for (int64_t t = 0; t + 1 < n_; ++t) {
+      const float* row = z + (b * n_ + t) * V;
+      const double mx = *std::max_element(row, row + V);
+      double sum = 0;
+      for (int64_t j = 0; j < V; ++j) sum += std::exp(row[j] - mx);
+      loss += mx + std::log(sum) - row[tokens[b * n_ + t + 1]];
+    }
+  softmax_.run(ctx, z, z);
+  const float inv = 1.f / static_cast<float>(count);
+  for (int64_t b = 0; b < batch_; ++b)
+    for (int64_t t = 0; t < n_; ++t) {
+      float* row = z + (b * n_ + t) * V;
+      if (t + 1 == n_) {
+        std::fill(row, row + V, 0.f);
+        continue;
+      }
+      row[tokens[b * n_ + t + 1]] -= 1.f;
+      for (int64_t j = 0; j < V; ++j) row[j] *= inv;
+    }
+  return loss / static_cast<double>(count);
+}
+
+double TrainModel::forward_backward(ops::Context& ctx, const int32_t* tokens) {
+  const double loss = forward(ctx, tokens);
+  const int64_t rows = batch_ * n_, d = cfg_.hidden_dim;
+  // LM head and final LN: dres = dL/dx_L.
+  head_op_.backward(ctx, hf_.data(), probs_.data(), grads_, dh_.data());
+  ln_back_.run(ctx, x_.data(), meanf_.data(), varf_.data(), dh_.data(), final_ln_.gamma->data(), final_ln_.beta->data(), dres_.data(),
+               grads_.of(*final_ln_.gamma).data(), grads_.of(*final_ln_.beta).data());
+  for (std::size_t li = blocks_.size(); li-- > 0;) {
+    Block& b = blocks_[li];
+    // FFN branch: x_out = x_mid + W2.GELU(W1.LN2(x_mid) + b1) + b2.
+    ff2_[li].backward(ctx, b.g.data(), dres_.data(), grads_, df_.data());
+    gelu_back_.run(ctx, b.u.data(), df_.data(), df_.data());
+    ff1_[li].backward(ctx, b.h2.data(), df_.data(), grads_, dh_.data());
+    ln_back_.run(ctx, b.x_mid.data(), b.mean2.data(), b.var2.data(), dh_.data(), b.ln2.gamma->data(), b.ln2.beta->data(), dtmp_.data(),
+                 grads_.of(*b.ln2.gamma).data(), grads_.of(*b.ln2.beta).data());
+    add_into(dres_.data(), dtmp_.data(), rows * d);
+    // Attention branch: x_mid = x_in + Attn(LN1(x_in)).
+    b.mixer->backward(ctx, b.h1.data(), dres_.data(), dh_.data(), grads_);
+    ln_back_.run(ctx, b.x_in.data(), b.mean1.data(), b.var1.data(), dh_.data(), b.ln1.gamma->data(), b.ln1.beta->data(), dtmp_.data(),
+                 grads_.of(*b.ln1.gamma).data(), grads_.of(*b.ln1.beta).data());
+    add_into(dres_.data(), dtmp_.data(), rows * d);
+  }
+  // dres = dL/d(input embeddings); the token table gathers it row by row.
+  Tensor& de = grads_.of(*embed_);
+  std::fill(de.data(), de.data() + de.size(), 0.f);
+  for (int64_t r = 0; r < rows; ++r) add_into(de.data() + static_cast<int64_t>(tokens[r]) * d, dres_.data() + r * d, d);
+  return loss;
+}
+
+}  // namespace bsbr::train

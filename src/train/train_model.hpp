@@ -1,0 +1,75 @@
+// The training skeleton (SPEC §1 with a backward pass): embedding + sinusoidal positions, L pre-LN
+// blocks (x += Attn(LN1(x)); x += W2.GELU(W1.LN2(x) + b1) + b2, exact GELU), final LN, LM head,
+// mean cross-entropy over next tokens. Reads the parameters of an inference Model (same names,
+// same values); see src/train/README.md for the design.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "model/model.hpp"
+#include "ops/train_ops.hpp"
+#include "train/grads.hpp"
+#include "train/trainable.hpp"
+
+namespace bsbr::train {
+
+class TrainModel {
+ public:
+  // The model must use the study's skeleton (sinusoidal positions, GELU erf, untied head);
+  // throws UserError when its architecture has no backward yet.
+  TrainModel(ops::Context& ctx, Model& model);
+  TrainModel(const TrainModel&) = delete;
+  TrainModel& operator=(const TrainModel&) = delete;
+
+  // Creates every op and buffer for batch b and length n (n >= 2). A step then allocates nothing.
+  void prepare(ops::Context& ctx, int64_t batch, int64_t n);
+  void release();
+
+  // tokens [b, n]: position t predicts tokens[t + 1]. Returns the mean cross-entropy over the
+  // b (n - 1) predictions; writes every parameter gradient into grads() and dL/d(input embeddings)
+  // [b, n, d] into input_grad().
+  double forward_backward(ops::Context& ctx, const int32_t* tokens);
+  // Forward only (same loss), e.g. for evaluation.
+  double forward(ops::Context& ctx, const int32_t* tokens);
+
+  Grads& grads() { return grads_; }
+  const Grads& grads() const { return grads_; }
+  const float* input_grad() const { return dres_.data(); }
+  Model& model() { return *model_; }
+  TrainableMixer& mixer(int layer) { return *blocks_[layer].mixer; }
+
+ private:
+  struct Block {
+    ParamStore::LayerNormRef ln1, ln2;
+    std::unique_ptr<TrainableMixer> mixer;
+    ParamStore::LinearRef ff1, ff2;
+    // Saved activations [rows, d] / [rows, ff] / [rows].
+    Tensor x_in, h1, x_mid, h2, u, g, mean1, var1, mean2, var2;
+  };
+  void embed(const int32_t* tokens);
+  double loss_and_dlogits(ops::Context& ctx, const int32_t* tokens);
+
+  Model* model_;
+  ModelConfig cfg_;
+  Grads grads_;
+  Tensor* embed_;
+  std::vector<Block> blocks_;
+  ParamStore::LayerNormRef final_ln_;
+  ParamStore::LinearRef head_;
+
+  // Prepared state.
+  int64_t batch_ = 0, n_ = 0;
+  ops::LayerNormTrainOp ln_;
+  ops::LayerNormBackwardOp ln_back_;
+  ops::EltwiseOp gelu_;
+  ops::EltwiseBackwardOp gelu_back_;
+  ops::SoftmaxOp softmax_;
+  std::vector<LinearTrain> ff1_, ff2_;  // per block (they hold the block's parameters)
+  LinearTrain head_op_;
+  Tensor positions_;                    // [n, d]
+  Tensor x_, hf_, meanf_, varf_, probs_;  // residual stream [rows, d], final LN out, stats, probs [rows, V]
+  Tensor dres_, dh_, dtmp_, df_;          // gradients: residual [rows, d], LN out [rows, d], branch [rows, d], FFN [rows, ff]
+};
+
+}  // namespace bsbr::train
