@@ -170,6 +170,18 @@ TEST(Verify, ZeroToleranceFailsAndSaysWhere) {
   EXPECT_NE(r.reason.find("|a-b| <= 0 + 0|b|"), std::string::npos) << r.reason;
 }
 
+// A NaN injected into one weight reaches the outputs: the verify pass fails on the non-finite values
+// (the old test helper skipped NaN in the reference).
+TEST(Verify, InjectedNaNFailsTheVerifyPass) {
+  ops::Context ctx(2);
+  Model model(ctx, test::tiny_config(64, 43), find_architecture("GAU"));
+  model.params().find("layers.1.attn.v_proj.weight")->value.data()[3] = kNaN;
+  VerifyRecord r = Verifier(12).verify(ctx, model, Workload::kPrefill, 12, 1);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.reason.find("non-finite"), std::string::npos) << r.reason;
+  EXPECT_TRUE(std::isinf(r.max_error_ratio));
+}
+
 // A fast path that computes another function than the oracle of its name: Hopfield (T = 2.5)
 // registered as "Standard". The runner must fail the point in its verify pass and not time it.
 TEST(Verify, RunnerFailsAPointWhoseModelDisagreesWithItsOracle) {
