@@ -7,10 +7,12 @@
 #include <cstdio>
 #include <iostream>
 
+#include "bench/environment.hpp"
 #include "cli/commands.hpp"
 #include "core/errors.hpp"
 
 int main(int argc, char** argv) {
+  bsbr::apply_omp_wait_policy(argv);  // may re-execute the binary (OpenMP reads its wait policy at load)
   spdlog::set_pattern("%^%l%$: %v");
   CLI::App app{"bsbr-bench: benchmarks efficient causal-attention architectures (BSBR, Standard, Linear, DeltaNet, "
                "SlidingWindow, Hopfield, GAU) on oneDNN CPU kernels"};

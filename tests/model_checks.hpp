@@ -44,21 +44,23 @@ inline ModelConfig tiny_config(int64_t linear_chunk_size, uint64_t seed) {
 }
 
 struct OracleComparison {
-  double hidden_error = 0, logits_error = 0;  // max relative errors vs the oracle
+  Closeness hidden, logits;                   // per element vs the oracle (core/compare.hpp)
   double flops = 0, oracle_flops = 0;         // sum over layers of prefill_flops(n); 2 x oracle MACs
   bool finite = true;                         // every hidden value of the fast model is finite
 };
 
-// Prefills n tokens (from the config's seed) and compares with ref::forward.
-inline OracleComparison compare_with_oracle(ops::Context& ctx, Model& model, int64_t n) {
+// Prefills n tokens (from the config's seed) and compares with ref::forward (with `oracle`'s
+// mutation, for the mutation tests).
+inline OracleComparison compare_with_oracle(ops::Context& ctx, Model& model, int64_t n, Tolerance tol = kOracleTol,
+                                            const ref::OracleOptions& oracle = {}) {
   const ModelConfig& c = model.config();
   std::vector<int32_t> tokens = Runner::input_tokens(c, 1, n);
   model.prepare(ctx, run_shape({n}), LogitsMode::kAll);
   model.prefill(ctx, tokens.data(), n);
-  ref::RefOutput want = ref::forward(model, tokens);
+  ref::RefOutput want = ref::forward(model, tokens, oracle);
   OracleComparison r;
-  r.hidden_error = max_rel_error(model.hidden(), want.hidden.data(), n * c.hidden_dim);
-  r.logits_error = max_rel_error(model.logits(), want.logits.data(), n * c.vocab_size);
+  r.hidden = compare_close(model.hidden(), want.hidden.data(), n * c.hidden_dim, tol);
+  r.logits = compare_close(model.logits(), want.logits.data(), n * c.vocab_size, tol);
   for (int64_t l = 0; l < c.num_layers; ++l) r.flops += model.mixer(static_cast<int>(l)).prefill_flops(n);
   r.oracle_flops = 2 * want.mixer_macs;
   for (int64_t i = 0; i < n * c.hidden_dim; ++i) r.finite = r.finite && std::isfinite(model.hidden()[i]);
@@ -71,14 +73,15 @@ inline void expect_chunked_prefill_matches_oracle(ops::Context& ctx, const std::
   for (auto [chunk, n] : cases) {
     Model model(ctx, tiny_config(chunk, seed), find_architecture(arch));
     OracleComparison r = compare_with_oracle(ctx, model, n);
-    EXPECT_LT(r.hidden_error, 1e-4) << arch << ": chunk " << chunk << ", n " << n;
-    EXPECT_LT(r.logits_error, 1e-4) << arch << ": chunk " << chunk << ", n " << n;
+    EXPECT_TRUE(r.hidden.ok()) << arch << ": chunk " << chunk << ", n " << n << ", hidden: " << r.hidden.describe();
+    EXPECT_TRUE(r.logits.ok()) << arch << ": chunk " << chunk << ", n " << n << ", logits: " << r.logits.describe();
   }
 }
 
-// Prefills n0 tokens, then steps to n; returns the largest relative error of a step's logits
-// against the logits of a full prefill of n at the same position.
-inline double decode_vs_prefill_error(ops::Context& ctx, Model& model, int64_t n0, int64_t n) {
+// Prefills n0 tokens, then steps to n: every step's logits within `tol` of the logits of a full
+// prefill of n at the same position (fails at the first step that is not).
+inline ::testing::AssertionResult decode_matches_prefill(ops::Context& ctx, Model& model, int64_t n0, int64_t n,
+                                                         Tolerance tol = within(1e-4)) {
   const ModelConfig& c = model.config();
   const int64_t V = c.vocab_size;
   std::vector<int32_t> tokens = Runner::input_tokens(c, 1, n);
@@ -86,26 +89,26 @@ inline double decode_vs_prefill_error(ops::Context& ctx, Model& model, int64_t n
   model.prefill(ctx, tokens.data(), n);
   std::vector<float> full(model.logits(), model.logits() + n * V);
   model.prefill(ctx, tokens.data(), n0);
-  double worst = 0;
   for (int64_t t = n0; t < n; ++t) {
     model.step(ctx, &tokens[t], t);
-    worst = std::max(worst, max_rel_error(model.logits(), full.data() + t * V, V));
+    ::testing::AssertionResult r = is_close(model.logits(), full.data() + t * V, V, tol);
+    if (!r) return r << " (step at position " << t << " after a prefill of " << n0 << ")";
   }
-  return worst;
+  return ::testing::AssertionSuccess();
 }
 
-// compare_with_oracle at each length: hidden states and logits within 1e-4.
+// compare_with_oracle at each length: hidden states and logits within kOracleTol.
 inline void expect_prefill_matches_oracle(ops::Context& ctx, Model& model, const std::vector<int64_t>& lengths) {
   for (int64_t n : lengths) {
     OracleComparison r = compare_with_oracle(ctx, model, n);
-    EXPECT_LT(r.hidden_error, 1e-4) << model.name() << ": n " << n;
-    EXPECT_LT(r.logits_error, 1e-4) << model.name() << ": n " << n;
+    EXPECT_TRUE(r.hidden.ok()) << model.name() << ": n " << n << ", hidden: " << r.hidden.describe();
+    EXPECT_TRUE(r.logits.ok()) << model.name() << ": n " << n << ", logits: " << r.logits.describe();
   }
 }
 
-// decode_vs_prefill_error after a prefill of each prefix length: steps up to n within 1e-4.
+// decode_matches_prefill after a prefill of each prefix length: steps up to n within 1e-4.
 inline void expect_decode_matches_prefill(ops::Context& ctx, Model& model, int64_t n, const std::vector<int64_t>& prefixes) {
-  for (int64_t n0 : prefixes) EXPECT_LT(decode_vs_prefill_error(ctx, model, n0, n), 1e-4) << model.name() << ": prefill " << n0 << ", steps to " << n;
+  for (int64_t n0 : prefixes) EXPECT_TRUE(decode_matches_prefill(ctx, model, n0, n)) << model.name() << ": prefill " << n0 << ", steps to " << n;
 }
 
 // A batch of two sequences (tokens from the config's seed and seed + 1) equals the sequences run
@@ -127,9 +130,9 @@ inline void expect_batch_equals_sequences(ops::Context& ctx, Model& model, int64
   for (int s = 0; s < 2; ++s) {
     model.prepare(ctx, run_shape({n}, n + 3, 1), LogitsMode::kAll);
     model.prefill(ctx, s == 0 ? a.data() : b.data(), n);
-    EXPECT_LT(max_rel_error(hb.data() + s * n * d, model.hidden(), n * d), 1e-5) << model.name() << " n " << n << ", sequence " << s;
+    EXPECT_TRUE(is_close(hb.data() + s * n * d, model.hidden(), n * d, within(1e-5))) << model.name() << " n " << n << ", sequence " << s;
     model.step(ctx, &next[s], n);
-    EXPECT_LT(max_rel_error(lb.data() + s * V, model.logits(), V), 1e-5) << model.name() << " n " << n << ", step, sequence " << s;
+    EXPECT_TRUE(is_close(lb.data() + s * V, model.logits(), V, within(1e-5))) << model.name() << " n " << n << ", step, sequence " << s;
   }
 }
 

@@ -9,7 +9,9 @@
 namespace bsbr {
 namespace {
 
-using test::max_rel_error;
+using test::exact;
+using test::is_close;
+using test::within;
 
 // Tiny widths (d 32, 2 heads of 16), chunks of 12, compression to d/c or none.
 ModelConfig small_config(int64_t compression) {
@@ -41,12 +43,12 @@ TEST(Bsbr, OneChunkEqualsStandardAttention) {
       standard.prepare(ctx, test::run_shape({n}, n + 5), LogitsMode::kAll);
       bsbr.prefill(ctx, t.data(), n);
       standard.prefill(ctx, t.data(), n);
-      EXPECT_LT(max_rel_error(bsbr.hidden(), standard.hidden(), n * c.hidden_dim), 1e-5) << "n=" << n << " c=" << compression;
+      EXPECT_TRUE(is_close(bsbr.hidden(), standard.hidden(), n * c.hidden_dim, within(1e-5))) << "n=" << n << " c=" << compression;
       for (int64_t pos = n; pos < n + 5; ++pos) {
         int32_t next = static_cast<int32_t>(pos % c.vocab_size);
         bsbr.step(ctx, &next, pos);
         standard.step(ctx, &next, pos);
-        ASSERT_LT(max_rel_error(bsbr.logits(), standard.logits(), c.vocab_size), 1e-5) << "step " << pos << " c=" << compression;
+        ASSERT_TRUE(is_close(bsbr.logits(), standard.logits(), c.vocab_size, within(1e-5))) << "step " << pos << " c=" << compression;
       }
     }
   }
@@ -88,8 +90,8 @@ TEST(Bsbr, FirstChunkRetrievesNothing) {
     m->prepare(ctx, test::run_shape({n}));
     m->prefill(ctx, t.data(), n);
   }
-  EXPECT_EQ(max_rel_error(biased.hidden(), plain.hidden(), B * d), 0.0) << "chunk 0 saw the decompression bias";
-  EXPECT_GT(max_rel_error(biased.hidden() + B * d, plain.hidden() + B * d, d), 1e-3) << "chunk 1 should see it";
+  EXPECT_TRUE(is_close(biased.hidden(), plain.hidden(), B * d, exact())) << "chunk 0 saw the decompression bias";
+  EXPECT_FALSE(is_close(biased.hidden() + B * d, plain.hidden() + B * d, d, within(1e-3))) << "chunk 1 should see it";
 }
 
 TEST(Bsbr, DecodeAcrossManyChunkBoundaries) {
@@ -115,7 +117,7 @@ TEST(Bsbr, DecodeAcrossManyChunkBoundaries) {
       int32_t next[2] = {both[pos], both[n + pos]};
       batched.step(ctx, next, pos);
       for (int s = 0; s < 2; ++s)
-        ASSERT_LT(max_rel_error(batched.logits() + s * V, full.data() + (s * n + pos) * V, V), 1e-4) << "sequence " << s << " position " << pos;
+        ASSERT_TRUE(is_close(batched.logits() + s * V, full.data() + (s * n + pos) * V, V, within(1e-4))) << "sequence " << s << " position " << pos;
     }
   }
 }

@@ -24,7 +24,9 @@ namespace bsbr {
 namespace {
 
 namespace fs = std::filesystem;
-using test::max_rel_error;
+using test::exact;
+using test::is_close;
+using test::within;
 
 std::string fresh_dir(const std::string& tag) { return test::temp_dir("gpt2_" + tag); }
 
@@ -79,7 +81,7 @@ TEST(Gpt2Loader, LogitsMatchPlainGpt2Forward) {
       auto tokens = some_tokens(n, tiny.vocab);
       std::vector<float> got = logits_all(ctx, *model, tokens);
       ref::Mat want = ref::gpt2_forward(tiny.tensors, tiny.layers, tiny.heads, tiny.eps, tokens);
-      EXPECT_LT(max_rel_error(got, want), 1e-4) << "prefix=" << prefix << " n=" << n;
+      EXPECT_TRUE(is_close(got, want, within(1e-4))) << "prefix=" << prefix << " n=" << n;
     }
   }
 }
@@ -114,7 +116,7 @@ TEST(Gpt2Loader, PositionsPastTheTableWrap) {
   std::vector<float> got = logits_all(ctx, *model, tokens);
   for (float v : got) ASSERT_TRUE(std::isfinite(v));
   EXPECT_EQ(ref::forward(*model, tokens).logits.size(), got.size());
-  EXPECT_LT(max_rel_error(got, ref::forward(*model, tokens).logits), 1e-4);  // the skeleton oracle wraps the same way
+  EXPECT_TRUE(is_close(got, ref::forward(*model, tokens).logits, within(1e-4)));  // the skeleton oracle wraps the same way
 }
 
 // The capture hook: block inputs and residual streams of a prefill, checked against the skeleton
@@ -135,13 +137,13 @@ TEST(Gpt2Loader, CaptureHookHoldsEachBlocksActivations) {
   for (int64_t t = 0; t < n; ++t)
     for (int64_t i = 0; i < d; ++i) x[t * d + i] = p("embed.weight")[tokens[t] * d + i] + p("pos_embed.weight")[t * d + i];
   ref::Mat ln1 = ref::layer_norm(x, n, d, p("layers.0.ln1.weight"), p("layers.0.ln1.bias"), c.layer_norm_eps);
-  EXPECT_LT(max_rel_error(inputs.data(), ln1.data(), n * d), 1e-5) << "layer 0 mixer input";
+  EXPECT_TRUE(is_close(inputs.data(), ln1.data(), n * d, within(1e-5))) << "layer 0 mixer input";
   ref::Mat last(residuals.begin() + (L - 1) * n * d, residuals.end());
   ref::Mat fin = ref::layer_norm(last, n, d, p("final_ln.weight"), p("final_ln.bias"), c.layer_norm_eps);
   ref::Mat want = ref::forward(model, tokens).hidden;
-  EXPECT_LT(max_rel_error(fin, want), 1e-4) << "final LN of the last captured residual";
+  EXPECT_TRUE(is_close(fin, want, within(1e-4))) << "final LN of the last captured residual";
   ref::Mat ln1_l1 = ref::layer_norm(ref::Mat(residuals.begin(), residuals.begin() + n * d), n, d, p("layers.1.ln1.weight"), p("layers.1.ln1.bias"), c.layer_norm_eps);
-  EXPECT_LT(max_rel_error(inputs.data() + n * d, ln1_l1.data(), n * d), 1e-5) << "layer 1 input = LN1(layer 0 residual)";
+  EXPECT_TRUE(is_close(inputs.data() + n * d, ln1_l1.data(), n * d, within(1e-5))) << "layer 1 input = LN1(layer 0 residual)";
   // Off again: a later prefill leaves the buffers alone.
   std::fill(inputs.begin(), inputs.end(), 7.f);
   logits_all(tiny.ctx, model, tokens);
@@ -295,7 +297,7 @@ TEST(AttentionMaps, BsbrMapReproducesTheBsbrOracle) {
   const int64_t n = 23, d = c.hidden_dim, dh = c.head_dim(), H = c.num_heads;
   std::vector<float> x = test::random_vector(n * d, 4);
   ref::MacCounter macs;
-  ref::Mat want = ref::oracle_for("BSBR")(c, conv->params(), "layers.0.attn", x, n, macs);
+  ref::Mat want = ref::oracle_for("BSBR")(c, conv->params(), "layers.0.attn", x, n, macs, {});
   AttentionProbe probe(ctx, d, H, n);
   const ParamStore& P = conv->params();
   auto W = [&](const char* name) { return P.find(std::string("layers.0.attn.") + name)->value.data(); };
@@ -311,7 +313,7 @@ TEST(AttentionMaps, BsbrMapReproducesTheBsbrOracle) {
       }
   }
   ref::Mat got = ref::linear(o, n, d, W("out_proj.weight"), W("out_proj.bias"), d);
-  EXPECT_LT(max_rel_error(got, want), 1e-4);
+  EXPECT_TRUE(is_close(got, want, within(1e-4)));
 }
 
 StudyOptions tiny_study(const std::string& dir, const std::string& tokens_file) {
@@ -380,7 +382,7 @@ TEST(Study, ChunkCoveringTheSequenceEqualsTheOriginal) {
       co.chunk_size = chunk;
       co.compression_factor = comp;
       auto conv = convert_model(ctx, *original, co);
-      EXPECT_LT(max_rel_error(logits_all(ctx, *conv, tokens), want), 1e-4) << co.label();
+      EXPECT_TRUE(is_close(logits_all(ctx, *conv, tokens), want, within(1e-4))) << co.label();
     }
   StudyOptions o = tiny_study(dir, token_file(dir, n, V));
   o.chunk_sizes = {n, 64};

@@ -19,7 +19,9 @@
 namespace bsbr {
 namespace {
 
-using test::max_rel_error;
+using test::exact;
+using test::is_close;
+using test::within;
 
 // Small widths so the O(n^2) oracles stay fast, but every structural size differs: head_dim 16,
 // chunk 16, window 8, Linear/DeltaNet chunk 16, compression to d/2.
@@ -71,8 +73,8 @@ TEST_P(ArchTest, PrefillMatchesOracle) {
     model.prepare(ctx, shape({n}), LogitsMode::kAll);
     model.prefill(ctx, tokens.data(), n);
     ref::RefOutput want = ref::forward(model, tokens);
-    EXPECT_LT(max_rel_error(model.hidden(), want.hidden.data(), n * c.hidden_dim), 1e-4) << GetParam() << " hidden, n=" << n;
-    EXPECT_LT(max_rel_error(model.logits(), want.logits.data(), n * c.vocab_size), 1e-4) << GetParam() << " logits, n=" << n;
+    EXPECT_TRUE(is_close(model.hidden(), want.hidden.data(), n * c.hidden_dim, within(1e-4))) << GetParam() << " hidden, n=" << n;
+    EXPECT_TRUE(is_close(model.logits(), want.logits.data(), n * c.vocab_size, within(1e-4))) << GetParam() << " logits, n=" << n;
   }
 }
 
@@ -87,7 +89,7 @@ TEST_P(ArchTest, PrefillMatchesOracleAtDefaultWidths) {
     model.prepare(ctx, shape({n}), LogitsMode::kAll);
     model.prefill(ctx, tokens.data(), n);
     ref::RefOutput want = ref::forward(model, tokens);
-    EXPECT_LT(max_rel_error(model.hidden(), want.hidden.data(), n * c.hidden_dim), 1e-4) << GetParam() << " n=" << n;
+    EXPECT_TRUE(is_close(model.hidden(), want.hidden.data(), n * c.hidden_dim, within(1e-4))) << GetParam() << " n=" << n;
   }
 }
 
@@ -125,8 +127,8 @@ TEST_P(ArchTest, Causality) {
     for (int64_t s = t + 1; s < n; ++s) b[s] = (b[s] + 1 + static_cast<int32_t>(s)) % static_cast<int32_t>(c.vocab_size);
     model.prefill(ctx, b.data(), n);
     // Positions <= t must not move; position t+1 must (the test can fail).
-    EXPECT_LT(max_rel_error(model.hidden(), base.data(), (t + 1) * d), 1e-5) << GetParam() << ": later tokens changed position <= " << t;
-    EXPECT_GT(max_rel_error(model.hidden() + (t + 1) * d, base.data() + (t + 1) * d, d), 1e-3) << "changed token had no effect";
+    EXPECT_TRUE(is_close(model.hidden(), base.data(), (t + 1) * d, within(1e-5))) << GetParam() << ": later tokens changed position <= " << t;
+    EXPECT_FALSE(is_close(model.hidden() + (t + 1) * d, base.data() + (t + 1) * d, d, within(1e-3))) << "changed token had no effect";
   }
 }
 
@@ -141,10 +143,10 @@ TEST_P(ArchTest, DecodeEqualsPrefill) {
     model.prefill(ctx, tokens.data(), n);
     auto full = copy(model.logits(), n * V);
     model.prefill(ctx, tokens.data(), n0);
-    EXPECT_LT(max_rel_error(model.logits(), full.data(), n0 * V), 1e-4) << "prefix prefill";
+    EXPECT_TRUE(is_close(model.logits(), full.data(), n0 * V, within(1e-4))) << "prefix prefill";
     for (int64_t t = n0; t < n; ++t) {
       model.step(ctx, &tokens[t], t);
-      ASSERT_LT(max_rel_error(model.logits(), full.data() + t * V, V), 1e-4) << GetParam() << ": step at position " << t
+      ASSERT_TRUE(is_close(model.logits(), full.data() + t * V, V, within(1e-4))) << GetParam() << ": step at position " << t
                                                                             << " after a prefill of " << n0;
     }
   }
@@ -205,12 +207,12 @@ TEST(Hopfield, EqualsStandardAtTemperatureOne) {
   h.prepare(ctx, shape({n}));
   s.prefill(ctx, tokens.data(), n);
   h.prefill(ctx, tokens.data(), n);
-  EXPECT_EQ(max_rel_error(s.hidden(), h.hidden(), n * c.hidden_dim), 0.0);
+  EXPECT_TRUE(is_close(s.hidden(), h.hidden(), n * c.hidden_dim, exact()));
   c.temperature = 0.5;  // and differs otherwise
   Model h2(ctx, c, find_architecture("Hopfield"));
   h2.prepare(ctx, shape({n}));
   h2.prefill(ctx, tokens.data(), n);
-  EXPECT_GT(max_rel_error(s.hidden(), h2.hidden(), n * c.hidden_dim), 1e-3);
+  EXPECT_FALSE(is_close(s.hidden(), h2.hidden(), n * c.hidden_dim, within(1e-3)));
 }
 
 }  // namespace

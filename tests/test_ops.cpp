@@ -14,7 +14,9 @@ namespace bsbr {
 namespace {
 
 using ops::MatLayout;
-using test::max_rel_error;
+using test::exact;
+using test::is_close;
+using test::within;
 using test::random_vector;
 
 float at(const std::vector<float>& v, const MatLayout& m, int64_t b, int64_t r, int64_t c) {
@@ -49,7 +51,7 @@ TEST_F(OpsTest, MatMulDenseWithBiasOddShapes) {
     ops::MatMul mm(ctx, {MatLayout::dense(m, k), MatLayout::dense(k, n), MatLayout::dense(m, n), true, 1.f, {}});
     mm.run(ctx, a.data(), b.data(), c.data(), bias.data());
     auto want = ref_matmul(a, MatLayout::dense(m, k), b, MatLayout::dense(k, n), MatLayout::dense(m, n), m * n, bias.data(), 1.f);
-    EXPECT_LT(max_rel_error(c, want), 1e-5) << m << "x" << k << "x" << n;
+    EXPECT_TRUE(is_close(c, want, within(1e-5))) << m << "x" << k << "x" << n;
   }
 }
 
@@ -62,7 +64,7 @@ TEST_F(OpsTest, MatMulTransposedStridedScaled) {
   ops::MatMul mm(ctx, {MatLayout::dense(m, k), B, MatLayout::dense(m, n), false, 0.25f, {}});
   mm.run(ctx, a.data(), kt.data(), c.data());
   auto want = ref_matmul(a, MatLayout::dense(m, k), kt, B, MatLayout::dense(m, n), m * n, nullptr, 0.25f);
-  EXPECT_LT(max_rel_error(c, want), 1e-5);
+  EXPECT_TRUE(is_close(c, want, within(1e-5)));
 }
 
 TEST_F(OpsTest, MatMulBatchedBroadcastWeights) {
@@ -73,7 +75,7 @@ TEST_F(OpsTest, MatMulBatchedBroadcastWeights) {
   ops::MatMul mm(ctx, {A, MatLayout::dense(k, n), C, false, 1.f, {}});
   mm.run(ctx, a.data(), b.data(), c.data());
   auto want = ref_matmul(a, A, b, MatLayout::dense(k, n), C, c.size(), nullptr, 1.f);
-  EXPECT_LT(max_rel_error(c, want), 1e-5);
+  EXPECT_TRUE(is_close(c, want, within(1e-5)));
 }
 
 TEST_F(OpsTest, MatMulPostOpsGeluAndAccumulate) {
@@ -92,8 +94,8 @@ TEST_F(OpsTest, MatMulPostOpsGeluAndAccumulate) {
     want_g[i] = static_cast<float>(ref::gelu_erf(lin[i]));
     want_acc[i] = c0[i] + lin[i];
   }
-  EXPECT_LT(max_rel_error(g, want_g), 1e-5);
-  EXPECT_LT(max_rel_error(acc, want_acc), 1e-5);
+  EXPECT_TRUE(is_close(g, want_g, within(1e-5)));
+  EXPECT_TRUE(is_close(acc, want_acc, within(1e-5)));
 }
 
 TEST_F(OpsTest, MatMulBinaryMulPostOp) {
@@ -105,7 +107,7 @@ TEST_F(OpsTest, MatMulBinaryMulPostOp) {
   mm.run(ctx, a.data(), b.data(), c.data(), nullptr, {gate.data()});
   auto lin = ref_matmul(a, MatLayout::dense(m, k), b, MatLayout::dense(k, n), MatLayout::dense(m, n), m * n, nullptr, 1.f);
   for (int64_t i = 0; i < m * n; ++i) lin[i] *= gate[i];
-  EXPECT_LT(max_rel_error(c, lin), 1e-5);
+  EXPECT_TRUE(is_close(c, lin, within(1e-5)));
 }
 
 TEST_F(OpsTest, LayerNormMatchesLoop) {
@@ -116,7 +118,7 @@ TEST_F(OpsTest, LayerNormMatchesLoop) {
     ops::LayerNormOp ln(ctx, MatLayout::dense(rows, d), MatLayout::dense(rows, d), 1e-5f);
     ln.run(ctx, x.data(), g.data(), b.data(), y.data());
     auto want = ref::layer_norm(x, rows, d, g.data(), b.data(), 1e-5);
-    EXPECT_LT(max_rel_error(y, want), 1e-5);
+    EXPECT_TRUE(is_close(y, want, within(1e-5)));
   }
 }
 
@@ -131,7 +133,7 @@ TEST_F(OpsTest, SoftmaxBatchedInPlace) {
   }
   ops::SoftmaxOp sm(ctx, MatLayout::batched(bt, rows, cols));
   sm.run(ctx, x.data(), x.data());
-  EXPECT_LT(max_rel_error(x, want), 1e-6);
+  EXPECT_TRUE(is_close(x, want, within(1e-6)));
 }
 
 TEST_F(OpsTest, EltwiseKinds) {
@@ -155,7 +157,7 @@ TEST_F(OpsTest, EltwiseKinds) {
     ops::EltwiseOp op(ctx, MatLayout::dense(1, n), MatLayout::dense(1, n), {c.kind, c.alpha, c.beta});
     op.run(ctx, x.data(), y.data());
     for (int64_t i = 0; i < n; ++i) want[i] = static_cast<float>(c.f(x[i]));
-    EXPECT_LT(max_rel_error(y, want), 1e-5) << static_cast<int>(c.kind);
+    EXPECT_TRUE(is_close(y, want, within(1e-5))) << static_cast<int>(c.kind);
   }
 }
 
@@ -167,7 +169,7 @@ TEST_F(OpsTest, BinaryBroadcastReorderReduction) {
   sub.run(ctx, a.data(), col.data(), y.data());
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) want[r * cols + c] = a[r * cols + c] - col[r];
-  EXPECT_LT(max_rel_error(y, want), 1e-6);
+  EXPECT_TRUE(is_close(y, want, within(1e-6)));
 
   ops::ReorderOp tr(ctx, MatLayout::dense(rows, cols), MatLayout::dense(cols, rows).transposed());
   tr.run(ctx, a.data(), t.data());
@@ -247,7 +249,7 @@ TEST_P(AttentionOpTest, PrefillMatchesLoop) {
   ops::CausalAttention attn(ctx, g, n);
   std::vector<float> o(n * d);
   attn.run(ctx, q.data(), k.data(), v.data(), o.data(), 0, n);
-  EXPECT_LT(max_rel_error(o, ref_attention(q, k, v, n, heads, dh, 0.3f, window, 0)), 1e-5);
+  EXPECT_TRUE(is_close(o, ref_attention(q, k, v, n, heads, dh, 0.3f, window, 0), within(1e-5)));
 }
 
 INSTANTIATE_TEST_SUITE_P(Lengths, AttentionOpTest,
@@ -279,7 +281,7 @@ TEST(AttentionOp, DecodeRowAtArbitraryPositionsAndBatch) {
       std::vector<float> kb(k.begin() + b * cap * d, k.begin() + (b + 1) * cap * d);
       std::vector<float> vb(v.begin() + b * cap * d, v.begin() + (b + 1) * cap * d);
       auto want = ref_attention(qb, kb, vb, pos + 1, heads, dh, 0.5f, -1, pos);
-      EXPECT_LT(max_rel_error(o.data() + b * d, want.data(), d), 1e-5) << "pos " << pos << " batch " << b;
+      EXPECT_TRUE(is_close(o.data() + b * d, want.data(), d, within(1e-5))) << "pos " << pos << " batch " << b;
     }
   }
 }
@@ -311,7 +313,7 @@ TEST(AttentionOp, ValueDimWiderThanKeys) {
       for (int64_t r = 0; r < count; ++r)
         ref::attend(&q[(q_pos + r) * heads * dh + h * dh], &kv[h * dh], &kv[heads * dh + h * dv], width, dh, dv, 0, q_pos + r, 0.4,
                     &want[r * heads * dv + h * dv], macs);
-    EXPECT_LT(max_rel_error(o, want), 1e-5) << "q_pos " << q_pos;
+    EXPECT_TRUE(is_close(o, want, within(1e-5))) << "q_pos " << q_pos;
   }
 }
 
@@ -344,7 +346,7 @@ TEST(DecodeAttentionOp, MatchesLoop) {
           ref::attend(&q[(b * heads + h) * dh], rows + h * dh, rows + heads * dh + h * dv, width, dh, dv, 0, len - 1, 0.4,
                       &want[(b * heads + h) * dv], macs);
         }
-      EXPECT_LT(max_rel_error(o, want), 1e-5) << "dv " << dv << " len " << len;
+      EXPECT_TRUE(is_close(o, want, within(1e-5))) << "dv " << dv << " len " << len;
     }
   }
 }
@@ -366,7 +368,7 @@ TEST(ChunkLocalAttentionOp, MatchesLoop) {
     ref::MacCounter macs;
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t t = 0; t < c.n; ++t) ref::attend(&q[t * d + h * dh], k, v, d, h * dh, dh, t / c.chunk * c.chunk, t, 0.3, &want[t * d + h * dh], macs);
-    EXPECT_LT(max_rel_error(o.data(), want.data(), c.n * d), 1e-5) << "n " << c.n << " chunk " << c.chunk;
+    EXPECT_TRUE(is_close(o.data(), want.data(), c.n * d, within(1e-5))) << "n " << c.n << " chunk " << c.chunk;
   }
 }
 

@@ -69,6 +69,10 @@ TEST(Results, ThreadsAreUsedAndRecorded) {
     std::ifstream in(dir + "/comparison_results.json");
     json j = json::parse(in);
     EXPECT_EQ(j["environment"]["threads"], threads);
+    // Evidence that the threads ran, not just that the flag was echoed: OpenMP's pool after the
+    // sweep is exactly `threads` OS threads (the main thread is worker 0). Ignoring --threads (using
+    // all cores) changes it for --threads 1 on any machine of 2+ cores.
+    EXPECT_EQ(j["environment"]["process_threads_after_sweep"], threads);
     EXPECT_EQ(j["calibration"]["threads"], threads);
     for (const json& run : j["runs"]) {
       EXPECT_EQ(run["threads"], threads);

@@ -14,7 +14,9 @@
 namespace bsbr {
 namespace {
 
-using test::max_rel_error;
+using test::exact;
+using test::is_close;
+using test::within;
 
 // Tiny widths; init_std 0.2 keeps attention far from uniform, so a wrong window shows.
 ModelConfig config_with_window(int64_t window) {
@@ -42,7 +44,7 @@ TEST(SlidingWindow, WindowCoveringTheSequenceEqualsStandardExactly) {
   Model sw(ctx, c, find_architecture("SlidingWindow")), st(ctx, c, find_architecture("Standard"));
   for (int64_t n : {int64_t{1}, int64_t{50}, int64_t{300}, int64_t{1001}}) {
     auto t = tokens(c, n);
-    EXPECT_EQ(max_rel_error(prefill_hidden(ctx, sw, t), prefill_hidden(ctx, st, t)), 0.0) << "n=" << n;
+    EXPECT_TRUE(is_close(prefill_hidden(ctx, sw, t), prefill_hidden(ctx, st, t), exact())) << "n=" << n;
   }
   // And the window matters once it is shorter than the sequence (the test can fail).
   ModelConfig narrow = config_with_window(16);
@@ -52,8 +54,8 @@ TEST(SlidingWindow, WindowCoveringTheSequenceEqualsStandardExactly) {
   auto narrow_hidden = prefill_hidden(ctx, sw16, t), full_hidden = prefill_hidden(ctx, st, t);
   const int64_t d = c.hidden_dim;
   // (Different tile sizes sum in a different order, hence a tolerance here.)
-  EXPECT_LT(max_rel_error(narrow_hidden.data(), full_hidden.data(), 17 * d), 1e-5) << "positions 0..16 see their whole past";
-  EXPECT_GT(max_rel_error(narrow_hidden.data() + 17 * d, full_hidden.data() + 17 * d, (n - 17) * d), 1e-3);
+  EXPECT_TRUE(is_close(narrow_hidden.data(), full_hidden.data(), 17 * d, within(1e-5))) << "positions 0..16 see their whole past";
+  EXPECT_FALSE(is_close(narrow_hidden.data() + 17 * d, full_hidden.data() + 17 * d, (n - 17) * d, within(1e-3)));
 }
 
 TEST(SlidingWindow, WindowZeroAttendsToItselfOnly) {
@@ -82,13 +84,13 @@ TEST(SlidingWindow, WindowZeroAttendsToItselfOnly) {
       want[t * d + j] = static_cast<float>(o);
     }
   }
-  EXPECT_LT(max_rel_error(residual.data(), want.data(), n * d), 1e-5);
+  EXPECT_TRUE(is_close(residual.data(), want.data(), n * d, within(1e-5)));
   // Decode: the same, one token at a time (the ring holds one slot that every step overwrites).
   std::vector<float> step_residual(d);
   for (int64_t t = n; t < n + 5; ++t) {
     std::fill(step_residual.begin(), step_residual.end(), 0.f);
     mixer->step(ctx, x.data() + (t - n) * d, step_residual.data(), t);
-    EXPECT_LT(max_rel_error(step_residual.data(), want.data() + (t - n) * d, d), 1e-5) << "step at " << t;
+    EXPECT_TRUE(is_close(step_residual.data(), want.data() + (t - n) * d, d, within(1e-5))) << "step at " << t;
   }
   mixer->release();
 }
@@ -102,11 +104,10 @@ TEST(SlidingWindow, WindowZeroModelIgnoresOtherTokens) {
   for (int64_t t = 0; t < n; t += 2) b[t] = (b[t] + 7) % static_cast<int32_t>(c.vocab_size);  // change every even position
   auto ha = prefill_hidden(ctx, model, a), hb = prefill_hidden(ctx, model, b);
   for (int64_t t = 0; t < n; ++t) {
-    double err = max_rel_error(hb.data() + t * d, ha.data() + t * d, d);
     if (t % 2 == 1)
-      EXPECT_EQ(err, 0.0) << "position " << t << " depends on another token";
+      EXPECT_TRUE(is_close(hb.data() + t * d, ha.data() + t * d, d, exact())) << "position " << t << " depends on another token";
     else
-      EXPECT_GT(err, 1e-3) << "position " << t << " ignores its own token";
+      EXPECT_FALSE(is_close(hb.data() + t * d, ha.data() + t * d, d, within(1e-3))) << "position " << t << " ignores its own token";
   }
 }
 
@@ -125,7 +126,7 @@ TEST(SlidingWindow, RingBufferWrapsAroundOverManySteps) {
     model.prefill(ctx, t.data(), n0);
     for (int64_t pos = n0; pos < n; ++pos) {
       model.step(ctx, &t[pos], pos);
-      ASSERT_LT(max_rel_error(model.logits(), full.data() + pos * V, V), 1e-4) << "step at " << pos << " after a prefill of " << n0;
+      ASSERT_TRUE(is_close(model.logits(), full.data() + pos * V, V, within(1e-4))) << "step at " << pos << " after a prefill of " << n0;
     }
   }
 }
@@ -185,13 +186,13 @@ TEST(SlidingWindow, ManySlabsEqualOneSlab) {
   one.prepare(ctx, run_shape({n}, 0, batch));
   small.prefill(ctx, t.data(), n);
   one.prefill(ctx, t.data(), n);
-  EXPECT_LT(max_rel_error(small.hidden(), one.hidden(), batch * n * d), 1e-5);
+  EXPECT_TRUE(is_close(small.hidden(), one.hidden(), batch * n * d, within(1e-5)));
   // And per sequence, a batch equals the sequences run alone (the slabs use the batch strides right).
   Model alone(ctx, c, kSmallSlabs);
   for (int64_t s = 0; s < batch; ++s) {
     alone.prepare(ctx, run_shape({n}));
     alone.prefill(ctx, t.data() + s * n, n);
-    EXPECT_LT(max_rel_error(alone.hidden(), small.hidden() + s * n * d, n * d), 1e-5) << "sequence " << s;
+    EXPECT_TRUE(is_close(alone.hidden(), small.hidden() + s * n * d, n * d, within(1e-5))) << "sequence " << s;
   }
 }
 

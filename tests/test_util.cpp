@@ -19,20 +19,19 @@
 
 namespace bsbr::test {
 
-double max_rel_error(const float* a, const float* b, int64_t n, double floor) {
-  double scale = floor, err = 0;
-  for (int64_t i = 0; i < n; ++i) scale = std::max(scale, std::fabs(static_cast<double>(b[i])));
-  for (int64_t i = 0; i < n; ++i) {
-    double e = std::fabs(static_cast<double>(a[i]) - static_cast<double>(b[i]));
-    if (!std::isfinite(a[i])) return INFINITY;
-    err = std::max(err, e);
-  }
-  return err / scale;
+::testing::AssertionResult is_close(const float* a, const float* b, int64_t n, Tolerance tol) {
+  const Closeness c = compare_close(a, b, n, tol);
+  if (c.ok()) return ::testing::AssertionSuccess() << "all " << n << " within |a-b| <= " << tol.atol << " + " << tol.rtol << "|b|; worst ["
+                                                   << c.worst << "] " << c.worst_a << " vs " << c.worst_b << " (" << c.worst_ratio
+                                                   << "x the tolerance)";
+  auto r = ::testing::AssertionFailure() << c.describe();
+  if (c.first != c.worst) r << "; first [" << c.first << "]: " << a[c.first] << " vs reference " << b[c.first];
+  return r;
 }
 
-double max_rel_error(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return INFINITY;
-  return max_rel_error(a.data(), b.data(), static_cast<int64_t>(a.size()));
+::testing::AssertionResult is_close(const std::vector<float>& a, const std::vector<float>& b, Tolerance tol) {
+  if (a.size() != b.size()) return ::testing::AssertionFailure() << "sizes differ: " << a.size() << " vs reference " << b.size();
+  return is_close(a.data(), b.data(), static_cast<int64_t>(a.size()), tol);
 }
 
 std::vector<float> random_vector(int64_t n, uint64_t seed, float scale) {

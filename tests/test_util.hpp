@@ -1,17 +1,31 @@
-// Shared test helpers: error metrics, random data, running the CLI as a subprocess.
+// Shared test helpers: closeness checks, random data, running the CLI as a subprocess.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "core/compare.hpp"
 #include "report/results.hpp"
 
 namespace bsbr::test {
 
-// max_i |a_i - b_i| / max(max_i |b_i|, floor): error relative to the reference's scale.
-double max_rel_error(const float* a, const float* b, int64_t n, double floor = 1e-6);
-double max_rel_error(const std::vector<float>& a, const std::vector<float>& b);
+// Per element |a_i - b_i| <= atol + rtol |b_i|, both finite (core/compare.hpp, the same check
+// `compare --verify` runs). b is the reference. On failure the message names the first and the
+// worst violating element with both values. Use EXPECT_TRUE(is_close(...)) << context, and
+// EXPECT_FALSE(is_close(...)) where two tensors must differ.
+::testing::AssertionResult is_close(const float* a, const float* b, int64_t n, Tolerance tol);
+::testing::AssertionResult is_close(const std::vector<float>& a, const std::vector<float>& b, Tolerance tol);
+// atol = rtol = t: for values of order 1 (layer-normed hidden states, logits of the test models),
+// about the old "max error relative to the tensor's largest value" bound t, but per element.
+constexpr Tolerance within(double t) { return {t, t}; }
+// Bitwise-equal values (any difference fails).
+constexpr Tolerance exact() { return {0, 0}; }
+// The fast f32 model against the double-precision plain-loop oracle (hidden states and logits):
+// the bound every model meets at the tested lengths (hundreds of tokens, 2 layers).
+inline constexpr Tolerance kOracleTol{1e-4, 1e-4};
 
 std::vector<float> random_vector(int64_t n, uint64_t seed, float scale = 1.0f);
 

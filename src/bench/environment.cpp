@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <array>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <cstdio>
 #include <ctime>
 #include <fstream>
@@ -63,8 +66,31 @@ std::string git_commit() {
 
 }  // namespace
 
+int process_threads() {
+  std::error_code ec;
+  int n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/task", ec); !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) ++n;
+  return ec ? 0 : n;
+}
+
+void apply_omp_wait_policy(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("BSBR_OMP_WAIT_POLICY_SET")) return;  // the user's choice, or re-executed already
+  const char* opt_out = std::getenv("BSBR_NO_REEXEC");
+  if (opt_out && std::strcmp(opt_out, "0") != 0 && *opt_out) return;
+  ::setenv("OMP_WAIT_POLICY", kDefaultOmpWaitPolicy, 1);
+  ::setenv("BSBR_OMP_WAIT_POLICY_SET", kDefaultOmpWaitPolicy, 1);
+  ::execv("/proc/self/exe", argv);
+  // Only reached when the exec failed: run on with libgomp's default and say so in the environment.
+  ::unsetenv("OMP_WAIT_POLICY");
+  ::unsetenv("BSBR_OMP_WAIT_POLICY_SET");
+}
+
 Environment collect_environment(int threads) {
   Environment e;
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* ours = std::getenv("BSBR_OMP_WAIT_POLICY_SET");
+  e.omp_wait_policy = policy ? policy : "";
+  e.omp_wait_policy_source = !policy ? "unset" : (ours && std::strcmp(ours, policy) == 0) ? "bsbr-bench" : "user";
   e.cpu_model = cpu_model_name();
   e.cores = omp_get_num_procs();
   e.threads = threads;
@@ -90,7 +116,9 @@ nlohmann::json to_json(const Environment& e) {
   return {{"cpu_model", e.cpu_model},     {"cores", e.cores},         {"threads", e.threads},
           {"onednn_version", e.onednn_version}, {"onednn_isa", e.onednn_isa}, {"compiler", e.compiler},
           {"cxx_flags", e.cxx_flags},     {"build_type", e.build_type}, {"git_commit", e.git_commit},
-          {"utc_time", e.utc_time},       {"hostname", e.hostname},   {"tool_version", e.tool_version}};
+          {"utc_time", e.utc_time},       {"hostname", e.hostname},   {"tool_version", e.tool_version},
+          {"omp_wait_policy", e.omp_wait_policy.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.omp_wait_policy)},
+          {"omp_wait_policy_source", e.omp_wait_policy_source}};
 }
 
 }  // namespace bsbr

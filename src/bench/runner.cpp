@@ -153,6 +153,23 @@ RunRecord Runner::run(Model& model, const Problem& p) {
     return rec;
   }
 
+  // Verify against the oracle before timing; a mismatch fails the point (bench/verify.hpp).
+  if (cfg_.bench.verify) {
+    try {
+      rec.verify = verifier_.verify(ctx_, model, p.workload, p.n, rec.batch);
+    } catch (const std::bad_alloc&) {
+      rec.status = "failed";
+      rec.reason = "out of memory in the verify pass";
+      return rec;
+    }
+    if (!rec.verify.ok) {
+      rec.status = "failed";
+      rec.reason = rec.verify.reason;
+      return rec;
+    }
+  }
+  const LoadSnapshot load_before = read_load();
+
   prompt_ = input_tokens(model.config(), rec.batch, p.n);
   next_.assign(rec.batch, 0);
   seq_.assign(rec.batch * (p.n + rec.n_tokens + 1), 0);
@@ -187,6 +204,7 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   rec.memory.peak_rss_bytes = rss_reset ? ProcessMemory::peak_rss_bytes() : 0;
   model.release(ctx_);
   ctx_.release_scratchpad();
+  rec.contention = assess_contention(load_before, read_load(), ctx_.threads(), machine_cores());
   if (rec.status != "ok") return rec;
 
   if (p.workload != Workload::kPrefill) rec.memory.state_bytes = model.state_bytes(p.n);

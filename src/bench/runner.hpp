@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/contention.hpp"
 #include "bench/stats.hpp"
+#include "bench/verify.hpp"
 #include "core/config.hpp"
 #include "model/model.hpp"
 
@@ -49,11 +51,13 @@ struct RunRecord {
   MemoryFigures memory;
   std::vector<int32_t> generated;  // greedy tokens (decode, generate, recompute)
   std::string repro;               // command line that re-runs exactly this point
+  VerifyRecord verify;             // the check against the oracle before timing (ran false: --no-verify)
+  ContentionRecord contention;     // machine load before and after the point
 };
 
 class Runner {
  public:
-  Runner(ops::Context& ctx, const Config& cfg) : ctx_(ctx), cfg_(cfg) {}
+  Runner(ops::Context& ctx, const Config& cfg) : ctx_(ctx), cfg_(cfg), verifier_(cfg.bench.verify_length) {}
   RunRecord run(Model& model, const Problem& p);
 
   // The deterministic input tokens for length n (same for every model): [batch, n].
@@ -65,6 +69,7 @@ class Runner {
   double time_once(Model& model, const Problem& p, RunRecord& rec, bool record_tokens);
   ops::Context& ctx_;
   const Config& cfg_;
+  Verifier verifier_;  // caches the oracle's outputs of the current model
   // Token buffers sized before timing and reused by every sample.
   std::vector<int32_t> prompt_, next_, seq_, packed_;
   int64_t decode_pos_ = 0;  // next position of the decode workload's sequence

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "bench/calibration.hpp"
+#include "bench/contention.hpp"
 #include "bench/environment.hpp"
 #include "bench/runner.hpp"
 #include "cli/commands.hpp"
@@ -28,6 +29,7 @@ struct CompareOptions {
   std::vector<std::string> workloads;
   int64_t n_tokens = -1, repeats = -1, warmup = -1, threads = -1;
   bool no_memory_guard = false;
+  bool no_verify = false;
   std::string out_dir = "results";
   std::string weights_dir, save_weights_dir;  // DIR/<Model>.safetensors (io/weights.hpp)
 };
@@ -47,6 +49,7 @@ Config effective_config(const CompareOptions& o) {
   if (o.warmup >= 0) b.warmup = o.warmup;
   if (o.threads >= 0) b.threads = o.threads;
   if (o.no_memory_guard) b.memory_guard = false;
+  if (o.no_verify) b.verify = false;
   if (b.models.empty())
     for (const Architecture& a : architectures()) b.models.push_back(a.name);
   for (const std::string& m : b.models) find_architecture(m);  // unknown names are a UserError
@@ -63,6 +66,7 @@ std::string repro_line(const CompareOptions& o, const Config& cfg, const Problem
   s += " --n_tokens " + std::to_string(cfg.bench.n_tokens) + " --repeats " + std::to_string(cfg.bench.repeats) +
        " --warmup " + std::to_string(cfg.bench.warmup) + " --threads " + std::to_string(threads);
   if (!cfg.bench.memory_guard) s += " --no-memory-guard";
+  if (!cfg.bench.verify) s += " --no-verify";
   if (!o.weights_dir.empty()) s += " --weights " + o.weights_dir;
   return s;
 }
@@ -76,7 +80,8 @@ nlohmann::json config_json(const Config& cfg, const CompareOptions& o) {
           {"benchmark",
            {{"models", cfg.bench.models}, {"seq_lengths", cfg.bench.seq_lengths}, {"workloads", workloads},
             {"n_tokens", cfg.bench.n_tokens}, {"repeats", cfg.bench.repeats}, {"warmup", cfg.bench.warmup},
-            {"threads", cfg.bench.threads}, {"memory_guard", cfg.bench.memory_guard}}}};
+            {"threads", cfg.bench.threads}, {"memory_guard", cfg.bench.memory_guard},
+            {"verify", cfg.bench.verify}, {"verify_length", cfg.bench.verify_length}}}};
 }
 
 // The model `name` with its weights: loaded from --weights DIR (else the seeded initialisation),
@@ -86,6 +91,28 @@ std::unique_ptr<Model> make_model(ops::Context& ctx, const Config& cfg, const Co
   if (!o.weights_dir.empty()) load_weights(*model, weights_path_in(o.weights_dir, name));
   if (!o.save_weights_dir.empty()) save_weights(*model, weights_path_in(o.save_weights_dir, name));
   return model;
+}
+
+// The sweep-level contention warnings (bench/contention.hpp): points run on a busy machine, and a
+// calibration that moved over the sweep (which marks every timed point).
+void flag_contention(Results& results, double gflops_start, double gflops_end) {
+  const std::string drift = calibration_drift(gflops_start, gflops_end);
+  std::size_t contended = 0, timed = 0;
+  std::string names;
+  for (RunRecord& r : results.runs) {
+    if (r.status != "ok") continue;
+    ++timed;
+    if (r.contention.contended && ++contended <= 3)
+      names += std::string(names.empty() ? "" : ", ") + r.problem.model + " " + to_string(r.problem.workload) + " n=" + std::to_string(r.problem.n);
+    if (!drift.empty()) {
+      r.contention.contended = true;
+      r.contention.reason += (r.contention.reason.empty() ? "" : "; ") + drift;
+    }
+  }
+  if (contended > 0)
+    results.warnings.push_back("busy machine: " + std::to_string(contended) + " of " + std::to_string(timed) + " points ran contended (" + names +
+                               (contended > 3 ? ", ..." : "") + "; see each run's contention.reason); their times are not the machine's: rerun on a quiet machine");
+  if (!drift.empty()) results.warnings.push_back("busy machine: " + drift + "; every point is marked contended");
 }
 
 int run_compare(const CompareOptions& o) {
@@ -122,9 +149,10 @@ int run_compare(const CompareOptions& o) {
       RunRecord rec = runner.run(model, p);
       rec.repro = repro_line(o, cfg, p, ctx.threads());
       if (rec.status == "ok") {
-        std::fprintf(stderr, "median %-10s cv %4.1f%%  %7.1f GFLOP/s  peak %s%s\n", format_seconds(rec.stats.median).c_str(),
+        std::fprintf(stderr, "median %-10s cv %4.1f%%  %7.1f GFLOP/s  peak %s%s%s\n", format_seconds(rec.stats.median).c_str(),
                      100 * rec.stats.cv, rec.gflops, format_bytes(static_cast<double>(rec.memory.peak_working_bytes)).c_str(),
-                     rec.noisy ? "  [noisy: cv > 10%]" : "");
+                     rec.noisy ? "  [noisy: cv > 10%]" : "", rec.contention.contended ? "  [contended]" : "");
+        if (rec.contention.contended) std::fprintf(stderr, "      contended: %s\n", rec.contention.reason.c_str());
       } else {
         ++not_ok;
         std::fprintf(stderr, "%s: %s\n", rec.status.c_str(), rec.reason.c_str());
@@ -132,6 +160,14 @@ int run_compare(const CompareOptions& o) {
       results.runs.push_back(std::move(rec));
     }
   }
+
+  // The calibration again: a machine that got busier (or quieter) during the sweep shows here.
+  std::fprintf(stderr, "calibrating again after the sweep ... ");
+  Calibration cal_end = calibrate(ctx);
+  std::fprintf(stderr, "%.1f GFLOP/s\n", cal_end.gflops);
+  results.calibration_end = to_json(cal_end);
+  results.environment["process_threads_after_sweep"] = process_threads();
+  flag_contention(results, cal.gflops, cal_end.gflops);
 
   const std::string path = o.out_dir + "/comparison_results.json";
   const std::string analysis_summary = analyze_for_compare(results, path);  // fits into results, report.md next to it
@@ -145,6 +181,7 @@ int run_compare(const CompareOptions& o) {
   std::printf("\npeak working memory (activations + state + scratchpad), %s workload\n", to_string(cfg.bench.workloads.back()));
   std::printf("%s", memory_table(results, cfg.bench.workloads.back()).c_str());
   std::printf("\nparameters\n%s", params_table(results).c_str());
+  for (const std::string& w : results.warnings) spdlog::warn("{}", w);
   std::size_t noisy = 0;
   for (const RunRecord& r : results.runs) noisy += r.noisy;
   if (noisy > 0)
@@ -173,6 +210,8 @@ void add_compare(CLI::App& app, int& exit_code) {
   sub->add_option("--warmup", o->warmup, "Untimed warm-up runs per point");
   sub->add_option("--threads", o->threads, "Worker threads (0 = all cores)");
   sub->add_flag("--no-memory-guard", o->no_memory_guard, "Run points even if their estimated memory exceeds what is available");
+  sub->add_flag("--no-verify", o->no_verify,
+                "Skip the check of every point against the plain-loop oracle at min(n, benchmark.verify_length) tokens before timing");
   sub->add_option("--out", o->out_dir, "Output directory for comparison_results.json")->capture_default_str();
   sub->add_option("--weights", o->weights_dir,
                   "Directory of weights to run instead of the seeded initialisation: DIR/<Model>.safetensors for every model");

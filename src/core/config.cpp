@@ -177,6 +177,9 @@ const std::map<std::string, std::map<std::string, Field>>& sections() {
     b["repeats"] = bint(&BenchConfig::repeats);
     b["warmup"] = bint(&BenchConfig::warmup);
     b["threads"] = bint(&BenchConfig::threads);
+    b["verify_length"] = bint(&BenchConfig::verify_length);
+    b["verify"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) { c.bench.verify = to_bool(n, w); },
+                        [](const Config& c) { return std::string(c.bench.verify ? "true" : "false"); }};
     b["memory_guard"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) { c.bench.memory_guard = to_bool(n, w); },
                               [](const Config& c) { return std::string(c.bench.memory_guard ? "true" : "false"); }};
     b["models"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) { c.bench.models = to_list<std::string>(n, w, to_str); },
@@ -248,6 +251,7 @@ void BenchConfig::validate(const std::string& origin) const {
   if (repeats <= 0) throw UserError(origin + ": benchmark.repeats must be positive, got " + std::to_string(repeats));
   if (warmup < 0) throw UserError(origin + ": benchmark.warmup must be >= 0, got " + std::to_string(warmup));
   if (threads < 0) throw UserError(origin + ": benchmark.threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+  if (verify_length <= 0) throw UserError(origin + ": benchmark.verify_length must be positive, got " + std::to_string(verify_length));
 }
 
 Config load_config(const std::string& path) {

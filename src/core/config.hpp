@@ -52,6 +52,12 @@ struct BenchConfig {
   int64_t warmup = 1;
   int64_t threads = 0;  // 0 = all cores
   bool memory_guard = true;
+  // Check every point against the plain-loop oracle before timing it (bench/verify.hpp), at
+  // min(n, verify_length) tokens. 64 crosses a chunk boundary at the default chunk size (32) and
+  // keeps the oracle's cost (its O(L^2) attention and L x V logits, once per model) to well under a
+  // second per model.
+  bool verify = true;
+  int64_t verify_length = 64;
   void validate(const std::string& origin) const;  // throws UserError
 };
 

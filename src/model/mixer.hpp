@@ -1,6 +1,6 @@
 // The interface every architecture implements: its token mixer (the attention variant of SPEC §2).
 // The shared skeleton (embedding, positions, pre-LN blocks, FFN, final LN, LM head) is in model.hpp;
-// one architecture = one mixer file + one registry row + one plain-loop oracle in tests/ref/.
+// one architecture = one mixer file + one registry row + one plain-loop oracle in src/ref/.
 //
 // Life cycle for one benchmark point: construct (registers parameters) -> prepare(shape) (creates
 // every primitive and buffer) -> prefill / step any number of times (no allocation, no primitive

@@ -1,5 +1,5 @@
 // The architecture registry: one explicit table, in the study's order. Adding an architecture
-// means one file in model/arch/, one row here, and its oracle in tests/ref/.
+// means one file in model/arch/, one row here, and its oracle in src/ref/.
 #include "core/errors.hpp"
 #include "model/mixer.hpp"
 

@@ -74,6 +74,24 @@ json to_json(const RunRecord& r) {
               {"estimate_bytes", r.memory.estimate_bytes}}},
             {"generated_tokens", r.generated},
             {"repro", r.repro}};
+  // The verify pass against the oracle (bench/verify.hpp); null when --no-verify.
+  j["verify"] = !r.verify.ran ? json(nullptr)
+                              : json{{"ok", r.verify.ok},
+                                     {"length", r.verify.length},
+                                     {"decode_from", r.verify.decode_from},
+                                     {"atol", r.verify.tol.atol},
+                                     {"rtol", r.verify.tol.rtol},
+                                     {"max_abs_error", r.verify.max_abs_error},
+                                     {"max_error_ratio", r.verify.max_error_ratio},
+                                     {"reason", r.verify.reason}};
+  // Machine load around the point (bench/contention.hpp).
+  auto snapshot = [](const LoadSnapshot& s) {
+    return !s.valid ? json(nullptr)
+                    : json{{"loadavg1", s.loadavg1}, {"loadavg5", s.loadavg5}, {"procs_running", s.procs_running}, {"own_running", s.own_running}};
+  };
+  const ContentionRecord& c = r.contention;
+  j["contention"] = {{"before", snapshot(c.before)}, {"after", snapshot(c.after)}, {"steal_fraction", c.steal_fraction},
+                     {"contended", c.contended}, {"reason", c.reason}};
   return j;
 }
 
@@ -187,6 +205,35 @@ RunRecord run_from_json(const json& j, const std::string& where) {
     r.memory.estimate_bytes = opt<std::size_t>(m, "estimate_bytes", 0);
   }
   r.generated = opt<std::vector<int32_t>>(j, "generated_tokens", {});
+  if (j.contains("verify") && j["verify"].is_object()) {
+    const json& v = j["verify"];
+    r.verify.ran = true;
+    r.verify.ok = opt<bool>(v, "ok", true);
+    r.verify.length = opt<int64_t>(v, "length", 0);
+    r.verify.decode_from = opt<int64_t>(v, "decode_from", 0);
+    r.verify.tol = {opt<double>(v, "atol", 0.0), opt<double>(v, "rtol", 0.0)};
+    r.verify.max_abs_error = opt<double>(v, "max_abs_error", 0.0);
+    r.verify.max_error_ratio = opt<double>(v, "max_error_ratio", 0.0);
+    r.verify.reason = opt<std::string>(v, "reason", "");
+  }
+  if (j.contains("contention") && j["contention"].is_object()) {
+    const json& c = j["contention"];
+    auto snapshot = [](const json& s) {
+      LoadSnapshot l;
+      if (!s.is_object()) return l;
+      l.valid = true;
+      l.loadavg1 = opt<double>(s, "loadavg1", 0.0);
+      l.loadavg5 = opt<double>(s, "loadavg5", 0.0);
+      l.procs_running = opt<int64_t>(s, "procs_running", 0);
+      l.own_running = opt<int64_t>(s, "own_running", 0);
+      return l;
+    };
+    if (c.contains("before")) r.contention.before = snapshot(c["before"]);
+    if (c.contains("after")) r.contention.after = snapshot(c["after"]);
+    r.contention.steal_fraction = opt<double>(c, "steal_fraction", 0.0);
+    r.contention.contended = opt<bool>(c, "contended", false);
+    r.contention.reason = opt<std::string>(c, "reason", "");
+  }
   return r;
 }
 
@@ -287,6 +334,8 @@ json to_json(const Results& r) {
               {"environment", r.environment},
               {"config", r.config},
               {"calibration", r.calibration},
+              {"calibration_end", r.calibration_end},
+              {"warnings", r.warnings},
               {"runs", runs}};
   if (!r.fits.empty()) {
     json fits = json::array();
@@ -332,6 +381,8 @@ Results load_results(const std::string& path) {
     if (root.contains("environment")) r.environment = root["environment"];
     if (root.contains("config")) r.config = root["config"];
     if (root.contains("calibration")) r.calibration = root["calibration"];
+    if (root.contains("calibration_end")) r.calibration_end = root["calibration_end"];
+    r.warnings = opt<std::vector<std::string>>(root, "warnings", {});
     if (root.contains("fits")) {
       const json& series = need(root["fits"], "series", where + ": fits");
       if (!series.is_array()) bad(where, "'fits.series' must be a list");

@@ -45,6 +45,8 @@ struct Results {
   nlohmann::json environment = nlohmann::json::object();
   nlohmann::json config = nlohmann::json::object();
   nlohmann::json calibration = nlohmann::json::object();  // {"gflops": ..., ...}; empty if absent
+  nlohmann::json calibration_end = nlohmann::json::object();  // the calibration repeated after the last point
+  std::vector<std::string> warnings;  // sweep-level warnings (a busy machine, calibration drift)
   std::vector<FitRecord> fits;  // set by analyze; empty if the file has none
   std::optional<double> calibration_gflops() const;
   // The machine's attainable GFLOP/s, for normalising times between files (check): 2mnk over the

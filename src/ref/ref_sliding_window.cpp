@@ -8,8 +8,9 @@
 namespace bsbr::ref {
 
 Mat sliding_window_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n,
-                             MacCounter& macs) {
-  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / std::sqrt(static_cast<double>(cfg.head_dim())), cfg.window_size, macs);
+                             MacCounter& macs, const OracleOptions& opt) {
+  const int64_t window = opt.mutation == Mutation::kWindowUnbounded ? -1 : cfg.window_size;
+  return causal_softmax_attention(cfg, P, prefix, x, n, 1.0 / std::sqrt(static_cast<double>(cfg.head_dim())), window, macs);
 }
 
 }  // namespace bsbr::ref

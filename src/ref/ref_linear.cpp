@@ -8,7 +8,8 @@
 
 namespace bsbr::ref {
 
-Mat linear_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
+Mat linear_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs,
+                   const OracleOptions& opt) {
   const int64_t d = cfg.hidden_dim, h = cfg.num_heads, dh = cfg.head_dim();
   const auto [q, k, v] = qkv_projections(cfg, P, prefix, x, n, macs);
   auto phi = [&](double a) { return cfg.feature_map == FeatureMap::kElu1 ? (a > 0 ? a + 1.0 : std::exp(a)) : a; };
@@ -26,7 +27,7 @@ Mat linear_attention(const ModelConfig& cfg, ParamStore& P, const std::string& p
       for (int64_t i = 0; i < dh; ++i)
         for (int64_t j = 0; j < dh; ++j) S[i * dh + j] += fk[i] * vt[j];
       double den = 1.0;
-      if (cfg.normalize) {
+      if (cfg.normalize && opt.mutation != Mutation::kLinearNoNormalizer) {
         macs.macs += static_cast<double>(dh);  // phi(q).z
         den = 1e-6;
         for (int64_t i = 0; i < dh; ++i) den += fq[i] * z[i];

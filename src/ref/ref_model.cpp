@@ -1,8 +1,6 @@
 // Whole-model oracle and the oracle table.
 #include "ref/ref_model.hpp"
 
-#include <gtest/gtest.h>
-
 #include <map>
 #include <stdexcept>
 
@@ -39,7 +37,7 @@ const MixerOracle& oracle_for(const std::string& arch) {
   return it->second;
 }
 
-RefOutput forward(Model& model, const std::vector<int32_t>& tokens) {
+RefOutput forward(Model& model, const std::vector<int32_t>& tokens, const OracleOptions& opt) {
   const ModelConfig& c = model.config();
   const SkeletonOptions& o = model.options();
   ParamStore& P = model.params();
@@ -63,7 +61,7 @@ RefOutput forward(Model& model, const std::vector<int32_t>& tokens) {
   for (int64_t l = 0; l < c.num_layers; ++l) {
     std::string p = "layers." + std::to_string(l);
     Mat h = layer_norm(x, n, d, param(P, p + ".ln1.weight"), param(P, p + ".ln1.bias"), c.layer_norm_eps);
-    Mat a = mixer(c, P, p + ".attn", h, n, macs);
+    Mat a = mixer(c, P, p + ".attn", h, n, macs, opt);
     for (int64_t i = 0; i < n * d; ++i) x[i] += a[i];
     h = layer_norm(x, n, d, param(P, p + ".ln2.weight"), param(P, p + ".ln2.bias"), c.layer_norm_eps);
     Mat f = linear(h, n, d, param(P, p + ".ff1.weight"), param(P, p + ".ff1.bias"), ff);

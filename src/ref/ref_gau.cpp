@@ -9,7 +9,8 @@
 
 namespace bsbr::ref {
 
-Mat gau_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
+Mat gau_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs,
+                   const OracleOptions& opt) {
   const int64_t d = cfg.hidden_dim, E = cfg.expansion_factor * d, B = cfg.chunk_size;
   const double scale = 1.0 / std::sqrt(static_cast<double>(E));
   Mat q = linear_param(x, n, P, prefix + ".q_proj", d, E, macs);
@@ -32,7 +33,8 @@ Mat gau_attention(const ModelConfig& cfg, ParamStore& P, const std::string& pref
         }
         macs.macs += static_cast<double>(E) * E;
       }
-      for (int64_t b = 0; b < E; ++b) out[b] = static_cast<float>(out[b] * sigmoid(g[t * E + b]));
+      if (opt.mutation != Mutation::kGauNoGate)
+        for (int64_t b = 0; b < E; ++b) out[b] = static_cast<float>(out[b] * sigmoid(g[t * E + b]));
     }
     if (i < cur) {  // chunk i is complete: fold it into the prefix sum
       for (int64_t u = i * B; u < (i + 1) * B; ++u)

@@ -9,7 +9,8 @@
 
 namespace bsbr::ref {
 
-Mat deltanet_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
+Mat deltanet_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs,
+                   const OracleOptions& opt) {
   const int64_t d = cfg.hidden_dim, h = cfg.num_heads, dh = cfg.head_dim();
   const auto [q, k, v] = qkv_projections(cfg, P, prefix, x, n, macs);
   const bool learned = cfg.beta_mode == BetaMode::kLearned;
@@ -28,7 +29,7 @@ Mat deltanet_attention(const ModelConfig& cfg, ParamStore& P, const std::string&
       unit(head_row(q, t, d, head, dh), qn);
       unit(head_row(k, t, d, head, dh), kn);
       const float* vt = head_row(v, t, d, head, dh);
-      const double beta = learned ? sigmoid(beta_logits[t * h + head]) : cfg.beta;
+      const double beta = opt.mutation == Mutation::kDeltaNetNoBeta ? 1.0 : learned ? sigmoid(beta_logits[t * h + head]) : cfg.beta;
       macs.macs += 3.0 * static_cast<double>(dh * dh);  // S k, the rank-1 update, S q
       for (int64_t i = 0; i < dh; ++i) {
         r[i] = 0;

@@ -11,7 +11,8 @@
 
 namespace bsbr::ref {
 
-Mat bsbr_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs) {
+Mat bsbr_attention(const ModelConfig& cfg, ParamStore& P, const std::string& prefix, const Mat& x, int64_t n, MacCounter& macs,
+                   const OracleOptions& opt) {
   const int64_t d = cfg.hidden_dim, heads = cfg.num_heads, dh = cfg.head_dim(), dd = dh * dh, B = cfg.chunk_size;
   const int64_t coded = cfg.compression_factor > 0 ? d / cfg.compression_factor : 0;
   const double scale = 1.0 / std::sqrt(static_cast<double>(dh));
@@ -52,7 +53,8 @@ Mat bsbr_attention(const ModelConfig& cfg, ParamStore& P, const std::string& pre
   }
 
   // Chunks i >= 1 retrieve G_i from the chunks before them; every token of chunk i adds q_t.G_i.
-  for (int64_t i = 1; i <= cur; ++i) {
+  const int64_t retrieving = opt.mutation == Mutation::kBsbrNoRetrieval ? 0 : cur;
+  for (int64_t i = 1; i <= retrieving; ++i) {
     Mat R = linear_param(row_of(x, last(i - 1), d), 1, P, prefix + ".meta_r_proj", d, d, macs);
     for (int64_t head = 0; head < heads; ++head) {
       std::vector<double> p(i);
