@@ -49,7 +49,7 @@ TEST(AbStats, HodgesLehmannOfAnExactShiftIsTheShift) {
 TEST(AbStats, ExactIntervalUsesTheTabulatedCriticalValue) {
   // m = n = 5, 95 %: P0(U <= 2) = 4/252 <= 0.025 < P0(U <= 3) = 7/252, so the interval is
   // [D_(3), D_(23)] of the 25 sorted differences (Hollander & Wolfe's table: C = 3).
-  const std::vector<double> a{1.0, 2.0, 3.0, 4.0, 5.0}, b{1.5, 2.5, 3.7, 6.0, 9.0};
+  const std::vector<double> a{1.0, 2.0, 3.0, 4.0, 5.0}, b{1.55, 2.45, 3.7, 6.1, 9.3};  // 25 distinct ratios
   std::vector<double> d;
   for (double y : b)
     for (double x : a) d.push_back(std::log(y) - std::log(x));

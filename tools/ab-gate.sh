@@ -3,7 +3,8 @@
 # results/baseline.rev in a separate git worktree, builds HEAD, and runs `bsbr-bench ab` between
 # them, interleaved, on the CI point set. Exit code: ab's (0 nothing slower, 1 a point slower,
 # 2 unusable input or environment, e.g. the machine never got quiet, 3 a bug).
-# Usage: tools/ab-gate.sh [extra ab flags, e.g. --delta 0.08]
+# Usage: tools/ab-gate.sh [extra ab flags, e.g. --delta 0.08]; AB_SAMPLES, AB_MAX_ROUNDS, AB_BUDGET_S
+# override the samples per round (3), valid rounds (20) and seconds of rounds (420).
 # Time on 2 cores: the baseline build (bsbr-bench target only, no tests; a few minutes, less with a
 # warm ccache) + at most AB_BUDGET_S (default 420 s) of rounds, so about 12 minutes.
 set -euo pipefail
@@ -39,6 +40,6 @@ fi
 mkdir -p results/ab
 status=0
 build/bsbr-bench ab --a "$work/build/bsbr-bench" --b build/bsbr-bench --config configs/ci.yaml \
-  --samples-per-round 3 --max-rounds 20 --budget-s "${AB_BUDGET_S:-420}" --out results/ab "$@" || status=$?
+  --samples-per-round "${AB_SAMPLES:-3}" --max-rounds "${AB_MAX_ROUNDS:-20}" --budget-s "${AB_BUDGET_S:-420}" --out results/ab "$@" || status=$?
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ] && [ -f results/ab/ab_report.md ]; then cat results/ab/ab_report.md >>"$GITHUB_STEP_SUMMARY"; fi
 exit $status
