@@ -484,7 +484,10 @@ TEST(AbCli, AaEndToEndAtTinySizes) {
     ASSERT_EQ(round["legs"].size(), 2u);
     for (const auto& leg : round["legs"]) {
       EXPECT_TRUE(leg["start_cost_s"].is_number());
-      EXPECT_LT(leg["start_cost_s"].get<double>(), leg["wall_s"].get<double>());
+      // The start and the timed samples are disjoint parts of the worker's wall time: the start
+      // cost is outside every timed sample.
+      EXPECT_GT(leg["timed_s"].get<double>(), 0);
+      EXPECT_LE(leg["start_cost_s"].get<double>() + leg["timed_s"].get<double>(), leg["wall_s"].get<double>());
       EXPECT_TRUE(leg["contention"]["before"].is_object());
       EXPECT_EQ(leg["points"][0]["samples_s"].size(), 2u);
     }
@@ -493,6 +496,23 @@ TEST(AbCli, AaEndToEndAtTinySizes) {
   EXPECT_TRUE(std::filesystem::exists(out + "/ab_report.md"));
   EXPECT_FALSE(std::filesystem::exists(out + "/ab_work"));
   EXPECT_NE(r.out.find("ab --aa: 2 points"), std::string::npos) << r.out;
+}
+
+// A candidate that runs other settings than the baseline (here a wrapper adding a model override)
+// is refused, naming the field: the fingerprint check of ab itself.
+TEST(AbCli, DifferentSettingsAreRefusedNamingTheField) {
+  const std::string dir = test::temp_dir("ab_fingerprint");
+  const std::string wrapper = dir + "/other-settings";
+  {
+    std::ofstream f(wrapper);
+    f << "#!/bin/sh\nexec '" << BSBR_BENCH_EXE << "' \"$@\" --set model.ff_dim=96\n";
+  }
+  std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
+  const test::CliResult r = test::run_cli("ab --a '" + std::string(BSBR_BENCH_EXE) + "' --b '" + wrapper + "'" + kTiny +
+                                          " --samples-per-round 1 --max-rounds 2 --min-rounds 2 --budget-s 60"
+                                          " --max-others 1000 --max-steal 1 --out '" + dir + "/out'");
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("config.model.ff_dim"), std::string::npos) << r.err;
 }
 
 // --b-set reaches B alone, and the fingerprint accepts exactly that field differing. (Whether the
