@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -355,6 +356,25 @@ TEST(AbRounds, FailureInBIsASlowerPointAndExitOne) {
   const nlohmann::json j = ab_to_json(run);
   EXPECT_EQ(j["summary"]["exit_code"], 1);
   EXPECT_EQ(j["points"][0]["verdict"], "FAILED in B");
+}
+
+TEST(AbRounds, AHungWorkerIsKilledAtItsTimeout) {
+  const std::string dir = test::temp_dir("ab_hang");
+  const std::string hang = dir + "/hang";
+  {
+    std::ofstream f(hang);
+    f << "#!/bin/sh\nexec sleep 30\n";
+  }
+  std::filesystem::permissions(hang, std::filesystem::perms::owner_all);
+  WorkerSpec w{hang, {}, 0.5};
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    launch_worker('B', w, dir + "/leg");
+    FAIL() << "no throw";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("was killed"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 10.0);
 }
 
 // ---- fingerprint ----

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -84,11 +85,16 @@ LegRun launch_worker(char side, const WorkerSpec& w, const std::string& out_dir)
   }
   // Read the worker's stderr until it closes, sampling procs_running every ~100 ms meanwhile.
   std::string log;
+  bool timed_out = false;
   char buf[4096];
   for (;;) {
     pollfd p{pipe_fd[0], POLLIN, 0};
     const int ready = poll(&p, 1, 100);
     if (std::optional<LoadReading> r = read_loadavg()) leg.readings.running_samples.push_back(r->procs_running);
+    if (w.timeout_s > 0 && !timed_out && seconds_since(t0) > w.timeout_s) {
+      kill(pid, SIGKILL);  // its stderr then closes and the loop ends
+      timed_out = true;
+    }
     if (ready < 0 && errno == EINTR) continue;
     if (ready <= 0) continue;
     const ssize_t got = read(pipe_fd[0], buf, sizeof buf);
@@ -110,6 +116,9 @@ LegRun launch_worker(char side, const WorkerSpec& w, const std::string& out_dir)
   leg.wall_s = seconds_since(t0);
   leg.readings.after = read_load();
   leg.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (timed_out)
+    throw UserError(std::string("ab: side ") + side + " (" + w.exe + ") ran past " + std::to_string(static_cast<int>(w.timeout_s)) +
+                    " s and was killed: the machine is far too slow or the worker hangs");
   if (leg.exit_code != 0) {
     std::FILE* f = std::fopen((out_dir + "/worker.stderr").c_str(), "w");
     if (f) {

@@ -21,6 +21,7 @@ namespace bsbr {
 struct WorkerSpec {
   std::string exe;
   std::vector<std::string> args;  // everything after the executable except --out
+  double timeout_s = 0;           // a worker running longer is killed and the run stops (exit 2); 0: none
 };
 
 // One side's worker in one round.

@@ -117,6 +117,8 @@ int run_ab(AbCliOptions o) {
   }
   const std::set<std::string> exempt = exempt_fields(o.b_overrides);
   run.exempt_fields.assign(exempt.begin(), exempt.end());
+  // A worker may take longer than the budget (the first round always runs), not without bound.
+  ro.a.timeout_s = ro.b.timeout_s = std::max(600.0, 2 * o.budget_s);
   ro.work_dir = o.out_dir + "/ab_work";
   ro.budget_s = o.budget_s;
   ro.max_rounds = o.max_rounds;
