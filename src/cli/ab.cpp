@@ -177,7 +177,7 @@ void add_ab(CLI::App& app, int& exit_code) {
   sub->add_option("--threads", o->threads, "Worker threads (default: the config's)");
   sub->add_option("--set", o->overrides, "Config override for both sides, e.g. --set model.chunk_size=64 (repeatable)");
   sub->add_option("--b-set", o->b_overrides,
-                  "Config override for B alone (power checks: e.g. --b-set model.ff_dim=576 is more work); the fingerprint "
+                  "Config override for B alone (power checks: e.g. --b-set model.compression_factor=1 is more work for BSBR alone); the fingerprint "
                   "then accepts that field differing")
       ->expected(1, -1);
   sub->add_option("--samples-per-round", o->samples_per_round, "Timed samples per point per round (k)")->capture_default_str();
