@@ -144,6 +144,7 @@ RoundsResult run_rounds(const RoundsOptions& o, const LegLauncher& launch) {
   RoundsResult r;
   const Clock::time_point t0 = Clock::now();
   double round_time_sum = 0;
+  bool pair_starts_ba = false;
   for (int attempt = 0;; ++attempt) {
     if (r.valid >= o.max_rounds) {
       r.stopped = "max rounds";
@@ -161,7 +162,10 @@ RoundsResult run_rounds(const RoundsOptions& o, const LegLauncher& launch) {
     const Clock::time_point round_start = Clock::now();
     Round round;
     round.index = attempt;
-    round.order = (rng() & 1) ? "BA" : "AB";
+    // Balanced in pairs: each pair of rounds runs AB once and BA once, a seeded coin says which first,
+    // so a position effect (the second worker of a round finding warmer caches) hits both sides alike.
+    if (attempt % 2 == 0) pair_starts_ba = (rng() & 1) != 0;
+    round.order = (attempt % 2 == 0) == pair_starts_ba ? "BA" : "AB";
     for (char side : round.order) {
       char dir[32];
       std::snprintf(dir, sizeof dir, "/round-%03d-%c", attempt, side);

@@ -1,5 +1,5 @@
-// The rounds of `bsbr-bench ab` (README "bsbr-bench ab"). A round runs both sides once, in a seeded
-// random order (A then B, or B then A). Each side is a worker process: the side's own executable
+// The rounds of `bsbr-bench ab` (README "bsbr-bench ab"). A round runs both sides once, A then B or
+// B then A: each pair of rounds has one of each, the first chosen by a seeded coin. Each side is a worker process: the side's own executable
 // running `compare --no-analysis --no-calibration --repeats k --out DIR` on the point set, whose
 // results file is then read with the ordinary loader. Every time comes from inside the worker (its
 // samples), so the process start (exec, oneDNN start-up, config, weight init) is outside the timed
