@@ -11,7 +11,7 @@
 //  machine (ab only; check compares machines through their calibration instead):
 //    environment.cpu_model, environment.cores, environment.onednn_isa, environment.hostname
 // A field present in one file and absent from the other differs. Files in the study's plain schema
-// record no settings: they are not fingerprinted (check says so in a note).
+// record no settings: they are not fingerprinted.
 #pragma once
 #include <set>
 #include <string>
