@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   bsbr::cli::add_check(app, exit_code);
   bsbr::cli::add_targets(app, exit_code);
   bsbr::cli::add_convert(app, exit_code);
+  bsbr::cli::add_ab(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -10,11 +10,9 @@
 
 namespace bsbr::analysis {
 
-namespace {
-
-// P(U >= u) for sizes m, n with no ties: counts c(i, j, ·) built up from c(0, j) = c(i, 0) = δ(u).
-double exact_upper_tail(int m, int n, double u_observed) {
-  const int max_u = m * n;
+// Counts c(i, j, ·) built up from c(0, j) = c(i, 0) = δ(u).
+std::vector<double> mann_whitney_null_counts(int m, int n) {
+  BSBR_CHECK(m >= 0 && n >= 0, "sample sizes are non-negative");
   // counts[i][j][u]: arrangements of i x's and j y's with U = u.
   std::vector<std::vector<std::vector<double>>> counts(m + 1, std::vector<std::vector<double>>(n + 1));
   for (int i = 0; i <= m; ++i)
@@ -30,10 +28,17 @@ double exact_upper_tail(int m, int n, double u_observed) {
       for (std::size_t u = 0; u < x_largest.size(); ++u) c[u + j] += x_largest[u];
       for (std::size_t u = 0; u < y_largest.size(); ++u) c[u] += y_largest[u];
     }
-  const std::vector<double>& dist = counts[m][n];
+  return counts[m][n];
+}
+
+namespace {
+
+// P(U >= u) for sizes m, n with no ties.
+double exact_upper_tail(int m, int n, double u_observed) {
+  const std::vector<double> dist = mann_whitney_null_counts(m, n);
   double total = 0, tail = 0;
   const int from = static_cast<int>(std::ceil(u_observed - 1e-9));
-  for (int u = 0; u <= max_u; ++u) {
+  for (int u = 0; u <= m * n; ++u) {
     total += dist[u];
     if (u >= from) tail += dist[u];
   }

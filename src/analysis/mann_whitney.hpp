@@ -15,6 +15,10 @@ struct MannWhitneyResult {
 // Sample sizes up to this (each side) without ties use the exact null distribution.
 inline constexpr int kExactMaxSamples = 20;
 
+// The exact null distribution of U for sizes m, n without ties: element u (0 .. m·n) is the number
+// of the C(m + n, m) equally likely arrangements with U = u. (ab's Hodges-Lehmann interval.)
+std::vector<double> mann_whitney_null_counts(int m, int n);
+
 // Exact: the count of arrangements with U = u follows c(m, n, u) = c(m-1, n, u-n) + c(m, n-1, u)
 // (the largest of all m + n values is either an x, beating all n y's, or a y, beating nothing).
 // Otherwise: normal approximation with continuity correction and tie-corrected variance

@@ -7,6 +7,7 @@
 #include "core/config.hpp"
 #include "core/io.hpp"
 #include "report/check_report.hpp"
+#include "report/fingerprint.hpp"
 #include "report/results.hpp"
 
 namespace bsbr::cli {
@@ -24,9 +25,13 @@ int run_check(CheckCliOptions o) {
   o.check.validate();
   const Results baseline = load_results(o.baseline_path);
   const Results current = load_results(o.current_path);
+  require_same_fingerprint(baseline, o.baseline_path, current, o.current_path, FingerprintScope::kSettings);  // exit 2 naming the field
   analysis::CheckResult r = analysis::check_regressions(baseline, current, o.check);
-  if (!o.confirm_path.empty())
-    analysis::require_confirmation(r, analysis::check_regressions(baseline, load_results(o.confirm_path), o.check), o.confirm_path);
+  if (!o.confirm_path.empty()) {
+    const Results confirm = load_results(o.confirm_path);
+    require_same_fingerprint(baseline, o.baseline_path, confirm, o.confirm_path, FingerprintScope::kSettings);
+    analysis::require_confirmation(r, analysis::check_regressions(baseline, confirm, o.check), o.confirm_path);
+  }
   const CheckSources sources{o.baseline_path, o.current_path};
   std::printf("%s", check_text(r, o.check, sources).c_str());
   if (!o.markdown_path.empty()) write_file_atomic(o.markdown_path, check_markdown(r, o.check, sources));

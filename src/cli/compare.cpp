@@ -30,6 +30,7 @@ struct CompareOptions {
   int64_t n_tokens = -1, repeats = -1, warmup = -1, threads = -1;
   bool no_memory_guard = false;
   bool no_verify = false;
+  bool no_calibration = false, no_analysis = false;  // what `ab` workers skip (README "bsbr-bench ab")
   std::string out_dir = "results";
   std::string weights_dir, save_weights_dir;  // DIR/<Model>.safetensors (io/weights.hpp)
 };
@@ -130,10 +131,13 @@ int run_compare(const CompareOptions& o) {
   results.config = config_json(cfg, o);
   results.environment = to_json(collect_environment(ctx.threads()));
 
-  std::fprintf(stderr, "calibrating: %lldx%lldx%lld f32 matmul on %d threads ... ", 2048LL, 2048LL, 2048LL, ctx.threads());
-  Calibration cal = calibrate(ctx);
-  std::fprintf(stderr, "%.1f GFLOP/s (%s)\n", cal.gflops, cal.impl.c_str());
-  results.calibration = to_json(cal);
+  Calibration cal;
+  if (!o.no_calibration) {
+    std::fprintf(stderr, "calibrating: %lldx%lldx%lld f32 matmul on %d threads ... ", 2048LL, 2048LL, 2048LL, ctx.threads());
+    cal = calibrate(ctx);
+    std::fprintf(stderr, "%.1f GFLOP/s (%s)\n", cal.gflops, cal.impl.c_str());
+    results.calibration = to_json(cal);
+  }
 
   Runner runner(ctx, cfg);
   std::size_t total = cfg.bench.models.size() * cfg.bench.seq_lengths.size() * cfg.bench.workloads.size(), done = 0, not_ok = 0;
@@ -162,15 +166,19 @@ int run_compare(const CompareOptions& o) {
   }
 
   // The calibration again: a machine that got busier (or quieter) during the sweep shows here.
-  std::fprintf(stderr, "calibrating again after the sweep ... ");
-  Calibration cal_end = calibrate(ctx);
-  std::fprintf(stderr, "%.1f GFLOP/s\n", cal_end.gflops);
-  results.calibration_end = to_json(cal_end);
+  double gflops_end = cal.gflops;  // without calibration (ab's workers): no drift to flag
+  if (!o.no_calibration) {
+    std::fprintf(stderr, "calibrating again after the sweep ... ");
+    Calibration cal_end = calibrate(ctx);
+    std::fprintf(stderr, "%.1f GFLOP/s\n", cal_end.gflops);
+    results.calibration_end = to_json(cal_end);
+    gflops_end = cal_end.gflops;
+  }
+  flag_contention(results, cal.gflops, gflops_end);
   results.environment["process_threads_after_sweep"] = process_threads();
-  flag_contention(results, cal.gflops, cal_end.gflops);
 
   const std::string path = o.out_dir + "/comparison_results.json";
-  const std::string analysis_summary = analyze_for_compare(results, path);  // fits into results, report.md next to it
+  const std::string analysis_summary = o.no_analysis ? "" : analyze_for_compare(results, path);  // fits, report.md
   save_results(results, path);
 
   for (Workload w : cfg.bench.workloads) {
@@ -187,7 +195,8 @@ int run_compare(const CompareOptions& o) {
   if (noisy > 0)
     spdlog::warn("{} of {} points are noisy (cv > {:.0f}%): their medians are marked ~; rerun on a quieter machine or raise --repeats",
                  noisy, results.runs.size(), 100 * kNoisyCv);
-  std::printf("\ncalibration: %.1f GFLOP/s; results written to %s%s\n", cal.gflops, path.c_str(),
+  std::printf("\ncalibration: %s; results written to %s%s\n",
+              o.no_calibration ? "skipped" : (format_fixed(cal.gflops, 1) + " GFLOP/s").c_str(), path.c_str(),
               not_ok ? (" (" + std::to_string(not_ok) + " points skipped or failed; see their reasons above)").c_str() : "");
   std::printf("\n%s", analysis_summary.c_str());
   return 0;
@@ -212,6 +221,8 @@ void add_compare(CLI::App& app, int& exit_code) {
   sub->add_flag("--no-memory-guard", o->no_memory_guard, "Run points even if their estimated memory exceeds what is available");
   sub->add_flag("--no-verify", o->no_verify,
                 "Skip the check of every point against the plain-loop oracle at min(n, benchmark.verify_length) tokens before timing");
+  sub->add_flag("--no-calibration", o->no_calibration, "Skip the calibration matmul (the results file then has none; check needs it)");
+  sub->add_flag("--no-analysis", o->no_analysis, "Skip the fits, report.md and plots (ab's workers)");
   sub->add_option("--out", o->out_dir, "Output directory for comparison_results.json")->capture_default_str();
   sub->add_option("--weights", o->weights_dir,
                   "Directory of weights to run instead of the seeded initialisation: DIR/<Model>.safetensors for every model");

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The CI timing gate (README "bsbr-bench ab"): builds the accepted baseline commit named in
+# results/baseline.rev in a separate git worktree, builds HEAD, and runs `bsbr-bench ab` between
+# them, interleaved, on the CI point set. Exit code: ab's (0 nothing slower, 1 a point slower,
+# 2 unusable input or environment, e.g. the machine never got quiet, 3 a bug).
+# Usage: tools/ab-gate.sh [extra ab flags, e.g. --delta 0.08]; AB_SAMPLES, AB_MAX_ROUNDS, AB_BUDGET_S
+# override the samples per round (3), valid rounds (20) and seconds of rounds (420).
+# Time on 2 cores: the baseline build (bsbr-bench target only, no tests; a few minutes, less with a
+# warm ccache) + at most AB_BUDGET_S (default 420 s) of rounds, so about 12 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rev_file=results/baseline.rev
+rev=$(grep -v '^[[:space:]]*#' "$rev_file" 2>/dev/null | tr -d '[:space:]' || true)
+if [ -z "$rev" ]; then
+  echo "ab-gate: $rev_file names no baseline commit (one hash on a line of its own; the lead sets it)" >&2
+  exit 2
+fi
+if ! git rev-parse --verify -q "$rev^{commit}" >/dev/null; then
+  echo "ab-gate: $rev_file: '$rev' is not a commit of this repository" >&2
+  exit 2
+fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/bsbr-ab-baseline.XXXXXX")
+cleanup() {
+  git worktree remove --force "$work/src" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+git worktree add --detach "$work/src" "$rev" >/dev/null 2>&1
+build() {  # $1: source dir, $2: build dir; Release, the bsbr-bench target alone
+  cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=Release -DBSBR_BUILD_TESTS=OFF >/dev/null
+  cmake --build "$2" -j 2 --target bsbr-bench >"$2.log" 2>&1 || { tail -30 "$2.log" >&2; echo "ab-gate: building $1 failed" >&2; exit 2; }
+}
+echo "ab-gate: building the baseline $rev"
+build "$work/src" "$work/build"
+if [ ! -f build/CMakeCache.txt ]; then
+  build . build
+else
+  cmake --build build -j 2 --target bsbr-bench >/dev/null  # no-op when HEAD is already built
+fi
+mkdir -p results/ab
+status=0
+build/bsbr-bench ab --a "$work/build/bsbr-bench" --b build/bsbr-bench --config configs/ci.yaml \
+  --samples-per-round "${AB_SAMPLES:-3}" --max-rounds "${AB_MAX_ROUNDS:-20}" --budget-s "${AB_BUDGET_S:-420}" --out results/ab "$@" || status=$?
+if [ -n "${GITHUB_STEP_SUMMARY:-}" ] && [ -f results/ab/ab_report.md ]; then cat results/ab/ab_report.md >>"$GITHUB_STEP_SUMMARY"; fi
+exit $status
