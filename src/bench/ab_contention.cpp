@@ -60,7 +60,7 @@ std::optional<LoadReading> read_loadavg() {
   return la ? parse_loadavg(*la) : std::nullopt;
 }
 
-std::optional<LoadReading> read_load() {
+std::optional<LoadReading> read_load_reading() {
   const std::optional<std::string> la = slurp("/proc/loadavg"), st = slurp("/proc/stat");
   if (!la || !st) return std::nullopt;
   std::optional<LoadReading> r = parse_loadavg(*la);

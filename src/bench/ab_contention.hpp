@@ -23,7 +23,7 @@ bool parse_proc_stat(const std::string& text, LoadReading& into);            // 
 // /proc/loadavg alone (steal ticks left 0): the cheap reading taken while a worker runs.
 std::optional<LoadReading> read_loadavg();
 // Reads both files; nullopt if either is missing or malformed (e.g. not Linux).
-std::optional<LoadReading> read_load();
+std::optional<LoadReading> read_load_reading();
 
 // One worker run's readings: before, after, and samples taken while it ran (every ~100 ms).
 struct ContentionReadings {

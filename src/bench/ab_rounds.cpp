@@ -73,7 +73,7 @@ LegRun launch_worker(char side, const WorkerSpec& w, const std::string& out_dir)
 
   LegRun leg;
   leg.side = side;
-  leg.readings.before = read_load();
+  leg.readings.before = read_load_reading();
   const Clock::time_point t0 = Clock::now();
   pid_t pid = 0;
   const int spawn_rc = posix_spawn(&pid, w.exe.c_str(), &fa, nullptr, argv.data(), environ);
@@ -114,7 +114,7 @@ LegRun launch_worker(char side, const WorkerSpec& w, const std::string& out_dir)
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   leg.wall_s = seconds_since(t0);
-  leg.readings.after = read_load();
+  leg.readings.after = read_load_reading();
   leg.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   if (timed_out)
     throw UserError(std::string("ab: side ") + side + " (" + w.exe + ") ran past " + std::to_string(static_cast<int>(w.timeout_s)) +
