@@ -158,7 +158,8 @@ inline std::size_t mixer_working_bytes(ops::Context& ctx, Model& model, int64_t 
   const std::size_t peak = ctx.memory().peak_working();
   model.release(ctx);
   ctx.release_scratchpad();
-  const std::size_t skeleton = sizeof(float) * static_cast<std::size_t>(n * (2 * c.hidden_dim + c.ff_dim) + c.vocab_size);
+  // x, h [n, d], f [n, ff], the sinusoidal position table [n, d], logits [V].
+  const std::size_t skeleton = sizeof(float) * static_cast<std::size_t>(n * (3 * c.hidden_dim + c.ff_dim) + c.vocab_size);
   return peak - skeleton;
 }
 

@@ -272,7 +272,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Unusable{"no_calibration", R"({"seq_lengths": [64, 128], "time_results": {"Standard": {"64": 1.0, "128": 2.0}}})", "",
                                "current results have no calibration"},
                       Unusable{"no_overlap",
-                               R"({"schema_version": 1, "seq_lengths": [64], "calibration": {"gflops": 100},
+                               R"({"schema_version": 2, "seq_lengths": [64], "calibration": {"gflops": 100},
                                    "runs": [{"model": "Other", "workload": "prefill", "n": 64, "status": "ok", "samples_s": [0.1]}]})",
                                "", "no (model, workload, n) point has ok timings in both files"},
                       Unusable{"bad_alpha", nullptr, "--alpha 1.5", "--alpha must be in (0, 1)"},

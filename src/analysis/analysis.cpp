@@ -99,16 +99,15 @@ void relative_performance(WorkloadAnalysis& wa, const std::optional<std::string>
 
 std::vector<MemorySeries> memory_series(const Results& r, const std::vector<int64_t>& lengths) {
   std::vector<MemorySeries> out;
+  const std::optional<Workload> w = memory_workload(r);
+  if (!w) return out;
   for (const std::string& m : r.models) {
     MemorySeries ms{m, {}};
     for (int64_t n : lengths) {
-      MemoryPoint p{n, 0, 0, 0};
-      for (const RunRecord& run : r.runs) {
-        if (run.status != "ok" || run.problem.model != m || run.problem.n != n) continue;
-        p.peak_working_bytes = std::max(p.peak_working_bytes, static_cast<double>(run.memory.peak_working_bytes));
-        p.state_bytes = std::max(p.state_bytes, static_cast<double>(run.memory.state_bytes));
-        p.peak_rss_bytes = std::max(p.peak_rss_bytes, static_cast<double>(run.memory.peak_rss_bytes));
-      }
+      const RunRecord* run = r.find(m, *w, n);
+      if (run == nullptr) continue;
+      MemoryPoint p{n, static_cast<double>(run->memory.peak_working_bytes), static_cast<double>(run->memory.state_bytes),
+                    static_cast<double>(run->memory.peak_rss_bytes)};
       if (p.peak_working_bytes > 0) ms.points.push_back(p);
     }
     if (!ms.points.empty()) out.push_back(ms);
@@ -203,6 +202,7 @@ Analysis analyze(const Results& r, const AnalyzeOptions& o, const std::string& s
   a.primary = o.workload ? *o.workload : a.find(Workload::kGenerate) ? Workload::kGenerate : a.workloads.front().workload;
 
   a.memory = memory_series(r, lengths);
+  if (const std::optional<Workload> w = memory_workload(r)) a.memory_workload = to_string(*w);
   for (const MemorySeries& ms : a.memory) a.memory_largest_n = std::max(a.memory_largest_n, ms.points.back().n);
   decode_series(r, a);
   return a;

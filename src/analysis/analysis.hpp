@@ -47,7 +47,7 @@ struct WorkloadAnalysis {
   std::vector<Slowdown> relative;      // every other model
 };
 
-// Memory of one model at one length: max over the point's workloads (like memory_results).
+// Memory of one model at one length, from its memory_workload point (like memory_results).
 struct MemoryPoint {
   int64_t n = 0;
   double peak_working_bytes = 0;  // activations + state + scratchpad
@@ -73,6 +73,7 @@ struct Analysis {
   Workload primary = Workload::kGenerate;   // the workload the complexity plots show
   std::vector<MemorySeries> memory;         // every model with memory figures
   int64_t memory_largest_n = 0;
+  std::string memory_workload;              // the workload the memory figures come from
   // From decode runs if present; else estimated as (generate - prefill) / n_tokens when both exist
   // (decode_estimated = true); empty if neither.
   std::vector<DecodeSeries> decode;

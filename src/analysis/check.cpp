@@ -146,6 +146,12 @@ void require_confirmation(CheckResult& r, const CheckResult& confirmation, const
 
 CheckResult check_regressions(const Results& baseline, const Results& current, const CheckOptions& o) {
   o.validate();
+  // Version 2 changed what a decode point times (context n in every sample, not a drifting
+  // position), so times of different versions are not comparable.
+  if (baseline.schema_version != current.schema_version)
+    throw UserError("baseline has schema_version " + std::to_string(baseline.schema_version) + ", current has " +
+                    std::to_string(current.schema_version) + ": their points measure different things (schema 2: every decode "
+                    "sample at context n); regenerate the baseline with this build (README, Refreshing the baseline)");
   CheckResult out;
   out.baseline_gflops = calibration_of(baseline, "baseline");
   out.current_gflops = calibration_of(current, "current");

@@ -1,10 +1,12 @@
 // The point runner: prepare, verify, warm up, time, measure memory.
 #include "bench/runner.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <new>
 
+#include "core/alloc_count.hpp"
 #include "core/errors.hpp"
 #include "core/rng.hpp"
 
@@ -46,14 +48,15 @@ std::vector<int32_t> Runner::input_tokens(const ModelConfig& m, int64_t batch, i
   return t;
 }
 
-RunShape Runner::shape_for(const Problem& p, int64_t batch, int64_t n_tokens, int64_t samples) {
+RunShape Runner::shape_for(const Problem& p, int64_t batch, int64_t n_tokens) {
   RunShape s;
   s.batch = batch;
   switch (p.workload) {
     case Workload::kPrefill: s.prefill_lengths = {p.n}; break;
-    case Workload::kDecode:  // verify pass + every sample step on after one prefill
+    case Workload::kDecode:  // one prefill, then every sample steps n .. n+N-1 from the restored state
       s.prefill_lengths = {p.n};
-      s.capacity = p.n + n_tokens * (1 + samples);
+      s.capacity = p.n + n_tokens;
+      s.snapshot = true;
       break;
     case Workload::kGenerate:
       s.prefill_lengths = {p.n};
@@ -67,15 +70,21 @@ RunShape Runner::shape_for(const Problem& p, int64_t batch, int64_t n_tokens, in
   return s;
 }
 
-// One sample of the workload. Returns seconds (decode: per token). Generated tokens go to rec
-// when record_tokens (the verify pass).
-double Runner::time_once(Model& model, const Problem& p, RunRecord& rec, bool record_tokens) {
+void Runner::prefill_for_decode(Model& model, const Problem& p) {
+  model.prefill(ctx_, prompt_.data(), p.n);
+  model.argmax(first_.data());
+  model.save_state();
+}
+
+// One sample of the workload. Allocation-free: every buffer was sized in run().
+double Runner::time_once(Model& model, const Problem& p, const RunRecord& rec) {
   const int64_t b = rec.batch, N = rec.n_tokens, n = p.n;
   const std::vector<int32_t>& prompt = prompt_;
   std::vector<int32_t>&next = next_, &seq = seq_, &packed = packed_;
-  if (record_tokens) rec.generated.clear();
+  token_count_ = 0;
   auto keep = [&]() {
-    if (record_tokens) rec.generated.insert(rec.generated.end(), next.begin(), next.end());
+    std::copy(next.begin(), next.end(), tokens_.begin() + token_count_);
+    token_count_ += b;
   };
   switch (p.workload) {
     case Workload::kPrefill: {
@@ -84,18 +93,13 @@ double Runner::time_once(Model& model, const Problem& p, RunRecord& rec, bool re
       return seconds_since(t0);
     }
     case Workload::kDecode: {
-      // One untimed prefill (in the verify pass); every sample then times the next n_tokens steps
-      // of the same sequence, so a long prefill is not repeated per sample. Positions drift by
-      // n_tokens per sample (capacity is sized for it in shape_for).
-      if (record_tokens) {
-        model.prefill(ctx_, prompt.data(), n);
-        model.argmax(next.data());
-        keep();
-        decode_pos_ = n;
-      }
+      // Every sample decodes positions n .. n+N-1 from the state the prefill left (restored
+      // untimed), so each one measures context n.
+      model.restore_state();
+      std::copy(first_.begin(), first_.end(), next.begin());
       auto t0 = Clock::now();
       for (int64_t i = 0; i < N; ++i) {
-        model.step(ctx_, next.data(), decode_pos_++);
+        model.step(ctx_, next.data(), n + i);
         model.argmax(next.data());
         keep();
       }
@@ -132,6 +136,27 @@ double Runner::time_once(Model& model, const Problem& p, RunRecord& rec, bool re
   return 0;
 }
 
+// flops_model by the formulas (Model::prefill_flops / step_flops), over exactly what one sample runs.
+void Runner::flops_by_formula(const Model& model, const Problem& p, RunRecord& rec) const {
+  const int64_t N = rec.n_tokens;
+  double f = 0;
+  switch (p.workload) {
+    case Workload::kPrefill: f = model.prefill_flops(p.n); break;
+    case Workload::kDecode:  // mean over the timed positions n .. n+N-1
+      for (int64_t pos = p.n; pos < p.n + N; ++pos) f += model.step_flops(pos);
+      f /= static_cast<double>(N);
+      break;
+    case Workload::kGenerate:
+      f = model.prefill_flops(p.n);
+      for (int64_t i = 0; i < N; ++i) f += model.step_flops(p.n + i);
+      break;
+    case Workload::kRecompute:
+      for (int64_t L = p.n; L <= p.n + N; ++L) f += model.prefill_flops(L);
+      break;
+  }
+  rec.flops_model = f;
+}
+
 RunRecord Runner::run(Model& model, const Problem& p) {
   RunRecord rec;
   rec.problem = p;
@@ -142,7 +167,8 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   rec.repeats = cfg_.bench.repeats;
   rec.unit = p.workload == Workload::kDecode ? "s/token" : "s";
   rec.tokens_generated = p.workload == Workload::kPrefill ? 0 : (p.workload == Workload::kDecode ? rec.n_tokens : rec.n_tokens + 1);
-  const RunShape shape = shape_for(p, rec.batch, cfg_.bench.n_tokens, cfg_.bench.warmup + cfg_.bench.repeats);
+  if (p.workload == Workload::kDecode) rec.positions = {p.n, p.n + rec.n_tokens - 1};
+  const RunShape shape = shape_for(p, rec.batch, cfg_.bench.n_tokens);
 
   // Memory guard: skip a point whose buffers would not fit, instead of being killed.
   rec.memory.estimate_bytes = model.estimate_bytes(shape, ctx_.threads());
@@ -172,25 +198,52 @@ RunRecord Runner::run(Model& model, const Problem& p) {
 
   prompt_ = input_tokens(model.config(), rec.batch, p.n);
   next_.assign(rec.batch, 0);
+  first_.assign(rec.batch, 0);
   seq_.assign(rec.batch * (p.n + rec.n_tokens + 1), 0);
   packed_.assign(seq_.size(), 0);
+  tokens_.assign(rec.batch * (rec.n_tokens + 1), 0);
 
   MemoryTracker& mem = ctx_.memory();
   mem.reset_peak();
   bool rss_reset = ProcessMemory::reset_peak_rss();
   try {
+    // 1. Create: every primitive and buffer of the point (and, for decode, the prefilled state).
     model.prepare(ctx_, shape);
-    // Verify: one untimed run; outputs must be finite and tokens in range.
-    time_once(model, p, rec, /*record_tokens=*/true);
+    if (p.workload == Workload::kDecode) prefill_for_decode(model, p);
+
+    // 2. Verify: one untimed sample; its executed FLOPs are counted, outputs must be finite, and
+    // its tokens are the point's. Every timed sample must reproduce them.
+    ctx_.start_counting_flops();
+    time_once(model, p, rec);
+    const double executed = ctx_.stop_counting_flops();
+    rec.flops_executed = p.workload == Workload::kDecode ? executed / static_cast<double>(rec.n_tokens) : executed;
+    rec.generated.assign(tokens_.begin(), tokens_.begin() + token_count_);
     const int64_t V = model.config().vocab_size;
     if (!all_finite(model.logits(), rec.batch * V)) {
       rec.status = "failed";
       rec.reason = "non-finite logits in the verify run";
     }
+
+    // 3. Time: warm-up and samples, frozen (no primitive creation) and counting heap allocations.
     if (rec.status == "ok") {
+      int64_t diverged = -1;  // first sample whose tokens differ from the verify run's
+      rec.samples_s.reserve(static_cast<std::size_t>(cfg_.bench.repeats));
       ops::FrozenRegion frozen(ctx_);
-      for (int64_t i = 0; i < cfg_.bench.warmup; ++i) time_once(model, p, rec, false);
-      for (int64_t i = 0; i < cfg_.bench.repeats; ++i) rec.samples_s.push_back(time_once(model, p, rec, false));
+      CountAllocations allocations;
+      for (int64_t i = 0; i < cfg_.bench.warmup + cfg_.bench.repeats; ++i) {
+        const double t = time_once(model, p, rec);
+        if (i >= cfg_.bench.warmup) rec.samples_s.push_back(t);
+        if (diverged < 0 && !std::equal(rec.generated.begin(), rec.generated.end(), tokens_.begin(), tokens_.begin() + token_count_)) diverged = i;
+      }
+      rec.allocations = AllocationCounter::available() ? static_cast<int64_t>(allocations.allocations()) : -1;
+      rec.library_allocations = AllocationCounter::available() ? static_cast<int64_t>(allocations.library_allocations()) : -1;
+      if (rec.allocations > 0) {
+        rec.status = "failed";
+        rec.reason = std::to_string(rec.allocations) + " heap allocation(s) inside the timed region (nothing may allocate while timing)";
+      } else if (diverged >= 0) {
+        rec.status = "failed";
+        rec.reason = "sample " + std::to_string(diverged) + " (warm-up included) generated other tokens than the verify run from the same state";
+      }
     }
   } catch (const std::bad_alloc&) {
     rec.status = "failed";
@@ -201,33 +254,19 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   rec.memory.scratchpad_bytes = mem.peak(MemCategory::kScratch);
   rec.memory.state_allocated_bytes = mem.current(MemCategory::kState);
   rec.memory.params_bytes = mem.current(MemCategory::kParams);
+  rec.memory.snapshot_bytes = mem.current(MemCategory::kSnapshot);
   rec.memory.peak_rss_bytes = rss_reset ? ProcessMemory::peak_rss_bytes() : 0;
   model.release(ctx_);
   ctx_.release_scratchpad();
   rec.contention = assess_contention(load_before, read_load(), ctx_.threads(), machine_cores());
   if (rec.status != "ok") return rec;
 
-  if (p.workload != Workload::kPrefill) rec.memory.state_bytes = model.state_bytes(p.n);
+  rec.memory.state_bytes = model.state_bytes(p.n);
   rec.stats = compute_stats(rec.samples_s);
   rec.noisy = rec.stats.count > 1 && rec.stats.cv > kNoisyCv;
-  const int64_t N = cfg_.bench.n_tokens;
-  switch (p.workload) {
-    case Workload::kPrefill: rec.flops = model.prefill_flops(p.n); break;
-    case Workload::kDecode: {  // mean over the timed steps' positions
-      const int64_t first = p.n + N * (1 + cfg_.bench.warmup), count = N * cfg_.bench.repeats;
-      for (int64_t i = 0; i < count; ++i) rec.flops += model.step_flops(first + i);
-      rec.flops /= static_cast<double>(count);
-      break;
-    }
-    case Workload::kGenerate:
-      rec.flops = model.prefill_flops(p.n);
-      for (int64_t i = 0; i < N; ++i) rec.flops += model.step_flops(p.n + i);
-      break;
-    case Workload::kRecompute:
-      for (int64_t L = p.n; L <= p.n + N; ++L) rec.flops += model.prefill_flops(L);
-      break;
-  }
-  rec.gflops = rec.stats.median > 0 ? rec.flops / rec.stats.median / 1e9 : 0;
+  flops_by_formula(model, p, rec);
+  rec.gflops = rec.stats.median > 0 ? rec.flops_executed / rec.stats.median / 1e9 : 0;
+  rec.model_gflops = rec.stats.median > 0 ? rec.flops_model / rec.stats.median / 1e9 : 0;
   return rec;
 }
 

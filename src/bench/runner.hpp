@@ -30,8 +30,9 @@ struct MemoryFigures {
   std::size_t peak_activation_bytes = 0;  // peak of activations alone
   std::size_t scratchpad_bytes = 0;       // oneDNN user scratchpad (all worker threads)
   std::size_t state_bytes = 0;            // decode state after a prefill of n, by the mixer's formula
-  std::size_t state_allocated_bytes = 0;  // state buffers as allocated (capacity n + n_tokens, padded)
-  std::size_t params_bytes = 0;           // weights and constant tables
+  std::size_t state_allocated_bytes = 0;  // state buffers as allocated (capacity n + n_tokens, padded to tiles)
+  std::size_t params_bytes = 0;           // weights
+  std::size_t snapshot_bytes = 0;         // decode: the copy of the state restored before each sample (harness)
   std::size_t peak_rss_bytes = 0;         // process VmHWM during the point (0 if unavailable)
   std::size_t estimate_bytes = 0;         // the memory guard's estimate
 };
@@ -46,8 +47,17 @@ struct RunRecord {
   SampleStats stats;
   bool noisy = false;
   int64_t tokens_generated = 0;
-  double flops = 0;   // per sample (decode: per token)
-  double gflops = 0;  // flops / median
+  // Per sample (decode: per token; README "How it measures"): the architecture's arithmetic by its
+  // formula (one convention for all), and what the kernels executed (counted in the verify pass).
+  double flops_model = 0, flops_executed = 0;
+  double gflops = 0;        // flops_executed / median: the machine's attained throughput
+  double model_gflops = 0;  // flops_model / median
+  // Decode: the positions every sample steps through, [n, n + n_tokens - 1] (empty otherwise).
+  std::vector<int64_t> positions;
+  // Heap allocations inside the timed region (warm-up and samples), the tool's own (must be 0), and
+  // oneDNN's inside its execute calls (its argument maps; core/alloc_count.hpp); -1 = not countable.
+  int64_t allocations = -1;
+  int64_t library_allocations = -1;
   MemoryFigures memory;
   std::vector<int32_t> generated;  // greedy tokens (decode, generate, recompute)
   std::string repro;               // command line that re-runs exactly this point
@@ -62,17 +72,23 @@ class Runner {
 
   // The deterministic input tokens for length n (same for every model): [batch, n].
   static std::vector<int32_t> input_tokens(const ModelConfig& m, int64_t batch, int64_t n);
-  // samples: warm-up + timed samples (decode steps on through all of them after one prefill).
-  static RunShape shape_for(const Problem& p, int64_t batch, int64_t n_tokens, int64_t samples);
+  // Decode: capacity n + n_tokens exactly (every sample restores the state after the prefill).
+  static RunShape shape_for(const Problem& p, int64_t batch, int64_t n_tokens);
 
  private:
-  double time_once(Model& model, const Problem& p, RunRecord& rec, bool record_tokens);
+  // Untimed set-up of the decode workload: prefill of n, first token, save_state().
+  void prefill_for_decode(Model& model, const Problem& p);
+  // One sample; returns seconds (decode: per token). Its tokens go to tokens_ (preallocated).
+  double time_once(Model& model, const Problem& p, const RunRecord& rec);
+  void flops_by_formula(const Model& model, const Problem& p, RunRecord& rec) const;
   ops::Context& ctx_;
   const Config& cfg_;
   Verifier verifier_;  // caches the oracle's outputs of the current model
   // Token buffers sized before timing and reused by every sample.
   std::vector<int32_t> prompt_, next_, seq_, packed_;
-  int64_t decode_pos_ = 0;  // next position of the decode workload's sequence
+  std::vector<int32_t> first_;   // decode: the token after the prefill, [b]
+  std::vector<int32_t> tokens_;  // the latest sample's generated tokens
+  int64_t token_count_ = 0;      // valid entries of tokens_
 };
 
 }  // namespace bsbr

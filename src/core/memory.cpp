@@ -15,6 +15,7 @@ const char* to_string(MemCategory c) {
     case MemCategory::kActivations: return "activations";
     case MemCategory::kState: return "state";
     case MemCategory::kScratch: return "scratch";
+    case MemCategory::kSnapshot: return "snapshot";
     default: return "?";
   }
 }

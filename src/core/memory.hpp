@@ -15,6 +15,8 @@ enum class MemCategory : int {
   kActivations,    // per-run work buffers (hidden states, scores tiles, ...)
   kState,          // decode state: KV cache, recurrent state, chunk states
   kScratch,        // oneDNN user-managed scratchpad
+  kSnapshot,       // the benchmark's copy of the decode state (restored before every decode sample);
+                   // harness overhead, not part of the model's working memory
   kCount
 };
 const char* to_string(MemCategory c);

@@ -25,6 +25,9 @@ struct RunShape {
   std::vector<int64_t> prefill_lengths;
   // Positions the decode state must hold (prefill length + generated tokens); 0 = no decode.
   int64_t capacity = 0;
+  // The decode workload restores the state left by its prefill before every sample
+  // (Model::save_state / restore_state): prepare() then sizes a snapshot of it.
+  bool snapshot = false;
   int64_t max_prefill() const;
 };
 
@@ -43,6 +46,14 @@ class Mixer {
   // x: LN1 output [b, d] of the token at position pos (pos == tokens seen so far). Adds Attn(x)
   // into residual [b, d] and advances the decode state.
   virtual void step(ops::Context& ctx, const float* x, float* residual, int64_t pos) = 0;
+
+  // The decode state a step overwrites in place (recurrent states, the current chunk, a ring
+  // buffer), valid after prepare(): Model::save_state() copies it after a prefill and
+  // restore_state() copies it back, so every decode sample starts from the same state at the same
+  // position. Rows a step writes at its own position and reads only after writing them (a KV
+  // cache, BSBR's chunk memory rows of chunks >= the current one) are not listed: a replay from
+  // position n rewrites them first (truncation by position).
+  virtual std::vector<Tensor*> overwritten_state() = 0;
 
   // Per sequence (batch 1) -- the skeleton multiplies by the batch size:
   // bytes of decode state (KV cache, recurrent state, chunk states) held after a prefill of n

@@ -65,10 +65,9 @@ Model::RowOps Model::make_row_ops(ops::Context& ctx, int64_t n, bool head_all_ro
 
 void Model::ensure_positions(ops::Context& ctx, int64_t positions) {
   if (opts_.positions != SkeletonOptions::Positions::kSinusoidal) return;
-  if (!positions_.empty() && positions_.dim(0) >= positions) return;
-  // Grown to the longest length seen, like PyTorch's registered `pe` buffer; a constant table,
-  // so it is counted with the weights, not the run's working memory.
-  positions_ = ctx.tensor(MemCategory::kParams, {positions, cfg_.hidden_dim});
+  // Exactly the point's positions: a table that grows with n ([P, d], 64 MiB at P = 65,536), so it
+  // is part of the run's working memory (activations), not of the weights.
+  positions_ = ctx.tensor(MemCategory::kActivations, {positions, cfg_.hidden_dim});
   ops::sinusoidal_positions(0, positions, cfg_.hidden_dim, positions_.data());
 }
 
@@ -94,11 +93,27 @@ void Model::prepare(ops::Context& ctx, const RunShape& shape, LogitsMode logits)
     step_ops_ = make_row_ops(ctx, 1, false, true);
   }
   for (Block& blk : blocks_) blk.mixer->prepare(ctx, shape);
+  if (shape.snapshot && has_step_)
+    for (Block& blk : blocks_)
+      for (Tensor* t : blk.mixer->overwritten_state())
+        if (!t->empty()) snapshot_.emplace_back(t, ctx.tensor(MemCategory::kSnapshot, t->shape()));
+}
+
+void Model::save_state() {
+  BSBR_CHECK(has_step_, "save_state() on a model prepared without decode capacity");
+  for (auto& [state, copy] : snapshot_) std::copy(state->data(), state->data() + state->size(), copy.data());
+}
+
+void Model::restore_state() {
+  BSBR_CHECK(has_step_, "restore_state() on a model prepared without decode capacity");
+  for (auto& [state, copy] : snapshot_) std::copy(copy.data(), copy.data() + copy.size(), state->data());
 }
 
 void Model::release(ops::Context& ctx) {
+  snapshot_.clear();
   for (Block& blk : blocks_) blk.mixer->release();
   prefill_ops_.clear();
+  positions_.reset();
   step_ops_ = RowOps{};
   has_step_ = false;
   for (Tensor* t : {&x_, &h_, &f_, &logits_, &xs_, &hs_, &fs_}) t->reset();
@@ -190,6 +205,7 @@ std::size_t Model::estimate_bytes(const RunShape& shape, int threads, LogitsMode
   const std::size_t f = sizeof(float), b = shape.batch, d = cfg_.hidden_dim, ff = cfg_.ff_dim, V = cfg_.vocab_size;
   const std::size_t n = shape.max_prefill();
   std::size_t bytes = f * b * n * (2 * d + ff) + f * b * (logits == LogitsMode::kAll ? n * V : V);
+  if (opts_.positions == SkeletonOptions::Positions::kSinusoidal) bytes += f * std::max<std::size_t>(n, shape.capacity) * d;
   if (shape.capacity > 0) bytes += f * b * (2 * d + ff);
   for (const Block& blk : blocks_) bytes += blk.mixer->estimate_bytes(shape, threads);
   return bytes;

@@ -64,6 +64,11 @@ class Model {
   const float* hidden() const { return h_.data(); }        // [b, n, d] after prefill (final LN output)
   const float* step_hidden() const { return hs_.data(); }  // [b, d] after step (final LN output)
   const float* logits() const { return logits_.data(); }   // [b, V] (kLast / step) or [b, n, V] (kAll)
+  // Decode-state snapshot (prepared when shape.snapshot): save_state() after a prefill copies what
+  // a step overwrites in place (Mixer::overwritten_state); restore_state() copies it back, so the
+  // next step at the prefill's length starts from the same state. Allocation-free.
+  void save_state();
+  void restore_state();
   // Greedy next token per sequence from the latest logits. out: [b]
   void argmax(int32_t* out) const;
 
@@ -108,7 +113,8 @@ class Model {
   ParamStore::LinearRef lm_head_{};  // [d, V], [V]; null when tied
 
   // Prepared state for the current point.
-  Tensor positions_;  // sinusoidal table [P, d] (a constant, counted with the weights)
+  Tensor positions_;  // sinusoidal table [P, d], P = the point's last position + 1: O(n), so working memory
+  std::vector<std::pair<Tensor*, Tensor>> snapshot_;  // (mixer state, its copy) for save/restore_state
   LogitsMode logits_mode_ = LogitsMode::kLast;
   int64_t batch_ = 1;
   std::map<int64_t, RowOps> prefill_ops_;  // by sequence length

@@ -54,8 +54,7 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
   const int64_t max_keys = g_.window < 0 ? last_pos + 1 : std::min(g_.window + 1, last_pos + 1);
   const double work = 2.0 * static_cast<double>(g_.batch * g_.heads * q_count) * static_cast<double>(max_keys) * (dh + dv);
   const bool parallel = items > 1 && work >= kSerialWorkThreshold;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (parallel)
-  for (int64_t item = 0; item < items; ++item) {
+  parallel_items(ctx, items, parallel, [&](int64_t item) {
     Workspace& w = ws_[Context::thread_id()];
     const int64_t qi = n_qtiles - 1 - item / (g_.batch * g_.heads);
     const int64_t bh = item % (g_.batch * g_.heads);
@@ -95,7 +94,7 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
       float* dst = ob + (row0 + r) * g_.o_row_stride;
       for (int64_t i = 0; i < dv; ++i) dst[i] = src[i] * inv;
     }
-  }
+  });
 }
 
 int64_t CausalAttention::workspace_floats(const AttentionGeometry& g, int64_t max_queries, int threads) {

@@ -7,6 +7,8 @@
 #pragma once
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -41,6 +43,23 @@ class Context {
   // Frees the scratchpads (between benchmark points).
   void release_scratchpad();
 
+  // Executed-work counter (flops_executed, README "How it measures"): while counting, every
+  // MatMul::run adds 2·batch·M·N·K of the product it executes (padding rows, masked and discarded
+  // parts included), and hand loops doing matmul-like work add theirs (count_flops). Off while
+  // timing; the runner turns it on for one untimed pass.
+  void start_counting_flops() {
+    flop_counter_.store(0);
+    counting_flops_ = true;
+  }
+  double stop_counting_flops() {
+    counting_flops_ = false;
+    return static_cast<double>(flop_counter_.load());
+  }
+  bool counting_flops() const { return counting_flops_; }
+  void count_flops(double flops) {
+    if (counting_flops_) flop_counter_.fetch_add(static_cast<uint64_t>(flops));
+  }
+
   void freeze() { frozen_ = true; }
   void thaw() { frozen_ = false; }
   bool frozen() const { return frozen_; }
@@ -55,6 +74,8 @@ class Context {
   std::vector<Buffer> scratch_;
   std::size_t scratch_bytes_ = 0;
   bool frozen_ = false;
+  bool counting_flops_ = false;
+  std::atomic<uint64_t> flop_counter_{0};
 };
 
 // RAII: runs the enclosed oneDNN calls on one thread (when `active`). oneDNN's OpenMP runtime opens
@@ -74,6 +95,20 @@ class SerialScope {
 
 // Work (flops or elements) below which an op runs single-threaded (see SerialScope).
 inline constexpr double kSerialWorkThreshold = 1 << 20;
+
+// Runs body(i) for i in [0, count): over ctx.threads() OpenMP threads (dynamic, one item at a time)
+// when `parallel` and there is more than one thread and item, else as a plain loop on the caller.
+// Serial work must not enter an OpenMP region at all: libgomp allocates a team (gomp_new_team) for
+// every region of one thread, which would be a heap allocation inside the timed region.
+template <class Body>
+void parallel_items(const Context& ctx, int64_t count, bool parallel, Body&& body) {
+  if (parallel && ctx.threads() > 1 && count > 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads())
+    for (int64_t i = 0; i < count; ++i) body(i);
+  } else {
+    for (int64_t i = 0; i < count; ++i) body(i);
+  }
+}
 
 // RAII: freezes a context for a timed region.
 class FrozenRegion {

@@ -129,4 +129,12 @@ void ut_transform(float* t, const float* beta, int64_t beta_stride, int64_t chun
   }
 }
 
+double ut_transform_macs(int64_t chunk) {
+  constexpr int64_t kBlock = 16;  // as in ut_transform
+  double macs = 0;
+  for (int64_t i = 0; i < chunk; ++i)
+    for (int64_t j0 = 0; j0 < i; j0 += kBlock) macs += static_cast<double>(i - j0) * std::min(kBlock, chunk - j0);
+  return macs;
+}
+
 }  // namespace bsbr::ops

@@ -73,5 +73,8 @@ void prefix_sum_blocks(float* blocks, int64_t count, int64_t block_size);
 // by forward substitution, row by row: T[i, :] = beta_i e_i - beta_i sum_{m<i} (k_i.k_m) T[m, :].
 // beta: the chunk's C values with stride beta_stride.
 void ut_transform(float* t, const float* beta, int64_t beta_stride, int64_t chunk);
+// Multiply-adds ut_transform runs for one chunk of C rows (its loops, not the triangle's C³/6:
+// whole 16-column blocks are accumulated): for the executed-FLOP count.
+double ut_transform_macs(int64_t chunk);
 
 }  // namespace bsbr::ops

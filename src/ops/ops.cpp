@@ -1,6 +1,11 @@
 // Op layer implementation: descriptor building, primitive creation, allocation-free execution.
 #include "ops/ops.hpp"
 
+#include <omp.h>
+
+#include <algorithm>
+
+#include "core/alloc_count.hpp"
 #include "core/errors.hpp"
 
 namespace bsbr::ops {
@@ -100,6 +105,9 @@ void PrimitiveOp::execute(Context& ctx, const void* const* ptrs, std::size_t cou
   for (std::size_t i = 0; i < count; ++i) b.mems[i].set_data_handle(const_cast<void*>(ptrs[i]));
   if (has_scratchpad_) b.mems.back().set_data_handle(ctx.scratchpad());
   SerialScope one_thread(serial_);
+  // oneDNN's execute allocates its argument map, and its threaded gemm drivers their packing
+  // buffers on its worker threads (core/alloc_count.hpp).
+  LibraryAllocations in_onednn(!serial_ && !omp_in_parallel());
   dnnl_status_t st = dnnl_primitive_execute(prim_.get(), ctx.stream().get(), static_cast<int>(b.args.size()), b.args.data());
   BSBR_CHECK(st == dnnl_success, "oneDNN primitive execution failed (status " + std::to_string(st) + ") in " + impl_);
 }
@@ -165,6 +173,8 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
   if (bias) p[n++] = bias;
   BSBR_CHECK(binary_srcs.size() + n <= 8, "too many binary post-ops");
   for (const float* s : binary_srcs) p[n++] = s;
+  if (ctx.counting_flops())
+    ctx.count_flops(2.0 * static_cast<double>(std::max(spec_.a.batch, spec_.b.batch)) * spec_.a.rows * spec_.a.cols * spec_.b.cols);
   execute(ctx, p, static_cast<std::size_t>(n));
 }
 

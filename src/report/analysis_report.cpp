@@ -62,7 +62,7 @@ ReportTable relative_table(const WorkloadAnalysis& wa) {
 
 ReportTable memory_table_at_largest(const Analysis& a) {
   ReportTable t;
-  t.title = "memory at " + n_label(a.memory_largest_n) + (a.study_schema ? " (the study's memory_results)" : " (max over the point's workloads)");
+  t.title = "memory at " + n_label(a.memory_largest_n) + (a.study_schema ? " (the study's memory_results)" : " (" + a.memory_workload + " points)");
   if (a.study_schema) t.header = {"model", "memory"};
   else t.header = {"model", "peak working memory", "decode state after prefill", "process peak RSS"};
   auto bytes = [](double b) { return b > 0 ? format_bytes(b) : std::string("-"); };
@@ -236,7 +236,7 @@ json analysis_json(const Analysis& a) {
   json decode = json::array();
   for (const auto& d : a.decode) decode.push_back({{"model", d.model}, {"n", d.n}, {"seconds_per_token", d.seconds_per_token}});
   return {{"source", a.source}, {"study_schema", a.study_schema}, {"primary_workload", to_string(a.primary)},
-          {"workloads", workloads}, {"memory", memory}, {"memory_largest_n", a.memory_largest_n},
+          {"workloads", workloads}, {"memory", memory}, {"memory_largest_n", a.memory_largest_n}, {"memory_workload", a.memory_workload},
           {"decode_per_token", decode}, {"decode_estimated", a.decode_estimated}};
 }
 

@@ -223,7 +223,7 @@ PlotSet write_analysis_plots(const Analysis& a, const std::string& dir, const Gn
       }
       c.series.push_back(sr);
     }
-    render(c, "memory_scaling.png", "peak working memory vs n (max over the point's workloads), log-log axes");
+    render(c, "memory_scaling.png", "peak working memory vs n (" + (a.memory_workload.empty() ? std::string("memory_results") : a.memory_workload) + " points), log-log axes");
   } else {
     out.not_drawn.push_back("memory_scaling.png: the file has no memory figures");
   }

@@ -61,8 +61,12 @@ json to_json(const RunRecord& r) {
              {{"count", s.count}, {"min", s.min}, {"max", s.max}, {"median", s.median}, {"mean", s.mean},
               {"stddev", s.stddev}, {"q1", s.q1}, {"q3", s.q3}, {"iqr", s.iqr}, {"cv", s.cv}}},
             {"noisy", r.noisy},
-            {"flops", r.flops},
+            {"flops_model", r.flops_model},
+            {"flops_executed", r.flops_executed},
             {"gflops", r.gflops},
+            {"model_gflops", r.model_gflops},
+            {"allocations_in_timed_region", r.allocations},
+            {"onednn_allocations_in_timed_region", r.library_allocations},
             {"memory",
              {{"peak_working_bytes", r.memory.peak_working_bytes},
               {"peak_activation_bytes", r.memory.peak_activation_bytes},
@@ -70,6 +74,7 @@ json to_json(const RunRecord& r) {
               {"state_bytes", r.memory.state_bytes},
               {"state_allocated_bytes", r.memory.state_allocated_bytes},
               {"params_bytes", r.memory.params_bytes},
+              {"snapshot_bytes", r.memory.snapshot_bytes},
               {"peak_rss_bytes", r.memory.peak_rss_bytes},
               {"estimate_bytes", r.memory.estimate_bytes}}},
             {"generated_tokens", r.generated},
@@ -92,6 +97,7 @@ json to_json(const RunRecord& r) {
   const ContentionRecord& c = r.contention;
   j["contention"] = {{"before", snapshot(c.before)}, {"after", snapshot(c.after)}, {"steal_fraction", c.steal_fraction},
                      {"contended", c.contended}, {"reason", c.reason}};
+  if (!r.positions.empty()) j["positions"] = r.positions;
   return j;
 }
 
@@ -181,8 +187,13 @@ RunRecord run_from_json(const json& j, const std::string& where) {
   r.unit = opt<std::string>(j, "unit", "s");
   r.repro = opt<std::string>(j, "repro", "");
   r.noisy = opt<bool>(j, "noisy", false);
-  r.flops = opt<double>(j, "flops", 0.0);
+  r.flops_model = opt<double>(j, "flops_model", opt<double>(j, "flops", 0.0));  // "flops": schema 1
+  r.flops_executed = opt<double>(j, "flops_executed", 0.0);
   r.gflops = opt<double>(j, "gflops", 0.0);
+  r.model_gflops = opt<double>(j, "model_gflops", 0.0);
+  r.allocations = opt<int64_t>(j, "allocations_in_timed_region", -1);
+  r.library_allocations = opt<int64_t>(j, "onednn_allocations_in_timed_region", -1);
+  r.positions = opt<std::vector<int64_t>>(j, "positions", {});
   if (r.status == "ok") {
     const json& samples = need(j, "samples_s", where);
     if (!samples.is_array() || samples.empty()) bad(where, "'samples_s' must be a non-empty list for an ok run");
@@ -202,6 +213,7 @@ RunRecord run_from_json(const json& j, const std::string& where) {
     r.memory.state_allocated_bytes = opt<std::size_t>(m, "state_allocated_bytes", 0);
     r.memory.params_bytes = opt<std::size_t>(m, "params_bytes", 0);
     r.memory.peak_rss_bytes = opt<std::size_t>(m, "peak_rss_bytes", 0);
+    r.memory.snapshot_bytes = opt<std::size_t>(m, "snapshot_bytes", 0);
     r.memory.estimate_bytes = opt<std::size_t>(m, "estimate_bytes", 0);
   }
   r.generated = opt<std::vector<int32_t>>(j, "generated_tokens", {});
@@ -302,16 +314,22 @@ FitRecord fit_from_json(const json& j, const std::string& where) {
 
 }  // namespace
 
+std::optional<Workload> memory_workload(const Results& r) {
+  for (Workload w : {Workload::kPrefill, Workload::kGenerate, Workload::kDecode, Workload::kRecompute})
+    for (const RunRecord& run : r.runs)
+      if (run.status == "ok" && run.problem.workload == w && run.memory.peak_working_bytes > 0) return w;
+  return std::nullopt;
+}
+
 json to_json(const Results& r) {
   json time_results = json::object(), memory_results = json::object(), params = json::object(), params_head = json::object();
+  const std::optional<Workload> mem_workload = memory_workload(r);
   for (const std::string& m : r.models) {
     json t = json::object(), mem = json::object();
     for (int64_t n : r.seq_lengths) {
       if (const RunRecord* g = r.find(m, Workload::kGenerate, n)) t[std::to_string(n)] = g->stats.median;
-      std::size_t peak = 0;
-      for (const RunRecord& run : r.runs)
-        if (run.status == "ok" && run.problem.model == m && run.problem.n == n) peak = std::max(peak, run.memory.peak_working_bytes);
-      if (peak > 0) mem[std::to_string(n)] = static_cast<double>(peak) / (1024.0 * 1024.0);
+      const RunRecord* run = mem_workload ? r.find(m, *mem_workload, n) : nullptr;
+      if (run && run->memory.peak_working_bytes > 0) mem[std::to_string(n)] = static_cast<double>(run->memory.peak_working_bytes) / (1024.0 * 1024.0);
     }
     time_results[m] = t;
     memory_results[m] = mem;
@@ -321,12 +339,20 @@ json to_json(const Results& r) {
     }
   }
   json runs = json::array();
-  for (const RunRecord& run : r.runs) runs.push_back(to_json(run));
+  const std::optional<double> calibration = r.calibration_gflops();
+  for (const RunRecord& run : r.runs) {
+    json j = to_json(run);
+    // Model FLOPs per second over the calibration matmul's GFLOP/s (null without a calibration).
+    j["model_efficiency"] = calibration && run.status == "ok" ? json(run.model_gflops / *calibration) : json(nullptr);
+    runs.push_back(std::move(j));
+  }
   json out = {{"schema_version", r.schema_version},
               {"time_results", time_results},
               {"time_results_workload", "generate"},
               {"memory_results", memory_results},
-              {"memory_results_meaning", "peak working memory (activations + decode state + oneDNN scratchpad) in MB, max over the point's workloads"},
+              {"memory_results_workload", mem_workload ? json(to_string(*mem_workload)) : json(nullptr)},
+              {"memory_results_meaning", "peak working memory (activations + decode state + oneDNN scratchpad) in MB of the "
+                                         "memory_results_workload points (the first of prefill, generate, decode, recompute the file has)"},
               {"param_counts", params},
               {"param_counts_with_head", params_head},
               {"seq_lengths", r.seq_lengths},

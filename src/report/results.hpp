@@ -14,7 +14,9 @@
 
 namespace bsbr {
 
-inline constexpr int kSchemaVersion = 1;
+// 2: decode samples all measure context n (positions), flops_model / flops_executed, allocation
+// counts, memory_results from one workload. check refuses to compare files of different versions.
+inline constexpr int kSchemaVersion = 2;
 
 struct ModelInfo {
   std::string name;
@@ -62,8 +64,12 @@ nlohmann::json to_json(const RunRecord& r);
 nlohmann::json to_json(const FitRecord& f);
 RunRecord run_from_json(const nlohmann::json& j, const std::string& where);  // throws UserError
 
+// The workload memory_results (and the memory table and plot) are taken from: the first of
+// prefill, generate, decode, recompute with an ok run; nullopt when no run has memory figures.
+std::optional<Workload> memory_workload(const Results& r);
+
 // Builds the file: study keys (time_results = generate medians in seconds; memory_results = peak
-// working memory in MB, the max over the point's workloads) plus our blocks.
+// working memory in MB of the memory_workload points) plus our blocks.
 nlohmann::json to_json(const Results& r);
 // Reads a bsbr-bench file or the study's plain schema. Throws UserError (one line, naming the
 // file and the problem) for a missing file, non-JSON, missing keys or bad values.

@@ -65,6 +65,9 @@ class Bsbr : public Mixer {
   void release() override;
   void prefill(ops::Context& ctx, const float* x, float* residual, int64_t n) override;
   void step(ops::Context& ctx, const float* x, float* residual, int64_t pos) override;
+  // G, the last input and the current chunk's K, V; the chunk memory rows a replay from position n
+  // writes (chunks >= the current one) are written before they are read.
+  std::vector<Tensor*> overwritten_state() override { return {&retrieved_, &last_input_, &current_.k_tensor(), &current_.v_tensor()}; }
   std::size_t state_bytes(int64_t n) const override;
   std::size_t estimate_bytes(const RunShape& shape, int threads) const override;
   double prefill_flops(int64_t n) const override;
@@ -83,8 +86,9 @@ class Bsbr : public Mixer {
   static int64_t retrieval_key_tile(int64_t chunks) { return std::min<int64_t>(kRetrievalKeyTile, (chunks + 7) / 8 * 8); }
   // Prefill retrieval: queries R (row stride d), keys H_j = memory[:, :d], values memory[:, d:].
   ops::AttentionGeometry retrieval_geometry(int64_t key_tile) const;
-  // Decode retrieval: one R_i per sequence over the first i of `chunks` chunk memory rows.
-  ops::DecodeAttentionGeometry decode_retrieval_geometry(int64_t batch, int64_t chunks) const;
+  // Decode retrieval: one R_i per sequence (at position i-1) over chunk memory rows j < i, read in
+  // whole key tiles up to row i only (not over the whole prepared capacity).
+  ops::AttentionGeometry decode_retrieval_geometry(int64_t batch) const;
   // How `count` consecutive chunks are processed between the chunk states and the chunk memory:
   // compressed, in groups of kStateGroupChunks (F_j is only a step towards f_j, and G_i only towards
   // q.G_i, so the [chunks, h, dh²] tile stays small); uncompressed, all at once (F_j is written
@@ -129,7 +133,7 @@ class Bsbr : public Mixer {
   // Decode ops and buffers.
   AttentionProjections::Ops proj1_;  // rows [b, d]; k, v into the current chunk
   MatMul state1_, compress1_, meta_h1_, meta_r1_, decompress1_, apply_retrieved1_;
-  ops::DecodeAttention retrieval1_;
+  ops::CausalAttention retrieval1_;
   Tensor q1_buf_, o1_buf_, meta_query1_;  // [b, d]
   Tensor state1_tile_;                    // compressed: [h, dh²]
   Tensor coded_retrieved1_;               // compressed: [b, h, d/c]
@@ -175,18 +179,10 @@ ops::AttentionGeometry Bsbr::retrieval_geometry(int64_t key_tile) const {
   return g;
 }
 
-ops::DecodeAttentionGeometry Bsbr::decode_retrieval_geometry(int64_t batch, int64_t chunks) const {
-  ops::DecodeAttentionGeometry g;
-  g.batch = batch;
-  g.heads = heads_;
-  g.head_dim = dh_;
-  g.value_dim = value_dim_;
-  g.capacity = chunks;
-  g.q_batch_stride = d_;
-  g.o_batch_stride = heads_ * value_dim_;
-  g.kv_row_stride = memory_width_;
-  g.kv_batch_stride = memory_rows_ * memory_width_;
-  g.scale = scale_;
+ops::AttentionGeometry Bsbr::decode_retrieval_geometry(int64_t batch) const {
+  ops::AttentionGeometry g = retrieval_geometry(key_tile_);
+  g.batch = batch;  // one query row per sequence: R_i [b, d] -> values [b, h, value_dim]
+  g.q_tile = 1;
   return g;
 }
 
@@ -247,7 +243,7 @@ void Bsbr::make_decode_ops(ops::Context& ctx) {
   // Meta key into each sequence's chunk memory row (row stride = the memory's batch stride), meta query.
   meta_h1_ = MatMul(ctx, {x1, w_dd, MatLayout::strided(b, d, memory_rows_ * memory_width_), true, 1.f, {}});
   meta_r1_ = MatMul(ctx, {x1, w_dd, x1, true, 1.f, {}});
-  retrieval1_ = ops::DecodeAttention(ctx, decode_retrieval_geometry(b, chunked::chunk_count(capacity_, B)));
+  retrieval1_ = ops::CausalAttention(ctx, decode_retrieval_geometry(b), 1);
   // o += q.G per (sequence, head): [b*h, 1, dh] . [b*h, dh, dh].
   const MatLayout q_heads = MatLayout::dense(1, dh).with_batch(b * h, dh);
   apply_retrieved1_ = MatMul(ctx, {q_heads, MatLayout::batched(b * h, dh, dh), q_heads, false, 1.f, {PostOp::accumulate()}});
@@ -287,7 +283,7 @@ void Bsbr::release() {
   for (auto* m : {&meta_h_op_, &chunk_state_, &compress_op_, &meta_r_op_, &decompress_op_, &apply_retrieved_}) m->clear();
   local_.clear();
   retrieval_ = ops::CausalAttention();
-  retrieval1_ = ops::DecodeAttention();
+  retrieval1_ = ops::CausalAttention();
   proj1_ = AttentionProjections::Ops();
   for (MatMul* m : {&state1_, &compress1_, &meta_h1_, &meta_r1_, &decompress1_, &apply_retrieved1_}) *m = MatMul();
   for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &meta_query_, &state_tile_, &coded_retrieved_, &memory_,
@@ -379,7 +375,7 @@ void Bsbr::finish_chunk_and_retrieve(ops::Context& ctx, int64_t chunk) {
   meta_h1_.run(ctx, last_input_.data(), meta_h_.weight->data(), memory_.data() + done * W, meta_h_.bias->data());
   meta_r1_.run(ctx, last_input_.data(), meta_r_.weight->data(), meta_query1_.data(), meta_r_.bias->data());
   float* values = compressed() ? coded_retrieved1_.data() : retrieved_.data();  // [b, h, value_dim]
-  retrieval1_.run(ctx, meta_query1_.data(), memory_.data(), memory_.data() + d, values, chunk);  // R_i over H_j, j < i
+  retrieval1_.run(ctx, meta_query1_.data(), memory_.data(), memory_.data() + d, values, chunk - 1, 1);  // R_i over H_j, j <= i-1
   if (compressed()) decompress1_.run(ctx, coded_retrieved1_.data(), decompress_.weight->data(), retrieved_.data(), decompress_.bias->data());
 }
 
@@ -414,7 +410,7 @@ std::size_t Bsbr::estimate_bytes(const RunShape& shape, int threads) const {
   for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c);
   if (shape.capacity > 0)
     floats += 3 * b * d + (compressed() ? h * dd + b * h * coded_dim_ : 0) +
-              ops::DecodeAttention::workspace_floats(decode_retrieval_geometry(b, chunked::chunk_count(shape.capacity, B)));
+              ops::CausalAttention::workspace_floats(retrieval_geometry(key_tile), 1, threads);
   return sizeof(float) * static_cast<std::size_t>(floats);
 }
 

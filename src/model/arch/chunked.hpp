@@ -130,6 +130,9 @@ class CurrentChunk {
   // [b, B, width]: sequence s's chunk starts at s*B*width.
   const float* k() const { return k_.data(); }
   const float* v() const { return v_.data(); }
+  // The buffers themselves (Mixer::overwritten_state).
+  Tensor& k_tensor() { return k_; }
+  Tensor& v_tensor() { return v_; }
   // o[b, width] = per head, softmax_s(scale q.k_s) v_s over the rows s <= pos mod B of the chunk.
   void attend(ops::Context& ctx, const float* q, float* o, int64_t pos) const;
   // After a prefill: sequence s's current chunk is `rows` rows of k and v (row stride width).

@@ -145,8 +145,7 @@ class ChunkedRecurrence : public Mixer {
 template <class Fn>
 void ChunkedRecurrence::for_each_block(const ops::Context& ctx, const chunked::Slab& slab, Fn&& fn) const {
   const int64_t pairs = batch_ * heads_;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (pairs > 1)
-  for (int64_t item = 0; item < pairs; ++item) {
+  ops::parallel_items(ctx, pairs, true, [&](int64_t item) {
     Block blk;
     blk.seq = item / heads_;
     blk.head = item % heads_;
@@ -160,7 +159,7 @@ void ChunkedRecurrence::for_each_block(const ops::Context& ctx, const chunked::S
       blk.offset = (blk.seq * slab_rows_ + c0 * chunk_) * d_ + blk.head * dh_;
       fn(static_cast<const Block&>(blk));
     }
-  }
+  });
 }
 
 // Linear and DeltaNet with an explicit prefill tiling (the registry's make_linear / make_deltanet

@@ -54,6 +54,7 @@ class DeltaNet : public ChunkedRecurrence {
     if (learned_beta_) beta_proj_ = params.add_linear(prefix + ".beta_proj", d_, heads_);
   }
 
+  std::vector<Tensor*> overwritten_state() override { return {&state_}; }
   std::size_t state_bytes(int64_t n) const override;
   std::size_t estimate_bytes(const RunShape& shape, int threads) const override;
   double prefill_flops(int64_t n) const override;
@@ -184,6 +185,7 @@ void DeltaNet::run_block(ops::Context& ctx, const Block& blk) {
   ops::l2_normalize_rows(k, blk.rows, dh_, d_);
   bo.kkt.run(ctx, k, k, w.t.data());
   for (int64_t c = 0; c < count; ++c) ops::ut_transform(w.t.data() + c * C * C, beta + c * C * heads_, heads_, C);
+  ctx.count_flops(2.0 * static_cast<double>(count) * ops::ut_transform_macs(C));
   bo.w.run(ctx, w.t.data(), k, w.w.data());
   bo.u.run(ctx, w.t.data(), v, w.u.data());
   bo.scores.run(ctx, q, k, w.scores.data());

@@ -52,6 +52,7 @@ class Gau : public Mixer {
   void release() override;
   void prefill(ops::Context& ctx, const float* x, float* residual, int64_t n) override;
   void step(ops::Context& ctx, const float* x, float* residual, int64_t pos) override;
+  std::vector<Tensor*> overwritten_state() override { return {&prefix_state_, &current_.k_tensor(), &current_.v_tensor()}; }
   std::size_t state_bytes(int64_t n) const override;
   std::size_t estimate_bytes(const RunShape& shape, int threads) const override;
   double prefill_flops(int64_t n) const override;

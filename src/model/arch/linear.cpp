@@ -48,6 +48,7 @@ class LinearAttention : public ChunkedRecurrence {
   LinearAttention(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling)
       : ChunkedRecurrence(cfg, params, prefix, feature_map_post_ops(cfg.feature_map), tiling), normalize_(cfg.normalize) {}
 
+  std::vector<Tensor*> overwritten_state() override { return {&state_, &z_}; }
   std::size_t state_bytes(int64_t n) const override;
   std::size_t estimate_bytes(const RunShape& shape, int threads) const override;
   double prefill_flops(int64_t n) const override;

@@ -64,6 +64,9 @@ class SlidingWindowAttention : public Mixer {
   void release() override;
   void prefill(ops::Context& ctx, const float* x, float* residual, int64_t n) override;
   void step(ops::Context& ctx, const float* x, float* residual, int64_t pos) override;
+  // A step at position p overwrites the ring slot of position p - R, which a replay from an earlier
+  // position still reads.
+  std::vector<Tensor*> overwritten_state() override { return {&k_ring_, &v_ring_}; }
   std::size_t state_bytes(int64_t n) const override;
   std::size_t estimate_bytes(const RunShape& shape, int threads) const override;
   double prefill_flops(int64_t n) const override;

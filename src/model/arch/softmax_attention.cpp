@@ -20,7 +20,7 @@ SoftmaxAttention::LengthOps SoftmaxAttention::make_length_ops(ops::Context& ctx,
   ops::AttentionGeometry g = ops::AttentionGeometry::packed_heads(b, heads_, dh_, scale_);
   g.q_batch_stride = g.o_batch_stride = n * d;
   g.kv_batch_stride = cache_rows_ * d;
-  g.q_tile = g.k_tile = kPrefillTile;
+  g.q_tile = g.k_tile = tile_for(n, kPrefillTile);
   lo.attn = ops::CausalAttention(ctx, g, n);
   return lo;
 }
@@ -29,7 +29,8 @@ void SoftmaxAttention::prepare(ops::Context& ctx, const RunShape& shape) {
   release();
   batch_ = shape.batch;
   const int64_t b = batch_, maxn = shape.max_prefill();
-  cache_rows_ = ops::CausalAttention::padded_kv_rows(std::max(maxn, shape.capacity), kCachePad);
+  cache_rows_ = cache_rows(shape);
+  decode_tile_ = tile_for(shape.capacity, kDecodeKeyTile);
   k_cache_ = ctx.tensor(MemCategory::kState, {b, cache_rows_, d_});
   v_cache_ = ctx.tensor(MemCategory::kState, {b, cache_rows_, d_});
   q_buf_ = ctx.tensor(MemCategory::kActivations, {b, maxn, d_});
@@ -42,7 +43,7 @@ void SoftmaxAttention::prepare(ops::Context& ctx, const RunShape& shape) {
     g.q_batch_stride = g.o_batch_stride = d_;
     g.kv_batch_stride = cache_rows_ * d_;
     g.q_tile = 1;
-    g.k_tile = kDecodeKeyTile;
+    g.k_tile = decode_tile_;
     decode_attn_ = ops::CausalAttention(ctx, g, 1);
     q1_buf_ = ctx.tensor(MemCategory::kActivations, {b, d_});
     o1_buf_ = ctx.tensor(MemCategory::kActivations, {b, d_});
@@ -79,8 +80,9 @@ std::size_t SoftmaxAttention::state_bytes(int64_t n) const { return 2 * sizeof(f
 
 std::size_t SoftmaxAttention::estimate_bytes(const RunShape& shape, int threads) const {
   const std::size_t f = sizeof(float), b = shape.batch, maxn = shape.max_prefill();
-  const std::size_t rows = ops::CausalAttention::padded_kv_rows(std::max<int64_t>(maxn, shape.capacity), kCachePad);
-  const std::size_t tiles = f * threads * (kPrefillTile * (kPrefillTile + 2 * dh_ + 2) + (kDecodeKeyTile + 2 * dh_ + 2));
+  const std::size_t rows = cache_rows(shape);
+  const std::size_t pt = tile_for(maxn, kPrefillTile), dt = tile_for(shape.capacity, kDecodeKeyTile);
+  const std::size_t tiles = f * threads * (pt * (pt + 2 * dh_ + 2) + (dt + 2 * dh_ + 2));
   return f * b * (2 * rows * d_ + 2 * maxn * d_ + 2 * d_) + tiles * (shape.prefill_lengths.size() + 1);
 }
 
