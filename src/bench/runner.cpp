@@ -5,7 +5,9 @@
 #include <cmath>
 #include <new>
 
+#include "core/checked.hpp"
 #include "core/errors.hpp"
+#include "core/interrupt.hpp"
 #include "core/rng.hpp"
 
 namespace bsbr {
@@ -53,7 +55,8 @@ RunShape Runner::shape_for(const Problem& p, int64_t batch, int64_t n_tokens, in
     case Workload::kPrefill: s.prefill_lengths = {p.n}; break;
     case Workload::kDecode:  // verify pass + every sample step on after one prefill
       s.prefill_lengths = {p.n};
-      s.capacity = p.n + n_tokens * (1 + samples);
+      s.capacity = checked_add(p.n, checked_mul(n_tokens, checked_add(samples, int64_t{1}, "the decode capacity"), "the decode capacity"),
+                               "the decode capacity");
       break;
     case Workload::kGenerate:
       s.prefill_lengths = {p.n};
@@ -144,24 +147,39 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   rec.tokens_generated = p.workload == Workload::kPrefill ? 0 : (p.workload == Workload::kDecode ? rec.n_tokens : rec.n_tokens + 1);
   const RunShape shape = shape_for(p, rec.batch, cfg_.bench.n_tokens, cfg_.bench.warmup + cfg_.bench.repeats);
 
-  // Memory guard: skip a point whose buffers would not fit, instead of being killed.
-  rec.memory.estimate_bytes = model.estimate_bytes(shape, ctx_.threads());
+  // Memory guard: skip a point whose buffers would not fit, instead of being killed. The estimate
+  // covers the model's working buffers (activations, state, the mixers' per-thread work) and this
+  // runner's token buffers; the weights exist already (compare guards them before allocating).
+  const std::string setting = std::string(to_string(p.workload)) + " n=" + std::to_string(p.n) +
+                              (p.workload == Workload::kPrefill ? "" : " n_tokens=" + std::to_string(rec.n_tokens)) +
+                              " batch_size=" + std::to_string(rec.batch) + " threads=" + std::to_string(rec.threads);
+  try {
+    const int64_t token_bytes = checked_product("the token buffers", int64_t{sizeof(int32_t)}, rec.batch,
+                                                checked_add(checked_mul(int64_t{3}, checked_add(p.n, rec.n_tokens + 1, "the token buffers"),
+                                                                        "the token buffers"), int64_t{1}, "the token buffers"));
+    rec.memory.estimate_bytes = checked_add(model.estimate_bytes(shape, ctx_.threads()), static_cast<std::size_t>(token_bytes), "the memory estimate");
+  } catch (const SizeError& e) {
+    rec.status = "skipped";
+    rec.reason = "memory guard: " + setting + ": " + e.what();
+    return rec;
+  }
   std::size_t available = ProcessMemory::available_bytes();
   if (cfg_.bench.memory_guard && available > 0 && rec.memory.estimate_bytes > available / 10 * 9) {
     rec.status = "skipped";
-    rec.reason = "memory guard: needs about " + gib(rec.memory.estimate_bytes) + ", only " + gib(available) + " available";
+    rec.reason = "memory guard: " + setting + " needs about " + gib(rec.memory.estimate_bytes) + ", only " + gib(available) + " available";
     return rec;
   }
 
-  prompt_ = input_tokens(model.config(), rec.batch, p.n);
-  next_.assign(rec.batch, 0);
-  seq_.assign(rec.batch * (p.n + rec.n_tokens + 1), 0);
-  packed_.assign(seq_.size(), 0);
-
+  const std::string out_of_memory = "out of memory while preparing or running " + setting + " (estimated " + gib(rec.memory.estimate_bytes) +
+                                    "): lower seq_lengths, n_tokens, batch_size or threads";
   MemoryTracker& mem = ctx_.memory();
   mem.reset_peak();
   bool rss_reset = ProcessMemory::reset_peak_rss();
   try {
+    prompt_ = input_tokens(model.config(), rec.batch, p.n);
+    next_.assign(rec.batch, 0);
+    seq_.assign(rec.batch * (p.n + rec.n_tokens + 1), 0);
+    packed_.assign(seq_.size(), 0);
     model.prepare(ctx_, shape);
     // Verify: one untimed run; outputs must be finite and tokens in range.
     time_once(model, p, rec, /*record_tokens=*/true);
@@ -173,11 +191,22 @@ RunRecord Runner::run(Model& model, const Problem& p) {
     if (rec.status == "ok") {
       ops::FrozenRegion frozen(ctx_);
       for (int64_t i = 0; i < cfg_.bench.warmup; ++i) time_once(model, p, rec, false);
-      for (int64_t i = 0; i < cfg_.bench.repeats; ++i) rec.samples_s.push_back(time_once(model, p, rec, false));
+      for (int64_t i = 0; i < cfg_.bench.repeats; ++i) {
+        throw_if_interrupted();  // SIGINT / SIGTERM: stop between samples (core/interrupt.hpp)
+        rec.samples_s.push_back(time_once(model, p, rec, false));
+      }
     }
   } catch (const std::bad_alloc&) {
     rec.status = "failed";
-    rec.reason = "out of memory while preparing or running";
+    rec.reason = out_of_memory;
+  } catch (const SizeError& e) {
+    rec.status = "failed";
+    rec.reason = setting + ": " + e.what();
+  } catch (const dnnl::error& e) {  // a primitive oneDNN could not create (or run): this point fails, the sweep goes on
+    rec.status = "failed";
+    rec.reason = e.status == dnnl_out_of_memory ? out_of_memory
+                                                : "oneDNN failed while preparing or running " + setting + ": " + e.what() + " (status " +
+                                                      std::to_string(static_cast<int>(e.status)) + ")";
   }
   rec.memory.peak_working_bytes = mem.peak_working();
   rec.memory.peak_activation_bytes = mem.peak(MemCategory::kActivations);

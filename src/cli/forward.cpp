@@ -17,6 +17,7 @@
 #include "core/errors.hpp"
 #include "core/tokens.hpp"
 #include "core/io.hpp"
+#include "core/limits.hpp"
 #include "io/weights.hpp"
 #include "model/model.hpp"
 
@@ -32,7 +33,7 @@ struct ForwardOptions {
   std::string tokens;
   std::string mode = "prefill";
   std::string dump_path;
-  int64_t threads = 0;
+  std::string threads = "0";  // parsed and range-checked in run_forward
 };
 
 // One position's values as a JSON array; counts non-finite values (JSON has no NaN/inf: they become null).
@@ -44,6 +45,9 @@ nlohmann::json row(const float* x, int64_t n, int64_t& non_finite) {
 int run_forward(const ForwardOptions& o) {
   Config cfg = o.config_path.empty() ? Config{} : load_config(o.config_path);
   for (const std::string& kv : o.overrides) apply_override(cfg, kv);
+  validate_overridden(cfg, o.overrides);
+  const int64_t threads = parse_int_in("--threads", o.threads, threads_limit());
+  check_output_path(o.dump_path, "--dump");  // before any work: a dump that cannot be written is found now
   const ModelConfig& mc = cfg.model;
   const Architecture& arch = find_architecture(o.model);
   const std::vector<int32_t> tokens = parse_token_ids(o.tokens, mc.vocab_size, "--tokens");
@@ -51,7 +55,7 @@ int run_forward(const ForwardOptions& o) {
   const int64_t n = static_cast<int64_t>(tokens.size()), d = mc.hidden_dim, V = mc.vocab_size;
   const bool decode = o.mode == "decode";
 
-  ops::Context ctx(static_cast<int>(o.threads));
+  ops::Context ctx(static_cast<int>(threads));
   Model model(ctx, mc, arch);
   if (!o.weights_path.empty()) load_weights(model, o.weights_path);
 
@@ -122,7 +126,7 @@ void add_forward(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   sub->add_option("--dump", o->dump_path, "Output JSON: tokens, model, mode, config, and per position the final hidden state and the logits")
       ->required();
-  sub->add_option("--threads", o->threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  sub->add_option("--threads", o->threads, "Worker threads (0 = all cores)")->capture_default_str();
   sub->callback([o, &exit_code]() { exit_code = run_forward(*o); });
 }
 
