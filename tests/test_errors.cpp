@@ -301,6 +301,10 @@ TEST(Outputs, CompareChecksOutBeforeTheFirstPoint) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--out: " + dir + "/file cannot be used as an output directory"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("[  1/"), std::string::npos) << "a point ran before --out was checked: " << r.err;
+  // convert checks --out before loading the checkpoint.
+  auto c = test::run_cli("convert --checkpoint /nonexistent --tokens /nonexistent --no-plots --out '" + dir + "/file'");
+  EXPECT_EQ(c.exit_code, 2);
+  EXPECT_NE(c.err.find("--out: " + dir + "/file cannot be used as an output directory"), std::string::npos) << c.err;
   // The results file itself is a symlink: refused before any point runs, the link kept.
   fs::create_directory(dir + "/out");
   fs::create_symlink(dir + "/file", dir + "/out/comparison_results.json");
