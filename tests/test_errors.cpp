@@ -254,6 +254,29 @@ TEST(ExitCodes, MemoryGuardNamesTheSetting) {
   EXPECT_NE(k["runs"][0]["reason"].get<std::string>().find("the weights of Standard need about"), std::string::npos) << k["runs"][0]["reason"];
 }
 
+TEST(ExitCodes, OutOfMemoryOutsideAPointIsTwoNamingWhat) {
+  // forward: weights of 2 x 2^24 x 2^14 x 4 bytes (2 TiB) are refused before they are allocated.
+  const std::string dir = test::temp_dir("oom_forward");
+  auto r = test::run_cli("forward --model Linear --tokens '1 2' --threads 1 --set model.vocab_size=16777216 --set model.hidden_dim=16384 "
+                         "--dump '" + dir + "/d.json'");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("memory guard: the weights of Linear need about"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("model.vocab_size=16777216, hidden_dim=16384"), std::string::npos) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  // An allocation that fails (address space capped at 1 GiB, logits [40000, 10000] = 1.6 GB) is
+  // exit 2 naming the step, not 1 and not a bare "out of memory".
+  std::string tokens;
+  for (int i = 0; i < 40000; ++i) tokens += "1 ";
+  std::ofstream(dir + "/args.sh") << "ulimit -v 1048576; exec '" << BSBR_BENCH_EXE << "' forward --model Linear --threads 1 --tokens '" << tokens
+                                  << "' --dump '" << dir << "/d.json' 2>'" << dir << "/err.txt'\n";
+  const int status = std::system(("bash '" + dir + "/args.sh'").c_str());
+  const std::string err = slurp(dir + "/err.txt");
+  ASSERT_TRUE(WIFEXITED(status)) << err;
+  EXPECT_EQ(WEXITSTATUS(status), 2) << err;
+  EXPECT_NE(err.find("error: out of memory while preparing the prefill, logits [40000, 10000]"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(dir + "/d.json"));
+}
+
 // ---- outputs ----------------------------------------------------------------------------------------
 
 TEST(Outputs, AtomicWriterRefusesNonRegularFiles) {

@@ -242,4 +242,13 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   return rec;
 }
 
+std::string weights_guard(ops::Context& ctx, const ModelConfig& cfg, const Architecture& arch) {
+  const std::size_t bytes = Model::weight_bytes(ctx, cfg, arch);
+  const std::size_t available = ProcessMemory::available_bytes();
+  if (available == 0 || bytes <= available / 10 * 9) return "";
+  return "memory guard: the weights of " + std::string(arch.name) + " need about " + gib(bytes) + ", only " + gib(available) +
+         " available (model.vocab_size=" + std::to_string(cfg.vocab_size) + ", hidden_dim=" + std::to_string(cfg.hidden_dim) +
+         ", ff_dim=" + std::to_string(cfg.ff_dim) + ", num_layers=" + std::to_string(cfg.num_layers) + ")";
+}
+
 }  // namespace bsbr

@@ -109,17 +109,6 @@ RunRecord not_run(const Problem& p, const Config& cfg, int threads, const std::s
   return rec;
 }
 
-// The memory guard for the weights, asked before they are allocated: "" if they fit (or the guard
-// is off), else the reason to skip every point of the model.
-std::string weights_guard(ops::Context& ctx, const Config& cfg, const std::string& name) {
-  if (!cfg.bench.memory_guard) return "";
-  const std::size_t bytes = Model::weight_bytes(ctx, cfg.model, find_architecture(name));
-  const std::size_t available = ProcessMemory::available_bytes();
-  if (available == 0 || bytes <= available / 10 * 9) return "";
-  return "memory guard: the weights of " + name + " need about " + format_bytes(static_cast<double>(bytes)) + ", only " +
-         format_bytes(static_cast<double>(available)) + " available (model.vocab_size, hidden_dim, ff_dim, num_layers)";
-}
-
 // Runs every point into `results`. Throws Interrupted on SIGINT / SIGTERM (between samples or
 // points), and whatever a point throws that is not a point's failure.
 void sweep(ops::Context& ctx, const Config& cfg, const CompareOptions& o, Results& results, std::size_t& not_ok) {
@@ -127,7 +116,7 @@ void sweep(ops::Context& ctx, const Config& cfg, const CompareOptions& o, Result
   std::size_t total = cfg.bench.models.size() * cfg.bench.seq_lengths.size() * cfg.bench.workloads.size(), done = 0;
   for (const std::string& name : cfg.bench.models) {
     throw_if_interrupted();
-    std::string skip = weights_guard(ctx, cfg, name), status = "skipped";
+    std::string skip = cfg.bench.memory_guard ? weights_guard(ctx, cfg.model, find_architecture(name)) : "", status = "skipped";
     std::unique_ptr<Model> owned;
     if (skip.empty()) {
       try {

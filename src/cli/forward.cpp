@@ -18,6 +18,7 @@
 #include "core/tokens.hpp"
 #include "core/io.hpp"
 #include "core/limits.hpp"
+#include "bench/runner.hpp"
 #include "io/weights.hpp"
 #include "model/model.hpp"
 
@@ -56,7 +57,12 @@ int run_forward(const ForwardOptions& o) {
   const bool decode = o.mode == "decode";
 
   ops::Context ctx(static_cast<int>(threads));
-  Model model(ctx, mc, arch);
+  // Out of memory here is exit 2 naming what was too large: the weights are guarded before they
+  // are allocated, and a failed allocation names the step and its settings.
+  if (std::string too_big = weights_guard(ctx, mc, arch); !too_big.empty()) throw UserError(too_big);
+  const std::string sizes = "(model.vocab_size=" + std::to_string(V) + ", hidden_dim=" + std::to_string(d) + ", " + std::to_string(n) + " tokens)";
+  auto owned = out_of_memory_as_error("allocating the weights of " + std::string(arch.name) + " " + sizes, [&] { return std::make_unique<Model>(ctx, mc, arch); });
+  Model& model = *owned;
   if (!o.weights_path.empty()) load_weights(model, o.weights_path);
 
   // One sequence (batch 1, whatever the config's batch_size).
@@ -66,7 +72,8 @@ int run_forward(const ForwardOptions& o) {
   int64_t non_finite = 0;
   if (!decode) {
     shape.prefill_lengths = {n};
-    model.prepare(ctx, shape, LogitsMode::kAll);
+    out_of_memory_as_error("preparing the prefill, logits [" + std::to_string(n) + ", " + std::to_string(V) + "] " + sizes,
+                           [&] { model.prepare(ctx, shape, LogitsMode::kAll); });
     model.prefill(ctx, tokens.data(), n);
     for (int64_t t = 0; t < n; ++t) {
       hidden.push_back(row(model.hidden() + t * d, d, non_finite));
@@ -75,7 +82,7 @@ int run_forward(const ForwardOptions& o) {
   } else {
     shape.prefill_lengths = {1};
     shape.capacity = n;
-    model.prepare(ctx, shape, LogitsMode::kLast);
+    out_of_memory_as_error("preparing the decode " + sizes, [&] { model.prepare(ctx, shape, LogitsMode::kLast); });
     model.prefill(ctx, tokens.data(), 1);
     hidden.push_back(row(model.hidden(), d, non_finite));
     logits.push_back(row(model.logits(), V, non_finite));
