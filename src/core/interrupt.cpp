@@ -1,7 +1,7 @@
 // Signal handlers, the temp registry and the interrupt flag (see interrupt.hpp for the design).
 #include "core/interrupt.hpp"
 
-#include <dirent.h>
+#include <cstdint>
 #include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
