@@ -3,6 +3,7 @@
 // G_0 = 0 rule; decode across many chunk boundaries; decode state O(n/B); prefill memory O(n).
 #include <gtest/gtest.h>
 
+#include "core/limits.hpp"
 #include "model/arch/chunked.hpp"
 #include "model_checks.hpp"
 
@@ -32,7 +33,7 @@ TEST(Bsbr, OneChunkEqualsStandardAttention) {
   // causal attention. Standard registers q/k/v/out and the FFNs under the same names, so both
   // models get the same weights. A huge chunk_size runs with chunk 0's actual size.
   ops::Context ctx(2);
-  for (auto [compression, chunk] : {std::pair<int64_t, int64_t>{0, 512}, {2, 512}, {2, 1'000'000'000}}) {
+  for (auto [compression, chunk] : {std::pair<int64_t, int64_t>{0, 512}, {2, 512}, {2, limits::kChunkSize.hi}}) {
     ModelConfig c = small_config(compression);
     c.chunk_size = chunk;
     Model bsbr(ctx, c, find_architecture("BSBR")), standard(ctx, c, find_architecture("Standard"));

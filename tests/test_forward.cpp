@@ -98,7 +98,7 @@ TEST(ForwardCliErrors, BadInputIsOneLineExitTwoAndNoFile) {
                                          {base + " --tokens '-1'", "token id -1 (index 0)"},
                                          {base + " --tokens '99999999999999999999'", "not an integer"},
                                          {base + " --tokens 1 --mode sideways", "sideways"},
-                                         {base + " --tokens 1 --set model.hidden_dim=0", "hidden_dim must be positive"},
+                                         {base + " --tokens 1 --set model.hidden_dim=0", "with --set: model.hidden_dim must be an integer in [1, 16384], got 0"},
                                          {base + " --tokens 1 --config /nonexistent.yaml", "config file not found"},
                                          {base + " --tokens 1 --weights /nonexistent.safetensors", "not found"},
                                          {base + " --tokens 1 --threads -2", "--threads"},

@@ -4,6 +4,7 @@
 // chunk's [E, E] state.
 #include <gtest/gtest.h>
 
+#include "core/limits.hpp"
 #include "model/arch/chunked.hpp"
 #include "model_checks.hpp"
 
@@ -46,10 +47,10 @@ TEST(Gau, DecodeAcrossManyChunkBoundaries) {
 }
 
 TEST(Gau, HugeChunkIsOneChunk) {
-  // chunk_size = 10^9: every position is in chunk 0 (no cross term), run with chunk 0's actual size.
+  // chunk_size = the largest accepted (4,194,304): every position is in chunk 0 (no cross term), run with chunk 0's actual size.
   ops::Context ctx(2);
   ModelConfig c = small_config();
-  c.chunk_size = 1'000'000'000;
+  c.chunk_size = limits::kChunkSize.hi;
   Model model(ctx, c, find_architecture("GAU"));
   EXPECT_LT(model.estimate_bytes(test::run_shape({200}, 230), 2), std::size_t{64} << 20);
   test::expect_prefill_matches_oracle(ctx, model, {1, 37, 200});

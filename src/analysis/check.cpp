@@ -181,7 +181,10 @@ CheckResult check_regressions(const Results& baseline, const Results& current, c
   }
   for (const auto& [key, c] : cur)
     if (!base.count(key)) out.unpaired.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), "new in current (no baseline)", false});
-  if (out.points.empty())
+  // Nothing to compare is unusable input (exit 2), unless a point that ran in the baseline fails
+  // now: that is a regression (exit 1) even when no point has timings on both sides.
+  const bool failed_now = std::any_of(out.unpaired.begin(), out.unpaired.end(), [](const auto& u) { return u.regression; });
+  if (out.points.empty() && !failed_now)
     throw UserError("no (model, workload, n) point has ok timings in both files" +
                     std::string(o.models.empty() && o.workloads.empty() ? "" : " after --models/--workloads") + ": nothing to check");
   exponent_gate(base, cur, o, out);

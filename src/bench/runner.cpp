@@ -7,7 +7,9 @@
 #include <new>
 
 #include "core/alloc_count.hpp"
+#include "core/checked.hpp"
 #include "core/errors.hpp"
+#include "core/interrupt.hpp"
 #include "core/rng.hpp"
 
 namespace bsbr {
@@ -55,7 +57,7 @@ RunShape Runner::shape_for(const Problem& p, int64_t batch, int64_t n_tokens) {
     case Workload::kPrefill: s.prefill_lengths = {p.n}; break;
     case Workload::kDecode:  // one prefill, then every sample steps n .. n+N-1 from the restored state
       s.prefill_lengths = {p.n};
-      s.capacity = p.n + n_tokens;
+      s.capacity = checked_add(p.n, n_tokens, "the decode capacity");
       s.snapshot = true;
       break;
     case Workload::kGenerate:
@@ -170,14 +172,30 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   if (p.workload == Workload::kDecode) rec.positions = {p.n, p.n + rec.n_tokens - 1};
   const RunShape shape = shape_for(p, rec.batch, cfg_.bench.n_tokens);
 
-  // Memory guard: skip a point whose buffers would not fit, instead of being killed.
-  rec.memory.estimate_bytes = model.estimate_bytes(shape, ctx_.threads());
+  // Memory guard: skip a point whose buffers would not fit, instead of being killed. The estimate
+  // covers the model's working buffers (activations, state, the mixers' per-thread work) and this
+  // runner's token buffers; the weights exist already (compare guards them before allocating).
+  const std::string setting = std::string(to_string(p.workload)) + " n=" + std::to_string(p.n) +
+                              (p.workload == Workload::kPrefill ? "" : " n_tokens=" + std::to_string(rec.n_tokens)) +
+                              " batch_size=" + std::to_string(rec.batch) + " threads=" + std::to_string(rec.threads);
+  try {
+    const int64_t token_bytes = checked_product("the token buffers", int64_t{sizeof(int32_t)}, rec.batch,
+                                                checked_add(checked_mul(int64_t{5}, checked_add(p.n, rec.n_tokens + 1, "the token buffers"),
+                                                                        "the token buffers"), int64_t{1}, "the token buffers"));
+    rec.memory.estimate_bytes = checked_add(model.estimate_bytes(shape, ctx_.threads()), static_cast<std::size_t>(token_bytes), "the memory estimate");
+  } catch (const SizeError& e) {
+    rec.status = "skipped";
+    rec.reason = "memory guard: " + setting + ": " + e.what();
+    return rec;
+  }
   std::size_t available = ProcessMemory::available_bytes();
   if (cfg_.bench.memory_guard && available > 0 && rec.memory.estimate_bytes > available / 10 * 9) {
     rec.status = "skipped";
-    rec.reason = "memory guard: needs about " + gib(rec.memory.estimate_bytes) + ", only " + gib(available) + " available";
+    rec.reason = "memory guard: " + setting + " needs about " + gib(rec.memory.estimate_bytes) + ", only " + gib(available) + " available";
     return rec;
   }
+  const std::string out_of_memory = "out of memory while preparing or running " + setting + " (estimated " + gib(rec.memory.estimate_bytes) +
+                                    "): lower seq_lengths, n_tokens, batch_size or threads";
 
   // Verify against the oracle before timing; a mismatch fails the point (bench/verify.hpp).
   if (cfg_.bench.verify) {
@@ -185,7 +203,11 @@ RunRecord Runner::run(Model& model, const Problem& p) {
       rec.verify = verifier_.verify(ctx_, model, p.workload, p.n, rec.batch);
     } catch (const std::bad_alloc&) {
       rec.status = "failed";
-      rec.reason = "out of memory in the verify pass";
+      rec.reason = out_of_memory + " (in the verify pass)";
+      return rec;
+    } catch (const dnnl::error& e) {
+      rec.status = "failed";
+      rec.reason = "oneDNN failed in the verify pass of " + setting + ": " + e.what();
       return rec;
     }
     if (!rec.verify.ok) {
@@ -196,17 +218,17 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   }
   const LoadSnapshot load_before = read_load();
 
-  prompt_ = input_tokens(model.config(), rec.batch, p.n);
-  next_.assign(rec.batch, 0);
-  first_.assign(rec.batch, 0);
-  seq_.assign(rec.batch * (p.n + rec.n_tokens + 1), 0);
-  packed_.assign(seq_.size(), 0);
-  tokens_.assign(rec.batch * (rec.n_tokens + 1), 0);
-
   MemoryTracker& mem = ctx_.memory();
   mem.reset_peak();
   bool rss_reset = ProcessMemory::reset_peak_rss();
   try {
+    prompt_ = input_tokens(model.config(), rec.batch, p.n);
+    next_.assign(rec.batch, 0);
+    first_.assign(rec.batch, 0);
+    seq_.assign(rec.batch * (p.n + rec.n_tokens + 1), 0);
+    packed_.assign(seq_.size(), 0);
+    tokens_.assign(rec.batch * (rec.n_tokens + 1), 0);
+
     // 1. Create: every primitive and buffer of the point (and, for decode, the prefilled state).
     model.prepare(ctx_, shape);
     if (p.workload == Workload::kDecode) prefill_for_decode(model, p);
@@ -231,6 +253,7 @@ RunRecord Runner::run(Model& model, const Problem& p) {
       ops::FrozenRegion frozen(ctx_);
       CountAllocations allocations;
       for (int64_t i = 0; i < cfg_.bench.warmup + cfg_.bench.repeats; ++i) {
+        throw_if_interrupted();  // SIGINT / SIGTERM: stop between samples (core/interrupt.hpp)
         const double t = time_once(model, p, rec);
         if (i >= cfg_.bench.warmup) rec.samples_s.push_back(t);
         if (diverged < 0 && !std::equal(rec.generated.begin(), rec.generated.end(), tokens_.begin(), tokens_.begin() + token_count_)) diverged = i;
@@ -247,7 +270,15 @@ RunRecord Runner::run(Model& model, const Problem& p) {
     }
   } catch (const std::bad_alloc&) {
     rec.status = "failed";
-    rec.reason = "out of memory while preparing or running";
+    rec.reason = out_of_memory;
+  } catch (const SizeError& e) {
+    rec.status = "failed";
+    rec.reason = setting + ": " + e.what();
+  } catch (const dnnl::error& e) {  // a primitive oneDNN could not create (or run): this point fails, the sweep goes on
+    rec.status = "failed";
+    rec.reason = e.status == dnnl_out_of_memory ? out_of_memory
+                                                : "oneDNN failed while preparing or running " + setting + ": " + e.what() + " (status " +
+                                                      std::to_string(static_cast<int>(e.status)) + ")";
   }
   rec.memory.peak_working_bytes = mem.peak_working();
   rec.memory.peak_activation_bytes = mem.peak(MemCategory::kActivations);
@@ -268,6 +299,15 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   rec.gflops = rec.stats.median > 0 ? rec.flops_executed / rec.stats.median / 1e9 : 0;
   rec.model_gflops = rec.stats.median > 0 ? rec.flops_model / rec.stats.median / 1e9 : 0;
   return rec;
+}
+
+std::string weights_guard(ops::Context& ctx, const ModelConfig& cfg, const Architecture& arch) {
+  const std::size_t bytes = Model::weight_bytes(ctx, cfg, arch);
+  const std::size_t available = ProcessMemory::available_bytes();
+  if (available == 0 || bytes <= available / 10 * 9) return "";
+  return "memory guard: the weights of " + std::string(arch.name) + " need about " + gib(bytes) + ", only " + gib(available) +
+         " available (model.vocab_size=" + std::to_string(cfg.vocab_size) + ", hidden_dim=" + std::to_string(cfg.hidden_dim) +
+         ", ff_dim=" + std::to_string(cfg.ff_dim) + ", num_layers=" + std::to_string(cfg.num_layers) + ")";
 }
 
 }  // namespace bsbr

@@ -91,4 +91,9 @@ class Runner {
   int64_t token_count_ = 0;      // valid entries of tokens_
 };
 
+// The memory guard for a model's weights, asked before they are allocated (Model::weight_bytes):
+// "" if they fit in the available memory (or it is unknown), else the reason, naming the model and
+// the settings that size them.
+std::string weights_guard(ops::Context& ctx, const ModelConfig& cfg, const Architecture& arch);
+
 }  // namespace bsbr

@@ -2,7 +2,9 @@
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "bench/calibration.hpp"
 #include "bench/contention.hpp"
@@ -11,6 +13,9 @@
 #include "cli/commands.hpp"
 #include "core/config.hpp"
 #include "core/errors.hpp"
+#include "core/interrupt.hpp"
+#include "core/io.hpp"
+#include "core/limits.hpp"
 #include "io/weights.hpp"
 #include "model/model.hpp"
 #include "report/analysis_report.hpp"
@@ -25,9 +30,9 @@ struct CompareOptions {
   std::string config_path;
   std::vector<std::string> overrides;  // --set section.key=value
   std::vector<std::string> models;
-  std::vector<int64_t> seq_lengths;
+  std::vector<std::string> seq_lengths;  // numeric flags as given: parsed and range-checked in effective_config
   std::vector<std::string> workloads;
-  int64_t n_tokens = -1, repeats = -1, warmup = -1, threads = -1;
+  std::optional<std::string> n_tokens, repeats, warmup, threads;
   bool no_memory_guard = false;
   bool no_verify = false;
   bool no_calibration = false, no_analysis = false;  // what `ab` workers skip (README "bsbr-bench ab")
@@ -40,21 +45,22 @@ Config effective_config(const CompareOptions& o) {
   for (const std::string& kv : o.overrides) apply_override(cfg, kv);
   BenchConfig& b = cfg.bench;
   if (!o.models.empty()) b.models = o.models;
-  if (!o.seq_lengths.empty()) b.seq_lengths = o.seq_lengths;
+  // Every numeric flag is parsed strictly and range-checked (core/limits.hpp), naming the flag.
+  if (!o.seq_lengths.empty()) b.seq_lengths = parse_ints_in("--seq_lengths", o.seq_lengths, limits::kSeqLength);
   if (!o.workloads.empty()) {
     b.workloads.clear();
     for (const std::string& w : o.workloads) b.workloads.push_back(parse_workload(w));
   }
-  if (o.n_tokens >= 0) b.n_tokens = o.n_tokens;
-  if (o.repeats >= 0) b.repeats = o.repeats;
-  if (o.warmup >= 0) b.warmup = o.warmup;
-  if (o.threads >= 0) b.threads = o.threads;
+  if (o.n_tokens) b.n_tokens = parse_int_in("--n_tokens", *o.n_tokens, limits::kNTokens);
+  if (o.repeats) b.repeats = parse_int_in("--repeats", *o.repeats, limits::kRepeats);
+  if (o.warmup) b.warmup = parse_int_in("--warmup", *o.warmup, limits::kWarmup);
+  if (o.threads) b.threads = parse_int_in("--threads", *o.threads, threads_limit());
   if (o.no_memory_guard) b.memory_guard = false;
   if (o.no_verify) b.verify = false;
   if (b.models.empty())
     for (const Architecture& a : architectures()) b.models.push_back(a.name);
   for (const std::string& m : b.models) find_architecture(m);  // unknown names are a UserError
-  b.validate("command line");
+  validate_overridden(cfg, o.overrides);  // the end state, after the config, every --set and the flags
   return cfg;
 }
 
@@ -116,41 +122,48 @@ void flag_contention(Results& results, double gflops_start, double gflops_end) {
   if (!drift.empty()) results.warnings.push_back("busy machine: " + drift + "; every point is marked contended");
 }
 
-int run_compare(const CompareOptions& o) {
-  Config cfg = effective_config(o);
-  ops::Context ctx(static_cast<int>(cfg.bench.threads));
-  // Every model's weights file is checked before any time is spent measuring.
-  if (!o.weights_dir.empty())
-    for (const std::string& name : cfg.bench.models) {
-      Model model(ctx, cfg.model, find_architecture(name));
-      check_weights(model, weights_path_in(o.weights_dir, name));
-    }
-  Results results;
-  results.models = cfg.bench.models;
-  results.seq_lengths = cfg.bench.seq_lengths;
-  results.config = config_json(cfg, o);
-  results.environment = to_json(collect_environment(ctx.threads()));
+// A record for a point that did not run (its model's weights did not fit or could not be allocated).
+RunRecord not_run(const Problem& p, const Config& cfg, int threads, const std::string& status, const std::string& reason) {
+  RunRecord rec;
+  rec.problem = p;
+  rec.batch = cfg.model.batch_size;
+  rec.n_tokens = p.workload == Workload::kPrefill ? 0 : cfg.bench.n_tokens;
+  rec.threads = threads;
+  rec.warmup = cfg.bench.warmup;
+  rec.repeats = cfg.bench.repeats;
+  rec.unit = p.workload == Workload::kDecode ? "s/token" : "s";
+  rec.status = status;
+  rec.reason = reason;
+  return rec;
+}
 
-  Calibration cal;
-  if (!o.no_calibration) {
-    std::fprintf(stderr, "calibrating: %lldx%lldx%lld f32 matmul on %d threads ... ", 2048LL, 2048LL, 2048LL, ctx.threads());
-    cal = calibrate(ctx);
-    std::fprintf(stderr, "%.1f GFLOP/s (%s)\n", cal.gflops, cal.impl.c_str());
-    results.calibration = to_json(cal);
-  }
-
+// Runs every point into `results`. Throws Interrupted on SIGINT / SIGTERM (between samples or
+// points), and whatever a point throws that is not a point's failure.
+void sweep(ops::Context& ctx, const Config& cfg, const CompareOptions& o, Results& results, std::size_t& not_ok) {
   Runner runner(ctx, cfg);
-  std::size_t total = cfg.bench.models.size() * cfg.bench.seq_lengths.size() * cfg.bench.workloads.size(), done = 0, not_ok = 0;
+  std::size_t total = cfg.bench.models.size() * cfg.bench.seq_lengths.size() * cfg.bench.workloads.size(), done = 0;
   for (const std::string& name : cfg.bench.models) {
-    std::unique_ptr<Model> owned = make_model(ctx, cfg, o, name);
-    Model& model = *owned;
-    results.model_info[name] = ModelInfo{name, model.param_count(false), model.param_count(true)};
+    throw_if_interrupted();
+    std::string skip = cfg.bench.memory_guard ? weights_guard(ctx, cfg.model, find_architecture(name)) : "", status = "skipped";
+    std::unique_ptr<Model> owned;
+    if (skip.empty()) {
+      try {
+        owned = make_model(ctx, cfg, o, name);
+      } catch (const std::bad_alloc&) {
+        status = "failed";
+        skip = "out of memory while allocating the weights of " + name + " (about " +
+               format_bytes(static_cast<double>(Model::weight_bytes(ctx, cfg.model, find_architecture(name)))) +
+               "; model.vocab_size, hidden_dim, ff_dim, num_layers)";
+      }
+    }
+    if (owned) results.model_info[name] = ModelInfo{name, owned->param_count(false), owned->param_count(true)};
     for (const Problem& p : expand(cfg.bench, {name})) {
+      throw_if_interrupted();
       ++done;
       std::fprintf(stderr, "[%3zu/%zu] %-13s %-9s n=%-6lld ", done, total, name.c_str(), to_string(p.workload),
                    static_cast<long long>(p.n));
       std::fflush(stderr);
-      RunRecord rec = runner.run(model, p);
+      RunRecord rec = owned ? runner.run(*owned, p) : not_run(p, cfg, ctx.threads(), status, skip);
       rec.repro = repro_line(o, cfg, p, ctx.threads());
       if (rec.status == "ok") {
         std::fprintf(stderr, "median %-10s cv %4.1f%%  %7.1f GFLOP/s  peak %s%s%s\n", format_seconds(rec.stats.median).c_str(),
@@ -164,12 +177,72 @@ int run_compare(const CompareOptions& o) {
       results.runs.push_back(std::move(rec));
     }
   }
+}
+
+// The files compare writes into --out (checked before the first point runs).
+const std::vector<std::string> kCompareOutputs{"comparison_results.json", "report.md"};
+
+int run_compare(const CompareOptions& o) {
+  Config cfg = effective_config(o);
+  const std::string path = o.out_dir + "/comparison_results.json";
+  check_output_dir(o.out_dir, kCompareOutputs, "--out");
+  if (!o.save_weights_dir.empty()) {
+    std::vector<std::string> files;
+    for (const std::string& m : cfg.bench.models) files.push_back(std::filesystem::path(weights_path_in(o.save_weights_dir, m)).filename().string());
+    check_output_dir(o.save_weights_dir, files, "--save-weights");
+  }
+  ops::Context ctx(static_cast<int>(cfg.bench.threads));
+  // Every model's weights file is checked before any time is spent measuring.
+  if (!o.weights_dir.empty())
+    for (const std::string& name : cfg.bench.models) {
+      Model model(ctx, cfg.model, find_architecture(name));
+      check_weights(model, weights_path_in(o.weights_dir, name));
+    }
+  Results results;
+  results.models = cfg.bench.models;
+  results.seq_lengths = cfg.bench.seq_lengths;
+  results.config = config_json(cfg, o);
+  results.environment = to_json(collect_environment(ctx.threads()));
+
+  InterruptScope interrupts;  // SIGINT / SIGTERM now stop the sweep and save what it measured
+  Calibration cal;
+  if (!o.no_calibration) {
+    std::fprintf(stderr, "calibrating: %lldx%lldx%lld f32 matmul on %d threads ... ", 2048LL, 2048LL, 2048LL, ctx.threads());
+    cal = out_of_memory_as_error("calibrating (a 2048x2048x2048 f32 matmul on " + std::to_string(ctx.threads()) + " threads; lower --threads)",
+                                 [&] { return calibrate(ctx); });
+    std::fprintf(stderr, "%.1f GFLOP/s (%s)\n", cal.gflops, cal.impl.c_str());
+    results.calibration = to_json(cal);
+  }
+
+  std::size_t not_ok = 0;
+  try {
+    sweep(ctx, cfg, o, results, not_ok);
+  } catch (const Interrupted& e) {
+    // The points measured so far are kept, marked partial; no analysis (the sweep is incomplete).
+    results.partial_reason = std::string(e.what()) + " after " + std::to_string(results.runs.size()) + " points";
+    if (!results.runs.empty()) {
+      save_results(results, path);
+      std::fprintf(stderr, "%zu points measured so far written to %s, marked partial\n", results.runs.size(), path.c_str());
+    }
+    throw;
+  } catch (const std::exception& e) {
+    // A later point threw (a bug, an unusable input found late): keep the points before it.
+    results.partial_reason = std::string("stopped by an error: ") + e.what();
+    if (!results.runs.empty()) {
+      try {
+        save_results(results, path);
+        std::fprintf(stderr, "%zu points measured so far written to %s, marked partial\n", results.runs.size(), path.c_str());
+      } catch (const std::exception&) {  // the original error is the one to report
+      }
+    }
+    throw;
+  }
 
   // The calibration again: a machine that got busier (or quieter) during the sweep shows here.
   double gflops_end = cal.gflops;  // without calibration (ab's workers): no drift to flag
   if (!o.no_calibration) {
     std::fprintf(stderr, "calibrating again after the sweep ... ");
-    Calibration cal_end = calibrate(ctx);
+    Calibration cal_end = out_of_memory_as_error("calibrating after the sweep (lower --threads)", [&] { return calibrate(ctx); });
     std::fprintf(stderr, "%.1f GFLOP/s\n", cal_end.gflops);
     results.calibration_end = to_json(cal_end);
     gflops_end = cal_end.gflops;
@@ -177,8 +250,7 @@ int run_compare(const CompareOptions& o) {
   flag_contention(results, cal.gflops, gflops_end);
   results.environment["process_threads_after_sweep"] = process_threads();
 
-  const std::string path = o.out_dir + "/comparison_results.json";
-  const std::string analysis_summary = o.no_analysis ? "" : analyze_for_compare(results, path);  // fits, report.md
+  const std::string analysis_summary = o.no_analysis ? "" : analyze_for_compare(results, path);  // fits into results, report.md next to it
   save_results(results, path);
 
   for (Workload w : cfg.bench.workloads) {
@@ -213,11 +285,14 @@ void add_compare(CLI::App& app, int& exit_code) {
   for (const Architecture& a : architectures()) known += (known.empty() ? "" : ", ") + std::string(a.name);
   sub->add_option("--models", o->models, "Models to run (default: all, in the study's order): " + known)->expected(1, -1);
   sub->add_option("--seq_lengths,--seq-lengths", o->seq_lengths, "Sequence lengths n")->expected(1, -1);
+  auto optional_text = [&](const char* names, std::optional<std::string>& target, const char* help) {
+    sub->add_option_function<std::string>(names, [&target](const std::string& s) { target = s; }, help);
+  };
   sub->add_option("--workloads", o->workloads, "Workloads: prefill decode generate recompute")->expected(1, -1);
-  sub->add_option("--n_tokens,--n-tokens", o->n_tokens, "Tokens generated after the prefill (decode, generate, recompute)");
-  sub->add_option("--repeats", o->repeats, "Timed repeats per point (every sample is kept)");
-  sub->add_option("--warmup", o->warmup, "Untimed warm-up runs per point");
-  sub->add_option("--threads", o->threads, "Worker threads (0 = all cores)");
+  optional_text("--n_tokens,--n-tokens", o->n_tokens, "Tokens generated after the prefill (decode, generate, recompute)");
+  optional_text("--repeats", o->repeats, "Timed repeats per point (every sample is kept)");
+  optional_text("--warmup", o->warmup, "Untimed warm-up runs per point");
+  optional_text("--threads", o->threads, "Worker threads (0 = all cores)");
   sub->add_flag("--no-memory-guard", o->no_memory_guard, "Run points even if their estimated memory exceeds what is available");
   sub->add_flag("--no-verify", o->no_verify,
                 "Skip the check of every point against the plain-loop oracle at min(n, benchmark.verify_length) tokens before timing");

@@ -6,6 +6,8 @@
 #include "cli/commands.hpp"
 #include "convert/study.hpp"
 #include "core/errors.hpp"
+#include "core/io.hpp"
+#include "core/limits.hpp"
 #include "report/console.hpp"
 #include "report/conversion_report.hpp"
 #include "report/gnuplot.hpp"
@@ -20,27 +22,43 @@ struct ConvertFlags {
   std::string meta_init = "mean";
   bool no_speed = false, no_plots = false, no_memory_guard = false;
   std::string out_dir = "results/conversion";
+  // Numeric flags as given: parsed strictly and range-checked in run_convert (core/limits.hpp).
+  std::vector<std::string> chunk_sizes, seq_lengths;
+  std::string eval_length, repeats, warmup, threads, heatmap_layer, heatmap_head, heatmap_length, seed;
 };
+
+// Sets `target` from the flag's text (the default's text when the flag was not given).
+void parse_into(int64_t& target, const std::string& flag, const std::string& text, const Limit& l) { target = parse_int_in(flag, text, l); }
 
 int64_t parse_compression(const std::string& s) {
   if (s == "none" || s == "0") return 0;
+  const Limit factor{"compression", 1, limits::kCompressionFactor.hi};
   try {
-    std::size_t used = 0;
-    long long v = std::stoll(s, &used);
-    if (used == s.size() && v > 0) return v;
-  } catch (const std::exception&) {
+    return parse_int_in("--compression", s, factor);
+  } catch (const UserError&) {
+    throw UserError("--compression takes 'none' or integers in [1, " + std::to_string(factor.hi) + "], got '" + s + "'");
   }
-  throw UserError("--compression takes 'none' or positive integers, got '" + s + "'");
 }
 
 int run_convert(ConvertFlags f) {
   StudyOptions& o = f.study;
+  if (!f.chunk_sizes.empty()) o.chunk_sizes = parse_ints_in("--chunk_sizes", f.chunk_sizes, limits::kChunkSize);
+  if (!f.seq_lengths.empty()) o.seq_lengths = parse_ints_in("--seq_lengths", f.seq_lengths, limits::kSeqLength);
+  parse_into(o.eval_length, "--eval_length", f.eval_length, limits::kEvalLength);
+  parse_into(o.repeats, "--repeats", f.repeats, limits::kRepeats);
+  parse_into(o.warmup, "--warmup", f.warmup, limits::kWarmup);
+  parse_into(o.threads, "--threads", f.threads, threads_limit());
+  parse_into(o.heatmap_layer, "--heatmap_layer", f.heatmap_layer, limits::kHeatmapIndex);
+  parse_into(o.heatmap_head, "--heatmap_head", f.heatmap_head, limits::kHeatmapIndex);
+  parse_into(o.heatmap_length, "--heatmap_length", f.heatmap_length, limits::kHeatmapLength);
+  o.seed = static_cast<uint64_t>(parse_int_in("--seed", f.seed, limits::kSeed));
   o.compressions.clear();
   for (const std::string& c : f.compression) o.compressions.push_back(parse_compression(c));
   o.meta_init = parse_meta_init(f.meta_init);
   o.speed = !f.no_speed;
   o.memory_guard = !f.no_memory_guard;
   o.validate();
+  check_output_dir(f.out_dir, {"conversion_results.json", "conversion_report.md"}, "--out");  // before the long work
   if (!f.no_plots) Gnuplot::require();  // before the long work: a missing gnuplot says how to install it
   StudyResults r = run_conversion_study(o, [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); });
   for (const ReportTable& t : conversion_tables(r)) std::printf("\n%s", render_text(t).c_str());
@@ -56,6 +74,10 @@ int run_convert(ConvertFlags f) {
 void add_convert(CLI::App& app, int& exit_code) {
   auto f = std::make_shared<ConvertFlags>();
   StudyOptions& o = f->study;
+  for (auto [text, value] : {std::pair{&f->eval_length, o.eval_length}, {&f->repeats, o.repeats}, {&f->warmup, o.warmup}, {&f->threads, o.threads},
+                             {&f->heatmap_layer, o.heatmap_layer}, {&f->heatmap_head, o.heatmap_head}, {&f->heatmap_length, o.heatmap_length},
+                             {&f->seed, static_cast<int64_t>(o.seed)}})
+    *text = std::to_string(value);
   CLI::App* sub = app.add_subcommand("convert", "GPT-2 -> BSBR conversion study: load a Hugging Face GPT-2 checkpoint, convert its attention to BSBR "
                                                 "with the same weights, and report what is preserved and what it costs");
   sub->add_option("--checkpoint", o.checkpoint_dir, "Hugging Face GPT-2 directory: config.json, model.safetensors (+ vocab.json, merges.txt for --text)")
@@ -64,24 +86,24 @@ void add_convert(CLI::App& app, int& exit_code) {
   sub->add_option("--tokens", o.tokens_path, "Token ids to evaluate on: integers separated by white space or commas");
   sub->add_option("--vocab", o.vocab_path, "vocab.json (default: the checkpoint's)");
   sub->add_option("--merges", o.merges_path, "merges.txt (default: the checkpoint's)");
-  sub->add_option("--chunk_sizes,--chunk-sizes", o.chunk_sizes, "BSBR chunk sizes B (the first is the reference conversion)")->expected(1, -1)->capture_default_str();
+  sub->add_option("--chunk_sizes,--chunk-sizes", f->chunk_sizes, "BSBR chunk sizes B (the first is the reference conversion; default 64 128 256 512)")->expected(1, -1);
   sub->add_option("--compression", f->compression, "Compression factors: none or c (state compressed to d/c; the first is the reference)")->expected(1, -1)->capture_default_str();
   sub->add_option("--meta-init,--meta_init", f->meta_init, "Meta projections from the attention weights: mean = (Wq+Wk)/2 and (Wk+Wv)/2, qk = Wq and Wk")
       ->capture_default_str();
-  sub->add_option("--seq_lengths,--seq-lengths", o.seq_lengths, "Lengths for the speed and memory sweep (past n_positions the learned positions wrap)")
-      ->expected(1, -1)->capture_default_str();
-  sub->add_option("--eval_length,--eval-length", o.eval_length, "Tokens for the quality metrics (default: min(n_positions, input tokens); at most n_positions)");
-  sub->add_option("--repeats", o.repeats, "Timed repeats per speed point")->capture_default_str();
-  sub->add_option("--warmup", o.warmup, "Untimed warm-up runs per speed point")->capture_default_str();
-  sub->add_option("--threads", o.threads, "Worker threads (0 = all cores)")->capture_default_str();
+  sub->add_option("--seq_lengths,--seq-lengths", f->seq_lengths, "Lengths for the speed and memory sweep (past n_positions the learned positions wrap; default 128 ... 8192)")
+      ->expected(1, -1);
+  sub->add_option("--eval_length,--eval-length", f->eval_length, "Tokens for the quality metrics (default: min(n_positions, input tokens); at most n_positions)");
+  sub->add_option("--repeats", f->repeats, "Timed repeats per speed point")->capture_default_str();
+  sub->add_option("--warmup", f->warmup, "Untimed warm-up runs per speed point")->capture_default_str();
+  sub->add_option("--threads", f->threads, "Worker threads (0 = all cores)")->capture_default_str();
   sub->add_flag("--no-memory-guard", f->no_memory_guard, "Run speed points even if their estimated memory exceeds what is available");
   sub->add_flag("--no-speed", f->no_speed, "Quality metrics only: no timing sweep");
   sub->add_flag("--no-plots", f->no_plots, "Write JSON and Markdown only (no gnuplot)");
   sub->add_option("--density_threshold,--density-threshold", o.density_threshold, "Attention weights above this count as dense")->capture_default_str();
-  sub->add_option("--heatmap_layer,--heatmap-layer", o.heatmap_layer, "Layer of the attention heat maps")->capture_default_str();
-  sub->add_option("--heatmap_head,--heatmap-head", o.heatmap_head, "Head of the attention heat maps")->capture_default_str();
-  sub->add_option("--heatmap_length,--heatmap-length", o.heatmap_length, "Positions shown in the heat maps")->capture_default_str();
-  sub->add_option("--seed", o.seed, "Seed of the compression projection")->capture_default_str();
+  sub->add_option("--heatmap_layer,--heatmap-layer", f->heatmap_layer, "Layer of the attention heat maps")->capture_default_str();
+  sub->add_option("--heatmap_head,--heatmap-head", f->heatmap_head, "Head of the attention heat maps")->capture_default_str();
+  sub->add_option("--heatmap_length,--heatmap-length", f->heatmap_length, "Positions shown in the heat maps")->capture_default_str();
+  sub->add_option("--seed", f->seed, "Seed of the compression projection")->capture_default_str();
   sub->add_option("--out", f->out_dir, "Output directory (conversion_results.json, conversion_report.md, PNGs)")->capture_default_str();
   sub->callback([f, &exit_code]() { exit_code = run_convert(*f); });
 }

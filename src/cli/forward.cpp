@@ -17,6 +17,8 @@
 #include "core/errors.hpp"
 #include "core/tokens.hpp"
 #include "core/io.hpp"
+#include "core/limits.hpp"
+#include "bench/runner.hpp"
 #include "io/weights.hpp"
 #include "model/model.hpp"
 
@@ -32,7 +34,7 @@ struct ForwardOptions {
   std::string tokens;
   std::string mode = "prefill";
   std::string dump_path;
-  int64_t threads = 0;
+  std::string threads = "0";  // parsed and range-checked in run_forward
 };
 
 // One position's values as a JSON array; counts non-finite values (JSON has no NaN/inf: they become null).
@@ -44,6 +46,9 @@ nlohmann::json row(const float* x, int64_t n, int64_t& non_finite) {
 int run_forward(const ForwardOptions& o) {
   Config cfg = o.config_path.empty() ? Config{} : load_config(o.config_path);
   for (const std::string& kv : o.overrides) apply_override(cfg, kv);
+  validate_overridden(cfg, o.overrides);
+  const int64_t threads = parse_int_in("--threads", o.threads, threads_limit());
+  check_output_path(o.dump_path, "--dump");  // before any work: a dump that cannot be written is found now
   const ModelConfig& mc = cfg.model;
   const Architecture& arch = find_architecture(o.model);
   const std::vector<int32_t> tokens = parse_token_ids(o.tokens, mc.vocab_size, "--tokens");
@@ -51,8 +56,13 @@ int run_forward(const ForwardOptions& o) {
   const int64_t n = static_cast<int64_t>(tokens.size()), d = mc.hidden_dim, V = mc.vocab_size;
   const bool decode = o.mode == "decode";
 
-  ops::Context ctx(static_cast<int>(o.threads));
-  Model model(ctx, mc, arch);
+  ops::Context ctx(static_cast<int>(threads));
+  // Out of memory here is exit 2 naming what was too large: the weights are guarded before they
+  // are allocated, and a failed allocation names the step and its settings.
+  if (std::string too_big = weights_guard(ctx, mc, arch); !too_big.empty()) throw UserError(too_big);
+  const std::string sizes = "(model.vocab_size=" + std::to_string(V) + ", hidden_dim=" + std::to_string(d) + ", " + std::to_string(n) + " tokens)";
+  auto owned = out_of_memory_as_error("allocating the weights of " + std::string(arch.name) + " " + sizes, [&] { return std::make_unique<Model>(ctx, mc, arch); });
+  Model& model = *owned;
   if (!o.weights_path.empty()) load_weights(model, o.weights_path);
 
   // One sequence (batch 1, whatever the config's batch_size).
@@ -62,7 +72,8 @@ int run_forward(const ForwardOptions& o) {
   int64_t non_finite = 0;
   if (!decode) {
     shape.prefill_lengths = {n};
-    model.prepare(ctx, shape, LogitsMode::kAll);
+    out_of_memory_as_error("preparing the prefill, logits [" + std::to_string(n) + ", " + std::to_string(V) + "] " + sizes,
+                           [&] { model.prepare(ctx, shape, LogitsMode::kAll); });
     model.prefill(ctx, tokens.data(), n);
     for (int64_t t = 0; t < n; ++t) {
       hidden.push_back(row(model.hidden() + t * d, d, non_finite));
@@ -71,7 +82,7 @@ int run_forward(const ForwardOptions& o) {
   } else {
     shape.prefill_lengths = {1};
     shape.capacity = n;
-    model.prepare(ctx, shape, LogitsMode::kLast);
+    out_of_memory_as_error("preparing the decode " + sizes, [&] { model.prepare(ctx, shape, LogitsMode::kLast); });
     model.prefill(ctx, tokens.data(), 1);
     hidden.push_back(row(model.hidden(), d, non_finite));
     logits.push_back(row(model.logits(), V, non_finite));
@@ -122,7 +133,7 @@ void add_forward(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   sub->add_option("--dump", o->dump_path, "Output JSON: tokens, model, mode, config, and per position the final hidden state and the logits")
       ->required();
-  sub->add_option("--threads", o->threads, "Worker threads (0 = all cores)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  sub->add_option("--threads", o->threads, "Worker threads (0 = all cores)")->capture_default_str();
   sub->callback([o, &exit_code]() { exit_code = run_forward(*o); });
 }
 

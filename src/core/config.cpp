@@ -3,6 +3,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <sstream>
 
 #include "core/errors.hpp"
+#include "core/limits.hpp"
 
 namespace bsbr {
 
@@ -213,24 +215,26 @@ void apply_node(Config& cfg, const std::string& section, const std::string& key,
 }  // namespace
 
 void ModelConfig::validate(const std::string& origin) const {
-  auto positive = [&](const char* name, int64_t v) {
-    if (v <= 0) throw UserError(origin + ": model." + name + " must be positive, got " + std::to_string(v));
-  };
-  positive("vocab_size", vocab_size);
-  positive("hidden_dim", hidden_dim);
-  positive("num_layers", num_layers);
-  positive("num_heads", num_heads);
-  positive("ff_dim", ff_dim);
-  positive("chunk_size", chunk_size);
+  // Ranges first (core/limits.hpp: chosen so no size product of one point overflows), then the
+  // joint constraints between keys.
+  auto in = [&](const Limit& l, int64_t v) { check_range(origin + ": model." + l.name, l, v); };
+  in(limits::kVocabSize, vocab_size);
+  in(limits::kHiddenDim, hidden_dim);
+  in(limits::kNumLayers, num_layers);
+  in(limits::kNumHeads, num_heads);
+  in(limits::kFfDim, ff_dim);
+  in(limits::kChunkSize, chunk_size);
   // w = 0 is meaningful for SlidingWindow: each token attends to itself only.
-  if (window_size < 0) throw UserError(origin + ": model.window_size must be >= 0, got " + std::to_string(window_size));
-  positive("expansion_factor", expansion_factor);
-  positive("batch_size", batch_size);
-  positive("linear_chunk_size", linear_chunk_size);
+  in(limits::kWindowSize, window_size);
+  in(limits::kExpansionFactor, expansion_factor);
+  in(limits::kBatchSize, batch_size);
+  in(limits::kLinearChunkSize, linear_chunk_size);
+  in(limits::kCompressionFactor, compression_factor);
+  if (seed > static_cast<uint64_t>(limits::kSeed.hi))
+    throw UserError(origin + ": model.seed must be an integer in [0, " + std::to_string(limits::kSeed.hi) + "], got " + std::to_string(seed));
   if (hidden_dim % num_heads != 0)
     throw UserError(origin + ": model.hidden_dim (" + std::to_string(hidden_dim) + ") must be divisible by model.num_heads (" +
                     std::to_string(num_heads) + ")");
-  if (compression_factor < 0) throw UserError(origin + ": model.compression_factor must be positive or none");
   if (compression_factor > 0 && hidden_dim % compression_factor != 0)
     throw UserError(origin + ": model.hidden_dim (" + std::to_string(hidden_dim) + ") must be divisible by model.compression_factor (" +
                     std::to_string(compression_factor) + ")");
@@ -239,19 +243,27 @@ void ModelConfig::validate(const std::string& origin) const {
   if (!(temperature > 0.0)) throw UserError(origin + ": model.temperature must be positive, got " + fmt_double(temperature));
   if (!(layer_norm_eps > 0.0)) throw UserError(origin + ": model.layer_norm_eps must be positive, got " + fmt_double(layer_norm_eps));
   if (!(init_std > 0.0)) throw UserError(origin + ": model.init_std must be positive, got " + fmt_double(init_std));
-  if (vocab_size > (int64_t{1} << 31) - 1) throw UserError(origin + ": model.vocab_size must fit in int32");
 }
 
 void BenchConfig::validate(const std::string& origin) const {
   if (seq_lengths.empty()) throw UserError(origin + ": benchmark.seq_lengths is empty");
-  for (int64_t n : seq_lengths)
-    if (n <= 0) throw UserError(origin + ": benchmark.seq_lengths must be positive, got " + std::to_string(n));
+  for (int64_t n : seq_lengths) check_range(origin + ": benchmark.seq_lengths", limits::kSeqLength, n);
   if (workloads.empty()) throw UserError(origin + ": benchmark.workloads is empty");
-  if (n_tokens <= 0) throw UserError(origin + ": benchmark.n_tokens must be positive, got " + std::to_string(n_tokens));
-  if (repeats <= 0) throw UserError(origin + ": benchmark.repeats must be positive, got " + std::to_string(repeats));
-  if (warmup < 0) throw UserError(origin + ": benchmark.warmup must be >= 0, got " + std::to_string(warmup));
-  if (threads < 0) throw UserError(origin + ": benchmark.threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
-  if (verify_length <= 0) throw UserError(origin + ": benchmark.verify_length must be positive, got " + std::to_string(verify_length));
+  check_range(origin + ": benchmark.n_tokens", limits::kNTokens, n_tokens);
+  check_range(origin + ": benchmark.repeats", limits::kRepeats, repeats);
+  check_range(origin + ": benchmark.warmup", limits::kWarmup, warmup);
+  check_range(origin + ": benchmark.threads (0 = all cores)", threads_limit(), threads);
+  check_range(origin + ": benchmark.verify_length", limits::kVerifyLength, verify_length);
+  // decode and generate step on from n to position n + n_tokens - 1 (every sample restarts at n),
+  // recompute runs lengths up to n + n_tokens: the last position must stay a valid length.
+  if (std::any_of(workloads.begin(), workloads.end(), [](Workload w) { return w != Workload::kPrefill; })) {
+    const int64_t n = *std::max_element(seq_lengths.begin(), seq_lengths.end());
+    const int64_t last = n + n_tokens;  // < 2^22 + 2^16: no overflow
+    if (last > limits::kMaxLength)
+      throw UserError(origin + ": the decode/generate/recompute workloads would reach position " + std::to_string(last) +
+                      " = max seq_lengths + n_tokens, above the largest length " + std::to_string(limits::kMaxLength) +
+                      ": lower n_tokens or seq_lengths");
+  }
 }
 
 Config load_config(const std::string& path) {
@@ -298,8 +310,15 @@ void apply_override(Config& cfg, const std::string& assignment) {
     throw UserError("--set " + assignment + ": value is not valid YAML: " + e.msg);
   }
   apply_node(cfg, section, key, node, "--set");
-  cfg.model.validate("--set " + assignment);
-  cfg.bench.validate("--set " + assignment);
+  // No validation here: a value may only make sense together with a later --set
+  // (hidden_dim=250 then num_heads=5). The caller validates the end state (validate_overridden).
+}
+
+void validate_overridden(const Config& cfg, const std::vector<std::string>& overrides) {
+  std::string origin = cfg.source.empty() ? std::string("built-in defaults") : "config " + cfg.source;
+  if (!overrides.empty()) origin += " with --set";
+  cfg.model.validate(origin);
+  cfg.bench.validate(origin);
 }
 
 std::vector<std::pair<std::string, std::string>> describe(const ModelConfig& m) {

@@ -70,8 +70,13 @@ struct Config {
 // Loads a config file (.yaml, .yml or .json). Missing keys keep the SPEC defaults; unknown keys,
 // wrong types and invalid values throw UserError naming the problem.
 Config load_config(const std::string& path);
-// Applies one "section.key=value" override (the CLI's --set), with the same checks.
+// Applies one "section.key=value" override (the CLI's --set): the key and the value's type are
+// checked; the ranges and the joint constraints are not, since a later override may complete
+// them (hidden_dim=250 then num_heads=5): call validate_overridden after the last one.
 void apply_override(Config& cfg, const std::string& assignment);
+// Validates the end state after every override (model and benchmark sections); the error names
+// the config file and says --set values were applied.
+void validate_overridden(const Config& cfg, const std::vector<std::string>& overrides);
 // The model section as "key: value" pairs, for results files.
 std::vector<std::pair<std::string, std::string>> describe(const ModelConfig& m);
 

@@ -11,6 +11,7 @@ namespace bsbr {
 
 using Shape = std::vector<int64_t>;
 
+// Product of the dimensions, checked (a SizeError, not a wrap-around, when it exceeds 2^63).
 int64_t numel(const Shape& s);
 std::string shape_str(const Shape& s);  // "[2, 3]"
 
@@ -18,6 +19,8 @@ class Tensor {
  public:
   Tensor() = default;
   Tensor(MemoryTracker& tracker, MemCategory category, Shape shape);
+  // A shape without memory (data() is null): for computing sizes before allocating.
+  static Tensor unallocated(Shape shape);
 
   float* data() { return static_cast<float*>(buffer_.data()); }
   const float* data() const { return static_cast<const float*>(buffer_.data()); }

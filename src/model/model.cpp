@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "core/checked.hpp"
 #include "core/errors.hpp"
 #include "ops/kernels.hpp"
 
@@ -20,7 +21,7 @@ int64_t RunShape::max_prefill() const {
 }
 
 Model::Model(ops::Context& ctx, const ModelConfig& cfg, const Architecture& arch, SkeletonOptions opts)
-    : name_(arch.name), cfg_(cfg), opts_(opts), params_(ctx.memory()) {
+    : name_(arch.name), cfg_(cfg), opts_(opts), params_(ctx.memory(), !opts.shapes_only) {
   cfg_.validate("model " + name_);
   const int64_t d = cfg.hidden_dim, V = cfg.vocab_size;
   embed_ = &params_.add("embed.weight", {V, d}, Init::kNormal);
@@ -40,7 +41,16 @@ Model::Model(ops::Context& ctx, const ModelConfig& cfg, const Architecture& arch
   }
   final_ln_ = params_.add_layer_norm("final_ln", d);
   if (!opts_.tied_lm_head) lm_head_ = params_.add_linear("lm_head", d, V, /*in_head=*/true);
-  params_.initialize(cfg.seed, cfg.init_std);
+  if (!opts_.shapes_only) params_.initialize(cfg.seed, cfg.init_std);
+}
+
+std::size_t Model::weight_bytes(ops::Context& ctx, const ModelConfig& cfg, const Architecture& arch, SkeletonOptions opts) {
+  opts.shapes_only = true;
+  const Model dry(ctx, cfg, arch, opts);
+  std::size_t bytes = 0;
+  for (const Param& p : dry.params_.all())
+    bytes = checked_add(bytes, checked_mul(static_cast<std::size_t>(numel(p.value.shape())), sizeof(float), "the weights"), "the weights");
+  return bytes;
 }
 
 const float* Model::head_weight() const { return opts_.tied_lm_head ? embed_->data() : lm_head_.weight->data(); }
@@ -202,13 +212,18 @@ std::size_t Model::state_bytes(int64_t n) const {
 }
 
 std::size_t Model::estimate_bytes(const RunShape& shape, int threads, LogitsMode logits) const {
-  const std::size_t f = sizeof(float), b = shape.batch, d = cfg_.hidden_dim, ff = cfg_.ff_dim, V = cfg_.vocab_size;
-  const std::size_t n = shape.max_prefill();
-  std::size_t bytes = f * b * n * (2 * d + ff) + f * b * (logits == LogitsMode::kAll ? n * V : V);
-  if (opts_.positions == SkeletonOptions::Positions::kSinusoidal) bytes += f * std::max<std::size_t>(n, shape.capacity) * d;
-  if (shape.capacity > 0) bytes += f * b * (2 * d + ff);
-  for (const Block& blk : blocks_) bytes += blk.mixer->estimate_bytes(shape, threads);
-  return bytes;
+  // Checked: the validated ranges keep each term below 2^60, but the sum over layers may not fit.
+  const char* what = "the memory estimate";
+  const int64_t f = sizeof(float), b = shape.batch, d = cfg_.hidden_dim, ff = cfg_.ff_dim, V = cfg_.vocab_size;
+  const int64_t n = shape.max_prefill();
+  int64_t bytes = checked_add(checked_product(what, f, b, n, 2 * d + ff),
+                              checked_product(what, f, b, logits == LogitsMode::kAll ? checked_mul(n, V, what) : V), what);
+  if (opts_.positions == SkeletonOptions::Positions::kSinusoidal)  // the point's position table
+    bytes = checked_add(bytes, checked_product(what, f, std::max(n, shape.capacity), d), what);
+  if (shape.capacity > 0) bytes = checked_add(bytes, checked_product(what, f, b, 2 * d + ff), what);
+  std::size_t total = static_cast<std::size_t>(bytes);
+  for (const Block& blk : blocks_) total = checked_add(total, blk.mixer->estimate_bytes(shape, threads), what);
+  return total;
 }
 
 }  // namespace bsbr

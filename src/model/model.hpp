@@ -24,6 +24,9 @@ struct SkeletonOptions {
   int64_t learned_positions = 0;  // rows of the learned table ("pos_embed.weight")
   ops::Eltwise ffn_activation = ops::Eltwise::kGeluErf;
   bool tied_lm_head = false;      // logits = h . embed^T, no bias (GPT-2)
+  // Register the parameters' shapes without allocating them (Model::weight_bytes only: such a
+  // model can report its parameters, nothing else).
+  bool shapes_only = false;
 };
 
 enum class LogitsMode { kLast, kAll };
@@ -80,6 +83,9 @@ class Model {
   std::size_t state_bytes(int64_t n) const;
   // Upper bound of the working bytes prepare(shape) allocates (memory guard).
   std::size_t estimate_bytes(const RunShape& shape, int threads, LogitsMode logits = LogitsMode::kLast) const;
+  // Bytes of the weights a Model(ctx, cfg, arch, opts) would allocate, computed from the shapes
+  // without allocating them (the memory guard asks before the weights exist). Checked arithmetic.
+  static std::size_t weight_bytes(ops::Context& ctx, const ModelConfig& cfg, const Architecture& arch, SkeletonOptions opts = {});
 
   Mixer& mixer(int layer) { return *blocks_[layer].mixer; }
   // Captures per-layer activations of later prefills into caller buffers (LayerCapture{} = off).

@@ -8,7 +8,8 @@ namespace bsbr {
 
 Tensor& ParamStore::add(const std::string& name, Shape shape, Init init, bool in_head) {
   BSBR_CHECK(find(name) == nullptr, "parameter registered twice: " + name);
-  params_.push_back(Param{name, Tensor(*tracker_, MemCategory::kParams, std::move(shape)), init, in_head});
+  params_.push_back(Param{name, allocate_ ? Tensor(*tracker_, MemCategory::kParams, std::move(shape)) : Tensor::unallocated(std::move(shape)),
+                          init, in_head});
   return params_.back().value;
 }
 

@@ -25,7 +25,8 @@ struct Param {
 
 class ParamStore {
  public:
-  explicit ParamStore(MemoryTracker& tracker) : tracker_(&tracker) {}
+  // allocate = false: register shapes only (Model::weight_bytes), the tensors stay empty.
+  explicit ParamStore(MemoryTracker& tracker, bool allocate = true) : tracker_(&tracker), allocate_(allocate) {}
   // Registers a parameter; the returned reference stays valid for the store's lifetime.
   Tensor& add(const std::string& name, Shape shape, Init init, bool in_head = false);
   // Registers Linear(in, out): "<prefix>.weight" [in, out] and "<prefix>.bias" [out].
@@ -50,6 +51,7 @@ class ParamStore {
 
  private:
   MemoryTracker* tracker_;
+  bool allocate_ = true;
   std::deque<Param> params_;  // deque: references stay valid as parameters are added
 };
 

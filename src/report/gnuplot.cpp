@@ -11,9 +11,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 
 #include "core/errors.hpp"
+#include "core/interrupt.hpp"
 #include "core/io.hpp"
 
 extern char** environ;
@@ -31,6 +33,7 @@ class ScratchDir {
     std::string pattern = (fs::temp_directory_path() / "bsbr_gnuplot_XXXXXX").string();
     if (!::mkdtemp(pattern.data())) throw UserError("cannot create a temp directory for gnuplot in " + fs::temp_directory_path().string());
     path_ = pattern;
+    registered_ = std::make_unique<TempPath>(pattern, TempPath::Kind::kDirectory);  // an interrupt removes it
   }
   ~ScratchDir() {
     std::error_code ec;
@@ -42,6 +45,7 @@ class ScratchDir {
 
  private:
   fs::path path_;
+  std::unique_ptr<TempPath> registered_;
 };
 
 // Runs argv with stdin from /dev/null and stdout + stderr into log_path. Returns the exit status,

@@ -363,6 +363,10 @@ json to_json(const Results& r) {
               {"calibration_end", r.calibration_end},
               {"warnings", r.warnings},
               {"runs", runs}};
+  if (!r.partial_reason.empty()) {
+    out["partial"] = true;
+    out["partial_reason"] = r.partial_reason;
+  }
   if (!r.fits.empty()) {
     json fits = json::array();
     for (const FitRecord& f : r.fits) fits.push_back(to_json(f));

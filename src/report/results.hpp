@@ -50,6 +50,9 @@ struct Results {
   nlohmann::json calibration_end = nlohmann::json::object();  // the calibration repeated after the last point
   std::vector<std::string> warnings;  // sweep-level warnings (a busy machine, calibration drift)
   std::vector<FitRecord> fits;  // set by analyze; empty if the file has none
+  // Non-empty: the sweep stopped early (interrupted, or a later point threw) and `runs` holds the
+  // points measured until then; written as "partial": true and "partial_reason".
+  std::string partial_reason;
   std::optional<double> calibration_gflops() const;
   // The machine's attainable GFLOP/s, for normalising times between files (check): 2mnk over the
   // fastest calibration sample when the samples are recorded (a passing load on a shared machine

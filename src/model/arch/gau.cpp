@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/checked.hpp"
 #include "model/arch/chunked.hpp"
 
 namespace bsbr {
@@ -93,7 +94,7 @@ class Gau : public Mixer {
 
 Gau::Gau(const ModelConfig& cfg, ParamStore& params, const std::string& prefix, const chunked::PrefillTiling& tiling)
     : d_(cfg.hidden_dim),
-      width_(cfg.expansion_factor * cfg.hidden_dim),
+      width_(checked_mul(cfg.expansion_factor, cfg.hidden_dim, "GAU's width model.expansion_factor x model.hidden_dim")),
       chunk_(cfg.chunk_size),
       scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(width_)))),
       group_chunks_(std::max<int64_t>(1, tiling.group_rows / cfg.chunk_size)),

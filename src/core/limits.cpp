@@ -1,0 +1,52 @@
+// Range checks of numeric inputs (core/limits.hpp).
+#include "core/limits.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <charconv>
+
+#include "core/errors.hpp"
+
+namespace bsbr {
+
+int64_t max_threads() { return std::min<int64_t>(limits::kMaxThreads, limits::kThreadsPerCpu * std::max(1, omp_get_num_procs())); }
+
+Limit threads_limit() { return Limit{"threads", 0, max_threads()}; }
+
+namespace {
+std::string range_text(const Limit& l) { return "[" + std::to_string(l.lo) + ", " + std::to_string(l.hi) + "]"; }
+}  // namespace
+
+void check_range(const std::string& where, const Limit& l, int64_t v) {
+  if (v < l.lo || v > l.hi) throw UserError(where + " must be an integer in " + range_text(l) + ", got " + std::to_string(v));
+}
+
+int64_t parse_int_in(const std::string& flag, const std::string& text, const Limit& l) {
+  int64_t v = 0;
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc() || p != end)
+    throw UserError(flag + " must be an integer in " + range_text(l) + ", got '" + text + "'");
+  if (v < l.lo || v > l.hi) throw UserError(flag + " must be an integer in " + range_text(l) + ", got '" + text + "'");
+  return v;
+}
+
+std::vector<int64_t> parse_ints_in(const std::string& flag, const std::vector<std::string>& texts, const Limit& l) {
+  std::vector<int64_t> out;
+  for (const std::string& t : texts) out.push_back(parse_int_in(flag, t, l));
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> limits_table() {
+  using namespace limits;
+  std::vector<std::pair<std::string, std::string>> t;
+  for (const Limit& l : {kSeqLength, kNTokens, kRepeats, kWarmup, kVerifyLength, kSeed, kVocabSize, kHiddenDim, kNumLayers, kNumHeads, kFfDim,
+                         kChunkSize, kWindowSize, kLinearChunkSize, kExpansionFactor, kCompressionFactor, kBatchSize, kEvalLength,
+                         kHeatmapLength, kHeatmapIndex})
+    t.emplace_back(l.name, range_text(l));
+  t.emplace_back("threads", "[0, min(" + std::to_string(kMaxThreads) + ", " + std::to_string(kThreadsPerCpu) + " x logical CPUs)]");
+  return t;
+}
+
+}  // namespace bsbr
