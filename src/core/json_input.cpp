@@ -13,9 +13,12 @@ namespace {
 // events so an error can name the field ("runs[3].samples_s[0]").
 class JsonPath {
  public:
-  std::string str() const {
+  // The path, its first `max_frames` levels only (a refused deep file would print a huge path).
+  std::string str(std::size_t max_frames = 32) const {
     std::string s;
-    for (const Frame& f : frames_) {
+    for (std::size_t i = 0; i < frames_.size(); ++i) {
+      const Frame& f = frames_[i];
+      if (i == max_frames) return s + "...";
       if (f.array) s += "[" + std::to_string(f.index) + "]";
       else if (f.has_key) s += (s.empty() ? "" : ".") + f.key;
     }
@@ -69,7 +72,7 @@ Json parse_bounded(const std::string& text, const std::string& what, int max_dep
   try {
     return Json::parse(text, on_event);
   } catch (const TooDeep&) {
-    throw UserError(what + ": nesting deeper than " + std::to_string(max_depth) + " levels at " + path.str());
+    throw UserError(what + ": nesting deeper than " + std::to_string(max_depth) + " levels at " + path.str(4));
   } catch (const nlohmann::json::parse_error& e) {
     throw UserError(what + " is not valid JSON: " + e.what());
   } catch (const nlohmann::json::exception& e) {  // out_of_range 406: a number that overflows a double
