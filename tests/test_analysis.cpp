@@ -359,6 +359,44 @@ TEST(AnalyzeCli, DrawsTheFourPlotsAsPngs) {
     EXPECT_EQ(e.path().string().find(".tmp"), std::string::npos) << "temp file left behind: " << e.path();
 }
 
+// Issue 12: text from a results file (model names, the file's own name) reaches gnuplot titles,
+// and gnuplot runs `...` inside double-quoted strings. Every such text must be inert.
+TEST(AnalyzeCli, NamesFromTheResultsFileRunNoCommand) {
+  if (!Gnuplot::find()) GTEST_SKIP() << "gnuplot is not installed (tools/setup.sh installs gnuplot-nox): plots not tested";
+  const std::string dir = test::temp_dir("pwned");
+  const std::vector<std::string> models = {"x`touch " + dir + "/PWNED1`", "y$(touch " + dir + "/PWNED2)", "q'\"@m \\ `id`"};
+  Results r = test::synthetic_results(models, {Workload::kPrefill, Workload::kDecode}, {64, 128, 256}, 5,
+                                      [](const std::string& m, Workload, int64_t n, int) { return 1e-6 * n * (1 + m.size() % 3); });
+  // The file name cannot hold '/', so its payload goes to $HOME: `cd; touch PWNED3` (HOME = dir).
+  const std::string path = test::save_synthetic(r, dir, "r`cd;touch PWNED3`@x$(id).json");
+  const char* old_home = std::getenv("HOME");
+  const std::string saved_home = old_home ? old_home : "";
+  ::setenv("HOME", dir.c_str(), 1);
+  auto out = test::run_cli("analyze '" + path + "'");
+  if (old_home) ::setenv("HOME", saved_home.c_str(), 1);
+  else ::unsetenv("HOME");
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  EXPECT_TRUE(read_png(dir + "/complexity_loglog.png").valid) << "the plots are still drawn";
+  for (const char* f : {"PWNED1", "PWNED2", "PWNED3"}) EXPECT_FALSE(std::filesystem::exists(dir + "/" + f)) << f << ": gnuplot ran a command";
+}
+
+TEST(Gnuplot, QuotedTextIsInert) {
+  // Kept: letters, digits, harmless punctuation, UTF-8 (µ, ², —, CJK); newline as an escape.
+  EXPECT_EQ(gnuplot_quote("BSBR (b=1.02) n = 64, µs — O(n²) 模型"), "\"BSBR (b=1.02) n = 64, µs — O(n²) 模型\"");
+  EXPECT_EQ(gnuplot_quote("two\nlines"), "\"two\\nlines\"");
+  // Replaced by '?': backquote, both quotes, backslash, @, $, control bytes, malformed UTF-8.
+  EXPECT_EQ(gnuplot_quote("x`touch P`"), "\"x?touch P?\"");
+  EXPECT_EQ(gnuplot_quote("a\"b'c\\d@e$f"), "\"a?b?c?d?e?f\"");
+  EXPECT_EQ(gnuplot_quote(std::string("t\x01\x7f\xff\xc3", 5)), "\"t????\"");
+  // Whatever the input, the literal holds exactly one pair of quotes and no backquote.
+  std::string all;
+  for (int c = 0; c < 256; ++c) all += static_cast<char>(c);
+  const std::string q = gnuplot_quote(all);
+  EXPECT_EQ(std::count(q.begin(), q.end(), '"'), 2);
+  EXPECT_EQ(q.find('`'), std::string::npos);
+  EXPECT_EQ(std::count(q.begin(), q.end(), '\\'), 1);  // the newline's escape, nothing else
+}
+
 TEST(Gnuplot, MissingExecutableAndBadScriptAreClearErrors) {
   EXPECT_FALSE(Gnuplot::find("/nonexistent/gnuplot").has_value());
   try {

@@ -102,8 +102,35 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"bad_length", "benchmark:\n  seq_lengths: [64, -1]\n", "benchmark.seq_lengths must be an integer in [1, 4194304], got -1"},
                       BadCase{"not_yaml", "model: [unclosed\n", "not valid YAML/JSON"},
                       BadCase{"empty", "", "file is empty"},
-                      BadCase{"scalar_top", "42\n", "top level must be a mapping"}),
+                      BadCase{"scalar_top", "42\n", "top level must be a mapping"},
+                      // Hostile shapes (issue 12): keys that are collections, nesting that would
+                      // overflow yaml-cpp's recursive parser, YAML features a config never needs.
+                      BadCase{"sequence_key", "model:\n  ? [chunk_size, window_size]\n  : 64\n", "a key must be a plain name, got a list (line 2)"},
+                      BadCase{"mapping_key", "model:\n  ? {a: 1}\n  : 64\n", "a key must be a plain name, got a mapping"},
+                      BadCase{"sequence_section", "? [model]\n: {hidden_dim: 64}\n", "a key must be a plain name, got a list"},
+                      BadCase{"json_deep", "{\"model\": {\"ff_dim\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}", "nesting deeper than 32 levels"},
+                      BadCase{"block_deep", "model:\n  ff_dim:\n" "    - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - - 1\n", "nesting deeper than 32 levels (line 3)"},
+                      BadCase{"alias_key", "model:\n  &a [x]: 1\n", "a key must be a plain name"},
+                      BadCase{"tagged_map_value", "model: !!binary aGVsbG8=\n", "section 'model' must be a mapping"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// Deep nesting is refused before yaml-cpp's recursive descent runs: 100 000 levels, which would
+// otherwise exhaust yaml-cpp's own guard or the stack.
+TEST(Config, VeryDeepNestingIsAUserError) {
+  for (const std::string& text : {"model: " + std::string(100000, '[') + std::string(100000, ']') + "\n",
+                                  [] {
+                                    std::string s;
+                                    for (int i = 0; i < 100000; ++i) s += "- ";
+                                    return s + "x\n";
+                                  }()}) {
+    try {
+      parse_config(text, "deep.yaml");
+      ADD_FAILURE() << "accepted a deeply nested config";
+    } catch (const UserError& e) {
+      EXPECT_NE(std::string(e.what()).find("config deep.yaml: nesting deeper than 32 levels"), std::string::npos) << e.what();
+    }
+  }
+}
 
 TEST(Config, MissingFileIsExitTwo) {
   auto r = test::run_cli("compare --config /nonexistent/c.yaml");

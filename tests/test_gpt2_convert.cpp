@@ -180,7 +180,7 @@ TEST(Gpt2Loader, BadCheckpointsAreUserErrors) {
   };
   with_config("cfg_json", "{\"n_embd\": ", "not valid JSON");
   with_config("cfg_key", R"({"vocab_size": 264, "n_embd": 32, "n_layer": 2, "n_positions": 48})", "missing key 'n_head'");
-  with_config("cfg_neg", R"({"vocab_size": 264, "n_embd": 32, "n_layer": -2, "n_head": 4, "n_positions": 48})", "'n_layer' must be a positive integer");
+  with_config("cfg_neg", R"({"vocab_size": 264, "n_embd": 32, "n_layer": -2, "n_head": 4, "n_positions": 48})", "'n_layer' = -2 must be an integer in [1, 1024]");
   with_config("cfg_act", R"({"vocab_size": 264, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 48, "activation_function": "relu"})",
               "activation_function 'relu' is not supported");
   with_config("cfg_heads", R"({"vocab_size": 264, "n_embd": 32, "n_layer": 2, "n_head": 5, "n_positions": 48})", "divisible");
@@ -188,6 +188,16 @@ TEST(Gpt2Loader, BadCheckpointsAreUserErrors) {
   // config.json and weights disagree: the shape is named.
   with_config("cfg_shape", R"({"vocab_size": 264, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 64})", "has shape [48, 32], config.json implies [64, 32]");
   // A layer missing from the weights, and a tensor no GPT-2 has.
+  // A config far larger than the tensors: the shape error comes before any model is allocated
+  // (it was "out of memory": 2^24 x 2^16 floats of embedding alone).
+  with_config("cfg_huge", R"({"vocab_size": 16777216, "n_embd": 65536, "n_layer": 1024, "n_head": 4, "n_positions": 1048576})",
+              "'transformer.wte.weight' has shape [264, 32], config.json implies [16777216, 65536]");
+  with_config("cfg_embd_range", R"({"vocab_size": 264, "n_embd": 4294967296, "n_layer": 2, "n_head": 4, "n_positions": 48})",
+              "'n_embd' = 4294967296 must be an integer in [1, 65536]");
+  with_config("cfg_heads_range", R"({"vocab_size": 264, "n_embd": 32, "n_layer": 2, "n_head": 64, "n_positions": 48})", "'n_head' = 64 must be an integer in [1, 32]");
+  with_config("cfg_eps", R"({"vocab_size": 264, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 48, "layer_norm_epsilon": 1e300})",
+              "'layer_norm_epsilon' = 1e+300 must be a number in (0, 1]");
+  with_config("cfg_overflow", R"({"vocab_size": 264, "n_embd": 32, "n_layer": 2, "n_head": 4, "n_positions": 1e999})", "number overflow parsing '1e999' at n_positions");
   with_config("cfg_layers", R"({"vocab_size": 264, "n_embd": 32, "n_layer": 3, "n_head": 4, "n_positions": 48})", "has no tensor 'transformer.h.2.ln_1.weight'");
   {
     ref::TinyGpt2 tiny = ref::make_tiny_gpt2(11);

@@ -83,6 +83,12 @@ TEST(Gpt2Tokenizer, BadFilesAreUserErrors) {
   fails("{\"a\": \"x\"}", "a b\n", "no valid integer id");
   fails("{\"a\": 0, \"b\": 2}", "a b\n", "no gaps");
   fails("{\"a\": 0}", "a b c\n", "m2.txt:1: expected two symbols");
+  // Hostile vocabularies (issue 12): each names the file.
+  fails("{\"a\": 0, \"b\": 4294967296}", "a b\n", "v2.json: token \"b\" has no valid integer id (4294967296");
+  fails("{\"a\": 0, \"b\": 0}", "a b\n", "v2.json: id 0 is used twice");
+  fails("{\"a\": 0, \"b\": 1e999}", "a b\n", "v2.json: number overflow parsing '1e999' at b");
+  fails("{\"a\": {\"b\": 0}}", "a b\n", "v2.json: nesting deeper than 1 levels at a");
+  fails("{}", "a b\n", "v2.json must be a JSON object {token: id} with at least one token");
   EXPECT_THROW(Gpt2Tokenizer(dir + "/missing.json", dir + "/m.txt"), UserError);
 }
 

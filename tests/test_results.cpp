@@ -94,7 +94,7 @@ TEST(Results, LoadsTheStudysFile) {
 
 struct Bad {
   const char* name;
-  const char* text;
+  std::string text;
   const char* expect;
 };
 // ctest shows a case by its name, not its bytes.
@@ -122,8 +122,61 @@ INSTANTIATE_TEST_SUITE_P(
                       Bad{"negative_time", R"({"seq_lengths": [8], "time_results": {"A": {"8": -1.0}}})", "must be a positive number"},
                       Bad{"bad_key", R"({"seq_lengths": [8], "time_results": {"A": {"x8": 1.0}}})", "is not a positive integer"},
                       Bad{"bad_version", R"({"seq_lengths": [8], "schema_version": 99, "runs": []})", "schema_version 99"},
-                      Bad{"bad_run", R"({"seq_lengths": [8], "schema_version": 1, "runs": [{"model": "A"}]})", "missing key 'workload'"}),
+                      Bad{"bad_run", R"({"seq_lengths": [8], "schema_version": 1, "runs": [{"model": "A"}]})", "missing key 'workload'"},
+                      // Hostile values (issue 12): each names the field, none crashes or is exit 3.
+                      Bad{"overflow_number", R"({"seq_lengths": [8], "schema_version": 1, "runs": [{"model": "A", "workload": "prefill", "n": 8, "status": "ok", "samples_s": [1, 1e999]}]})",
+                          "number overflow parsing '1e999' at runs[0].samples_s[1]"},
+                      Bad{"overflow_in_environment", R"({"seq_lengths": [8], "schema_version": 1, "runs": [], "environment": {"x": -1e400}})",
+                          "at environment.x"},
+                      Bad{"deep_environment", R"({"seq_lengths": [8], "schema_version": 1, "runs": [], "environment": )" + std::string(100000, '[') + std::string(100000, ']') + "}",
+                          "nesting deeper than 64 levels at environment"},
+                      Bad{"duplicate_run", R"({"seq_lengths": [8], "schema_version": 1, "runs": [
+                            {"model": "A", "workload": "prefill", "n": 8, "status": "ok", "samples_s": [1]},
+                            {"model": "A", "workload": "prefill", "n": 8, "status": "failed"}]})", "runs[1]: a second record for model A, workload prefill, n = 8"},
+                      Bad{"duplicate_study_length", R"({"seq_lengths": [8], "time_results": {"A": {"8": 1.0, "08": 2.0}}})", "a second record for model A, workload generate, n = 8"},
+                      Bad{"duplicate_seq_lengths", R"({"seq_lengths": [8, 8], "time_results": {"A": {"8": 1.0}}})", "lists n = 8 twice"},
+                      Bad{"string_count", R"({"seq_lengths": [8], "schema_version": 1, "runs": [{"model": "A", "workload": "prefill", "n": 8, "status": "skipped", "threads": "4"}]})",
+                          "runs[0]: 'threads' must be an integer"},
+                      Bad{"huge_count", R"({"seq_lengths": [8], "schema_version": 1, "runs": [{"model": "A", "workload": "prefill", "n": 8, "status": "skipped", "repeats": 18446744073709551615}]})",
+                          "'repeats' = 18446744073709551615 is out of range"},
+                      Bad{"huge_length", R"({"seq_lengths": [8], "schema_version": 1, "runs": [{"model": "A", "workload": "prefill", "n": 9223372036854775807, "status": "skipped"}]})",
+                          "'n' = 9223372036854775807 is out of range"},
+                      Bad{"negative_bytes", R"({"seq_lengths": [8], "schema_version": 1, "runs": [{"model": "A", "workload": "prefill", "n": 8, "status": "skipped", "memory": {"peak_working_bytes": -1}}]})",
+                          "memory: 'peak_working_bytes' = -1 is out of range"},
+                      Bad{"tiny_time", R"({"seq_lengths": [8], "schema_version": 1, "runs": [{"model": "A", "workload": "prefill", "n": 8, "status": "ok", "samples_s": [5e-324]}]})",
+                          "'samples_s[0]' = 5e-324 must be a positive number of seconds"},
+                      Bad{"huge_time", R"({"seq_lengths": [8], "time_results": {"A": {"8": 1e308}}})", "time_results.A.8: the time = 1e+308 must be a positive number of seconds"},
+                      Bad{"bool_noisy", R"({"seq_lengths": [8], "schema_version": 1, "runs": [{"model": "A", "workload": "prefill", "n": 8, "status": "skipped", "noisy": "yes"}]})",
+                          "'noisy' must be true or false"},
+                      Bad{"bad_tokens", R"({"seq_lengths": [8], "schema_version": 1, "runs": [{"model": "A", "workload": "prefill", "n": 8, "status": "skipped", "generated_tokens": [1, -5]}]})",
+                          "'generated_tokens[1]' = -5 is out of range"},
+                      Bad{"param_count_type", R"({"seq_lengths": [8], "param_counts": {"A": "many"}, "time_results": {"A": {"8": 1.0}}})", "'param_counts.A' must be an integer"},
+                      Bad{"calibration_type", R"({"seq_lengths": [8], "schema_version": 1, "runs": [], "calibration": {"gflops": "fast"}})", "calibration: 'gflops' must be a number"},
+                      Bad{"calibration_sample", R"({"seq_lengths": [8], "schema_version": 1, "runs": [], "calibration": {"samples_s": [0]}})", "calibration: 'samples_s[0]' = 0 must be a positive"},
+                      Bad{"control_in_name", R"({"seq_lengths": [8], "time_results": {"A\u001b[2J": {"8": 1.0}}})", "contains a control character"},
+                      Bad{"study_memory_type", R"({"seq_lengths": [8], "time_results": {"A": {"8": 1.0}}, "memory_results": {"A": {"8": "big"}}})", "memory_results.A.8: the memory (MB) must be a number"}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// The same through the CLI: analyze, check and targets all read results files; each bad file is
+// exit 2 with one line naming the file (never 3, never a crash).
+TEST(Results, HostileFilesAreExitTwoInEveryCommand) {
+  const std::string dir = test::temp_dir("hostile_results");
+  const std::string good = test::save_synthetic(
+      test::synthetic_results({"A"}, {Workload::kPrefill}, {64, 128}, 5, [](const std::string&, Workload, int64_t n, int) { return 1e-6 * n; }), dir, "good.json");
+  for (const std::string& text :
+       {std::string(R"({"seq_lengths": [64], "schema_version": 1, "runs": [{"model": "A", "workload": "prefill", "n": 64, "status": "ok", "samples_s": [1e999]}]})"),
+        std::string(R"({"seq_lengths": [64], "schema_version": 1, "runs": [], "config": )") + std::string(50000, '[') + std::string(50000, ']') + "}"}) {
+    const std::string bad = dir + "/bad.json";
+    std::ofstream(bad) << text;
+    for (const std::string& args : {"analyze '" + bad + "' --no-plots --out '" + dir + "'", "check --baseline '" + good + "' --current '" + bad + "'",
+                                    "targets --long '" + bad + "' --default '" + good + "'"}) {
+      auto r = test::run_cli(args);
+      EXPECT_EQ(r.exit_code, 2) << args << ": " << r.err;
+      EXPECT_NE(r.err.find("results file " + bad), std::string::npos) << args << ": " << r.err;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
+    }
+  }
+}
 
 TEST(Results, MissingFile) { EXPECT_THROW(load_results("/nonexistent/results.json"), UserError); }
 

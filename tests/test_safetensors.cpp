@@ -69,7 +69,7 @@ struct Bad {
 TEST(Safetensors, MalformedFilesRejected) {
   std::vector<Bad> cases = {
       {"bad_json", raw("bad_json", "{\"a\": {", 0), "not valid JSON"},
-      {"not_object", raw("not_object", "[1]", 0), "must be a JSON object"},
+      {"not_object", raw("not_object", "[1]", 0), "not a safetensors file"},
       {"past_end", raw("past_end", R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8), "past the end"},
       {"overlap", raw("overlap", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
        "overlapping"},
@@ -79,11 +79,28 @@ TEST(Safetensors, MalformedFilesRejected) {
       {"begin_gt_end", raw("begin_gt_end", R"({"a":{"dtype":"F32","shape":[0],"data_offsets":[8,4]}})", 8), "begin > end"},
       {"no_offsets", raw("no_offsets", R"({"a":{"dtype":"F32","shape":[1]}})", 4), "data_offsets"},
       {"header_too_long", raw("header_too_long", "{}", 0, 1000), "header length 1000 exceeds the file"},
+      // Issue 12: an empty tensor sorted between two overlapping ones must not hide the overlap.
+      {"overlap_behind_empty",
+       raw("overlap_behind_empty",
+           R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
+       "tensors 'a' and 'b' have overlapping byte ranges"},
+      {"contained_behind_empty",
+       raw("contained_behind_empty",
+           R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"e":{"dtype":"F32","shape":[0],"data_offsets":[4,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", 16),
+       "tensors 'a' and 'b' have overlapping byte ranges"},
+      // Dimensions past 2^62 (printed as [0, -1] once): refused, the shape is printed as written.
+      {"huge_dim", raw("huge_dim", R"({"a":{"dtype":"F32","shape":[0,18446744073709551615],"data_offsets":[0,0]}})", 0),
+       "shape [0,18446744073709551615] has more than 2^62 elements"},
+      {"huge_product", raw("huge_product", R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}})", 0), "more than 2^62 elements"},
+      {"huge_rank", raw("huge_rank", R"({"a":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],"data_offsets":[0,4]}})", 4), "17 dimensions"},
+      {"overflow_number", raw("overflow_number", R"({"a":{"dtype":"F32","shape":[1e999],"data_offsets":[0,4]}})", 4), "number overflow"},
+      {"deep_metadata", raw("deep_metadata", R"({"__metadata__":{"a":[[[[[]]]]]}})", 0), "nesting deeper than 4 levels"},
+      {"huge_header", raw("huge_header", "{}", 0, int64_t{1} << 40), "implausibly large"},
   };
   {  // shorter than the length field
     std::string p = dir() + "/tiny.safetensors";
     std::ofstream(p, std::ios::binary) << "abc";
-    cases.push_back({"tiny", p, "truncated"});
+    cases.push_back({"tiny", p, "not a safetensors file"});
   }
   {  // a valid file cut in the middle of its data
     std::vector<float> v(64, 1.f);
@@ -95,6 +112,11 @@ TEST(Safetensors, MalformedFilesRejected) {
     cases.push_back({"cut", p, "past the end"});
   }
   cases.push_back({"missing", dir() + "/does_not_exist.safetensors", "not found"});
+  {  // some other kind of file: its first 8 bytes read as a huge length, but it is not "truncated"
+    std::string p = dir() + "/text.safetensors";
+    std::ofstream(p, std::ios::binary) << "This is a README, not a tensor file.\n";
+    cases.push_back({"text", p, "not a safetensors file"});
+  }
   for (const Bad& c : cases) {
     try {
       SafetensorsFile f(c.path);

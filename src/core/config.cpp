@@ -13,6 +13,7 @@
 
 #include "core/errors.hpp"
 #include "core/limits.hpp"
+#include "core/io.hpp"
 
 namespace bsbr {
 
@@ -266,33 +267,103 @@ void BenchConfig::validate(const std::string& origin) const {
   }
 }
 
+namespace {
+
+// yaml-cpp parses collections by recursive descent and stops itself at about 500 levels with the
+// bare message "bad file". A config is at most three levels deep (section, key, list), so anything
+// nested deeper than this is refused first with a message that says what is wrong. The scan
+// over-counts ('[' inside a quoted string counts too), which can only refuse a file far deeper
+// than any real config.
+constexpr std::size_t kMaxYamlDepth = 32;
+
+void check_yaml_depth(const std::string& text, const std::string& what) {
+  std::size_t flow = 0, line = 1, col = 0, markers = 0;
+  std::vector<std::size_t> indents;  // indentation of the enclosing block lines
+  bool at_line_start = true;
+  auto too_deep = [&](std::size_t depth) {
+    if (depth > kMaxYamlDepth)
+      throw UserError(what + ": nesting deeper than " + std::to_string(kMaxYamlDepth) + " levels (line " + std::to_string(line) +
+                      "); a config holds sections, keys and lists of values");
+  };
+  for (char c : text) {
+    if (c == '\n') {
+      ++line;
+      at_line_start = true;
+      col = markers = 0;
+      continue;
+    }
+    if (at_line_start) {
+      if (c == ' ' || c == '-' || c == '?' || c == ':') {  // indentation, and "- - x" / "? x" block markers
+        ++col;
+        markers += c != ' ';
+        continue;
+      }
+      at_line_start = false;
+      if (c != '#') {
+        while (!indents.empty() && indents.back() >= col) indents.pop_back();
+        indents.push_back(col);
+        too_deep(indents.size() + markers);
+      }
+    }
+    if (c == '[' || c == '{') too_deep(++flow);
+    else if ((c == ']' || c == '}') && flow > 0) --flow;
+  }
+}
+
+// A mapping key must be a plain scalar ("model", "chunk_size"), not a list or mapping
+// ("? [a, b]\n: 64" is valid YAML).
+std::string key_text(const YAML::Node& key, const std::string& where) {
+  if (!key.IsScalar())
+    throw UserError(where + ": a key must be a plain name, got a " + (key.IsSequence() ? std::string("list") : key.IsMap() ? "mapping" : "null") +
+                    " (line " + std::to_string(key.Mark().line + 1) + ")");
+  return key.Scalar();
+}
+
+Config load_config_text(const std::string& text, const std::string& path) {
+  const std::string what = "config " + path;
+  check_yaml_depth(text, what);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw UserError(what + ": not valid YAML/JSON (line " + std::to_string(e.mark.line + 1) + "): " + e.msg);
+  }
+  Config cfg;
+  cfg.source = path;
+  if (root.IsNull()) throw UserError(what + ": file is empty");
+  if (!root.IsMap()) throw UserError(what + ": top level must be a mapping with sections 'model' and/or 'benchmark'");
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    const std::string section = key_text(it->first, what);
+    const YAML::Node body = it->second;  // a handle (yaml-cpp nodes are shared): a copy, not a reference to the iterator's temporary
+    if (section != "model" && section != "benchmark")
+      throw UserError(what + ": unknown section '" + section + "' (known: model, benchmark)");
+    if (body.IsNull()) continue;
+    if (!body.IsMap()) throw UserError(what + ": section '" + section + "' must be a mapping");
+    for (auto kv = body.begin(); kv != body.end(); ++kv) {
+      const YAML::Node key = kv->first, value = kv->second;
+      apply_node(cfg, section, key_text(key, what + ": section '" + section + "'"), value, what);
+    }
+  }
+  cfg.model.validate(what);
+  cfg.bench.validate(what);
+  return cfg;
+}
+
+}  // namespace
+
 Config load_config(const std::string& path) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw UserError("config file not found: " + path);
   if (fs::is_directory(path)) throw UserError("config path is a directory, not a file: " + path);
-  YAML::Node root;
+  return parse_config(read_file(path, "config file"), path);
+}
+
+Config parse_config(const std::string& text, const std::string& path) {
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    throw UserError("config " + path + ": not valid YAML/JSON (line " + std::to_string(e.mark.line + 1) + "): " + e.msg);
+    return load_config_text(text, path);
+  } catch (const YAML::Exception& e) {  // any yaml-cpp error the walk above did not foresee
+    throw UserError("config " + path + ": " + e.msg + " (line " + std::to_string(e.mark.line + 1) + ")");
   }
-  Config cfg;
-  cfg.source = path;
-  if (root.IsNull()) throw UserError("config " + path + ": file is empty");
-  if (!root.IsMap()) throw UserError("config " + path + ": top level must be a mapping with sections 'model' and/or 'benchmark'");
-  for (auto it = root.begin(); it != root.end(); ++it) {
-    std::string section = it->first.as<std::string>();
-    const YAML::Node& body = it->second;
-    if (section != "model" && section != "benchmark")
-      throw UserError("config " + path + ": unknown section '" + section + "' (known: model, benchmark)");
-    if (body.IsNull()) continue;
-    if (!body.IsMap()) throw UserError("config " + path + ": section '" + section + "' must be a mapping");
-    for (auto kv = body.begin(); kv != body.end(); ++kv)
-      apply_node(cfg, section, kv->first.as<std::string>(), kv->second, "config " + path);
-  }
-  cfg.model.validate("config " + path);
-  cfg.bench.validate("config " + path);
-  return cfg;
 }
 
 void apply_override(Config& cfg, const std::string& assignment) {
@@ -305,7 +376,9 @@ void apply_override(Config& cfg, const std::string& assignment) {
   std::string value = assignment.substr(eq + 1);
   YAML::Node node;
   try {
+    check_yaml_depth(value, "--set " + assignment);
     node = YAML::Load(value);
+    apply_node(cfg, section, key, node, "--set");
   } catch (const YAML::Exception& e) {
     throw UserError("--set " + assignment + ": value is not valid YAML: " + e.msg);
   }

@@ -69,7 +69,11 @@ struct Config {
 
 // Loads a config file (.yaml, .yml or .json). Missing keys keep the SPEC defaults; unknown keys,
 // wrong types and invalid values throw UserError naming the problem.
+// Every yaml-cpp error, a key that is a list or mapping, and nesting deeper than a config needs
+// are UserErrors naming the file (and the line where yaml-cpp gives one).
 Config load_config(const std::string& path);
+// The same from the file's text (`path` names it in errors); the fuzz target's entry point.
+Config parse_config(const std::string& text, const std::string& path);
 // Applies one "section.key=value" override (the CLI's --set): the key and the value's type are
 // checked; the ranges and the joint constraints are not, since a later override may complete
 // them (hidden_dim=250 then num_heads=5): call validate_overridden after the last one.

@@ -10,86 +10,6 @@
 
 namespace bsbr {
 
-using nlohmann::json;
-
-namespace {
-
-[[noreturn]] void bad_config(const std::string& path, const std::string& what) { throw UserError("GPT-2 config " + path + ": " + what); }
-
-int64_t positive_int(const json& j, const std::string& key, const std::string& path) {
-  if (!j.contains(key)) bad_config(path, "missing key '" + key + "'");
-  const json& v = j[key];
-  if (!v.is_number_integer() || v.get<int64_t>() <= 0) bad_config(path, "'" + key + "' must be a positive integer");
-  return v.get<int64_t>();
-}
-
-// A key that must hold `want` when present (GPT-2 features this skeleton does not implement).
-template <typename T>
-void require_value(const json& j, const std::string& key, const T& want, const std::string& path, const std::string& why) {
-  if (!j.contains(key) || j[key].is_null()) return;
-  bool ok = false;
-  try {
-    ok = j[key].get<T>() == want;
-  } catch (const json::exception&) {
-  }
-  if (!ok) bad_config(path, "'" + key + "' = " + j[key].dump() + " is not supported (" + why + ")");
-}
-
-}  // namespace
-
-Gpt2Config read_gpt2_config(const std::string& path) {
-  json j;
-  try {
-    j = json::parse(read_file(path, "GPT-2 config"));
-  } catch (const json::exception& e) {
-    bad_config(path, std::string("not valid JSON: ") + e.what());
-  }
-  if (!j.is_object()) bad_config(path, "must be a JSON object");
-  if (j.contains("model_type") && j["model_type"] != "gpt2") bad_config(path, "model_type is " + j["model_type"].dump() + ", expected \"gpt2\"");
-  Gpt2Config c;
-  ModelConfig& m = c.model;
-  m.vocab_size = positive_int(j, "vocab_size", path);
-  m.hidden_dim = positive_int(j, "n_embd", path);
-  m.num_layers = positive_int(j, "n_layer", path);
-  m.num_heads = positive_int(j, "n_head", path);
-  c.n_positions = positive_int(j, "n_positions", path);
-  if (j.contains("n_inner") && !j["n_inner"].is_null()) {
-    m.ff_dim = positive_int(j, "n_inner", path);
-  } else {
-    m.ff_dim = 4 * m.hidden_dim;
-    c.defaults_used.push_back("n_inner = 4 * n_embd = " + std::to_string(m.ff_dim));
-  }
-  if (j.contains("layer_norm_epsilon")) {
-    if (!j["layer_norm_epsilon"].is_number() || !(j["layer_norm_epsilon"].get<double>() > 0)) bad_config(path, "'layer_norm_epsilon' must be a positive number");
-    m.layer_norm_eps = j["layer_norm_epsilon"].get<double>();
-  } else {
-    m.layer_norm_eps = 1e-5;
-    c.defaults_used.push_back("layer_norm_epsilon = 1e-05");
-  }
-  std::string act = "gelu_new";
-  if (j.contains("activation_function")) {
-    if (!j["activation_function"].is_string()) bad_config(path, "'activation_function' must be a string");
-    act = j["activation_function"].get<std::string>();
-  } else {
-    c.defaults_used.push_back("activation_function = gelu_new");
-  }
-  if (act == "gelu_new" || act == "gelu_pytorch_tanh" || act == "gelu_fast")
-    c.skeleton.ffn_activation = ops::Eltwise::kGeluTanh;
-  else if (act == "gelu")
-    c.skeleton.ffn_activation = ops::Eltwise::kGeluErf;
-  else
-    bad_config(path, "activation_function '" + act + "' is not supported (gelu_new, gelu_pytorch_tanh, gelu_fast, gelu)");
-  require_value(j, "scale_attn_weights", true, path, "attention is scaled by 1/sqrt(dh)");
-  require_value(j, "scale_attn_by_inverse_layer_idx", false, path, "no per-layer attention scaling");
-  require_value(j, "add_cross_attention", false, path, "decoder-only");
-  require_value(j, "tie_word_embeddings", true, path, "the LM head is tied to the token embedding");
-  c.skeleton.positions = SkeletonOptions::Positions::kLearned;
-  c.skeleton.learned_positions = c.n_positions;
-  c.skeleton.tied_lm_head = true;
-  m.validate("GPT-2 config " + path);
-  return c;
-}
-
 Gpt2Checkpoint::Gpt2Checkpoint(const std::string& dir)
     : dir_(dir),
       config_([&] {
@@ -103,6 +23,32 @@ Gpt2Checkpoint::Gpt2Checkpoint(const std::string& dir)
       }()),
       file_(dir + "/model.safetensors") {
   prefix_ = file_.find("transformer.wte.weight") ? "transformer." : "";
+  check_tensor_shapes();
+}
+
+// Every tensor the model will read, with the shape config.json implies, compared before any model
+// is built: a config that disagrees with the tensors is a shape error naming both, not an
+// allocation sized by the config's numbers.
+void Gpt2Checkpoint::check_tensor_shapes() const {
+  const ModelConfig& m = config_.model;
+  const int64_t d = m.hidden_dim, ff = m.ff_dim;
+  std::vector<std::pair<std::string, Shape>> want = {
+      {"wte.weight", {m.vocab_size, d}}, {"wpe.weight", {config_.n_positions, d}}, {"ln_f.weight", {d}}, {"ln_f.bias", {d}}};
+  for (int64_t i = 0; i < m.num_layers; ++i) {
+    const std::string h = "h." + std::to_string(i) + ".";
+    for (const auto& [name, shape] : std::vector<std::pair<std::string, Shape>>{
+             {"ln_1.weight", {d}}, {"ln_1.bias", {d}}, {"attn.c_attn.weight", {d, 3 * d}}, {"attn.c_attn.bias", {3 * d}},
+             {"attn.c_proj.weight", {d, d}}, {"attn.c_proj.bias", {d}}, {"ln_2.weight", {d}}, {"ln_2.bias", {d}},
+             {"mlp.c_fc.weight", {d, ff}}, {"mlp.c_fc.bias", {ff}}, {"mlp.c_proj.weight", {ff, d}}, {"mlp.c_proj.bias", {d}}})
+      want.emplace_back(h + name, shape);
+  }
+  for (const auto& [name, shape] : want) {
+    const TensorInfo* t = file_.find(prefix_ + name);
+    if (!t) throw UserError("checkpoint " + file_.path() + " has no tensor '" + prefix_ + name + "' (config.json: n_layer = " +
+                            std::to_string(m.num_layers) + ")");
+    if (t->shape != shape)
+      throw UserError("checkpoint tensor '" + t->name + "' has shape " + shape_str(t->shape) + ", config.json implies " + shape_str(shape));
+  }
 }
 
 std::optional<std::pair<std::string, std::string>> Gpt2Checkpoint::tokenizer_files() const {

@@ -39,7 +39,10 @@ struct Gpt2Config {
 
 // Parses config.json; throws UserError for bad JSON, missing or invalid keys, or a GPT-2 variant
 // this skeleton cannot run (cross-attention, per-layer attention scaling, untied head, ...).
+// Sizes are checked against ranges (gpt2_config.cpp) before anything is built from them.
 Gpt2Config read_gpt2_config(const std::string& path);
+// The same from config.json's text (`path` names it in errors).
+Gpt2Config parse_gpt2_config(const std::string& text, const std::string& path);
 
 class Gpt2Checkpoint {
  public:
@@ -60,6 +63,7 @@ class Gpt2Checkpoint {
   void load_into(ParamStore& params) const;
 
  private:
+  void check_tensor_shapes() const;  // throws UserError
   std::string dir_;
   Gpt2Config config_;
   SafetensorsFile file_;

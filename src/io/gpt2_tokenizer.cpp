@@ -9,6 +9,7 @@
 
 #include "core/errors.hpp"
 #include "core/io.hpp"
+#include "core/json_input.hpp"
 
 namespace bsbr {
 
@@ -157,25 +158,27 @@ Gpt2Tokenizer::Gpt2Tokenizer(std::unordered_map<std::string, int32_t> vocab, con
 
 namespace {
 
-std::unordered_map<std::string, int32_t> read_vocab(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_file(path, "vocabulary"));
-  } catch (const nlohmann::json::exception& e) {
-    throw UserError("vocabulary " + path + " is not valid JSON: " + e.what());
-  }
-  if (!j.is_object()) throw UserError("vocabulary " + path + " must be a JSON object {token: id}");
+std::unordered_map<std::string, int32_t> parse_vocab(const std::string& text, const std::string& path) {
+  const nlohmann::json j = parse_json_input(text, "vocabulary " + path, /*max_depth=*/1);  // {token: id}
+  if (!j.is_object() || j.empty()) throw UserError("vocabulary " + path + " must be a JSON object {token: id} with at least one token");
   std::unordered_map<std::string, int32_t> v;
+  // Ids must be 0..size-1, each once: checked here so the error names the file (the table
+  // constructor checks again for in-memory tables).
+  std::vector<bool> seen(j.size(), false);
   for (auto& [tok, id] : j.items()) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > std::numeric_limits<int32_t>::max())
-      throw UserError("vocabulary " + path + ": token '" + tok + "' has no valid integer id");
+    if (!id.is_number_integer() || (!id.is_number_unsigned() && id.get<int64_t>() < 0) || id.get<uint64_t>() >= j.size())
+      throw UserError("vocabulary " + path + ": token " + nlohmann::json(tok).dump() + " has no valid integer id (" + id.dump() +
+                      "; ids must be 0.." + std::to_string(j.size() - 1) + " with no gaps or duplicates)");
+    if (seen[id.get<std::size_t>()]) throw UserError("vocabulary " + path + ": id " + id.dump() + " is used twice (ids must be 0.." + std::to_string(j.size() - 1) +
+                      " with no gaps or duplicates)");
+    seen[id.get<std::size_t>()] = true;
     v.emplace(tok, static_cast<int32_t>(id.get<int64_t>()));
   }
   return v;
 }
 
-std::vector<std::pair<std::string, std::string>> read_merges(const std::string& path) {
-  std::istringstream in(read_file(path, "BPE merges"));
+std::vector<std::pair<std::string, std::string>> parse_merges(const std::string& text, const std::string& path) {
+  std::istringstream in(text);
   std::vector<std::pair<std::string, std::string>> merges;
   std::string line;
   for (int64_t no = 1; std::getline(in, line); ++no) {
@@ -192,7 +195,12 @@ std::vector<std::pair<std::string, std::string>> read_merges(const std::string& 
 }  // namespace
 
 Gpt2Tokenizer::Gpt2Tokenizer(const std::string& vocab_path, const std::string& merges_path)
-    : Gpt2Tokenizer(read_vocab(vocab_path), read_merges(merges_path)) {}
+    : Gpt2Tokenizer(from_text(read_file(vocab_path, "vocabulary"), read_file(merges_path, "BPE merges"), vocab_path, merges_path)) {}
+
+Gpt2Tokenizer Gpt2Tokenizer::from_text(const std::string& vocab_json, const std::string& merges_txt, const std::string& vocab_path,
+                                       const std::string& merges_path) {
+  return Gpt2Tokenizer(parse_vocab(vocab_json, vocab_path), parse_merges(merges_txt, merges_path));
+}
 
 // Byte-pair merges on one piece: repeatedly merge every occurrence of the adjacent pair with the
 // lowest rank (encoder.py's bpe()).

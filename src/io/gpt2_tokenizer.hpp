@@ -26,6 +26,9 @@ class Gpt2Tokenizer {
  public:
   // Reads vocab.json (or encoder.json) and merges.txt (or vocab.bpe); throws UserError.
   Gpt2Tokenizer(const std::string& vocab_path, const std::string& merges_path);
+  // The same from the files' contents (the paths name them in errors).
+  static Gpt2Tokenizer from_text(const std::string& vocab_json, const std::string& merges_txt, const std::string& vocab_path,
+                                 const std::string& merges_path);
   // From in-memory tables (tests): token -> id, and merges in priority order.
   Gpt2Tokenizer(std::unordered_map<std::string, int32_t> vocab, const std::vector<std::pair<std::string, std::string>>& merges);
 

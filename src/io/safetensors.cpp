@@ -15,6 +15,7 @@
 
 #include "core/errors.hpp"
 #include "core/io.hpp"
+#include "core/json_input.hpp"
 
 namespace bsbr {
 
@@ -98,6 +99,84 @@ DType parse_dtype(const std::string& s, const std::string& path, const std::stri
 
 }  // namespace
 
+SafetensorsLayout parse_safetensors_layout(const unsigned char* bytes, std::size_t size, const std::string& path) {
+  if (size < 8) bad(path, "not a safetensors file: " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = header_len << 8 | bytes[i];
+  // The header is a JSON object, so its first byte is '{' (the format requires it): anything else
+  // is some other kind of file, whatever its first 8 bytes say as a length.
+  if (size == 8 || bytes[8] != '{' || header_len < 2)
+    bad(path, "not a safetensors file (expected an 8-byte header length, then a JSON header starting with '{')");
+  if (header_len > kMaxSafetensorsHeader)
+    bad(path, "header length " + std::to_string(header_len) + " is implausibly large (at most " + std::to_string(kMaxSafetensorsHeader) + " bytes)");
+  if (header_len > size - 8) bad(path, "truncated: header length " + std::to_string(header_len) + " exceeds the file (" + std::to_string(size) + " bytes)");
+  const json root = parse_json_input(std::string(reinterpret_cast<const char*>(bytes + 8), header_len), "safetensors file " + path + ": header",
+                                     /*max_depth=*/4);  // {name: {shape: [..]}}
+  if (!root.is_object()) bad(path, "header must be a JSON object");
+  SafetensorsLayout out;
+  out.data_offset = 8 + header_len;
+  const uint64_t data_size = size - out.data_offset;
+  auto non_negative_int = [&](const json& v, const std::string& name, const char* what) {
+    if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0))
+      bad(path, "tensor '" + name + "' has a non-integer or negative " + what);
+    return v.get<uint64_t>();
+  };
+  for (auto& [name, entry] : root.items()) {
+    if (name == "__metadata__") {
+      if (!entry.is_object()) bad(path, "__metadata__ must be an object of strings");
+      for (auto& [k, v] : entry.items()) {
+        if (!v.is_string()) bad(path, "__metadata__." + k + " must be a string");
+        out.metadata[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    if (!entry.is_object()) bad(path, "entry '" + name + "' must be an object");
+    if (!entry.contains("dtype") || !entry["dtype"].is_string()) bad(path, "tensor '" + name + "' has no dtype string");
+    if (!entry.contains("shape") || !entry["shape"].is_array()) bad(path, "tensor '" + name + "' has no shape list");
+    if (!entry.contains("data_offsets") || !entry["data_offsets"].is_array() || entry["data_offsets"].size() != 2)
+      bad(path, "tensor '" + name + "' needs data_offsets [begin, end]");
+    TensorInfo t;
+    t.name = name;
+    t.dtype = parse_dtype(entry["dtype"].get<std::string>(), path, name);
+    const json& shape = entry["shape"];
+    if (shape.size() > kMaxSafetensorsRank) bad(path, "tensor '" + name + "' has " + std::to_string(shape.size()) + " dimensions (at most " + std::to_string(kMaxSafetensorsRank) + ")");
+    // Every dimension and the product of the non-zero ones stay <= 2^62, so any product of the
+    // dimensions in any order fits int64 (numel, shape arithmetic elsewhere) and prints as it is.
+    uint64_t count = 1, nonzero = 1;
+    for (const json& d : shape) {
+      const uint64_t v = non_negative_int(d, name, "dimension");
+      if (v > kMaxSafetensorsElements || (v != 0 && nonzero > kMaxSafetensorsElements / v))
+        bad(path, "tensor '" + name + "' shape " + shape.dump() + " has more than 2^62 elements");
+      if (v != 0) nonzero *= v;
+      count *= v;
+      t.shape.push_back(static_cast<int64_t>(v));
+    }
+    t.begin = non_negative_int(entry["data_offsets"][0], name, "data_offsets");
+    t.end = non_negative_int(entry["data_offsets"][1], name, "data_offsets");
+    if (t.begin > t.end) bad(path, "tensor '" + name + "' has data_offsets begin > end");
+    if (t.end > data_size)
+      bad(path, "tensor '" + name + "' data_offsets end " + std::to_string(t.end) + " is past the end of the data (" +
+                    std::to_string(data_size) + " bytes; truncated file?)");
+    const uint64_t bytes_needed = count * dtype_size(t.dtype);  // count <= 2^62, dtype size <= 4: no overflow in uint64
+    if (t.end - t.begin != bytes_needed)
+      bad(path, "tensor '" + name + "' byte range " + std::to_string(t.end - t.begin) + " does not match shape " + shape_str(t.shape) +
+                    " x " + to_string(t.dtype) + " (" + std::to_string(bytes_needed) + " bytes)");
+    out.tensors.push_back(std::move(t));
+  }
+  std::sort(out.tensors.begin(), out.tensors.end(),
+            [](const TensorInfo& a, const TensorInfo& b) { return a.begin != b.begin ? a.begin < b.begin : a.end < b.end; });
+  // Overlaps: each non-empty range must start at or after the end of every earlier non-empty range
+  // (the running maximum), so an empty tensor between two overlapping ones hides nothing.
+  const TensorInfo* furthest = nullptr;  // the non-empty range with the largest end so far
+  for (const TensorInfo& t : out.tensors) {
+    if (t.begin == t.end) continue;
+    if (furthest && t.begin < furthest->end)
+      bad(path, "tensors '" + furthest->name + "' and '" + t.name + "' have overlapping byte ranges");
+    if (!furthest || t.end > furthest->end) furthest = &t;
+  }
+  return out;
+}
+
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) {
@@ -112,7 +191,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   size_ = static_cast<std::size_t>(st.st_size);
   if (size_ < 8) {
     ::close(fd);
-    bad(path, "truncated: " + std::to_string(size_) + " bytes, shorter than the 8-byte header length");
+    parse_safetensors_layout(nullptr, size_, path);  // throws: too short
   }
   map_ = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
@@ -122,64 +201,10 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   }
   try {
     const auto* bytes = static_cast<const unsigned char*>(map_);
-    uint64_t header_len = 0;
-    for (int i = 7; i >= 0; --i) header_len = header_len << 8 | bytes[i];
-    if (header_len > size_ - 8) bad(path, "truncated: header length " + std::to_string(header_len) + " exceeds the file");
-    if (header_len > (uint64_t{100} << 20)) bad(path, "header length " + std::to_string(header_len) + " is implausibly large");
-    std::string header(reinterpret_cast<const char*>(bytes + 8), header_len);
-    json root;
-    try {
-      root = json::parse(header);
-    } catch (const json::parse_error& e) {
-      bad(path, std::string("header is not valid JSON: ") + e.what());
-    }
-    if (!root.is_object()) bad(path, "header must be a JSON object");
-    data_ = bytes + 8 + header_len;
-    const uint64_t data_size = size_ - 8 - header_len;
-    for (auto& [name, entry] : root.items()) {
-      if (name == "__metadata__") {
-        if (!entry.is_object()) bad(path, "__metadata__ must be an object of strings");
-        for (auto& [k, v] : entry.items()) {
-          if (!v.is_string()) bad(path, "__metadata__." + k + " must be a string");
-          metadata_[k] = v.get<std::string>();
-        }
-        continue;
-      }
-      if (!entry.is_object()) bad(path, "entry '" + name + "' must be an object");
-      if (!entry.contains("dtype") || !entry["dtype"].is_string()) bad(path, "tensor '" + name + "' has no dtype string");
-      if (!entry.contains("shape") || !entry["shape"].is_array()) bad(path, "tensor '" + name + "' has no shape list");
-      if (!entry.contains("data_offsets") || !entry["data_offsets"].is_array() || entry["data_offsets"].size() != 2)
-        bad(path, "tensor '" + name + "' needs data_offsets [begin, end]");
-      TensorInfo t;
-      t.name = name;
-      t.dtype = parse_dtype(entry["dtype"].get<std::string>(), path, name);
-      uint64_t count = 1;
-      for (const json& d : entry["shape"]) {
-        if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0))
-          bad(path, "tensor '" + name + "' has a non-integer or negative dimension");
-        uint64_t v = d.get<uint64_t>();
-        if (v != 0 && count > std::numeric_limits<uint64_t>::max() / 16 / v) bad(path, "tensor '" + name + "' shape overflows");
-        count *= v;
-        t.shape.push_back(static_cast<int64_t>(v));
-      }
-      for (const json& o : entry["data_offsets"])
-        if (!o.is_number_unsigned() && !(o.is_number_integer() && o.get<int64_t>() >= 0))
-          bad(path, "tensor '" + name + "' has non-integer or negative data_offsets");
-      t.begin = entry["data_offsets"][0].get<uint64_t>();
-      t.end = entry["data_offsets"][1].get<uint64_t>();
-      if (t.begin > t.end) bad(path, "tensor '" + name + "' has data_offsets begin > end");
-      if (t.end > data_size)
-        bad(path, "tensor '" + name + "' data_offsets end " + std::to_string(t.end) + " is past the end of the data (" +
-                      std::to_string(data_size) + " bytes; truncated file?)");
-      if (t.end - t.begin != count * dtype_size(t.dtype))
-        bad(path, "tensor '" + name + "' byte range " + std::to_string(t.end - t.begin) + " does not match shape " + shape_str(t.shape) +
-                      " x " + to_string(t.dtype) + " (" + std::to_string(count * dtype_size(t.dtype)) + " bytes)");
-      tensors_.push_back(std::move(t));
-    }
-    std::sort(tensors_.begin(), tensors_.end(), [](const TensorInfo& a, const TensorInfo& b) { return a.begin < b.begin; });
-    for (std::size_t i = 1; i < tensors_.size(); ++i)
-      if (tensors_[i].begin < tensors_[i - 1].end && tensors_[i].begin != tensors_[i].end)
-        bad(path, "tensors '" + tensors_[i - 1].name + "' and '" + tensors_[i].name + "' have overlapping byte ranges");
+    SafetensorsLayout layout = parse_safetensors_layout(bytes, size_, path);
+    data_ = bytes + layout.data_offset;
+    tensors_ = std::move(layout.tensors);
+    metadata_ = std::move(layout.metadata);
   } catch (...) {
     ::munmap(map_, size_);
     map_ = nullptr;

@@ -26,6 +26,23 @@ struct TensorInfo {
   int64_t numel() const { return bsbr::numel(shape); }
 };
 
+// Limits of the reader: header size, tensor rank, and elements per tensor (so every product of
+// dimensions fits int64).
+inline constexpr uint64_t kMaxSafetensorsHeader = uint64_t{100} << 20;
+inline constexpr std::size_t kMaxSafetensorsRank = 16;
+inline constexpr uint64_t kMaxSafetensorsElements = uint64_t{1} << 62;
+
+// The validated layout of a safetensors file held in memory (`bytes`, `size`): every tensor's byte
+// range lies in the data section, matches shape x dtype size, and overlaps no other; sorted by
+// offset. Touches no data byte and allocates nothing sized by the file's numbers. Throws UserError
+// naming `path`. SafetensorsFile uses it on the mapped file; the fuzz target calls it directly.
+struct SafetensorsLayout {
+  uint64_t data_offset = 0;  // 8 + header length
+  std::vector<TensorInfo> tensors;
+  std::map<std::string, std::string> metadata;
+};
+SafetensorsLayout parse_safetensors_layout(const unsigned char* bytes, std::size_t size, const std::string& path);
+
 class SafetensorsFile {
  public:
   // Maps and validates `path`; throws UserError on any problem.

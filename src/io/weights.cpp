@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "core/errors.hpp"
+#include "core/json_input.hpp"
 #include "io/safetensors.hpp"
 
 namespace bsbr {
@@ -21,7 +22,13 @@ bool irrelevant_to_weights(const std::string& key) { return key == "seed" || key
 void warn_on_config_differences(const SafetensorsFile& file, const ModelConfig& running) {
   auto it = file.metadata().find("model_config");
   if (it == file.metadata().end()) return;
-  nlohmann::json saved = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json saved;
+  try {  // depth-bounded: saved values are dumped (recursively) into the warning below
+    saved = parse_json_input(it->second, "weights " + file.path() + ": metadata model_config");
+  } catch (const UserError& e) {
+    spdlog::warn("{}; not compared with the running config", e.what());
+    return;
+  }
   if (!saved.is_object()) {
     spdlog::warn("weights {}: metadata model_config is not a JSON object; not compared with the running config", file.path());
     return;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string_view>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -42,15 +43,17 @@ class ScratchDir {
   ScratchDir(const ScratchDir&) = delete;
   ScratchDir& operator=(const ScratchDir&) = delete;
   std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::string path() const { return path_.string(); }
 
  private:
   fs::path path_;
   std::unique_ptr<TempPath> registered_;
 };
 
-// Runs argv with stdin from /dev/null and stdout + stderr into log_path. Returns the exit status,
-// or -1 if the program could not be started (not found, not executable) or did not exit normally.
-int run_process(const std::vector<std::string>& args, const std::string& log_path) {
+// Runs argv in working directory `cwd` (when not empty) with stdin from /dev/null and stdout +
+// stderr into log_path. Returns the exit status, or -1 if the program could not be started (not
+// found, not executable) or did not exit normally.
+int run_process(const std::vector<std::string>& args, const std::string& log_path, const std::string& cwd = "") {
   std::vector<char*> argv;
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -59,6 +62,7 @@ int run_process(const std::vector<std::string>& args, const std::string& log_pat
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
   pid_t pid = 0;
   const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
@@ -123,9 +127,11 @@ void Gnuplot::render_png(const std::string& script, const std::string& png_path,
   const std::string out = scratch.file("plot.png"), script_path = scratch.file("plot.gp"), log = scratch.file("log.txt");
   std::string full = "set terminal " + terminal_ + " size " + std::to_string(size.width) + "," + std::to_string(size.height) +
                      (terminal_ == "pngcairo" ? " noenhanced font \"Sans,11\"" : " noenhanced") + "\n";
-  full += "set encoding utf8\nset output " + gnuplot_quote(out) + "\n" + script + "\nunset output\n";
+  // gnuplot runs inside the scratch directory and names its files relatively: no path (TMPDIR may
+  // hold any character) is ever written into the script, only into argv and the spawn's chdir.
+  full += "set encoding utf8\nset output \"plot.png\"\n" + script + "\nunset output\n";
   write_file_atomic(script_path, full);
-  const int code = run_process({executable_, script_path}, log);
+  const int code = run_process({executable_, "plot.gp"}, log, scratch.path());
   if (code != 0)
     throw UserError("gnuplot failed on the plot for " + png_path + ": " + (code < 0 ? "could not run " + executable_ : first_error_line(slurp(log))));
   std::string png = slurp(out);
@@ -139,16 +145,39 @@ std::string gnuplot_datablock(const std::string& name, const std::string& rows) 
   return s + "EOD\n";
 }
 
-std::string gnuplot_quote(const std::string& text) {
-  std::string s = "\"";
-  for (char c : text) {
-    if (c == '\\' || c == '"') s += '\\';
-    if (c == '\n') {
-      s += "\\n";
+std::string gnuplot_safe_text(const std::string& text) {
+  // Allowed: letters, digits, space and punctuation that gnuplot gives no meaning inside a
+  // double-quoted string; UTF-8 sequences of 2-4 bytes (µ, ², —, names in other scripts) are
+  // kept whole when well-formed. Everything else becomes '?': ` (command substitution), \ and "
+  // (escapes, end of string), ' and @ and $ (quoting, macros, datablocks elsewhere on a line),
+  // control characters, malformed UTF-8. A newline is kept: the quoting below writes it as \n.
+  static constexpr std::string_view kPunct = " -_.,:;()[]{}+=/*<>%#!?&|~^";
+  std::string s;
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');  // not locale-dependent
+    if (alnum || kPunct.find(static_cast<char>(c)) != std::string_view::npos || c == '\n') {
+      s += static_cast<char>(c);
+      ++i;
       continue;
     }
-    s += c;
+    const std::size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? (c <= 0xef ? 3 : 0) : c >= 0xc2 ? 2 : 0;
+    bool ok = len > 0 && i + len <= text.size();
+    for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    if (ok) {
+      s.append(text, i, len);
+      i += len;
+    } else {
+      s += '?';
+      ++i;
+    }
   }
+  return s;
+}
+
+std::string gnuplot_quote(const std::string& text) {
+  std::string s = "\"";
+  for (char c : gnuplot_safe_text(text)) s += c == '\n' ? std::string("\\n") : std::string(1, c);
   return s + "\"";
 }
 

@@ -39,7 +39,13 @@ class Gnuplot {
 // Inline data for a script: "$name << EOD\n" + rows + "EOD\n"; rows are lines of
 // whitespace-separated columns (a blank line separates gnuplot data blocks/scans).
 std::string gnuplot_datablock(const std::string& name, const std::string& rows);
-// A gnuplot double-quoted string literal for titles and labels (backslash and quote escaped).
+// The one way text reaches a gnuplot script. gnuplot runs `...` inside double-quoted strings, so
+// text from input files (model names, file names) must be inert: gnuplot_safe_text keeps letters,
+// digits, space, harmless punctuation, newlines and well-formed UTF-8, and turns every other byte
+// (` \ " ' @ $, control characters) into '?'. gnuplot_quote wraps that in a double-quoted literal
+// (newline as \n) for titles and labels. Paths never go into a script (render_png works in a
+// scratch directory with relative names).
+std::string gnuplot_safe_text(const std::string& text);
 std::string gnuplot_quote(const std::string& text);
 
 }  // namespace bsbr

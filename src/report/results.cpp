@@ -2,10 +2,13 @@
 #include "report/results.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <cstdint>
 
 #include "core/errors.hpp"
 #include "core/io.hpp"
+#include "core/json_input.hpp"
 
 namespace bsbr {
 
@@ -103,29 +106,75 @@ json to_json(const RunRecord& r) {
 
 namespace {
 
+// Ranges a results file's values must lie in. Every value read goes through one of the typed
+// getters below, so a wrong type or a value that would break later arithmetic (a negative, zero or
+// astronomically large time, a length or count that overflows n² or a product) is a UserError
+// naming the field, never a silent default.
+constexpr int64_t kMaxLength = int64_t{1} << 40;      // tokens: n² stays exact in double
+constexpr int64_t kMaxCount = int64_t{1} << 40;       // repeats, warm-up runs, tokens, batch
+constexpr int64_t kMaxThreads = int64_t{1} << 20;
+constexpr int64_t kMaxBytes = int64_t{1} << 60;       // memory figures (1 EiB)
+constexpr int64_t kMaxParams = int64_t{1} << 50;
+constexpr double kMinSeconds = 1e-12, kMaxSeconds = 1e9;  // a picosecond .. 30 years
+constexpr double kMaxFlops = 1e30, kMaxGflops = 1e12;
+constexpr std::size_t kMaxNameBytes = 200;
+
 [[noreturn]] void bad(const std::string& where, const std::string& what) { throw UserError(where + ": " + what); }
+
+std::string field(const std::string& key) { return "'" + key + "'"; }
 
 const json& need(const json& j, const char* key, const std::string& where) {
   if (!j.is_object() || !j.contains(key)) bad(where, std::string("missing key '") + key + "'");
   return j.at(key);
 }
 
-double need_number(const json& j, const char* key, const std::string& where) {
-  const json& v = need(j, key, where);
-  if (!v.is_number()) bad(where, std::string("'") + key + "' must be a number");
+// An integer in [lo, hi] (JSON integers only: 3.0 is not a count). `name` is the field's name.
+int64_t as_int(const json& v, const std::string& name, const std::string& where, int64_t lo, int64_t hi) {
+  if (!v.is_number_integer()) bad(where, name + " must be an integer");
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi))
+    bad(where, name + " = " + v.dump() + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  const int64_t x = v.get<int64_t>();
+  if (x < lo || x > hi) bad(where, name + " = " + std::to_string(x) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return x;
+}
+
+// A finite number in [lo, hi].
+double as_number(const json& v, const std::string& name, const std::string& where, double lo, double hi) {
+  if (!v.is_number()) bad(where, name + " must be a number");
+  const double x = v.get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi) bad(where, name + " = " + v.dump() + " is out of range [" + json(lo).dump() + ", " + json(hi).dump() + "]");
+  return x;
+}
+
+// A time: positive and finite, at least a picosecond (a zero or denormal time would make ratios and
+// logarithms meaningless) and at most 1e9 s.
+double as_seconds(const json& v, const std::string& name, const std::string& where) {
+  if (!v.is_number() || !(v.get<double>() >= kMinSeconds && v.get<double>() <= kMaxSeconds))
+    bad(where, name + " = " + v.dump() + " must be a positive number of seconds in [1e-12, 1e9]");
   return v.get<double>();
 }
 
-int64_t need_int(const json& j, const char* key, const std::string& where) {
-  const json& v = need(j, key, where);
-  if (!v.is_number_integer()) bad(where, std::string("'") + key + "' must be an integer");
-  return v.get<int64_t>();
+double need_number(const json& j, const char* key, const std::string& where, double lo = -1e300, double hi = 1e300) {
+  return as_number(need(j, key, where), field(key), where, lo, hi);
+}
+
+int64_t need_int(const json& j, const char* key, const std::string& where, int64_t lo = 0, int64_t hi = kMaxCount) {
+  return as_int(need(j, key, where), field(key), where, lo, hi);
 }
 
 std::string need_string(const json& j, const char* key, const std::string& where) {
   const json& v = need(j, key, where);
   if (!v.is_string()) bad(where, std::string("'") + key + "' must be a string");
   return v.get<std::string>();
+}
+
+// A model name: printed on terminals, in Markdown and in plot titles, so it must be a short line of
+// printable text (no control characters).
+std::string check_model_name(const std::string& name, const std::string& where) {
+  if (name.empty() || name.size() > kMaxNameBytes) bad(where, "model name must be 1.." + std::to_string(kMaxNameBytes) + " bytes");
+  for (unsigned char c : name)
+    if (c < 0x20 || c == 0x7f) bad(where, "model name '" + json(name).dump() + "' contains a control character");
+  return name;
 }
 
 Workload need_workload(const json& j, const std::string& where) {
@@ -137,21 +186,30 @@ Workload need_workload(const json& j, const std::string& where) {
   }
 }
 
-template <class T>
-T opt(const json& j, const char* key, T fallback) {
-  if (j.is_object() && j.contains(key) && !j.at(key).is_null()) {
-    try {
-      return j.at(key).get<T>();
-    } catch (const json::exception&) {
-    }
-  }
-  return fallback;
+bool present(const json& j, const char* key) { return j.is_object() && j.contains(key) && !j.at(key).is_null(); }
+
+int64_t opt_int(const json& j, const char* key, const std::string& where, int64_t lo, int64_t hi, int64_t fallback) {
+  return present(j, key) ? as_int(j.at(key), field(key), where, lo, hi) : fallback;
+}
+double opt_number(const json& j, const char* key, const std::string& where, double lo, double hi, double fallback) {
+  return present(j, key) ? as_number(j.at(key), field(key), where, lo, hi) : fallback;
+}
+std::string opt_string(const json& j, const char* key, const std::string& where, const std::string& fallback) {
+  if (!present(j, key)) return fallback;
+  if (!j.at(key).is_string()) bad(where, field(key) + " must be a string");
+  return j.at(key).get<std::string>();
+}
+bool opt_bool(const json& j, const char* key, const std::string& where, bool fallback) {
+  if (!present(j, key)) return fallback;
+  if (!j.at(key).is_boolean()) bad(where, field(key) + " must be true or false");
+  return j.at(key).get<bool>();
 }
 
 int64_t parse_length_key(const std::string& key, const std::string& where) {
-  char* end = nullptr;
-  long long v = std::strtoll(key.c_str(), &end, 10);
-  if (key.empty() || end != key.c_str() + key.size() || v <= 0) bad(where, "sequence length key '" + key + "' is not a positive integer");
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(key.data(), key.data() + key.size(), v);
+  if (key.empty() || ec != std::errc() || p != key.data() + key.size() || v <= 0 || v > kMaxLength)
+    bad(where, "sequence length key '" + key + "' is not a positive integer (at most " + std::to_string(kMaxLength) + ")");
   return v;
 }
 
@@ -159,11 +217,25 @@ std::vector<int64_t> parse_seq_lengths(const json& root, const std::string& wher
   const json& sl = need(root, "seq_lengths", where);
   if (!sl.is_array()) bad(where, "'seq_lengths' must be a list of integers");
   std::vector<int64_t> out;
-  for (const json& v : sl) {
-    if (!v.is_number_integer() || v.get<int64_t>() <= 0) bad(where, "'seq_lengths' must hold positive integers");
-    out.push_back(v.get<int64_t>());
+  for (std::size_t i = 0; i < sl.size(); ++i) {
+    const int64_t n = as_int(sl[i], "'seq_lengths[" + std::to_string(i) + "]'", where, 1, kMaxLength);
+    if (std::find(out.begin(), out.end(), n) != out.end()) bad(where, "'seq_lengths' lists n = " + std::to_string(n) + " twice");
+    out.push_back(n);
   }
   return out;
+}
+
+// The calibration block: only the figures check reads are validated (gflops, the matmul's shape
+// and its samples), the rest is kept as it is.
+void check_calibration(const json& c, const std::string& where) {
+  if (!c.is_object()) bad(where, "'calibration' must be an object");
+  opt_number(c, "gflops", where, 0, kMaxGflops, 0);
+  for (const char* dim : {"m", "n", "k"}) opt_number(c, dim, where, 1, 1e9, 1);
+  if (present(c, "samples_s")) {
+    const json& s = c.at("samples_s");
+    if (!s.is_array()) bad(where, "'samples_s' must be a list of seconds");
+    for (std::size_t i = 0; i < s.size(); ++i) as_seconds(s[i], "'samples_s[" + std::to_string(i) + "]'", where);
+  }
 }
 
 }  // namespace
@@ -171,80 +243,95 @@ std::vector<int64_t> parse_seq_lengths(const json& root, const std::string& wher
 RunRecord run_from_json(const json& j, const std::string& where) {
   if (!j.is_object()) bad(where, "run record must be an object");
   RunRecord r;
-  r.problem.model = need_string(j, "model", where);
+  r.problem.model = check_model_name(need_string(j, "model", where), where);
   r.problem.workload = need_workload(j, where);
-  r.problem.n = need_int(j, "n", where);
-  if (r.problem.n <= 0) bad(where, "'n' must be positive");
+  r.problem.n = need_int(j, "n", where, 1, kMaxLength);
   r.status = need_string(j, "status", where);
   if (r.status != "ok" && r.status != "skipped" && r.status != "failed") bad(where, "'status' must be ok, skipped or failed");
-  r.reason = opt<std::string>(j, "reason", "");
-  r.batch = opt<int64_t>(j, "batch", 1);
-  r.n_tokens = opt<int64_t>(j, "n_tokens", 0);
-  r.tokens_generated = opt<int64_t>(j, "tokens_generated", 0);
-  r.threads = opt<int64_t>(j, "threads", 0);
-  r.warmup = opt<int64_t>(j, "warmup", 0);
-  r.repeats = opt<int64_t>(j, "repeats", 0);
-  r.unit = opt<std::string>(j, "unit", "s");
-  r.repro = opt<std::string>(j, "repro", "");
-  r.noisy = opt<bool>(j, "noisy", false);
-  r.flops_model = opt<double>(j, "flops_model", opt<double>(j, "flops", 0.0));  // "flops": schema 1
-  r.flops_executed = opt<double>(j, "flops_executed", 0.0);
-  r.gflops = opt<double>(j, "gflops", 0.0);
-  r.model_gflops = opt<double>(j, "model_gflops", 0.0);
-  r.allocations = opt<int64_t>(j, "allocations_in_timed_region", -1);
-  r.library_allocations = opt<int64_t>(j, "onednn_allocations_in_timed_region", -1);
-  r.positions = opt<std::vector<int64_t>>(j, "positions", {});
+  r.reason = opt_string(j, "reason", where, "");
+  r.batch = opt_int(j, "batch", where, 1, kMaxCount, 1);
+  r.n_tokens = opt_int(j, "n_tokens", where, 0, kMaxCount, 0);
+  r.tokens_generated = opt_int(j, "tokens_generated", where, 0, kMaxCount, 0);
+  r.threads = opt_int(j, "threads", where, 0, kMaxThreads, 0);
+  r.warmup = opt_int(j, "warmup", where, 0, kMaxCount, 0);
+  r.repeats = opt_int(j, "repeats", where, 0, kMaxCount, 0);
+  r.unit = opt_string(j, "unit", where, "s");
+  r.repro = opt_string(j, "repro", where, "");
+  r.noisy = opt_bool(j, "noisy", where, false);
+  r.flops_model = opt_number(j, "flops_model", where, 0, kMaxFlops, opt_number(j, "flops", where, 0, kMaxFlops, 0.0));  // "flops": schema 1
+  r.flops_executed = opt_number(j, "flops_executed", where, 0, kMaxFlops, 0.0);
+  r.gflops = opt_number(j, "gflops", where, 0, kMaxGflops, 0.0);
+  r.model_gflops = opt_number(j, "model_gflops", where, 0, kMaxGflops, 0.0);
+  r.allocations = opt_int(j, "allocations_in_timed_region", where, -1, kMaxCount, -1);
+  r.library_allocations = opt_int(j, "onednn_allocations_in_timed_region", where, -1, kMaxCount, -1);
+  if (present(j, "positions")) {
+    const json& ps = j.at("positions");
+    if (!ps.is_array() || ps.size() != 2) bad(where, "'positions' must be a list [first, last]");
+    for (std::size_t i = 0; i < 2; ++i) r.positions.push_back(as_int(ps[i], "'positions[" + std::to_string(i) + "]'", where, 0, kMaxLength));
+  }
   if (r.status == "ok") {
     const json& samples = need(j, "samples_s", where);
     if (!samples.is_array() || samples.empty()) bad(where, "'samples_s' must be a non-empty list for an ok run");
-    for (const json& s : samples) {
-      if (!s.is_number() || !(s.get<double>() > 0) || !std::isfinite(s.get<double>()))
-        bad(where, "'samples_s' must hold positive finite seconds");
-      r.samples_s.push_back(s.get<double>());
-    }
+    for (std::size_t i = 0; i < samples.size(); ++i)
+      r.samples_s.push_back(as_seconds(samples[i], "'samples_s[" + std::to_string(i) + "]'", where));
     r.stats = compute_stats(r.samples_s);
   }
-  if (j.contains("memory") && j["memory"].is_object()) {
-    const json& m = j["memory"];
-    r.memory.peak_working_bytes = opt<std::size_t>(m, "peak_working_bytes", 0);
-    r.memory.peak_activation_bytes = opt<std::size_t>(m, "peak_activation_bytes", 0);
-    r.memory.scratchpad_bytes = opt<std::size_t>(m, "scratchpad_bytes", 0);
-    r.memory.state_bytes = opt<std::size_t>(m, "state_bytes", 0);
-    r.memory.state_allocated_bytes = opt<std::size_t>(m, "state_allocated_bytes", 0);
-    r.memory.params_bytes = opt<std::size_t>(m, "params_bytes", 0);
-    r.memory.peak_rss_bytes = opt<std::size_t>(m, "peak_rss_bytes", 0);
-    r.memory.snapshot_bytes = opt<std::size_t>(m, "snapshot_bytes", 0);
-    r.memory.estimate_bytes = opt<std::size_t>(m, "estimate_bytes", 0);
+  if (present(j, "memory")) {
+    const json& m = j.at("memory");
+    if (!m.is_object()) bad(where, "'memory' must be an object");
+    const std::string mw = where + ": memory";
+    auto bytes = [&](const char* key) { return static_cast<std::size_t>(opt_int(m, key, mw, 0, kMaxBytes, 0)); };
+    r.memory.peak_working_bytes = bytes("peak_working_bytes");
+    r.memory.peak_activation_bytes = bytes("peak_activation_bytes");
+    r.memory.scratchpad_bytes = bytes("scratchpad_bytes");
+    r.memory.state_bytes = bytes("state_bytes");
+    r.memory.state_allocated_bytes = bytes("state_allocated_bytes");
+    r.memory.params_bytes = bytes("params_bytes");
+    r.memory.peak_rss_bytes = bytes("peak_rss_bytes");
+    r.memory.snapshot_bytes = bytes("snapshot_bytes");
+    r.memory.estimate_bytes = bytes("estimate_bytes");
   }
-  r.generated = opt<std::vector<int32_t>>(j, "generated_tokens", {});
-  if (j.contains("verify") && j["verify"].is_object()) {
-    const json& v = j["verify"];
+  if (present(j, "generated_tokens")) {
+    const json& g = j.at("generated_tokens");
+    if (!g.is_array()) bad(where, "'generated_tokens' must be a list of token ids");
+    for (std::size_t i = 0; i < g.size(); ++i)
+      r.generated.push_back(static_cast<int32_t>(as_int(g[i], "'generated_tokens[" + std::to_string(i) + "]'", where, 0, INT32_MAX)));
+  }
+  if (present(j, "verify")) {
+    const json& v = j.at("verify");
+    if (!v.is_object()) bad(where, "'verify' must be an object or null");
+    const std::string vw = where + ": verify";
     r.verify.ran = true;
-    r.verify.ok = opt<bool>(v, "ok", true);
-    r.verify.length = opt<int64_t>(v, "length", 0);
-    r.verify.decode_from = opt<int64_t>(v, "decode_from", 0);
-    r.verify.tol = {opt<double>(v, "atol", 0.0), opt<double>(v, "rtol", 0.0)};
-    r.verify.max_abs_error = opt<double>(v, "max_abs_error", 0.0);
-    r.verify.max_error_ratio = opt<double>(v, "max_error_ratio", 0.0);
-    r.verify.reason = opt<std::string>(v, "reason", "");
+    r.verify.ok = opt_bool(v, "ok", vw, true);
+    r.verify.length = opt_int(v, "length", vw, 0, kMaxLength, 0);
+    r.verify.decode_from = opt_int(v, "decode_from", vw, 0, kMaxLength, 0);
+    r.verify.tol = {opt_number(v, "atol", vw, 0, 1e30, 0.0), opt_number(v, "rtol", vw, 0, 1e30, 0.0)};
+    r.verify.max_abs_error = opt_number(v, "max_abs_error", vw, 0, 1e300, 0.0);
+    r.verify.max_error_ratio = opt_number(v, "max_error_ratio", vw, 0, 1e300, 0.0);
+    r.verify.reason = opt_string(v, "reason", vw, "");
   }
-  if (j.contains("contention") && j["contention"].is_object()) {
-    const json& c = j["contention"];
-    auto snapshot = [](const json& s) {
+  if (present(j, "contention")) {
+    const json& c = j.at("contention");
+    if (!c.is_object()) bad(where, "'contention' must be an object");
+    const std::string cw = where + ": contention";
+    auto snapshot = [&](const char* key) {
       LoadSnapshot l;
-      if (!s.is_object()) return l;
+      if (!present(c, key)) return l;
+      const json& s = c.at(key);
+      if (!s.is_object()) bad(cw, std::string("'") + key + "' must be an object or null");
+      const std::string sw = cw + "." + key;
       l.valid = true;
-      l.loadavg1 = opt<double>(s, "loadavg1", 0.0);
-      l.loadavg5 = opt<double>(s, "loadavg5", 0.0);
-      l.procs_running = opt<int64_t>(s, "procs_running", 0);
-      l.own_running = opt<int64_t>(s, "own_running", 0);
+      l.loadavg1 = opt_number(s, "loadavg1", sw, 0, 1e9, 0.0);
+      l.loadavg5 = opt_number(s, "loadavg5", sw, 0, 1e9, 0.0);
+      l.procs_running = opt_int(s, "procs_running", sw, 0, kMaxCount, 0);
+      l.own_running = opt_int(s, "own_running", sw, 0, kMaxCount, 0);
       return l;
     };
-    if (c.contains("before")) r.contention.before = snapshot(c["before"]);
-    if (c.contains("after")) r.contention.after = snapshot(c["after"]);
-    r.contention.steal_fraction = opt<double>(c, "steal_fraction", 0.0);
-    r.contention.contended = opt<bool>(c, "contended", false);
-    r.contention.reason = opt<std::string>(c, "reason", "");
+    r.contention.before = snapshot("before");
+    r.contention.after = snapshot("after");
+    r.contention.steal_fraction = opt_number(c, "steal_fraction", cw, 0, 1, 0.0);
+    r.contention.contended = opt_bool(c, "contended", cw, false);
+    r.contention.reason = opt_string(c, "reason", cw, "");
   }
   return r;
 }
@@ -272,20 +359,19 @@ namespace {
 
 FitRecord fit_from_json(const json& j, const std::string& where) {
   FitRecord f;
-  f.model = need_string(j, "model", where);
+  if (!j.is_object()) bad(where, "fit record must be an object");
+  f.model = check_model_name(need_string(j, "model", where), where);
   f.workload = need_workload(j, where);
   f.unit = need_string(j, "unit", where);
   const json& lengths = need(j, "seq_lengths", where);
   if (!lengths.is_array()) bad(where, "'seq_lengths' must be a list");
-  for (const json& n : lengths) {
-    if (!n.is_number_integer()) bad(where, "'seq_lengths' must hold integers");
-    f.seq_lengths.push_back(n.get<int64_t>());
-  }
+  for (std::size_t i = 0; i < lengths.size(); ++i)
+    f.seq_lengths.push_back(as_int(lengths[i], "'seq_lengths[" + std::to_string(i) + "]'", where, 1, kMaxLength));
   const json& p = need(j, "power_law", where);
   f.fit.power_law.a = need_number(p, "a", where);
   f.fit.power_law.b = need_number(p, "b", where);
   f.fit.power_law.r_squared = need_number(p, "r_squared", where);
-  f.fit.power_law.points = static_cast<int>(need_int(p, "points", where));
+  f.fit.power_law.points = static_cast<int>(need_int(p, "points", where, 0, int64_t{1} << 30));
   const json& ci = need(p, "b_ci95", where);
   if (ci.is_array() && ci.size() == 2 && ci[0].is_number() && ci[1].is_number()) {
     f.fit.power_law.b_low = ci[0].get<double>();
@@ -301,7 +387,7 @@ FitRecord fit_from_json(const json& j, const std::string& where) {
   f.fit.linear_quadratic.alpha = need_number(lq, "alpha_s_per_token", where);
   f.fit.linear_quadratic.gamma = need_number(lq, "gamma_s_per_token2", where);
   f.fit.linear_quadratic.quadratic_share = need_number(lq, "quadratic_share_at_largest_n", where);
-  f.fit.linear_quadratic.largest_n = need_int(lq, "largest_n", where);
+  f.fit.linear_quadratic.largest_n = need_int(lq, "largest_n", where, 0, kMaxLength);
   f.fit.linear_quadratic.rms_relative_error = need_number(lq, "rms_relative_error", where);
   const json& notes = need(j, "notes", where);
   if (!notes.is_array()) bad(where, "'notes' must be a list of strings");
@@ -377,42 +463,72 @@ json to_json(const Results& r) {
   return out;
 }
 
-Results load_results(const std::string& path) {
-  std::string text = read_file(path, "results file");
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw UserError("results file " + path + " is not valid JSON: " + e.what());
-  }
+Results load_results(const std::string& path) { return parse_results(read_file(path, "results file"), path); }
+
+Results parse_results(const std::string& text, const std::string& path) {
   const std::string where = "results file " + path;
+  // Depth-bounded: environment and config are kept as json values and copied (recursively) later.
+  const json root = parse_json_input(text, where);
   if (!root.is_object()) bad(where, "top level must be a JSON object");
   Results r;
   r.seq_lengths = parse_seq_lengths(root, where);
-  if (root.contains("param_counts") && root["param_counts"].is_object())
-    for (auto& [m, v] : root["param_counts"].items())
-      if (v.is_number_integer()) r.model_info[m] = ModelInfo{m, v.get<int64_t>(), v.get<int64_t>()};
-  if (root.contains("param_counts_with_head") && root["param_counts_with_head"].is_object())
-    for (auto& [m, v] : root["param_counts_with_head"].items())
-      if (v.is_number_integer() && r.model_info.count(m)) r.model_info[m].params_with_head = v.get<int64_t>();
+  if (present(root, "param_counts")) {
+    const json& pc = root.at("param_counts");
+    if (!pc.is_object()) bad(where, "'param_counts' must be an object {model: count}");
+    for (auto& [m, v] : pc.items()) {
+      const int64_t count = as_int(v, "'param_counts." + m + "'", where, 0, kMaxParams);
+      r.model_info[m] = ModelInfo{m, count, count};
+    }
+  }
+  if (present(root, "param_counts_with_head")) {
+    const json& pc = root.at("param_counts_with_head");
+    if (!pc.is_object()) bad(where, "'param_counts_with_head' must be an object {model: count}");
+    for (auto& [m, v] : pc.items()) {
+      const int64_t count = as_int(v, "'param_counts_with_head." + m + "'", where, 0, kMaxParams);
+      if (r.model_info.count(m)) r.model_info[m].params_with_head = count;
+    }
+  }
+  // One record per point: a second one would make every per-point figure ambiguous.
+  auto refuse_duplicate = [&](const RunRecord& run, const std::string& w) {
+    for (const RunRecord& other : r.runs)
+      if (other.problem.model == run.problem.model && other.problem.workload == run.problem.workload && other.problem.n == run.problem.n)
+        bad(w, "a second record for model " + run.problem.model + ", workload " + to_string(run.problem.workload) +
+                   ", n = " + std::to_string(run.problem.n) + " (duplicate length)");
+  };
 
   if (root.contains("runs")) {
-    int64_t version = need_int(root, "schema_version", where);
+    int64_t version = need_int(root, "schema_version", where, INT64_MIN, INT64_MAX);
     if (version < 1 || version > kSchemaVersion)
       bad(where, "schema_version " + std::to_string(version) + " is not supported (this build reads 1.." + std::to_string(kSchemaVersion) + ")");
     r.schema_version = static_cast<int>(version);
     const json& runs = root["runs"];
     if (!runs.is_array()) bad(where, "'runs' must be a list");
     for (std::size_t i = 0; i < runs.size(); ++i) {
-      RunRecord run = run_from_json(runs[i], where + ": runs[" + std::to_string(i) + "]");
+      const std::string w = where + ": runs[" + std::to_string(i) + "]";
+      RunRecord run = run_from_json(runs[i], w);
+      refuse_duplicate(run, w);
       if (std::find(r.models.begin(), r.models.end(), run.problem.model) == r.models.end()) r.models.push_back(run.problem.model);
       r.runs.push_back(std::move(run));
     }
     if (root.contains("environment")) r.environment = root["environment"];
     if (root.contains("config")) r.config = root["config"];
-    if (root.contains("calibration")) r.calibration = root["calibration"];
-    if (root.contains("calibration_end")) r.calibration_end = root["calibration_end"];
-    r.warnings = opt<std::vector<std::string>>(root, "warnings", {});
+    if (present(root, "calibration")) {
+      check_calibration(root["calibration"], where + ": calibration");
+      r.calibration = root["calibration"];
+    }
+    if (present(root, "calibration_end")) {
+      check_calibration(root["calibration_end"], where + ": calibration_end");
+      r.calibration_end = root["calibration_end"];
+    }
+    if (present(root, "partial_reason")) r.partial_reason = opt_string(root, "partial_reason", where, "");
+    if (present(root, "warnings")) {
+      const json& w = root["warnings"];
+      if (!w.is_array()) bad(where, "'warnings' must be a list of strings");
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        if (!w[i].is_string()) bad(where, "'warnings[" + std::to_string(i) + "]' must be a string");
+        r.warnings.push_back(w[i].get<std::string>());
+      }
+    }
     if (root.contains("fits")) {
       const json& series = need(root["fits"], "series", where + ": fits");
       if (!series.is_array()) bad(where, "'fits.series' must be a list");
@@ -426,23 +542,32 @@ Results load_results(const std::string& path) {
   r.study_schema = true;
   const json& tr = need(root, "time_results", where);
   if (!tr.is_object() || tr.empty()) bad(where, "'time_results' must be a non-empty object {model: {n: seconds}}");
-  const json* mr = root.contains("memory_results") && root["memory_results"].is_object() ? &root["memory_results"] : nullptr;
+  const json* mr = nullptr;
+  if (present(root, "memory_results")) {
+    if (!root["memory_results"].is_object()) bad(where, "'memory_results' must be an object {model: {n: MB}}");
+    mr = &root["memory_results"];
+  }
   // Models in the file's order (json objects iterate sorted; the study listed its models in run order).
-  const nlohmann::ordered_json in_file_order = nlohmann::ordered_json::parse(text);
-  for (auto& [model, series] : in_file_order["time_results"].items()) r.models.push_back(model);
+  const nlohmann::ordered_json in_file_order = parse_ordered_json_input(text, where);
+  for (auto& [model, series] : in_file_order["time_results"].items()) r.models.push_back(check_model_name(model, where + ": time_results"));
   for (auto& [model, series] : tr.items()) {
     if (!series.is_object()) bad(where, "time_results." + model + " must be an object {n: seconds}");
+    const json* mem = mr && mr->contains(model) ? &mr->at(model) : nullptr;
+    if (mem && !mem->is_object()) bad(where, "memory_results." + model + " must be an object {n: MB}");
     for (auto& [key, v] : series.items()) {
       std::string w = where + ": time_results." + model + "." + key;
       int64_t n = parse_length_key(key, w);
-      if (!v.is_number() || !(v.get<double>() > 0) || !std::isfinite(v.get<double>())) bad(w, "must be a positive number of seconds");
       RunRecord run;
       run.problem = {model, Workload::kGenerate, n};
-      run.samples_s = {v.get<double>()};
+      run.samples_s = {as_seconds(v, "the time", w)};
       run.stats = compute_stats(run.samples_s);
       run.repeats = 1;
-      if (mr && mr->contains(model) && (*mr)[model].is_object() && (*mr)[model].contains(key) && (*mr)[model][key].is_number())
-        run.memory.peak_working_bytes = static_cast<std::size_t>((*mr)[model][key].get<double>() * 1024.0 * 1024.0);
+      if (mem && mem->contains(key) && !mem->at(key).is_null()) {
+        const double mb = as_number(mem->at(key), "the memory (MB)", where + ": memory_results." + model + "." + key, 0,
+                                    static_cast<double>(kMaxBytes >> 20));
+        run.memory.peak_working_bytes = static_cast<std::size_t>(mb * 1024.0 * 1024.0);
+      }
+      refuse_duplicate(run, w);
       r.runs.push_back(std::move(run));
     }
   }

@@ -76,7 +76,11 @@ std::optional<Workload> memory_workload(const Results& r);
 nlohmann::json to_json(const Results& r);
 // Reads a bsbr-bench file or the study's plain schema. Throws UserError (one line, naming the
 // file and the problem) for a missing file, non-JSON, missing keys or bad values.
+// Every value is type- and range-checked (times in [1e-12, 1e9] s, lengths and counts <= 2^40,
+// one record per (model, workload, n)), nesting is bounded: bad input is never a crash or exit 3.
 Results load_results(const std::string& path);
+// The same from the file's text (`path` names it in errors); the fuzz target's entry point.
+Results parse_results(const std::string& text, const std::string& path);
 // Writes atomically (temp file + rename).
 void save_results(const Results& r, const std::string& path);
 
