@@ -231,6 +231,17 @@ TEST(BrownCorpus, RealCorpusCounts) {
   const Gpt2Tokenizer tok(kGpt2Dir + "/encoder.json", kGpt2Dir + "/vocab.bpe");
   const BrownTokens t = tokenize_brown(docs, tok);
   EXPECT_EQ(t.eot, 50256);
+  // The piece cache gives what encoding each document whole gives (checked on every 25th document).
+  for (size_t d = 0; d < docs.size(); d += 25) {
+    const TokenSplit& s = brown_split_of(docs[d].index) == BrownSplit::train        ? t.train
+                          : brown_split_of(docs[d].index) == BrownSplit::validation ? t.validation
+                                                                                    : t.test;
+    const auto k = static_cast<size_t>(std::find(s.names.begin(), s.names.end(), docs[d].name) - s.names.begin());
+    ASSERT_LT(k, s.names.size());
+    const std::vector<int32_t> whole = tok.encode(docs[d].text);
+    EXPECT_EQ(std::vector<int32_t>(s.tokens.begin() + s.doc_begin[k] + 1, s.tokens.begin() + s.doc_begin[k + 1]), whole)
+        << docs[d].name;
+  }
   std::set<std::string> all;
   for (const TokenSplit* s : {&t.train, &t.validation, &t.test}) {
     all.insert(s->names.begin(), s->names.end());
@@ -304,6 +315,14 @@ TEST(BrownBatches, StartsCoverExactlyTheValidRange) {
   EXPECT_THROW(train_batch(s, 1, 18, 1, 0), UserError);
   EXPECT_THROW(train_batch(s, 0, 4, 1, 0), UserError);
   EXPECT_THROW(train_batch(s, 1, 0, 1, 0), UserError);
+  EXPECT_THROW(train_batch(s, int64_t{1} << 40, 4, 1, 0), UserError);  // b * n past 2^31
+}
+
+// The data order is part of a run's identity: the same seed must give the same windows in every
+// build, so the first batch of seed 42 is pinned (recorded from this implementation).
+TEST(BrownBatches, DataOrderIsPinned) {
+  const TokenBatch b = train_batch(toy_split(), 3, 2, 42, 0);
+  EXPECT_EQ(b.inputs, (std::vector<int32_t>{107, 0, 112, 113, 105, 0}));
 }
 
 TEST(BrownEval, WindowsScoreEveryTextTokenOnceWithinDocuments) {

@@ -84,9 +84,9 @@ struct TokenBatch {
 };
 // Batch number `step` of a training run with `seed`: a pure function of (split, b, n, seed,
 // step), so a run is reproducible and resumable at any step. Row r starts at a position drawn
-// uniformly from [0, tokens - n - 1] by CounterRng(seed, step) value r; windows may cross
-// document boundaries (the <|endoftext|> separator is in the stream). UserError when the split
-// has fewer than n + 1 tokens or b, n < 1.
+// uniformly from [0, tokens - n - 1] by value r of CounterRng(seed, hash_name("brown.train_batch")
+// + step); windows may cross document boundaries (the <|endoftext|> separator is in the stream).
+// UserError when the split has fewer than n + 1 tokens, b or n < 1, or b * n > 2^31.
 TokenBatch train_batch(const TokenSplit& train, int64_t b, int64_t n, uint64_t seed, int64_t step);
 
 // One evaluation window: inputs tokens[begin, begin + length), targets tokens[begin + 1,
