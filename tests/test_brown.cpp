@@ -265,6 +265,21 @@ TEST(BrownCorpus, RealCorpusCounts) {
   EXPECT_EQ(t.test.text_tokens(), 128712);
 }
 
+TEST(BrownCorpus, TokenizerMustBeGpt2s) {
+  std::vector<BrownDocument> docs(1);
+  docs[0].name = "ca01";
+  docs[0].text = "a";
+  const Gpt2Tokenizer toy({{"a", 0}, {"b", 1}}, {});
+  EXPECT_THROW(tokenize_brown(docs, toy), UserError);
+  const Gpt2Tokenizer with_eot({{"a", 0}, {"<|endoftext|>", 1}}, {});
+  const BrownTokens t = tokenize_brown(docs, with_eot);
+  EXPECT_EQ(t.eot, 1);
+  EXPECT_EQ(t.train.tokens, (std::vector<int32_t>{1, 0}));
+  EXPECT_EQ(t.train.doc_begin, (std::vector<int64_t>{0, 2}));
+  EXPECT_EQ(t.validation.documents(), 0);
+  EXPECT_EQ(t.validation.doc_begin, (std::vector<int64_t>{0}));
+}
+
 // A hand-built split: documents of 5, 1 and 9 text tokens (ids 100 + position) after their eot.
 TokenSplit toy_split() {
   TokenSplit s;
