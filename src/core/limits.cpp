@@ -1,7 +1,7 @@
 // Range checks of numeric inputs (core/limits.hpp).
 #include "core/limits.hpp"
 
-#include <omp.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <charconv>
@@ -10,7 +10,18 @@
 
 namespace bsbr {
 
-int64_t max_threads() { return std::min<int64_t>(limits::kMaxThreads, limits::kThreadsPerCpu * std::max(1, omp_get_num_procs())); }
+namespace {
+// CPUs this process may run on (its affinity mask), as OpenMP's omp_get_num_procs counts them; read
+// from the kernel so the parsers (and their fuzz targets) need no OpenMP runtime.
+int64_t usable_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  return std::max(1, CPU_COUNT(&set));
+}
+}  // namespace
+
+int64_t max_threads() { return std::min<int64_t>(limits::kMaxThreads, limits::kThreadsPerCpu * usable_cpus()); }
 
 Limit threads_limit() { return Limit{"threads", 0, max_threads()}; }
 
