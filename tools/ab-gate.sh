@@ -3,10 +3,12 @@
 # results/baseline.rev in a separate git worktree, builds HEAD, and runs `bsbr-bench ab` between
 # them, interleaved, on the CI point set. Exit code: ab's (0 nothing slower, 1 a point slower,
 # 2 unusable input or environment, e.g. the machine never got quiet, 3 a bug).
-# Usage: tools/ab-gate.sh [extra ab flags, e.g. --delta 0.08]; AB_SAMPLES, AB_MAX_ROUNDS, AB_BUDGET_S
-# override the samples per round (3), valid rounds (20) and seconds of rounds (420).
-# Time on 2 cores: the baseline build (bsbr-bench target only, no tests; a few minutes, less with a
-# warm ccache) + at most AB_BUDGET_S (default 420 s) of rounds, so about 12 minutes.
+# Usage: tools/ab-gate.sh [extra ab flags]; AB_SAMPLES, AB_MAX_ROUNDS, AB_BUDGET_S override the samples
+# per round (3), valid rounds (12) and seconds of rounds (300), AB_DELTA the noise floor (0.05).
+# These are the settings the A/A runs
+# that chose --delta used (results/ab-aa/README.md); change them together.
+# Time on 2 cores: the baseline build (bsbr-bench target only, no tests; about a minute from a warm
+# ccache, a few minutes cold) + at most AB_BUDGET_S of rounds (a round of configs/ci.yaml is ~31 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev_file=results/baseline.rev
@@ -19,7 +21,11 @@ if ! git rev-parse --verify -q "$rev^{commit}" >/dev/null; then
   echo "ab-gate: $rev_file: '$rev' is not a commit of this repository" >&2
   exit 2
 fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/bsbr-ab-baseline.XXXXXX")
+# The baseline worktree lives inside this clone (build-ab/, ignored by git) so that one ccache base
+# directory covers both builds and the baseline compiles from the cache of HEAD's objects.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$PWD}
+mkdir -p build-ab
+work=$(mktemp -d "$PWD/build-ab/baseline.XXXXXX")
 cleanup() {
   git worktree remove --force "$work/src" >/dev/null 2>&1 || true
   rm -rf "$work"
@@ -40,6 +46,7 @@ fi
 mkdir -p results/ab
 status=0
 build/bsbr-bench ab --a "$work/build/bsbr-bench" --b build/bsbr-bench --config configs/ci.yaml \
-  --samples-per-round "${AB_SAMPLES:-3}" --max-rounds "${AB_MAX_ROUNDS:-20}" --budget-s "${AB_BUDGET_S:-420}" --out results/ab "$@" || status=$?
+  --samples-per-round "${AB_SAMPLES:-3}" --max-rounds "${AB_MAX_ROUNDS:-12}" --budget-s "${AB_BUDGET_S:-300}" \
+  --delta "${AB_DELTA:-0.05}" --out results/ab "$@" || status=$?
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ] && [ -f results/ab/ab_report.md ]; then cat results/ab/ab_report.md >>"$GITHUB_STEP_SUMMARY"; fi
 exit $status

@@ -14,7 +14,7 @@ out=${AB_POWER_OUT:-results/ab-power}
 status=0
 model=${AB_POWER_MODEL:-BSBR}
 build/bsbr-bench ab --a build/bsbr-bench --b build/bsbr-bench --b-set "${AB_POWER_SET:-model.compression_factor=1}" --config configs/ci.yaml \
-  --samples-per-round "${AB_SAMPLES:-3}" --max-rounds "${AB_MAX_ROUNDS:-20}" --budget-s "${AB_BUDGET_S:-420}" --out "$out" "$@" >"$out.log" 2>&1 || status=$?
+  --samples-per-round "${AB_SAMPLES:-3}" --max-rounds "${AB_MAX_ROUNDS:-12}" --budget-s "${AB_BUDGET_S:-300}" --out "$out" "$@" >"$out.log" 2>&1 || status=$?
 summary=$(grep -E '^ab: ' "$out.log" | tail -1 || true)
 echo "$summary"
 if [ "$status" -ne 0 ] && [ "$status" -ne 1 ]; then
