@@ -182,6 +182,42 @@ TEST_P(ArchTest, GenerateEqualsRecompute) {
   EXPECT_EQ(gen.generated, rec.generated) << GetParam() << ": decode state and full recompute disagree";
 }
 
+// The thread count changes how work is split (blocks of chunks, chunk groups, tiles per thread),
+// never the result: at 2 and 5 threads (oversubscribed on a small machine) the prefill's hidden
+// states and logits, and the logits of decode steps after a shorter prefill, equal those at 1
+// thread within the oracle tolerance. SPEC default widths, an odd length over several chunks of
+// every chunked model (11 chunks of 32, 6 of Linear/DeltaNet's 64), so every parallel path splits.
+TEST_P(ArchTest, ResultsDoNotDependOnThreads) {
+  ModelConfig c;
+  c.compression_factor = 2;
+  c.init_std = 0.05;
+  const int64_t n = 333, n0 = 317, d = c.hidden_dim, V = c.vocab_size;
+  const auto tokens = tokens_for(c, n);
+  struct Out {
+    std::vector<float> hidden, logits, steps;
+  };
+  auto run = [&](int threads) {
+    ops::Context ctx(threads);
+    Model model(ctx, c, arch());
+    model.prepare(ctx, shape({n, n0}, n), LogitsMode::kAll);
+    model.prefill(ctx, tokens.data(), n);
+    Out out{copy(model.hidden(), n * d), copy(model.logits(), n * V), {}};
+    model.prefill(ctx, tokens.data(), n0);
+    for (int64_t t = n0; t < n; ++t) {
+      model.step(ctx, &tokens[t], t);
+      out.steps.insert(out.steps.end(), model.logits(), model.logits() + V);
+    }
+    return out;
+  };
+  const Out one = run(1);
+  for (int threads : {2, 5}) {
+    const Out many = run(threads);
+    EXPECT_TRUE(is_close(many.hidden.data(), one.hidden.data(), n * d, test::kOracleTol)) << GetParam() << " hidden, threads " << threads;
+    EXPECT_TRUE(is_close(many.logits.data(), one.logits.data(), n * V, test::kOracleTol)) << GetParam() << " logits, threads " << threads;
+    EXPECT_TRUE(is_close(many.steps.data(), one.steps.data(), (n - n0) * V, test::kOracleTol)) << GetParam() << " decode, threads " << threads;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(All, ArchTest, ::testing::ValuesIn(architecture_names()), [](const auto& info) { return info.param; });
 
 TEST(ParamCounts, StudyDefaults) {

@@ -206,6 +206,57 @@ TEST_F(OpsTest, FrozenContextRejectsPrimitiveCreation) {
   EXPECT_THROW(ops::MatMul(ctx, spec), InvariantError);
 }
 
+// Scratchpads: one buffer per thread for ops made for one thread, one for the team's (thread 0);
+// a budget stops growth before anything is allocated.
+TEST(ContextScratchpad, GrowsWithThreadsTimesTheOneThreadScratchOnly) {
+  ops::Context ctx(4);
+  ctx.reserve_scratchpad(1000, false);  // an op made for the team
+  ctx.reserve_scratchpad(100, true);    // an op made for one thread
+  EXPECT_EQ(ctx.scratchpad_reserved_bytes(), 1000u + 3 * 100u);
+  EXPECT_EQ(ctx.memory().current(MemCategory::kScratch), 1300u);
+  {
+    ops::ScratchBudget budget(ctx, 1500);
+    EXPECT_THROW(ctx.reserve_scratchpad(200, true), ops::ScratchBudgetExceeded);    // 1000 + 3 x 200
+    EXPECT_THROW(ctx.reserve_scratchpad(1300, false), ops::ScratchBudgetExceeded);  // 1300 + 3 x 100
+    EXPECT_EQ(ctx.memory().current(MemCategory::kScratch), 1300u) << "nothing allocated past the budget";
+    ctx.reserve_scratchpad(1200, false);
+    EXPECT_EQ(ctx.memory().current(MemCategory::kScratch), 1500u);
+  }
+  ctx.reserve_scratchpad(300, true);  // the budget is gone with its scope
+  EXPECT_EQ(ctx.scratchpad_reserved_bytes(), 1200u + 3 * 300u);
+  ctx.release_scratchpad();
+  EXPECT_EQ(ctx.memory().current(MemCategory::kScratch), 0u);
+}
+
+// An op made for the whole team may not run inside one of our parallel loops (its scratchpad
+// exists once); made under SingleThreadOps, the same product runs there and gives the same result.
+TEST(ContextScratchpad, TeamOpsStayOutOfParallelLoops) {
+  ops::Context ctx(2);
+  const int64_t n = 192;  // 2 n³ flops: far above the serial threshold, so made for the team
+  const MatLayout m = MatLayout::dense(n, n);
+  ops::MatMul team(ctx, {m, m, m, false, 1.f, {}});
+  ops::MatMul single;
+  {
+    ops::SingleThreadOps one(ctx);
+    single = ops::MatMul(ctx, {m, m, m, false, 1.f, {}});
+  }
+  auto a = random_vector(n * n, 7), b = random_vector(n * n, 8);
+  std::vector<float> want(n * n), got(2 * n * n);
+  team.run(ctx, a.data(), b.data(), want.data());  // top level: fine
+  int refused = 0;
+  ops::parallel_items(ctx, 2, true, [&](int64_t i) {
+    try {
+      team.run(ctx, a.data(), b.data(), got.data() + i * n * n);
+    } catch (const InvariantError&) {
+#pragma omp atomic
+      ++refused;
+    }
+  });
+  EXPECT_EQ(refused, 2);
+  ops::parallel_items(ctx, 2, true, [&](int64_t i) { single.run(ctx, a.data(), b.data(), got.data() + i * n * n); });
+  for (int i = 0; i < 2; ++i) EXPECT_TRUE(is_close(got.data() + i * n * n, want.data(), n * n, within(1e-5))) << "item " << i;
+}
+
 // ---- tiled causal attention against a plain O(n^2) loop ----
 std::vector<float> ref_attention(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v, int64_t n,
                                  int64_t heads, int64_t dh, float scale, int64_t window, int64_t q_pos) {
@@ -229,13 +280,14 @@ std::vector<float> ref_attention(const std::vector<float>& q, const std::vector<
 
 struct AttnCase {
   int64_t n, window, tile;
+  int64_t block = 0;  // AttentionGeometry::k_block (0: key tiles only)
 };
 
 class AttentionOpTest : public ::testing::TestWithParam<AttnCase> {};
 
 TEST_P(AttentionOpTest, PrefillMatchesLoop) {
   ops::Context ctx(2);
-  const auto [n, window, tile] = GetParam();
+  const auto [n, window, tile, block] = GetParam();
   const int64_t heads = 3, dh = 16, d = heads * dh;
   const int64_t rows = ops::CausalAttention::padded_kv_rows(n, tile);
   auto q = random_vector(n * d, 60, 1.5f), k = random_vector(rows * d, 61, 1.5f), v = random_vector(rows * d, 62);
@@ -246,17 +298,27 @@ TEST_P(AttentionOpTest, PrefillMatchesLoop) {
   g.scale = 0.3f;
   g.window = window;
   g.q_tile = g.k_tile = tile;
+  g.k_block = block;
   ops::CausalAttention attn(ctx, g, n);
   std::vector<float> o(n * d);
+  ctx.start_counting_flops();
   attn.run(ctx, q.data(), k.data(), v.data(), o.data(), 0, n);
+  const double flops = ctx.stop_counting_flops();
   EXPECT_TRUE(is_close(o, ref_attention(q, k, v, n, heads, dh, 0.3f, window, 0), within(1e-5)));
+  // Key blocks group the same key tiles: the same products run.
+  g.k_block = 0;
+  ops::CausalAttention tiles(ctx, g, n);
+  ctx.start_counting_flops();
+  tiles.run(ctx, q.data(), k.data(), v.data(), o.data(), 0, n);
+  EXPECT_EQ(flops, ctx.stop_counting_flops());
 }
 
 INSTANTIATE_TEST_SUITE_P(Lengths, AttentionOpTest,
                          ::testing::Values(AttnCase{1, -1, 16}, AttnCase{7, -1, 16}, AttnCase{15, -1, 16}, AttnCase{16, -1, 16},
                                            AttnCase{17, -1, 16}, AttnCase{63, -1, 32}, AttnCase{64, -1, 32}, AttnCase{65, -1, 32},
                                            AttnCase{300, -1, 32}, AttnCase{300, -1, 128}, AttnCase{300, 5, 16}, AttnCase{77, 32, 32},
-                                           AttnCase{129, 0, 32}));
+                                           AttnCase{129, 0, 32}, AttnCase{300, -1, 16, 64}, AttnCase{300, -1, 32, 128},
+                                           AttnCase{333, 100, 16, 48}, AttnCase{40, -1, 8, 32}));
 
 TEST(AttentionOp, DecodeRowAtArbitraryPositionsAndBatch) {
   ops::Context ctx(2);
@@ -282,6 +344,37 @@ TEST(AttentionOp, DecodeRowAtArbitraryPositionsAndBatch) {
       std::vector<float> vb(v.begin() + b * cap * d, v.begin() + (b + 1) * cap * d);
       auto want = ref_attention(qb, kb, vb, pos + 1, heads, dh, 0.5f, -1, pos);
       EXPECT_TRUE(is_close(o.data() + b * d, want.data(), d, within(1e-5))) << "pos " << pos << " batch " << b;
+    }
+  }
+}
+
+// A decode row over a long cache with fewer (sequence, head) pairs than threads splits its keys
+// into segments, one work item each, merged after the loop (flash-decoding): the result equals
+// the plain loop, with and without a window (segments whose keys a row cannot see weigh 0), and
+// the executed FLOPs are the unsplit tiles' (every visible key tile once).
+TEST(AttentionOp, DecodeSplitsKeysIntoSegments) {
+  ops::Context ctx(5);  // oversubscribed on a small machine: the split does not depend on the cores
+  // Work above the serial threshold (2 heads x 2500+ keys x 2 x 128 flops), so the call runs in parallel.
+  const int64_t heads = 2, dh = 64, d = heads * dh, cap = 6000, kt = 128;
+  auto k = random_vector(cap * d, 73), v = random_vector(cap * d, 74), q = random_vector(d, 75);
+  for (int64_t window : {int64_t{-1}, int64_t{2500}}) {
+    ops::AttentionGeometry g = ops::AttentionGeometry::packed_heads(1, heads, dh, 0.3f);
+    g.q_batch_stride = g.o_batch_stride = d;
+    g.kv_batch_stride = cap * d;
+    g.q_tile = 1;
+    g.k_tile = kt;
+    g.window = window;
+    ASSERT_EQ(ops::CausalAttention::max_segments(g, 1, ctx.threads()), 5);
+    ops::CausalAttention attn(ctx, g, 1);
+    for (int64_t pos : {int64_t{5999}, int64_t{4100}}) {
+      std::vector<float> o(d);
+      ctx.start_counting_flops();
+      attn.run(ctx, q.data(), k.data(), v.data(), o.data(), pos, 1);
+      const double flops = ctx.stop_counting_flops();
+      auto want = ref_attention(q, k, v, pos + 1, heads, dh, 0.3f, window, pos);
+      EXPECT_TRUE(is_close(o.data(), want.data(), d, within(1e-5))) << "pos " << pos << " window " << window;
+      const int64_t first_tile = (window < 0 ? 0 : pos - window) / kt, tiles = pos / kt - first_tile + 1;
+      EXPECT_EQ(flops, heads * tiles * 2.0 * (2.0 * kt * dh)) << "pos " << pos << " window " << window;
     }
   }
 }
@@ -358,7 +451,8 @@ TEST(ChunkLocalAttentionOp, MatchesLoop) {
   struct Case {
     int64_t n, chunk;
   };
-  for (Case c : {Case{37, 8}, Case{64, 16}, Case{5, 1}, Case{20, 32}}) {
+  // 1000 rows of chunk 16: 63 chunks in parallel groups (heads and chunks together), the last group shorter.
+  for (Case c : {Case{37, 8}, Case{64, 16}, Case{5, 1}, Case{20, 32}, Case{1000, 16}}) {
     const int64_t heads = 3, dh = 8, d = heads * dh, chunks = (c.n + c.chunk - 1) / c.chunk, rows = chunks * c.chunk;
     auto q = random_vector(rows * d, 90, 1.5f), k = random_vector(rows * d, 91, 1.5f), v = random_vector(rows * d, 92);
     ops::ChunkLocalAttention attn(ctx, {heads, dh, c.chunk, d, 0.3f}, chunks);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <new>
+#include <optional>
 
 #include "core/alloc_count.hpp"
 #include "core/checked.hpp"
@@ -230,7 +231,16 @@ RunRecord Runner::run(Model& model, const Problem& p) {
     tokens_.assign(rec.batch * (rec.n_tokens + 1), 0);
 
     // 1. Create: every primitive and buffer of the point (and, for decode, the prefilled state).
-    model.prepare(ctx_, shape);
+    // oneDNN's scratchpads are known only once their primitives exist: the context reserves them
+    // under the room the guard's limit leaves after the estimate, and stops (ScratchBudgetExceeded)
+    // before allocating one that would not fit; what it reserved joins the estimate.
+    {
+      std::optional<ops::ScratchBudget> budget;
+      const std::size_t limit = available / 10 * 9;
+      if (cfg_.bench.memory_guard && available > 0) budget.emplace(ctx_, limit > rec.memory.estimate_bytes ? limit - rec.memory.estimate_bytes : 0);
+      model.prepare(ctx_, shape);
+    }
+    rec.memory.estimate_bytes = checked_add(rec.memory.estimate_bytes, ctx_.scratchpad_reserved_bytes(), "the memory estimate");
     if (p.workload == Workload::kDecode) prefill_for_decode(model, p);
 
     // 2. Verify: one untimed sample; its executed FLOPs are counted, outputs must be finite, and
@@ -268,6 +278,11 @@ RunRecord Runner::run(Model& model, const Problem& p) {
         rec.reason = "sample " + std::to_string(diverged) + " (warm-up included) generated other tokens than the verify run from the same state";
       }
     }
+  } catch (const ops::ScratchBudgetExceeded& e) {
+    rec.status = "skipped";
+    rec.memory.estimate_bytes += e.needed;
+    rec.reason = "memory guard: " + setting + " needs about " + gib(rec.memory.estimate_bytes) + " with oneDNN's scratchpads (" +
+                 gib(e.needed) + " for " + std::to_string(rec.threads) + " threads), only " + gib(available) + " available";
   } catch (const std::bad_alloc&) {
     rec.status = "failed";
     rec.reason = out_of_memory;

@@ -2,16 +2,21 @@
 //
 // CausalAttention: causal multi-head softmax attention, tiled with an online softmax
 // (flash-attention style), so no [n, n] score matrix is ever allocated: each worker thread holds
-// one [q_tile, k_tile] score tile. Used by Standard, Hopfield and SlidingWindow prefill and by
+// one [q_tile, k_tile] (or [q_tile, k_block]) score tile. Used by Standard, Hopfield and SlidingWindow prefill and by
 // their decode steps (q_count = 1), by the chunked architectures' decode over the current chunk,
 // and by BSBR's chunk retrieval (values wider than the keys: value_dim).
 //
 // For query position t the visible keys are s in [lo(t), t], lo(t) = 0 (full causal) or
 // max(0, t - window) (sliding window: up to window+1 keys). Output o_t = softmax(scale q_t.k_s) v_s.
-// Work is split over (batch, head, query tile) items across worker threads; inside a worker the
-// oneDNN matmuls run single-threaded.
+// Work is split over (batch, head, query tile) items across worker threads, latest (most expensive)
+// query tiles first; inside a worker the oneDNN matmuls run single-threaded (made for one thread).
+// A call with one query tile per (batch, head) -- decode -- and fewer such pairs than threads also
+// splits the visible key tiles into segments (flash-decoding): each (batch, head, segment) item
+// keeps its own running max, sum and output, and the segments are merged after the parallel loop,
+// so a long KV cache is read by every thread once, not by as many threads as there are heads.
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -31,6 +36,11 @@ struct AttentionGeometry {
   float scale = 1.0f;
   int64_t window = -1;  // -1: all earlier keys; w >= 0: keys t-w .. t
   int64_t q_tile = 128, k_tile = 128;
+  // Keys per product where a query tile sees a whole span of them (no mask): a multiple of k_tile,
+  // 0 = k_tile. Larger spans amortise the per-call cost and the running-max rescale of the output
+  // over more keys, and give the [k, dv] product a longer inner dimension; the tiles on and near the
+  // diagonal (masked) stay k_tile wide. Executed work is the same: the same key tiles, grouped.
+  int64_t k_block = 0;
 
   // Heads side by side in row-major [rows, heads * head_dim] q, k/v and o; the caller sets the
   // batch strides, window and tiles.
@@ -60,17 +70,36 @@ class CausalAttention {
   void run(Context& ctx, const float* q, const float* k, const float* v, float* o, int64_t q_pos, int64_t q_count) const;
 
   const AttentionGeometry& geometry() const { return g_; }
-  // Floats of the per-thread workspaces the op allocates (for memory estimates).
+  // Floats of the per-thread workspaces and key-segment partials the op allocates (for memory estimates).
   static int64_t workspace_floats(const AttentionGeometry& g, int64_t max_queries, int threads);
+  // Query tiles up to this many rows may split their keys into segments (decode shapes).
+  static constexpr int64_t kSplitMaxQueries = 8;
+  // Most key segments per (batch, head) pair on `threads` threads: about two items per thread.
+  static int64_t max_segments(const AttentionGeometry& g, int64_t max_queries, int threads);
 
  private:
+  struct Workspace;
+  struct Tile {
+    int64_t b, h, row0, rows;  // sequence, head, first query row (relative to q_pos), valid rows
+  };
+  // Attends a query tile over key tiles [tile_begin, tile_end) (absolute tile indices), leaving the
+  // running max, sum and unnormalised output in w.m, w.l, w.o.
+  void attend(Context& ctx, Workspace& w, const float* q, const float* k, const float* v, int64_t q_pos, int64_t last_pos,
+              const Tile& t, int64_t tile_begin, int64_t tile_end) const;
+  // The key tiles [first, last] a query tile can see.
+  std::pair<int64_t, int64_t> key_tiles(int64_t q_pos, int64_t last_pos, const Tile& t) const;
+
   AttentionGeometry g_;
   int64_t q_tile_ = 0;
   int64_t value_dim_ = 0;  // dv
+  int64_t segments_ = 1;   // max_segments()
+  mutable Tensor partials_;  // [batch * heads * segments, q_tile, dv + 2]: each segment's o, m, l
+  int64_t k_block_ = 0;     // keys per unmasked span (k_tile when no spans)
   MatMul qk_;  // S[q_tile, k_tile] = scale * Q[q_tile, dh] . K^T[dh, k_tile]
   MatMul pv_;  // O[q_tile, dv] += P[q_tile, k_tile] . V[k_tile, dv]
+  MatMul qk_block_, pv_block_;  // the same over k_block keys (when k_block > k_tile)
   struct Workspace {
-    Tensor q, s, o, m, l;  // [q_tile, dh], [q_tile, k_tile], [q_tile, dv], [q_tile], [q_tile]
+    Tensor q, s, o, m, l;  // [q_tile, dh], [q_tile, k_block], [q_tile, dv], [q_tile], [q_tile]
     std::vector<int64_t> lo, hi;  // visible key range per tile row
   };
   mutable std::vector<Workspace> ws_;  // one per worker thread
@@ -111,11 +140,15 @@ class DecodeAttention {
 
 // Causal softmax attention inside chunks (the "local" attention of BSBR and GAU, SPEC §2): rows are
 // split into chunks of `chunk` rows, and row t of chunk i attends to the keys s in [i*chunk, t].
-// All chunks go through one batched matmul per head, never an [n, n] matrix:
-//   S[c] = scale * Q_c . K_c^T + mask   [chunks, B, B]  (mask: 0 on and below the diagonal, -inf above)
-//   P = softmax over each row of S;  O_c = P[c] . V_c   [chunks, B, head_dim]
-// The mask is a full [chunks, B, B] tensor, not one [B, B] broadcast over chunks: oneDNN 2.6 runs
-// a batch-broadcast binary post-op in its reference implementation (measured ~1000x slower).
+// Work items are (head, group of G consecutive chunks), run in parallel over the context's threads
+// (chunks and heads together: at batch 1 with 4 heads every thread still has work). Per item, three
+// one-thread oneDNN calls batched over the group's chunks, never an [n, n] matrix:
+//   S[c] = scale * Q_c . K_c^T + mask   [G, B, B]  (mask: 0 on and below the diagonal, -inf above)
+//   P = softmax over each row of S;  O_c = P[c] . V_c   [G, B, head_dim]
+// G (group_chunks) leaves about two items per thread and keeps a group's scores within
+// kGroupScoreFloats (cache-resident). The mask is a full [G, B, B] tensor, not one [B, B] broadcast
+// over chunks: oneDNN 2.6 runs a batch-broadcast binary post-op in its reference implementation
+// (measured ~1000x slower).
 struct ChunkAttentionGeometry {
   int64_t heads = 1, head_dim = 64;
   int64_t chunk = 32;       // B
@@ -130,16 +163,27 @@ class ChunkLocalAttention {
   // q, k, v, o: chunks * chunk rows each. Rows past the end of a sequence (a partial last chunk) must
   // hold finite values; their outputs are meaningless, and they never reach a valid row (causal).
   void run(Context& ctx, const float* q, const float* k, const float* v, float* o) const;
-  // Floats this op allocates for `chunks` chunks (mask and scores).
-  static int64_t workspace_floats(int64_t chunk, int64_t chunks) { return 2 * chunks * chunk * chunk; }
+  // Chunks per work item for `chunks` chunks of `heads` heads on `threads` threads.
+  static int64_t group_chunks(int64_t chunk, int64_t chunks, int64_t heads, int threads);
+  // Floats this op allocates for `chunks` chunks (mask and per-thread scores of one group).
+  static int64_t workspace_floats(int64_t chunk, int64_t chunks, int64_t heads, int threads) {
+    return (1 + threads) * group_chunks(chunk, chunks, heads, threads) * chunk * chunk;
+  }
+  static constexpr int64_t kGroupScoreFloats = int64_t{1} << 14;  // 64 KiB of scores per item
 
  private:
+  struct GroupOps {  // for a group of `count` chunks of one head
+    MatMul qk;          // S = scale * Q_c . K_c^T + mask, batched over the group's chunks
+    SoftmaxOp softmax;  // over the rows of S
+    MatMul pv;          // O_c = P_c . V_c
+  };
+  GroupOps make_group_ops(Context& ctx, int64_t count) const;
+
   ChunkAttentionGeometry g_;
-  MatMul qk_;          // S = scale * Q_c . K_c^T + mask, batched over chunks
-  SoftmaxOp softmax_;  // over the rows of S
-  MatMul pv_;          // O_c = P_c . V_c
-  Tensor mask_;             // [chunks, B, B]: 0 where s <= r, -inf above the diagonal
-  mutable Tensor scores_;   // [chunks, B, B]
+  int64_t chunks_ = 0, group_ = 1;
+  GroupOps full_, tail_;              // groups of group_ chunks; the last group of chunks % group_ (if any)
+  Tensor mask_;                       // [G, B, B]: 0 where s <= r, -inf above the diagonal
+  mutable std::vector<Tensor> scores_;  // per worker thread: [G, B, B]
 };
 
 }  // namespace bsbr::ops

@@ -20,16 +20,31 @@ dnnl::stream& Context::stream() { return streams_[thread_id()]; }
 
 int Context::thread_id() { return omp_get_thread_num(); }
 
-void Context::reserve_scratchpad(std::size_t bytes) {
-  if (bytes <= scratch_bytes_) return;
+void Context::reserve_scratchpad(std::size_t bytes, bool any_thread) {
+  const std::size_t team = any_thread ? team_scratch_ : std::max(team_scratch_, bytes);
+  const std::size_t single = any_thread ? std::max(single_scratch_, bytes) : single_scratch_;
+  if (team == team_scratch_ && single == single_scratch_) return;
   check_creation_allowed("scratchpad growth");
-  for (auto& b : scratch_) b = Buffer(memory_, MemCategory::kScratch, bytes);
-  scratch_bytes_ = bytes;
+  const std::size_t total = reserved_total(team, single);
+  if (total > scratch_budget_) throw ScratchBudgetExceeded(total, scratch_budget_);
+  // Free before allocating, so growing does not hold both sizes at once.
+  const std::size_t first = std::max(team, single);
+  if (first != scratch_[0].bytes()) {
+    scratch_[0] = Buffer();
+    scratch_[0] = Buffer(memory_, MemCategory::kScratch, first);
+  }
+  if (single != single_scratch_)
+    for (std::size_t i = 1; i < scratch_.size(); ++i) {
+      scratch_[i] = Buffer();
+      scratch_[i] = Buffer(memory_, MemCategory::kScratch, single);
+    }
+  team_scratch_ = team;
+  single_scratch_ = single;
 }
 
 void Context::release_scratchpad() {
   for (auto& b : scratch_) b = Buffer();
-  scratch_bytes_ = 0;
+  team_scratch_ = single_scratch_ = 0;
 }
 
 SerialScope::SerialScope(bool active) {

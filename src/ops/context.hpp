@@ -7,9 +7,12 @@
 #pragma once
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/memory.hpp"
@@ -34,14 +37,29 @@ class Context {
   MemoryTracker& memory() { return memory_; }
   Tensor tensor(MemCategory category, Shape shape) { return Tensor(memory_, category, std::move(shape)); }
 
-  // User-managed scratchpad: every primitive created through the op layer reserves its scratchpad
-  // here (counted as MemCategory::kScratch). One buffer per worker thread, because ops run inside
-  // our own parallel loops execute concurrently.
-  void reserve_scratchpad(std::size_t bytes);
+  // User-managed scratchpads: every primitive created through the op layer reserves its
+  // scratchpad here (counted as MemCategory::kScratch), before the buffers are (re)allocated.
+  //  - An op made for one thread (created under SingleThreadOps, or small work: PrimitiveOp's
+  //    `serial`) may run on any worker thread inside our parallel loops: every thread holds a
+  //    buffer as large as the largest of them (`any_thread`).
+  //  - An op made for the whole team runs at the top level only, on thread 0 (PrimitiveOp::execute
+  //    enforces it); oneDNN sizes its scratchpad for all of its threads, so one buffer holds it.
+  // Reserved bytes = max(team, single) + (threads - 1) * single: memory grows with threads times
+  // the largest one-thread scratchpad only, not times the team's (which already grows with threads).
+  void reserve_scratchpad(std::size_t bytes, bool any_thread);
   void* scratchpad() { return scratch_[thread_id()].data(); }
-  std::size_t scratchpad_bytes() const { return scratch_bytes_; }
+  // Bytes of the calling thread's scratchpad buffer.
+  std::size_t thread_scratchpad_bytes() const { return scratch_[thread_id()].bytes(); }
+  // Bytes of every thread's scratchpad buffer together (what the memory guard adds to its estimate).
+  std::size_t scratchpad_reserved_bytes() const { return reserved_total(team_scratch_, single_scratch_); }
+  // The same for given largest team / one-thread scratchpads.
+  std::size_t reserved_total(std::size_t team, std::size_t single) const {
+    return std::max(team, single) + static_cast<std::size_t>(threads_ - 1) * single;
+  }
   // Frees the scratchpads (between benchmark points).
   void release_scratchpad();
+  // True while a SingleThreadOps scope is open: ops created now are made for one thread.
+  bool single_thread_ops() const { return single_thread_depth_ > 0; }
 
   // Executed-work counter (flops_executed, README "How it measures"): while counting, every
   // MatMul::run adds 2·batch·M·N·K of the product it executes (padding rows, masked and discarded
@@ -71,11 +89,55 @@ class Context {
   dnnl::engine engine_;
   std::vector<dnnl::stream> streams_;
   MemoryTracker memory_;
-  std::vector<Buffer> scratch_;
-  std::size_t scratch_bytes_ = 0;
+  friend class SingleThreadOps;
+  friend class ScratchBudget;
+  std::vector<Buffer> scratch_;             // one per worker thread
+  std::size_t team_scratch_ = 0;            // largest scratchpad of an op made for the team
+  std::size_t single_scratch_ = 0;          // largest scratchpad of an op made for one thread
+  std::size_t scratch_budget_ = SIZE_MAX;   // ScratchBudget
+  int single_thread_depth_ = 0;             // open SingleThreadOps scopes
   bool frozen_ = false;
   bool counting_flops_ = false;
   std::atomic<uint64_t> flop_counter_{0};
+};
+
+// RAII: ops created while it lives are made for one thread (oneDNN primitives created with one
+// OpenMP thread, so their scratchpad is one thread's), because they run inside our own parallel
+// loops (ops::parallel_items): one call per worker thread, concurrently. Building them for the
+// whole team would size every worker's scratchpad for the whole team (threads² memory).
+class SingleThreadOps {
+ public:
+  explicit SingleThreadOps(Context& ctx) : ctx_(ctx) { ++ctx_.single_thread_depth_; }
+  ~SingleThreadOps() { --ctx_.single_thread_depth_; }
+  SingleThreadOps(const SingleThreadOps&) = delete;
+  SingleThreadOps& operator=(const SingleThreadOps&) = delete;
+
+ private:
+  Context& ctx_;
+};
+
+// Thrown by Context::reserve_scratchpad, before allocating, when the scratchpads would exceed the
+// budget a ScratchBudget set (the memory guard's room left after its estimate).
+class ScratchBudgetExceeded : public std::runtime_error {
+ public:
+  ScratchBudgetExceeded(std::size_t needed_bytes, std::size_t budget_bytes)
+      : std::runtime_error("oneDNN scratchpads need " + std::to_string(needed_bytes) + " bytes, over the budget of " +
+                           std::to_string(budget_bytes)),
+        needed(needed_bytes), budget(budget_bytes) {}
+  std::size_t needed, budget;
+};
+
+// RAII: caps the context's reserved scratchpad bytes while it lives (ScratchBudgetExceeded).
+class ScratchBudget {
+ public:
+  ScratchBudget(Context& ctx, std::size_t bytes) : ctx_(ctx), saved_(ctx.scratch_budget_) { ctx_.scratch_budget_ = bytes; }
+  ~ScratchBudget() { ctx_.scratch_budget_ = saved_; }
+  ScratchBudget(const ScratchBudget&) = delete;
+  ScratchBudget& operator=(const ScratchBudget&) = delete;
+
+ private:
+  Context& ctx_;
+  std::size_t saved_;
 };
 
 // RAII: runs the enclosed oneDNN calls on one thread (when `active`). oneDNN's OpenMP runtime opens

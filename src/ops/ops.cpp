@@ -88,7 +88,8 @@ void PrimitiveOp::init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::
   impl_ = pd.impl_info_str();
   std::size_t scratch = pd.scratchpad_desc().get_size();
   has_scratchpad_ = scratch > 0;
-  ctx.reserve_scratchpad(scratch);
+  scratch_bytes_ = scratch;
+  ctx.reserve_scratchpad(scratch, serial);
   bindings_.assign(ctx.threads(), {});
   for (Binding& b : bindings_) {
     for (auto& [arg, desc] : args) b.mems.emplace_back(desc, ctx.engine(), static_cast<void*>(DNNL_MEMORY_NONE));
@@ -100,14 +101,22 @@ void PrimitiveOp::init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::
 
 void PrimitiveOp::execute(Context& ctx, const void* const* ptrs, std::size_t count) const {
   BSBR_CHECK(valid(), "op used before it was created in prepare()");
+  const bool nested = omp_in_parallel();
+  // An op made for the whole team inside one of our parallel loops would share thread 0's
+  // scratchpad with the other workers (and oneDNN would run it on one thread anyway).
+  if (nested && !serial_)
+    invariant_failed("serial_", __FILE__, __LINE__, "the op " + impl_ + " was made for the whole team and runs inside a parallel loop: create it under ops::SingleThreadOps");
   Binding& b = bindings_[Context::thread_id()];
   BSBR_CHECK(count == b.mems.size() - (has_scratchpad_ ? 1 : 0), "op run() given the wrong number of pointers");
   for (std::size_t i = 0; i < count; ++i) b.mems[i].set_data_handle(const_cast<void*>(ptrs[i]));
-  if (has_scratchpad_) b.mems.back().set_data_handle(ctx.scratchpad());
+  if (has_scratchpad_) {
+    BSBR_CHECK(scratch_bytes_ <= ctx.thread_scratchpad_bytes(), "scratchpad of " + impl_ + " not reserved on this thread");
+    b.mems.back().set_data_handle(ctx.scratchpad());
+  }
   SerialScope one_thread(serial_);
   // oneDNN's execute allocates its argument map, and its threaded gemm drivers their packing
   // buffers on its worker threads (core/alloc_count.hpp).
-  LibraryAllocations in_onednn(!serial_ && !omp_in_parallel());
+  LibraryAllocations in_onednn(!serial_ && !nested);
   dnnl_status_t st = dnnl_primitive_execute(prim_.get(), ctx.stream().get(), static_cast<int>(b.args.size()), b.args.data());
   BSBR_CHECK(st == dnnl_success, "oneDNN primitive execution failed (status " + std::to_string(st) + ") in " + impl_);
 }
@@ -129,7 +138,7 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
   // 256x2048 25 vs 67 us); a second thread only adds fork/join cost at these sizes.
   // Large weights (the LM head's 10 MB) stream from memory faster on both cores: brgemm, threaded.
   const bool gemv = !nd3 && A.rows <= kGemvMaxRows && !binary_post_op && B.rows * B.cols < kGemvMaxWeights;
-  const bool serial = gemv || 2.0 * std::max(A.batch, B.batch) * A.rows * A.cols * B.cols < kSerialWorkThreshold;
+  const bool serial = ctx.single_thread_ops() || gemv || 2.0 * std::max(A.batch, B.batch) * A.rows * A.cols * B.cols < kSerialWorkThreshold;
   SerialScope one_thread(serial);
   memory::desc a = to_desc(A, nd3), b = to_desc(B, nd3), c = to_desc(C, nd3);
   memory::desc a_pd = a, c_pd = c;  // what the primitive is created for (runtime rows for a GEMV)
@@ -181,7 +190,7 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
 // ---------------------------------------------------------------------------------------------
 EltwiseOp::EltwiseOp(Context& ctx, const MatLayout& src, const MatLayout& dst, EltwiseSpec f) {
   ctx.check_creation_allowed("eltwise creation");
-  const bool serial = small(src);
+  const bool serial = ctx.single_thread_ops() || small(src);
   SerialScope one_thread(serial);
   bool nd3 = src.batch > 1 || dst.batch > 1;
   memory::desc s = to_desc(src, nd3), d = to_desc(dst, nd3);
@@ -202,7 +211,7 @@ void EltwiseOp::run(Context& ctx, const float* src, float* dst) const { execute(
 BinaryOp::BinaryOp(Context& ctx, Kind kind, const MatLayout& src0, const MatLayout& src1, const MatLayout& dst,
                    std::vector<PostOp> post_ops) {
   ctx.check_creation_allowed("binary creation");
-  const bool serial = small(dst);
+  const bool serial = ctx.single_thread_ops() || small(dst);
   SerialScope one_thread(serial);
   bool nd3 = src0.batch > 1 || src1.batch > 1 || dst.batch > 1;
   memory::desc s0 = to_desc(src0, nd3), s1 = to_desc(src1, nd3), d = to_desc(dst, nd3);
@@ -222,7 +231,7 @@ void BinaryOp::run(Context& ctx, const float* src0, const float* src1, float* ds
 // ---------------------------------------------------------------------------------------------
 LayerNormOp::LayerNormOp(Context& ctx, const MatLayout& src, const MatLayout& dst, float eps) {
   ctx.check_creation_allowed("layer norm creation");
-  const bool serial = small(src);
+  const bool serial = ctx.single_thread_ops() || small(src);
   SerialScope one_thread(serial);
   memory::desc s = to_desc(src), d = to_desc(dst);
   BSBR_CHECK(src.rows == dst.rows && src.cols == dst.cols, "layer norm src/dst shapes differ");
@@ -245,7 +254,7 @@ void LayerNormOp::run(Context& ctx, const float* src, const float* gamma, const 
 // ---------------------------------------------------------------------------------------------
 SoftmaxOp::SoftmaxOp(Context& ctx, const MatLayout& data) {
   ctx.check_creation_allowed("softmax creation");
-  const bool serial = small(data);
+  const bool serial = ctx.single_thread_ops() || small(data);
   SerialScope one_thread(serial);
   memory::desc s = to_desc(data);
   dnnl::primitive_attr attr;
@@ -261,7 +270,7 @@ void SoftmaxOp::run(Context& ctx, const float* src, float* dst) const { execute(
 // ---------------------------------------------------------------------------------------------
 ReorderOp::ReorderOp(Context& ctx, const MatLayout& src, const MatLayout& dst) {
   ctx.check_creation_allowed("reorder creation");
-  const bool serial = small(src);
+  const bool serial = ctx.single_thread_ops() || small(src);
   SerialScope one_thread(serial);
   BSBR_CHECK(src.rows == dst.rows && src.cols == dst.cols && src.batch == dst.batch,
              "reorder shapes differ: " + src.str() + " vs " + dst.str());
@@ -278,7 +287,7 @@ void ReorderOp::run(Context& ctx, const float* src, float* dst) const { execute(
 // ---------------------------------------------------------------------------------------------
 ReductionOp::ReductionOp(Context& ctx, Kind kind, const MatLayout& src, const MatLayout& dst) {
   ctx.check_creation_allowed("reduction creation");
-  const bool serial = small(src);
+  const bool serial = ctx.single_thread_ops() || small(src);
   SerialScope one_thread(serial);
   bool nd3 = src.batch > 1;
   memory::desc s = to_desc(src, nd3), d = to_desc(dst, nd3);

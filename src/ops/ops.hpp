@@ -3,8 +3,10 @@
 // Each op is built once for a fixed geometry (in prepare(), outside any timed region): it creates
 // its oneDNN primitive, reserves its scratchpad in the Context, and makes one set of memory
 // handles per worker thread. run() only points those handles at the caller's data and executes,
-// so it allocates nothing and may be called concurrently from our own parallel loops (oneDNN then
-// runs single-threaded inside each worker) or from the top level (oneDNN uses all threads).
+// so it allocates nothing. An op made for one thread (created under ops::SingleThreadOps, or small
+// work) may be called concurrently from our own parallel loops; an op made for the whole team runs
+// at the top level only (oneDNN uses all threads), and running it inside a parallel loop is a
+// broken invariant (its scratchpad exists once, for thread 0).
 //
 // All data is f32. Layouts are strided views; shapes are documented as [rows, cols].
 #pragma once
@@ -85,7 +87,8 @@ class PrimitiveOp {
  protected:
   using ArgDescs = std::vector<std::pair<int, dnnl::memory::desc>>;
   // args: the DNNL_ARG_* ids with their descriptors, in the order execute() receives pointers.
-  // serial: the primitive was created under a SerialScope and runs under one (small work).
+  // serial: the primitive was created under a SerialScope and runs under one: small work, or an
+  // op made for one thread (SingleThreadOps) that may run inside our parallel loops.
   void init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::primitive prim, const ArgDescs& args, bool serial);
   void execute(Context& ctx, const void* const* ptrs, std::size_t count) const;
   void execute(Context& ctx, std::initializer_list<const void*> ptrs) const { execute(ctx, ptrs.begin(), ptrs.size()); }
@@ -98,6 +101,7 @@ class PrimitiveOp {
   dnnl::primitive prim_;
   std::string impl_;
   bool has_scratchpad_ = false;
+  std::size_t scratch_bytes_ = 0;
   bool serial_ = false;
   mutable std::vector<Binding> bindings_;  // one per worker thread
 };

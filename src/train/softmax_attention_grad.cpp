@@ -20,6 +20,7 @@ SoftmaxAttentionGrad::SoftmaxAttentionGrad(ops::Context& ctx, const SoftmaxAtten
   using ops::PostOp;
   const int64_t qt = g.q_tile, kt = g.k_tile, dh = g.head_dim;
   const MatLayout qd = MatLayout::dense(qt, dh), kd = MatLayout::dense(kt, dh), s = MatLayout::dense(qt, kt);
+  ops::SingleThreadOps single(ctx);  // the tile products run inside parallel_items
   qk_ = ops::MatMul(ctx, {qd, kd.transposed(), s, false, 1.f, {}});
   pv_acc_ = ops::MatMul(ctx, {s, kd, qd, false, 1.f, {PostOp::accumulate()}});
   pv_ = ops::MatMul(ctx, {s, kd, qd, false, 1.f, {}});

@@ -88,7 +88,7 @@ class Bsbr : public Mixer {
   ops::AttentionGeometry retrieval_geometry(int64_t key_tile) const;
   // Decode retrieval: one R_i per sequence (at position i-1) over chunk memory rows j < i, read in
   // whole key tiles up to row i only (not over the whole prepared capacity).
-  ops::AttentionGeometry decode_retrieval_geometry(int64_t batch) const;
+  ops::AttentionGeometry decode_retrieval_geometry(int64_t batch, int64_t key_tile) const;
   // How `count` consecutive chunks are processed between the chunk states and the chunk memory:
   // compressed, in groups of kStateGroupChunks (F_j is only a step towards f_j, and G_i only towards
   // q.G_i, so the [chunks, h, dh²] tile stays small); uncompressed, all at once (F_j is written
@@ -179,8 +179,8 @@ ops::AttentionGeometry Bsbr::retrieval_geometry(int64_t key_tile) const {
   return g;
 }
 
-ops::AttentionGeometry Bsbr::decode_retrieval_geometry(int64_t batch) const {
-  ops::AttentionGeometry g = retrieval_geometry(key_tile_);
+ops::AttentionGeometry Bsbr::decode_retrieval_geometry(int64_t batch, int64_t key_tile) const {
+  ops::AttentionGeometry g = retrieval_geometry(key_tile);
   g.batch = batch;  // one query row per sequence: R_i [b, d] -> values [b, h, value_dim]
   g.q_tile = 1;
   return g;
@@ -243,7 +243,7 @@ void Bsbr::make_decode_ops(ops::Context& ctx) {
   // Meta key into each sequence's chunk memory row (row stride = the memory's batch stride), meta query.
   meta_h1_ = MatMul(ctx, {x1, w_dd, MatLayout::strided(b, d, memory_rows_ * memory_width_), true, 1.f, {}});
   meta_r1_ = MatMul(ctx, {x1, w_dd, x1, true, 1.f, {}});
-  retrieval1_ = ops::CausalAttention(ctx, decode_retrieval_geometry(b), 1);
+  retrieval1_ = ops::CausalAttention(ctx, decode_retrieval_geometry(b, key_tile_), 1);
   // o += q.G per (sequence, head): [b*h, 1, dh] . [b*h, dh, dh].
   const MatLayout q_heads = MatLayout::dense(1, dh).with_batch(b * h, dh);
   apply_retrieved1_ = MatMul(ctx, {q_heads, MatLayout::batched(b * h, dh, dh), q_heads, false, 1.f, {PostOp::accumulate()}});
@@ -407,10 +407,10 @@ std::size_t Bsbr::estimate_bytes(const RunShape& shape, int threads) const {
                    4 * slab_chunks * B * d + slab_chunks * d +                               // Q, K, V, O; R
                    tile_chunks(slab_chunks) * h * dd + (compressed() ? slab_chunks * h * coded_dim_ : 0) +  // state tile, Σ p f
                    ops::CausalAttention::workspace_floats(retrieval_geometry(key_tile), slab_chunks, threads);
-  for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c);
+  for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c, h, threads);
   if (shape.capacity > 0)
     floats += 3 * b * d + (compressed() ? h * dd + b * h * coded_dim_ : 0) +
-              ops::CausalAttention::workspace_floats(retrieval_geometry(key_tile), 1, threads);
+              ops::CausalAttention::workspace_floats(decode_retrieval_geometry(b, key_tile), 1, threads);
   return sizeof(float) * static_cast<std::size_t>(floats);
 }
 

@@ -38,6 +38,11 @@ std::set<std::pair<int64_t, int64_t>> ChunkedRecurrence::slab_shapes(const RunSh
   return shapes;
 }
 
+int64_t ChunkedRecurrence::block_chunks(const RunShape& shape, int threads) const {
+  const int64_t slab = slab_chunks(shape), items = shape.batch * heads_ * slab;
+  return std::clamp<int64_t>(items / (2 * std::max(1, threads)), 1, std::min(slab, kChunksPerBlock));
+}
+
 std::vector<int64_t> ChunkedRecurrence::block_sizes(const RunShape& shape) const {
   std::vector<int64_t> sizes;
   auto add = [&](int64_t count) {
@@ -45,7 +50,7 @@ std::vector<int64_t> ChunkedRecurrence::block_sizes(const RunShape& shape) const
   };
   for (int64_t n : shape.prefill_lengths)
     for (const chunked::Slab& slab : chunked::plan_slabs(n, chunk_, slab_chunks(shape)))
-      for (const auto& [offset, count] : chunked::split(slab.chunks, kChunksPerBlock)) add(count);
+      for (const auto& [offset, count] : chunked::split(slab.chunks, block_chunks_)) add(count);
   return sizes;
 }
 
@@ -72,7 +77,9 @@ void ChunkedRecurrence::prepare(ops::Context& ctx, const RunShape& shape) {
   const int64_t b = batch_, d = d_;
   slab_chunks_ = slab_chunks(shape);
   slab_rows_ = slab_chunks_ * chunk_;
+  block_chunks_ = block_chunks(shape, ctx.threads());
   for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_}) *t = ctx.tensor(MemCategory::kActivations, {b, slab_rows_, d});
+  chunk_states_ = ctx.tensor(MemCategory::kActivations, {b * heads_, slab_chunks_ + 1, dh_, dh_});
   for (Tensor* t : {&q1_, &k1_, &v1_, &o1_}) *t = ctx.tensor(MemCategory::kActivations, {b, d});
   causal_mask_ = ctx.tensor(MemCategory::kActivations, {chunk_, chunk_});
   for (int64_t t = 0; t < chunk_; ++t)
@@ -103,13 +110,13 @@ void ChunkedRecurrence::release() {
   release_core();
   by_slab_.clear();
   q1_op_ = k1_op_ = v1_op_ = out1_op_ = MatMul();
-  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &q1_, &k1_, &v1_, &o1_, &causal_mask_}) t->reset();
+  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &chunk_states_, &q1_, &k1_, &v1_, &o1_, &causal_mask_}) t->reset();
 }
 
 std::size_t ChunkedRecurrence::base_bytes(const RunShape& shape) const {
   const std::size_t f = sizeof(float), b = shape.batch;
-  const std::size_t rows = buffer_rows(shape);
-  return f * (4 * b * rows * d_ + 4 * b * d_ + chunk_ * chunk_);
+  const std::size_t rows = buffer_rows(shape), slots = slab_chunks(shape) + 1;
+  return f * (4 * b * rows * d_ + b * heads_ * slots * dh_ * dh_ + 4 * b * d_ + chunk_ * chunk_);
 }
 
 void ChunkedRecurrence::prefill(ops::Context& ctx, const float* x, float* residual, int64_t n) {

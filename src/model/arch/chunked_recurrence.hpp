@@ -1,15 +1,23 @@
 // The part Linear and DeltaNet share (SPEC §2): both are linear recurrences over a per-head
 // state of dh x dh, run as chunkwise-parallel prefill (chunk C = config linear_chunk_size) and
 // an O(dh^2)-per-token decode step. This base owns the q/k/v/out projections, the padded
-// activation buffers and the causal chunk mask, and walks the (sequence, head) pairs in
-// parallel, each over its chunks in blocks; an architecture supplies the per-block math
-// (prefill_slab) and the recurrence step (step_core).
+// activation buffers, the causal chunk mask and the chunk states, and walks the work in the three
+// phases of flash-linear-attention's chunkwise form; an architecture supplies the per-phase math
+// (prefill_slab, with intra/scan/inter parts) and the recurrence step (step_core).
 //
 // Prefill runs in slabs of whole chunks (chunked::plan_slabs; slab_rows of the tiling, rounded
 // down to whole blocks of kChunksPerBlock chunks once it spans a block), so its activations are
-// O(slab) whatever n: per slab, the q/k/v projections of the slab's rows, the chunk blocks of
-// every (sequence, head) pair over the slab's chunks (the running state carried from the previous
-// slab), then the output projection of the slab's rows into the residual.
+// O(slab) whatever n: per slab, the q/k/v projections of the slab's rows, then
+//   1. intra: every block of chunks of every (sequence, head) pair in parallel (chunks and heads
+//      together, so at batch 1 with 4 heads every thread has work): the chunk-local products and
+//      each chunk's contribution to the state, into the pair's chunk-state slots;
+//   2. scan: per pair (in parallel over pairs; DeltaNet also over blocks of state columns), a
+//      short pass over the slab's chunks turns the contributions into the state before each chunk,
+//      starting from the state the previous slab left (the decode state at n after the last slab);
+//   3. inter: every block in parallel again, adding each chunk's read of the state before it;
+// then the output projection of the slab's rows into the residual. Blocks hold block_chunks()
+// chunks: about two work items per thread, at most kChunksPerBlock (the matmuls inside a block are
+// batched over its chunks and made for one thread, ops::SingleThreadOps).
 //
 // Layouts: prefill buffers are [b, slab_rows, d] with slab_rows = slab_chunks chunks of C rows;
 // they hold one slab of every sequence. When a slab ends in a partial chunk (the last slab of a
@@ -41,9 +49,8 @@ class ChunkedRecurrence : public Mixer {
   void prefill(ops::Context& ctx, const float* x, float* residual, int64_t n) final;
   void step(ops::Context& ctx, const float* x, float* residual, int64_t pos) final;
 
-  // Chunks per block: a (sequence, head) pair runs its chunks in blocks of this many, so the
-  // per-thread chunk workspaces stay a few MB (cache-resident) whatever n is, while each oneDNN
-  // call still covers a batch of chunks.
+  // Most chunks per block (a work item of phases 1 and 3): the per-thread chunk workspaces stay
+  // a few MB (cache-resident) whatever n is, while each oneDNN call still covers a batch of chunks.
   static constexpr int64_t kChunksPerBlock = 32;
 
  protected:
@@ -59,7 +66,7 @@ class ChunkedRecurrence : public Mixer {
   // rows of every sequence (padding rows zero); x is the mixer input's first slab row of sequence
   // 0 (rows [slab.row0, slab.row0 + slab.rows) of each sequence, batch stride n*d). Writes o_buf_
   // rows [0, slab.rows) of every sequence and carries the running state to the slab's end (the
-  // decode state at n after the last slab).
+  // decode state at n after the last slab), in the three phases above.
   virtual void prefill_slab(ops::Context& ctx, const float* x, int64_t n, const chunked::Slab& slab) = 0;
   // q1_, k1_, v1_ hold the projections of one token per sequence; x is the input [b, d].
   // Writes o1_ and advances the decode state.
@@ -70,25 +77,30 @@ class ChunkedRecurrence : public Mixer {
     int64_t seq = 0, head = 0;
     int64_t first_chunk = 0, chunks = 0;  // the slab's chunks [first_chunk, first_chunk + chunks) (slab-relative)
     int64_t rows = 0;                     // valid (unpadded) token rows in the block
-    bool first = false;                   // first block of the pair's whole sequence (state starts at zero)
     int64_t offset = 0;  // float offset of (seq, row first_chunk*C, column head*dh) in a [b, slab_rows, d] buffer
-    int64_t item = 0;    // seq * heads + head: index of the pair's decode state
+    int64_t item = 0;    // seq * heads + head: index of the pair's decode state and chunk states
     int thread = 0;      // worker thread running it (index of its workspace)
   };
-  // Calls fn(block) for every block of the slab: pairs in parallel over the context's worker
-  // threads (oneDNN then runs single-threaded inside), each pair's blocks in order, so a block may
-  // carry state from the previous one (or, for the slab's first block, from the previous slab).
+  // Calls fn(block) for every block of every pair of the slab, all in parallel over the context's
+  // worker threads (oneDNN single-threaded inside), in no particular order: phases 1 and 3.
   template <class Fn>
   void for_each_block(const ops::Context& ctx, const chunked::Slab& slab, Fn&& fn) const;
+  // Calls fn(item) for every (sequence, head) pair, in parallel: phase 2.
+  template <class Fn>
+  void for_each_pair(const ops::Context& ctx, Fn&& fn) const {
+    ops::parallel_items(ctx, batch_ * heads_, true, fn);
+  }
 
   // Chunks per slab for the shape: the tiling's, but no more than its longest prefill needs.
   int64_t slab_chunks(const RunShape& shape) const;
+  // Chunks per block for the shape on `threads` threads: about two blocks per thread over the
+  // pairs and a slab's chunks, between 1 and kChunksPerBlock.
+  int64_t block_chunks(const RunShape& shape, int threads) const;
   // The slabs of a prefill of n tokens at slab_chunks_ (prepared) chunks per slab.
   chunked::Slabs slabs(int64_t n) const { return chunked::plan_slabs(n, chunk_, slab_chunks_); }
-  // The distinct block sizes (in chunks) the shape's prefills run: full blocks and tails of slabs.
+  // The distinct block sizes (in chunks) the shape's prefills run at block_chunks_ (prepared):
+  // full blocks and tails of slabs.
   std::vector<int64_t> block_sizes(const RunShape& shape) const;
-  // Largest block size for the shape (sizes per-thread workspaces).
-  int64_t max_block(const RunShape& shape) const { return std::min(slab_chunks(shape), kChunksPerBlock); }
   // Rows per sequence of the prefill buffers for the shape: one slab.
   int64_t buffer_rows(const RunShape& shape) const { return slab_chunks(shape) * chunk_; }
   // The distinct slab row counts of every prefill length of the shape, as (n, slab rows).
@@ -101,8 +113,12 @@ class ChunkedRecurrence : public Mixer {
   HeadRows head_rows(const Block& blk) {
     return {q_buf_.data() + blk.offset, k_buf_.data() + blk.offset, v_buf_.data() + blk.offset, o_buf_.data() + blk.offset};
   }
-  // Slot 0 of a block's chunk-state workspace: zero for a pair's first block, else the pair's
-  // running state (left by the previous block).
+  // The chunk-state slots of pair `item`: [slab_chunks + 1, dh, dh]. Phase 1 writes chunk c's
+  // contribution into slot c + 1; phase 2 makes slot c the state before chunk c (slot 0: before
+  // the slab) and slot slab.chunks the state after it.
+  float* chunk_states(int64_t item) { return chunk_states_.data() + item * (slab_chunks_ + 1) * dh_ * dh_; }
+  // Slot 0 of a pair's slots before the scan: zero at the sequence's first slab, else the pair's
+  // running state (left by the previous slab).
   static void load_running_state(float* slot0, const float* running, int64_t size, bool first);
 
   // Decode-step views of [b, d] rows as one row per (sequence, head) pair, and of the states.
@@ -119,7 +135,7 @@ class ChunkedRecurrence : public Mixer {
   // scores [count, C, C] *= causal mask (1 where key s <= query t, the diagonal included),
   // as a [count, C*C] x [1, C*C] broadcast multiply.
   ops::BinaryOp make_mask_op(ops::Context& ctx, int64_t count) const;
-  // Bytes the base allocates in prepare(shape) (projection buffers, step buffers, mask).
+  // Bytes the base allocates in prepare(shape) (projection buffers, chunk states, step buffers, mask).
   std::size_t base_bytes(const RunShape& shape) const;
   // Multiply-adds of the four projections for one token.
   double projection_macs() const { return 4.0 * static_cast<double>(d_) * static_cast<double>(d_); }
@@ -129,7 +145,9 @@ class ChunkedRecurrence : public Mixer {
   ParamStore::LinearRef q_, k_, v_, o_;
   // Prepared state.
   int64_t batch_ = 1, slab_chunks_ = 1, slab_rows_ = 0;  // slab_rows_ = slab_chunks_ * C
+  int64_t block_chunks_ = 1;              // chunks per block (block_chunks(shape, ctx.threads()))
   Tensor q_buf_, k_buf_, v_buf_, o_buf_;  // [b, slab_rows, d]
+  Tensor chunk_states_;                   // [b*h, slab_chunks + 1, dh, dh] (chunk_states())
   Tensor q1_, k1_, v1_, o1_;              // [b, d]
   Tensor causal_mask_;                    // [C, C]
 
@@ -144,21 +162,19 @@ class ChunkedRecurrence : public Mixer {
 
 template <class Fn>
 void ChunkedRecurrence::for_each_block(const ops::Context& ctx, const chunked::Slab& slab, Fn&& fn) const {
-  const int64_t pairs = batch_ * heads_;
-  ops::parallel_items(ctx, pairs, true, [&](int64_t item) {
+  const int64_t per_pair = chunked::chunk_count(slab.chunks, block_chunks_);
+  ops::parallel_items(ctx, batch_ * heads_ * per_pair, true, [&](int64_t i) {
     Block blk;
-    blk.seq = item / heads_;
-    blk.head = item % heads_;
-    blk.item = item;
+    blk.item = i / per_pair;
+    blk.seq = blk.item / heads_;
+    blk.head = blk.item % heads_;
     blk.thread = ops::Context::thread_id();
-    for (int64_t c0 = 0; c0 < slab.chunks; c0 += kChunksPerBlock) {
-      blk.first_chunk = c0;
-      blk.chunks = std::min(kChunksPerBlock, slab.chunks - c0);
-      blk.first = slab.chunk0 + c0 == 0;
-      blk.rows = std::min(blk.chunks * chunk_, slab.rows - c0 * chunk_);
-      blk.offset = (blk.seq * slab_rows_ + c0 * chunk_) * d_ + blk.head * dh_;
-      fn(static_cast<const Block&>(blk));
-    }
+    const int64_t c0 = (i % per_pair) * block_chunks_;
+    blk.first_chunk = c0;
+    blk.chunks = std::min(block_chunks_, slab.chunks - c0);
+    blk.rows = std::min(blk.chunks * chunk_, slab.rows - c0 * chunk_);
+    blk.offset = (blk.seq * slab_rows_ + c0 * chunk_) * d_ + blk.head * dh_;
+    fn(static_cast<const Block&>(blk));
   });
 }
 

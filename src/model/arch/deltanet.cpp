@@ -18,13 +18,17 @@
 // Expanding U gives the form used here, where only one dk x dk product per chunk is sequential:
 //   O     = A U_pre + Q~ M_0,       A = Q K^T ⊙ Mask,   Q~ = Q - A W
 //   M_C   = M_0 - G M_0 + H,        G = K^T W,       H = K^T U_pre
-// Per block of chunks (of one head): L2-normalise its q, k rows; K K^T, W, U_pre, A, Q~, G, H and
-// A U_pre are batched matmuls over the block's chunks (T in between by the hand loop: oneDNN has
-// no triangular solve); then the chunk states follow in
-// order, M_{c+1} = M_c - G_c M_c + H_c, one [dk, dk] x [dk, dv] matmul per chunk; then
-// O += Q~_c M_c for all chunks in one batched matmul. Never a per-token loop in prefill:
-// O(n C dh + n dh^2) work; the prefill runs in slabs (ChunkedRecurrence), M carried from slab to
-// slab, so O(slab) memory. Decode is the recurrence, O(dh^2) per head and token:
+// In the three phases of ChunkedRecurrence:
+//   1. intra (blocks of chunks of every head in parallel): L2-normalise the block's q, k rows; K K^T,
+//      T (the hand loop: oneDNN has no triangular solve), W, U_pre, A, Q~, G, H and O = A U_pre as
+//      matmuls batched over the block's chunks; H_c into state slot c+1, G_c kept per chunk;
+//   2. scan: the chunk states in order, M_{c+1} = M_c - G_c M_c + H_c, one [dk, dk] x [dk, dv]
+//      matmul per chunk (the only sequential part); the columns of M evolve independently, so the
+//      scan runs (head, block of dv columns) items in parallel when heads alone are too few;
+//   3. inter (blocks in parallel): O += Q~_c M_c.
+// Never a per-token loop in prefill: O(n C dh + n dh^2) work; the prefill runs in slabs
+// (ChunkedRecurrence), M carried from slab to slab, so O(slab) memory. Decode is the recurrence,
+// O(dh^2) per head and token:
 //   u = v - M^T k,   M += (beta k) u^T,   o = M^T q   (batched over (sequence, head) pairs).
 //
 // FLOPs (multiply-add = 2) count the architecture's arithmetic, the recurrence, as the oracle
@@ -61,22 +65,20 @@ class DeltaNet : public ChunkedRecurrence {
   double step_flops(int64_t pos) const override;
 
  private:
-  // Ops over one block of `count` chunks of one head (batch = count).
+  // Ops over one block of `count` chunks of one head (batch = count), made for one thread.
   struct BlockOps {
     MatMul kkt;      // K K^T                      [count, C, C]  (becomes T in place)
     MatMul w, u;     // W = T K, U_pre = T V       [count, C, dh]
     MatMul scores;   // Q K^T                      [count, C, C]
     BinaryOp mask;   // A = scores ⊙ Mask
     MatMul q_tilde;  // Q~ = Q - A W, in place over Q's rows
-    MatMul h, g;     // H = K^T U_pre -> state slots 1..count; G = K^T W   [count, dh, dh]
+    MatMul h, g;     // H = K^T U_pre -> state slots; G = K^T W -> g slots   [count, dh, dh]
     MatMul intra;    // O = A U_pre                -> o rows
     MatMul inter;    // O += Q~ M_c
   };
   struct Workspace {  // per worker thread, for one block
     Tensor t, scores;  // [blk, C, C]
     Tensor w, u;       // [blk, C, dh]
-    Tensor g;          // [blk, dh, dh]
-    Tensor states;     // [blk + 1, dh, dh]: slot 0 = M before the block, slot c+1 = after chunk c
   };
 
   void prepare_core(ops::Context& ctx, const RunShape& shape) override;
@@ -84,15 +86,22 @@ class DeltaNet : public ChunkedRecurrence {
   void prefill_slab(ops::Context& ctx, const float* x, int64_t n, const chunked::Slab& slab) override;
   void step_core(ops::Context& ctx, const float* x) override;
   BlockOps make_block_ops(ops::Context& ctx, int64_t count) const;
-  void run_block(ops::Context& ctx, const Block& blk);
+  void intra_block(ops::Context& ctx, const Block& blk);
+  // Phase 2 for columns [col0, col0 + scan_cols_) of pair `item`'s states.
+  void scan(ops::Context& ctx, int64_t item, int64_t col0, const chunked::Slab& slab);
+  void inter_block(ops::Context& ctx, const Block& blk);
+  // G_c of pair `item`'s chunks: [slab_chunks, dh, dh].
+  float* g_states(int64_t item) { return g_states_.data() + item * slab_chunks_ * dh_ * dh_; }
 
   bool learned_beta_;
   float constant_beta_;
   ParamStore::LinearRef beta_proj_{};
   std::map<int64_t, BlockOps> block_ops_;  // by block size
   std::map<std::pair<int64_t, int64_t>, MatMul> beta_ops_;  // by (prefill length, slab rows) (learned beta)
-  MatMul chunk_state_;                     // M_{c+1} = M_c - G_c M_c + H_c   (dense [dh, dh])
+  MatMul chunk_state_;                     // M_{c+1}[:, J] = H_c[:, J] - G_c M_c[:, J]  (J: scan_cols_ columns, one thread)
+  int64_t scan_cols_ = 1;                  // columns of M per scan item (a divisor of dh)
   std::vector<Workspace> ws_;
+  Tensor g_states_;   // [b*h, slab_chunks, dh, dh]: G_c (g_states())
   Tensor beta_;       // [b, slab_rows, h]
   Tensor state_;      // decode state M [b*h, dh, dh]
   Tensor beta1_;      // [b, h]
@@ -106,6 +115,7 @@ DeltaNet::BlockOps DeltaNet::make_block_ops(ops::Context& ctx, int64_t count) co
   const int64_t C = chunk_, dh = dh_;
   const MatLayout qc = head_chunks(count), kt = head_chunks_t(count);
   const MatLayout cc = MatLayout::batched(count, C, C), cd = MatLayout::batched(count, C, dh), dd = MatLayout::batched(count, dh, dh);
+  ops::SingleThreadOps single(ctx);  // run inside for_each_block
   BlockOps bo;
   bo.kkt = MatMul(ctx, {qc, kt, cc, false, 1.f, {}});
   bo.w = MatMul(ctx, {cc, qc, cd, false, 1.f, {}});
@@ -121,7 +131,7 @@ DeltaNet::BlockOps DeltaNet::make_block_ops(ops::Context& ctx, int64_t count) co
 }
 
 void DeltaNet::prepare_core(ops::Context& ctx, const RunShape& shape) {
-  const int64_t b = batch_, bh = batch_ * heads_, dh = dh_, C = chunk_, blk = max_block(shape);
+  const int64_t b = batch_, bh = batch_ * heads_, dh = dh_, C = chunk_, blk = block_chunks_;
   for (int64_t count : block_sizes(shape)) block_ops_.emplace(count, make_block_ops(ctx, count));
   if (learned_beta_)
     for (const auto& [n, rows] : slab_shapes(shape)) {
@@ -131,18 +141,26 @@ void DeltaNet::prepare_core(ops::Context& ctx, const RunShape& shape) {
       beta_ops_.emplace(std::make_pair(n, rows),
                         MatMul(ctx, {x, MatLayout::dense(d_, heads_), out, true, 1.f, {PostOp::eltwise_op(ops::Eltwise::kSigmoid)}}));
     }
-  // M_{c+1} = -(G_c M_c) + M_{c+1} (holding H_c) + M_c.
-  const MatLayout dd = MatLayout::dense(dh, dh);
-  chunk_state_ = MatMul(ctx, {dd, dd, dd, false, -1.f, {PostOp::accumulate(), PostOp::add(dd)}});
+  // Scan items: (pair, block of columns), halving the blocks down to 16 columns while there are
+  // fewer than about two items per thread.
+  int64_t blocks = 1;
+  while (bh * blocks < 2 * ctx.threads() && dh % (2 * blocks) == 0 && dh / (2 * blocks) >= 16) blocks *= 2;
+  scan_cols_ = dh / blocks;
+  {
+    // M_{c+1}[:, J] = -(G_c M_c[:, J]) + M_{c+1}[:, J] (holding H_c); M_c[:, J] is added by hand
+    // (a binary post-op over a strided column block is not a fast path in oneDNN 2.6).
+    const MatLayout cols = MatLayout::strided(dh, scan_cols_, dh);
+    ops::SingleThreadOps single(ctx);  // run inside parallel_items
+    chunk_state_ = MatMul(ctx, {MatLayout::dense(dh, dh), cols, cols, false, -1.f, {PostOp::accumulate()}});
+  }
   ws_.resize(ctx.threads());
   for (Workspace& w : ws_) {
     w.t = ctx.tensor(MemCategory::kActivations, {blk, C, C});
     w.scores = ctx.tensor(MemCategory::kActivations, {blk, C, C});
     w.w = ctx.tensor(MemCategory::kActivations, {blk, C, dh});
     w.u = ctx.tensor(MemCategory::kActivations, {blk, C, dh});
-    w.g = ctx.tensor(MemCategory::kActivations, {blk, dh, dh});
-    w.states = ctx.tensor(MemCategory::kActivations, {blk + 1, dh, dh});
   }
+  g_states_ = ctx.tensor(MemCategory::kActivations, {bh, slab_chunks_, dh, dh});
   beta_ = ctx.tensor(MemCategory::kActivations, {b, slab_rows_, heads_});
   if (!learned_beta_) std::fill(beta_.data(), beta_.data() + beta_.size(), constant_beta_);
   state_ = ctx.tensor(MemCategory::kState, {bh, dh, dh});
@@ -168,17 +186,16 @@ void DeltaNet::release_core() {
   chunk_state_ = beta1_op_ = retrieve1_ = update1_ = read1_ = MatMul();
   k_beta1_op_ = BinaryOp();
   ws_.clear();
-  for (Tensor* t : {&beta_, &state_, &beta1_, &k_beta1_, &u1_}) t->reset();
+  for (Tensor* t : {&beta_, &g_states_, &state_, &beta1_, &k_beta1_, &u1_}) t->reset();
 }
 
-void DeltaNet::run_block(ops::Context& ctx, const Block& blk) {
+// Phase 1: everything of the block's chunks that does not need the state before them.
+void DeltaNet::intra_block(ops::Context& ctx, const Block& blk) {
   const int64_t C = chunk_, dd = dh_ * dh_, count = blk.chunks;
   const BlockOps& bo = block_ops_.at(count);
   Workspace& w = ws_[blk.thread];
   const auto [q, k, v, o] = head_rows(blk);  // q becomes Q~ below
   const float* beta = beta_.data() + (blk.seq * slab_rows_ + blk.first_chunk * C) * heads_ + blk.head;  // stride h
-  float* states = w.states.data();
-  float* M = state_.data() + blk.item * dd;  // the pair's running state (the decode state at the end)
 
   // L2-normalise this head's q and k rows (valid rows only: padding rows stay zero).
   ops::l2_normalize_rows(q, blk.rows, dh_, d_);
@@ -191,21 +208,44 @@ void DeltaNet::run_block(ops::Context& ctx, const Block& blk) {
   bo.scores.run(ctx, q, k, w.scores.data());
   bo.mask.run(ctx, w.scores.data(), causal_mask_.data(), w.scores.data());
   bo.q_tilde.run(ctx, w.scores.data(), w.w.data(), q);
-  bo.h.run(ctx, k, w.u.data(), states + dd);
-  bo.g.run(ctx, k, w.w.data(), w.g.data());
-  load_running_state(states, M, dd, blk.first);
-  for (int64_t c = 0; c < count; ++c) {
-    float* cur = states + c * dd;
-    chunk_state_.run(ctx, w.g.data() + c * dd, cur, cur + dd, nullptr, {cur});
-  }
+  bo.h.run(ctx, k, w.u.data(), chunk_states(blk.item) + (blk.first_chunk + 1) * dd);
+  bo.g.run(ctx, k, w.w.data(), g_states(blk.item) + blk.first_chunk * dd);
   bo.intra.run(ctx, w.scores.data(), w.u.data(), o);
-  bo.inter.run(ctx, q, states, o);
-  std::memcpy(M, states + count * dd, sizeof(float) * dd);
+}
+
+// Phase 2 for columns [col0, col0 + scan_cols_): M_{c+1} = M_c - G_c M_c + H_c over the slab's
+// chunks (slot c+1 holds H_c until then), from the pair's running state.
+void DeltaNet::scan(ops::Context& ctx, int64_t item, int64_t col0, const chunked::Slab& slab) {
+  const int64_t dh = dh_, dd = dh_ * dh_, w = scan_cols_;
+  float* slots = chunk_states(item) + col0;
+  const float* G = g_states(item);
+  float* M = state_.data() + item * dd + col0;  // the pair's running state (the decode state at the end)
+  for (int64_t r = 0; r < dh; ++r)
+    for (int64_t j = 0; j < w; ++j) slots[r * dh + j] = slab.chunk0 == 0 ? 0.0f : M[r * dh + j];
+  for (int64_t c = 0; c < slab.chunks; ++c) {
+    const float* cur = slots + c * dd;
+    float* next = slots + (c + 1) * dd;
+    chunk_state_.run(ctx, G + c * dd, cur, next);
+    for (int64_t r = 0; r < dh; ++r)
+      for (int64_t j = 0; j < w; ++j) next[r * dh + j] += cur[r * dh + j];
+  }
+  const float* last = slots + slab.chunks * dd;
+  for (int64_t r = 0; r < dh; ++r)
+    for (int64_t j = 0; j < w; ++j) M[r * dh + j] = last[r * dh + j];
+}
+
+// Phase 3: O += Q~_c M_c.
+void DeltaNet::inter_block(ops::Context& ctx, const Block& blk) {
+  const auto [q, k, v, o] = head_rows(blk);
+  block_ops_.at(blk.chunks).inter.run(ctx, q, chunk_states(blk.item) + blk.first_chunk * dh_ * dh_, o);
 }
 
 void DeltaNet::prefill_slab(ops::Context& ctx, const float* x, int64_t n, const chunked::Slab& slab) {
   if (learned_beta_) beta_ops_.at({n, slab.rows}).run(ctx, x, beta_proj_.weight->data(), beta_.data(), beta_proj_.bias->data());
-  for_each_block(ctx, slab, [&](const Block& blk) { run_block(ctx, blk); });
+  for_each_block(ctx, slab, [&](const Block& blk) { intra_block(ctx, blk); });
+  const int64_t blocks = dh_ / scan_cols_;
+  ops::parallel_items(ctx, batch_ * heads_ * blocks, true, [&](int64_t i) { scan(ctx, i / blocks, i % blocks * scan_cols_, slab); });
+  for_each_block(ctx, slab, [&](const Block& blk) { inter_block(ctx, blk); });
 }
 
 void DeltaNet::step_core(ops::Context& ctx, const float* x) {
@@ -223,9 +263,9 @@ std::size_t DeltaNet::state_bytes(int64_t /*n*/) const { return sizeof(float) * 
 
 std::size_t DeltaNet::estimate_bytes(const RunShape& shape, int threads) const {
   const std::size_t f = sizeof(float), b = shape.batch, bh = b * heads_, dh = dh_, C = chunk_;
-  const std::size_t blk = max_block(shape), rows = buffer_rows(shape);
-  std::size_t bytes = base_bytes(shape) + f * (b * rows * heads_ + bh * dh * dh + b * heads_ + 2 * bh * dh);
-  bytes += f * threads * (2 * blk * C * C + 2 * blk * C * dh + (2 * blk + 1) * dh * dh);
+  const std::size_t blk = block_chunks(shape, threads), rows = buffer_rows(shape), slab = slab_chunks(shape);
+  std::size_t bytes = base_bytes(shape) + f * (b * rows * heads_ + bh * slab * dh * dh + bh * dh * dh + b * heads_ + 2 * bh * dh);
+  bytes += f * threads * (2 * blk * C * C + 2 * blk * C * dh);
   return bytes;
 }
 

@@ -256,7 +256,7 @@ std::size_t Gau::estimate_bytes(const RunShape& shape, int threads) const {
   const int64_t slab_chunks = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B, group_chunks_);
   int64_t floats = b * E * E + chunked::CurrentChunk::allocated_floats(b, B, 1, E) +  // decode state
                    4 * slab_chunks * B * E + (group_chunks_ > 1 ? group_rows * group_rows : 0);  // slab buffers, intra tile
-  for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c);
+  for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c, 1, threads);
   for (int64_t m : intra_group_rows(shape.prefill_lengths, B, slab_chunks)) floats += m * m;  // masks
   if (shape.capacity > 0) floats += 3 * b * E;
   return sizeof(float) * static_cast<std::size_t>(floats);

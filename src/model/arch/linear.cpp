@@ -5,12 +5,15 @@
 // State convention: S is [dk, dv] and the output is the row phi(q)^T S.
 //
 // Prefill, chunkwise (chunk C = linear_chunk_size), per head, for chunk c of rows Q_c, K_c, V_c
-// (phi already applied to Q and K by the projections' fused post-ops):
-//   states: S_{<c} = S_0 + sum_{j<c} K_j^T V_j     (one batched matmul for the K_j^T V_j of a block
-//           of chunks, then a running sum over chunks: a hand loop, oneDNN has no scan)
-//   output: O_c = Q_c S_{<c} + (Q_c K_c^T ⊙ Mask) V_c, Mask = causal, diagonal included
-//   normaliser (normalize): den_c = Q_c z_{<c} + (Q_c K_c^T ⊙ Mask) 1 + 1e-6, with z_{<c} the same
-//           running sum over z_j = K_j^T 1; then o = O / den (one broadcast divide over all heads).
+// (phi already applied to Q and K by the projections' fused post-ops), in the three phases of
+// ChunkedRecurrence:
+//   1. intra (blocks of chunks of every head in parallel): the chunk's state contribution K_c^T V_c
+//      into slot c+1 (and z_c = K_c^T 1), and the intra-chunk output O_c = (Q_c K_c^T ⊙ Mask) V_c,
+//      den_c = (Q_c K_c^T ⊙ Mask) 1, Mask = causal, diagonal included;
+//   2. scan (per head): a running sum over the slots, so slot c = S_{<c} = S_0 + sum_{j<c} K_j^T V_j
+//      (a hand loop, oneDNN has no scan; likewise z_{<c});
+//   3. inter (blocks in parallel): O_c += Q_c S_{<c}; den_c += Q_c z_{<c} + 1e-6;
+// then o = O / den (normalize: one broadcast divide over all heads).
 // The prefill runs in slabs (ChunkedRecurrence), the states carried from slab to slab. Work
 // O(n C dh + n dh^2), memory O(slab): the [C, C] score tiles exist for one block of chunks per
 // worker thread. Decode: S += phi(k) v^T, z += phi(k), o = phi(q)^T S / (phi(q).z + 1e-6):
@@ -55,21 +58,19 @@ class LinearAttention : public ChunkedRecurrence {
   double step_flops(int64_t pos) const override;
 
  private:
-  // Ops over one block of `count` chunks of one head (batch = count).
+  // Ops over one block of `count` chunks of one head (batch = count), made for one thread.
   struct BlockOps {
-    MatMul kv_state;   // K_c^T V_c -> state slots 1..count        [count, dh, dh]
-    MatMul z_state;    // K_c^T 1   -> normaliser slots 1..count   [count, dh, 1]
+    MatMul kv_state;   // K_c^T V_c -> state slots                 [count, dh, dh]
+    MatMul z_state;    // K_c^T 1   -> normaliser slots            [count, dh, 1]
     MatMul scores;     // Q_c K_c^T                                [count, C, C]
     BinaryOp mask;     // scores ⊙ Mask
-    MatMul inter;      // O_c = Q_c S_{<c}                         -> o rows
-    MatMul intra;      // O_c += scores V_c
-    MatMul den_inter;  // den_c = Q_c z_{<c} + eps                 -> den rows
-    MatMul den_intra;  // den_c += scores 1
+    MatMul intra;      // O_c = scores V_c                         -> o rows
+    MatMul inter;      // O_c += Q_c S_{<c}
+    MatMul den_intra;  // den_c = scores 1                         -> den rows
+    MatMul den_inter;  // den_c += Q_c z_{<c} + eps
   };
   struct Workspace {     // per worker thread, for one block
     Tensor scores;       // [blk, C, C]
-    Tensor states;       // [blk + 1, dh, dh]: slot 0 = state before the block, slot c+1 = after chunk c
-    Tensor z;            // [blk + 1, dh]
   };
 
   void prepare_core(ops::Context& ctx, const RunShape& shape) override;
@@ -77,13 +78,19 @@ class LinearAttention : public ChunkedRecurrence {
   void prefill_slab(ops::Context& ctx, const float* x, int64_t n, const chunked::Slab& slab) override;
   void step_core(ops::Context& ctx, const float* x) override;
   BlockOps make_block_ops(ops::Context& ctx, int64_t count) const;
-  void run_block(ops::Context& ctx, const Block& blk);
+  void intra_block(ops::Context& ctx, const Block& blk);
+  void scan(int64_t item, const chunked::Slab& slab);
+  void inter_block(ops::Context& ctx, const Block& blk);
+  float* z_states(int64_t item) { return z_states_.data() + item * (slab_chunks_ + 1) * dh_; }
+  // The block's first row of its head's column of den_ ([b, slab_rows, h]).
+  float* den_row(const Block& blk) { return den_.data() + (blk.seq * slab_rows_ + blk.first_chunk * chunk_) * heads_ + blk.head; }
 
   bool normalize_;
   std::map<int64_t, BlockOps> block_ops_;  // by block size
   std::map<int64_t, BinaryOp> divide_;     // by slab rows: o [rows*h, dh] /= den [rows*h, 1]
   std::vector<Workspace> ws_;
   Tensor den_;            // [b, slab_rows, h]: phi(q_t).z_t + eps per head
+  Tensor z_states_;       // [b*h, slab_chunks + 1, dh]: normaliser slots, as chunk_states()
   Tensor ones_;           // [C]
   Tensor state_, z_;      // decode state: S [b*h, dh, dh], z [b*h, dh]
   Tensor den1_;           // [b*h]
@@ -97,40 +104,38 @@ LinearAttention::BlockOps LinearAttention::make_block_ops(ops::Context& ctx, int
   const MatLayout states = MatLayout::batched(count, dh, dh), scores = MatLayout::batched(count, C, C);
   const MatLayout ones = MatLayout::dense(C, 1);  // broadcast over the batch
   const MatLayout den = MatLayout::chunks(count, C, 1, heads_);  // one head's column of den_
+  ops::SingleThreadOps single(ctx);  // run inside for_each_block
   BlockOps bo;
   bo.kv_state = MatMul(ctx, {kt, qc, states, false, 1.f, {}});
   bo.scores = MatMul(ctx, {qc, kt, scores, false, 1.f, {}});
   bo.mask = make_mask_op(ctx, count);
-  bo.inter = MatMul(ctx, {qc, states, qc, false, 1.f, {}});
-  bo.intra = MatMul(ctx, {scores, qc, qc, false, 1.f, {PostOp::accumulate()}});
+  bo.intra = MatMul(ctx, {scores, qc, qc, false, 1.f, {}});
+  bo.inter = MatMul(ctx, {qc, states, qc, false, 1.f, {PostOp::accumulate()}});
   if (normalize_) {
     bo.z_state = MatMul(ctx, {kt, ones, MatLayout::batched(count, dh, 1), false, 1.f, {}});
+    bo.den_intra = MatMul(ctx, {scores, ones, den, false, 1.f, {}});
     bo.den_inter = MatMul(ctx, {qc, MatLayout::batched(count, dh, 1), den, false, 1.f,
-                                {PostOp::eltwise_op(ops::Eltwise::kLinear, 1.f, kDenominatorEps)}});
-    bo.den_intra = MatMul(ctx, {scores, ones, den, false, 1.f, {PostOp::accumulate()}});
+                                {PostOp::accumulate(), PostOp::eltwise_op(ops::Eltwise::kLinear, 1.f, kDenominatorEps)}});
   }
   return bo;
 }
 
 void LinearAttention::prepare_core(ops::Context& ctx, const RunShape& shape) {
-  const int64_t b = batch_, bh = batch_ * heads_, dh = dh_, C = chunk_, blk = max_block(shape);
+  const int64_t b = batch_, bh = batch_ * heads_, dh = dh_, C = chunk_, blk = block_chunks_;
   for (int64_t count : block_sizes(shape)) block_ops_.emplace(count, make_block_ops(ctx, count));
   for (const auto& [n, rows] : slab_shapes(shape))
     if (normalize_ && !divide_.count(rows))
       divide_.emplace(rows, BinaryOp(ctx, BinaryOp::Kind::kDiv, MatLayout::dense(rows * heads_, dh), MatLayout::dense(rows * heads_, 1),
                                      MatLayout::dense(rows * heads_, dh)));
   ws_.resize(ctx.threads());
-  for (Workspace& w : ws_) {
-    w.scores = ctx.tensor(MemCategory::kActivations, {blk, C, C});
-    w.states = ctx.tensor(MemCategory::kActivations, {blk + 1, dh, dh});
-    if (normalize_) w.z = ctx.tensor(MemCategory::kActivations, {blk + 1, dh});
-  }
+  for (Workspace& w : ws_) w.scores = ctx.tensor(MemCategory::kActivations, {blk, C, C});
   state_ = ctx.tensor(MemCategory::kState, {bh, dh, dh});
   if (normalize_) {
     den_ = ctx.tensor(MemCategory::kActivations, {b, slab_rows_, heads_});
     ones_ = ctx.tensor(MemCategory::kActivations, {C});
     std::fill(ones_.data(), ones_.data() + C, 1.0f);
     z_ = ctx.tensor(MemCategory::kState, {bh, dh});
+    z_states_ = ctx.tensor(MemCategory::kActivations, {bh, slab_chunks_ + 1, dh});
   }
   if (shape.capacity > 0) {
     const auto [row, col, states] = step_layouts();
@@ -152,38 +157,52 @@ void LinearAttention::release_core() {
   ws_.clear();
   update1_ = read1_ = den1_op_ = MatMul();
   z_add1_ = divide1_ = BinaryOp();
-  for (Tensor* t : {&den_, &ones_, &state_, &z_, &den1_}) t->reset();
+  for (Tensor* t : {&den_, &z_states_, &ones_, &state_, &z_, &den1_}) t->reset();
 }
 
-void LinearAttention::run_block(ops::Context& ctx, const Block& blk) {
-  const int64_t dh = dh_, dd = dh_ * dh_, count = blk.chunks;
-  const BlockOps& bo = block_ops_.at(count);
-  Workspace& w = ws_[blk.thread];
+// Phase 1: the block's state contributions (slots first+1 .. first+count) and intra-chunk outputs.
+void LinearAttention::intra_block(ops::Context& ctx, const Block& blk) {
+  const int64_t dh = dh_, dd = dh_ * dh_;
+  const BlockOps& bo = block_ops_.at(blk.chunks);
+  float* scores = ws_[blk.thread].scores.data();
   const auto [q, k, v, o] = head_rows(blk);
-  float* states = w.states.data();           // [count + 1, dh, dh]
-  float* S = state_.data() + blk.item * dd;  // the pair's running state (the decode state at the end)
-  load_running_state(states, S, dd, blk.first);
-  bo.kv_state.run(ctx, k, v, states + dd);
-  ops::prefix_sum_blocks(states, count + 1, dd);  // slot c = S_{<c}
-  bo.scores.run(ctx, q, k, w.scores.data());
-  bo.mask.run(ctx, w.scores.data(), causal_mask_.data(), w.scores.data());
-  bo.inter.run(ctx, q, states, o);
-  bo.intra.run(ctx, w.scores.data(), v, o);
-  std::memcpy(S, states + count * dd, sizeof(float) * dd);
+  bo.kv_state.run(ctx, k, v, chunk_states(blk.item) + (blk.first_chunk + 1) * dd);
+  bo.scores.run(ctx, q, k, scores);
+  bo.mask.run(ctx, scores, causal_mask_.data(), scores);
+  bo.intra.run(ctx, scores, v, o);
   if (!normalize_) return;
-  float* zs = w.z.data();  // [count + 1, dh], as states
-  float* z = z_.data() + blk.item * dh;
-  load_running_state(zs, z, dh, blk.first);
-  bo.z_state.run(ctx, k, ones_.data(), zs + dh);
-  ops::prefix_sum_blocks(zs, count + 1, dh);
-  float* den = den_.data() + (blk.seq * slab_rows_ + blk.first_chunk * chunk_) * heads_ + blk.head;
-  bo.den_inter.run(ctx, q, zs, den);
-  bo.den_intra.run(ctx, w.scores.data(), ones_.data(), den);
-  std::memcpy(z, zs + count * dh, sizeof(float) * dh);
+  bo.z_state.run(ctx, k, ones_.data(), z_states(blk.item) + (blk.first_chunk + 1) * dh);
+  bo.den_intra.run(ctx, scores, ones_.data(), den_row(blk));
+}
+
+// Phase 2: slot c becomes the state before chunk c; the pair's running state moves to the slab's end.
+void LinearAttention::scan(int64_t item, const chunked::Slab& slab) {
+  const int64_t dh = dh_, dd = dh_ * dh_;
+  float* slots = chunk_states(item);
+  float* S = state_.data() + item * dd;  // the pair's running state (the decode state at the end)
+  load_running_state(slots, S, dd, slab.chunk0 == 0);
+  ops::prefix_sum_blocks(slots, slab.chunks + 1, dd);
+  std::memcpy(S, slots + slab.chunks * dd, sizeof(float) * dd);
+  if (!normalize_) return;
+  float* zs = z_states(item);
+  float* z = z_.data() + item * dh;
+  load_running_state(zs, z, dh, slab.chunk0 == 0);
+  ops::prefix_sum_blocks(zs, slab.chunks + 1, dh);
+  std::memcpy(z, zs + slab.chunks * dh, sizeof(float) * dh);
+}
+
+// Phase 3: each chunk's read of the state before it.
+void LinearAttention::inter_block(ops::Context& ctx, const Block& blk) {
+  const BlockOps& bo = block_ops_.at(blk.chunks);
+  const auto [q, k, v, o] = head_rows(blk);
+  bo.inter.run(ctx, q, chunk_states(blk.item) + blk.first_chunk * dh_ * dh_, o);
+  if (normalize_) bo.den_inter.run(ctx, q, z_states(blk.item) + blk.first_chunk * dh_, den_row(blk));
 }
 
 void LinearAttention::prefill_slab(ops::Context& ctx, const float* /*x*/, int64_t /*n*/, const chunked::Slab& slab) {
-  for_each_block(ctx, slab, [&](const Block& blk) { run_block(ctx, blk); });
+  for_each_block(ctx, slab, [&](const Block& blk) { intra_block(ctx, blk); });
+  for_each_pair(ctx, [&](int64_t item) { scan(item, slab); });
+  for_each_block(ctx, slab, [&](const Block& blk) { inter_block(ctx, blk); });
   if (!normalize_) return;
   const BinaryOp& divide = chunked::prepared(divide_, slab.rows, "Linear normaliser");  // o [rows, d] as [rows*h, dh], den [rows*h, 1]
   for (int64_t s = 0; s < batch_; ++s) {
@@ -208,10 +227,10 @@ std::size_t LinearAttention::state_bytes(int64_t /*n*/) const {
 
 std::size_t LinearAttention::estimate_bytes(const RunShape& shape, int threads) const {
   const std::size_t f = sizeof(float), b = shape.batch, bh = b * heads_, dh = dh_, C = chunk_;
-  const std::size_t blk = max_block(shape), rows = buffer_rows(shape);
+  const std::size_t blk = block_chunks(shape, threads), rows = buffer_rows(shape), slots = slab_chunks(shape) + 1;
   std::size_t bytes = base_bytes(shape) + f * bh * dh * dh;
-  bytes += f * threads * (blk * C * C + (blk + 1) * dh * dh);
-  if (normalize_) bytes += f * (b * rows * heads_ + C + bh * dh + bh + threads * (blk + 1) * dh);
+  bytes += f * threads * blk * C * C;
+  if (normalize_) bytes += f * (b * rows * heads_ + bh * slots * dh + C + bh * dh + bh);
   return bytes;
 }
 

@@ -279,7 +279,10 @@ std::size_t SlidingWindowAttention::estimate_bytes(const RunShape& shape, int th
   if (shape.capacity > 0) {
     const int64_t slots = ring_slots(window_, shape), key_tile = decode_key_tile(slots);
     const std::size_t ring_rows = ops::CausalAttention::padded_kv_rows(slots, key_tile);
-    bytes += f * b * (2 * ring_rows * d_ + 2 * d_) + workspace(1, key_tile);
+    ops::AttentionGeometry g = ops::AttentionGeometry::packed_heads(b, heads_, dh_, scale_);  // as prepare()'s decode op
+    g.q_tile = 1;
+    g.k_tile = key_tile;
+    bytes += f * b * (2 * ring_rows * d_ + 2 * d_) + f * static_cast<std::size_t>(ops::CausalAttention::workspace_floats(g, 1, threads));
   }
   return bytes;
 }

@@ -21,6 +21,7 @@ SoftmaxAttention::LengthOps SoftmaxAttention::make_length_ops(ops::Context& ctx,
   g.q_batch_stride = g.o_batch_stride = n * d;
   g.kv_batch_stride = cache_rows_ * d;
   g.q_tile = g.k_tile = tile_for(n, kPrefillTile);
+  g.k_block = key_block(n);
   lo.attn = ops::CausalAttention(ctx, g, n);
   return lo;
 }
@@ -81,9 +82,21 @@ std::size_t SoftmaxAttention::state_bytes(int64_t n) const { return 2 * sizeof(f
 std::size_t SoftmaxAttention::estimate_bytes(const RunShape& shape, int threads) const {
   const std::size_t f = sizeof(float), b = shape.batch, maxn = shape.max_prefill();
   const std::size_t rows = cache_rows(shape);
-  const std::size_t pt = tile_for(maxn, kPrefillTile), dt = tile_for(shape.capacity, kDecodeKeyTile);
-  const std::size_t tiles = f * threads * (pt * (pt + 2 * dh_ + 2) + (dt + 2 * dh_ + 2));
-  return f * b * (2 * rows * d_ + 2 * maxn * d_ + 2 * d_) + tiles * (shape.prefill_lengths.size() + 1);
+  // The attention ops' workspaces, as prepare() creates them: one per prefill length, one for decode.
+  ops::AttentionGeometry g = ops::AttentionGeometry::packed_heads(shape.batch, heads_, dh_, scale_);
+  int64_t tiles = 0;
+  for (int64_t n : shape.prefill_lengths) {
+    g.q_tile = g.k_tile = tile_for(n, kPrefillTile);
+    g.k_block = key_block(n);
+    tiles += ops::CausalAttention::workspace_floats(g, n, threads);
+  }
+  if (shape.capacity > 0) {
+    g.q_tile = 1;
+    g.k_tile = tile_for(shape.capacity, kDecodeKeyTile);
+    g.k_block = 0;
+    tiles += ops::CausalAttention::workspace_floats(g, 1, threads);
+  }
+  return f * (b * (2 * rows * d_ + 2 * maxn * d_ + 2 * d_) + static_cast<std::size_t>(tiles));
 }
 
 // Projections 4 * n * d^2 MACs; scores and weighted sum over the n(n+1)/2 causal pairs per head,

@@ -41,6 +41,10 @@ class SoftmaxAttention : public Mixer {
     return rows;
   }
   static constexpr int64_t kPrefillTile = 128, kDecodeKeyTile = 256, kCachePad = 256;
+  // Prefill keys per product where a query tile sees them all (AttentionGeometry::k_block), for
+  // lengths of at least two such blocks; a multiple of kPrefillTile.
+  static constexpr int64_t kPrefillKeyBlock = 512;
+  static int64_t key_block(int64_t n) { return n >= 2 * kPrefillKeyBlock ? kPrefillKeyBlock : tile_for(n, kPrefillTile); }
 
  private:
   struct LengthOps {  // ops for one prefill length n (rows = b*n)
