@@ -274,7 +274,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Unusable{"no_overlap",
                                R"({"schema_version": 2, "seq_lengths": [64], "calibration": {"gflops": 100},
                                    "runs": [{"model": "Other", "workload": "prefill", "n": 64, "status": "ok", "samples_s": [0.1]}]})",
-                               "", "no (model, workload, n) point has ok timings in both files"},
+                               "", "no (model, workload, n, threads) point has ok timings in both files"},
                       Unusable{"bad_alpha", nullptr, "--alpha 1.5", "--alpha must be in (0, 1)"},
                       Unusable{"bad_threshold", nullptr, "--threshold -0.1", "--threshold must be"},
                       Unusable{"bad_workload", nullptr, "--workloads sideways", "sideways"}),

@@ -59,6 +59,7 @@ struct AbPointInput {
   std::string model;
   Workload workload = Workload::kPrefill;
   int64_t n = 0;
+  int64_t threads = 0;       // A's thread count at this point (points pair by it too)
   std::vector<double> a, b;  // one value per valid round
   std::string problem;       // non-empty: the point could not be compared (why); failed_in_b marks B's failure
   bool failed_in_b = false;  // ok in A, failed or skipped in B: counts as slower

@@ -156,7 +156,11 @@ const WorkloadAnalysis* Analysis::find(Workload w) const {
   return nullptr;
 }
 
-Analysis analyze(const Results& r, const AnalyzeOptions& o, const std::string& source) {
+Analysis analyze(const Results& all, const AnalyzeOptions& o, const std::string& source) {
+  // A thread sweep: the fits, tables and plots per n use the first count; scaling uses them all.
+  const std::vector<int64_t> counts = all.thread_counts();
+  const Results first_count = counts.size() > 1 ? all.at_threads(counts.front()) : Results{};
+  const Results& r = counts.size() > 1 ? first_count : all;
   std::set<int64_t> length_set(r.seq_lengths.begin(), r.seq_lengths.end());
   for (const RunRecord& run : r.runs) length_set.insert(run.problem.n);
   const std::vector<int64_t> lengths(length_set.begin(), length_set.end());
@@ -205,6 +209,8 @@ Analysis analyze(const Results& r, const AnalyzeOptions& o, const std::string& s
   if (const std::optional<Workload> w = memory_workload(r)) a.memory_workload = to_string(*w);
   for (const MemorySeries& ms : a.memory) a.memory_largest_n = std::max(a.memory_largest_n, ms.points.back().n);
   decode_series(r, a);
+  a.threads = counts.empty() ? 0 : counts.front();
+  a.scaling = analyze_scaling(all);
   return a;
 }
 

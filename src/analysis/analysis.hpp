@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/scaling.hpp"
 #include "report/results.hpp"
 
 namespace bsbr::analysis {
@@ -78,6 +79,10 @@ struct Analysis {
   // (decode_estimated = true); empty if neither.
   std::vector<DecodeSeries> decode;
   bool decode_estimated = false;
+  // A thread sweep: the per-n analyses above use the runs of its first count (`threads`); the
+  // speed-up over the counts is `scaling` (empty with one count).
+  int64_t threads = 0;
+  ScalingAnalysis scaling;
   const WorkloadAnalysis* find(Workload w) const;
 };
 

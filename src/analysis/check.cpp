@@ -13,14 +13,27 @@ namespace bsbr::analysis {
 
 namespace {
 
-using Key = std::tuple<std::string, Workload, int64_t>;  // model, workload, n
+using Key = std::tuple<std::string, Workload, int64_t, int64_t>;  // model, workload, n, threads
 
-double calibration_of(const Results& r, const char* which) {
-  auto g = r.calibration_attainable_gflops();
+// The calibration GFLOP/s a file's points at `threads` are normalised by (its own count's).
+double calibration_of(const Results& r, const char* which, int64_t threads) {
+  auto g = r.calibration_attainable_gflops_at(threads);
   if (!g)
-    throw UserError(std::string(which) + " results have no calibration (check normalises each file's times by its "
-                                         "calibration GFLOP/s; the file must come from bsbr-bench compare)");
+    throw UserError(std::string(which) + " results have no calibration at " + std::to_string(threads) +
+                    " threads (check normalises each file's times by its calibration GFLOP/s at the point's thread count; the file "
+                    "must come from bsbr-bench compare)");
   return *g;
+}
+
+// The calibration of the file's first thread count (for the report's header line).
+double first_calibration(const Results& r, const char* which) {
+  const std::vector<int64_t> counts = r.thread_counts();
+  if (counts.empty()) {
+    auto g = r.calibration_attainable_gflops();
+    if (!g) throw UserError(std::string(which) + " results have no calibration (the file must come from bsbr-bench compare)");
+    return *g;
+  }
+  return calibration_of(r, which, counts.front());
 }
 
 bool selected(const CheckOptions& o, const RunRecord& run) {
@@ -32,7 +45,7 @@ bool selected(const CheckOptions& o, const RunRecord& run) {
 std::map<Key, const RunRecord*> index_runs(const Results& r, const CheckOptions& o) {
   std::map<Key, const RunRecord*> out;
   for (const RunRecord& run : r.runs)
-    if (selected(o, run)) out[{run.problem.model, run.problem.workload, run.problem.n}] = &run;
+    if (selected(o, run)) out[{run.problem.model, run.problem.workload, run.problem.n, run.threads}] = &run;
   return out;
 }
 
@@ -47,6 +60,7 @@ PointComparison compare_point(const RunRecord& base, const RunRecord& cur, doubl
   p.model = cur.problem.model;
   p.workload = cur.problem.workload;
   p.n = cur.problem.n;
+  p.threads = cur.threads;
   p.baseline_median_s = base.stats.median;
   p.current_median_s = cur.stats.median;
   p.baseline_samples = static_cast<int>(base.samples_s.size());
@@ -62,31 +76,35 @@ PointComparison compare_point(const RunRecord& base, const RunRecord& cur, doubl
 
 void exponent_gate(const std::map<Key, const RunRecord*>& base, const std::map<Key, const RunRecord*>& cur, const CheckOptions& o,
                    CheckResult& out) {
-  // Lengths where both files have an ok run, per (model, workload).
-  std::map<std::pair<std::string, Workload>, std::vector<int64_t>> common;
-  std::set<std::pair<std::string, Workload>> series;
+  // Lengths where both files have an ok run, per (model, workload, threads).
+  using Series = std::tuple<std::string, Workload, int64_t>;
+  std::map<Series, std::vector<int64_t>> common;
+  std::set<Series> series;
   for (const auto& [key, run] : cur) {
     auto it = base.find(key);
     if (it == base.end()) continue;
-    const auto id = std::make_pair(std::get<0>(key), std::get<1>(key));
+    const Series id{std::get<0>(key), std::get<1>(key), std::get<3>(key)};
     series.insert(id);
     if (run->status == "ok" && it->second->status == "ok") common[id].push_back(std::get<2>(key));
   }
+  const bool several_counts = std::any_of(series.begin(), series.end(), [&](const Series& id) { return std::get<2>(id) != std::get<2>(*series.begin()); });
   for (const auto& id : series) {
+    const auto& [model, workload, threads] = id;
     const std::vector<int64_t>& lengths = common[id];
     if (static_cast<int>(lengths.size()) < kMinLengthsForGate) {
-      out.gate_skipped.push_back(id.first + " " + to_string(id.second) + ": " + std::to_string(lengths.size()) +
-                                 " common lengths (the gate needs " + std::to_string(kMinLengthsForGate) + ")");
+      out.gate_skipped.push_back(model + " " + to_string(workload) + (several_counts ? " threads=" + std::to_string(threads) : "") + ": " +
+                                 std::to_string(lengths.size()) + " common lengths (the gate needs " + std::to_string(kMinLengthsForGate) + ")");
       continue;
     }
     std::vector<double> t_base, t_cur;
     for (int64_t n : lengths) {
-      t_base.push_back(base.at({id.first, id.second, n})->stats.median);
-      t_cur.push_back(cur.at({id.first, id.second, n})->stats.median);
+      t_base.push_back(base.at({model, workload, n, threads})->stats.median);
+      t_cur.push_back(cur.at({model, workload, n, threads})->stats.median);
     }
     ExponentComparison e;
-    e.model = id.first;
-    e.workload = id.second;
+    e.model = model;
+    e.workload = workload;
+    e.threads = threads;
     e.seq_lengths = lengths;
     e.baseline_b = fit_power_law(lengths, t_base).b;
     e.current_b = fit_power_law(lengths, t_cur).b;
@@ -126,22 +144,22 @@ int CheckResult::regressions() const {
 void require_confirmation(CheckResult& r, const CheckResult& confirmation, const std::string& confirmation_source) {
   r.confirmed_by = confirmation_source;
   std::set<Key> points;
-  std::set<std::pair<std::string, Workload>> exponents;
+  std::set<std::tuple<std::string, Workload, int64_t>> exponents;
   for (const auto& p : confirmation.points)
-    if (p.regression) points.insert({p.model, p.workload, p.n});
+    if (p.regression) points.insert({p.model, p.workload, p.n, p.threads});
   for (const auto& u : confirmation.unpaired)
-    if (u.regression) points.insert({u.model, u.workload, u.n});
+    if (u.regression) points.insert({u.model, u.workload, u.n, u.threads});
   for (const auto& e : confirmation.exponents)
-    if (e.regression) exponents.insert({e.model, e.workload});
+    if (e.regression) exponents.insert({e.model, e.workload, e.threads});
   auto confirm = [](auto& item, bool reproduced) {
     if (item.regression && !reproduced) {
       item.regression = false;
       item.unconfirmed = true;
     }
   };
-  for (auto& p : r.points) confirm(p, points.count({p.model, p.workload, p.n}) > 0);
-  for (auto& u : r.unpaired) confirm(u, points.count({u.model, u.workload, u.n}) > 0);
-  for (auto& e : r.exponents) confirm(e, exponents.count({e.model, e.workload}) > 0);
+  for (auto& p : r.points) confirm(p, points.count({p.model, p.workload, p.n, p.threads}) > 0);
+  for (auto& u : r.unpaired) confirm(u, points.count({u.model, u.workload, u.n, u.threads}) > 0);
+  for (auto& e : r.exponents) confirm(e, exponents.count({e.model, e.workload, e.threads}) > 0);
 }
 
 CheckResult check_regressions(const Results& baseline, const Results& current, const CheckOptions& o) {
@@ -153,8 +171,8 @@ CheckResult check_regressions(const Results& baseline, const Results& current, c
                     std::to_string(current.schema_version) + ": their points measure different things (schema 2: every decode "
                     "sample at context n); regenerate the baseline with this build (README, Refreshing the baseline)");
   CheckResult out;
-  out.baseline_gflops = calibration_of(baseline, "baseline");
-  out.current_gflops = calibration_of(current, "current");
+  out.baseline_gflops = first_calibration(baseline, "baseline");
+  out.current_gflops = first_calibration(current, "current");
   for (const std::string& m : o.models)
     if (std::find(baseline.models.begin(), baseline.models.end(), m) == baseline.models.end() &&
         std::find(current.models.begin(), current.models.end(), m) == current.models.end())
@@ -162,41 +180,42 @@ CheckResult check_regressions(const Results& baseline, const Results& current, c
 
   const auto base = index_runs(baseline, o), cur = index_runs(current, o);
   for (const auto& [key, b] : base) {
-    const auto& [model, w, n] = key;
+    const auto& [model, w, n, threads] = key;
     auto it = cur.find(key);
     if (it == cur.end()) {
-      out.unpaired.push_back({model, w, n, "missing from current", false});
+      out.unpaired.push_back({model, w, n, "missing from current", false, false, threads});
       continue;
     }
     const RunRecord& c = *it->second;
     if (b->status == "ok" && c.status == "ok") {
-      out.points.push_back(compare_point(*b, c, out.baseline_gflops, out.current_gflops, o));
+      out.points.push_back(compare_point(*b, c, calibration_of(baseline, "baseline", threads), calibration_of(current, "current", threads), o));
     } else if (b->status == "ok") {
       // A point that ran before and fails now is a regression; one skipped by the memory guard
       // depends on the machine and is only reported.
-      out.unpaired.push_back({model, w, n, c.status + " in current: " + c.reason, c.status == "failed"});
+      out.unpaired.push_back({model, w, n, c.status + " in current: " + c.reason, c.status == "failed", false, threads});
     } else {
-      out.unpaired.push_back({model, w, n, b->status + " in baseline: " + b->reason, false});
+      out.unpaired.push_back({model, w, n, b->status + " in baseline: " + b->reason, false, false, threads});
     }
   }
   for (const auto& [key, c] : cur)
-    if (!base.count(key)) out.unpaired.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), "new in current (no baseline)", false});
+    if (!base.count(key))
+      out.unpaired.push_back({std::get<0>(key), std::get<1>(key), std::get<2>(key), "new in current (no baseline)", false, false, std::get<3>(key)});
   // Nothing to compare is unusable input (exit 2), unless a point that ran in the baseline fails
   // now: that is a regression (exit 1) even when no point has timings on both sides.
   const bool failed_now = std::any_of(out.unpaired.begin(), out.unpaired.end(), [](const auto& u) { return u.regression; });
   if (out.points.empty() && !failed_now)
-    throw UserError("no (model, workload, n) point has ok timings in both files" +
+    throw UserError("no (model, workload, n, threads) point has ok timings in both files" +
                     std::string(o.models.empty() && o.workloads.empty() ? "" : " after --models/--workloads") + ": nothing to check");
   exponent_gate(base, cur, o, out);
   // Present in the current file's model order, then workload, then n.
   auto model_rank = [&](const std::string& m) { return std::find(current.models.begin(), current.models.end(), m) - current.models.begin(); };
   auto by_rank = [&](const auto& a, const auto& b) {
-    return std::make_tuple(model_rank(a.model), a.workload, a.n) < std::make_tuple(model_rank(b.model), b.workload, b.n);
+    return std::make_tuple(a.threads, model_rank(a.model), a.workload, a.n) < std::make_tuple(b.threads, model_rank(b.model), b.workload, b.n);
   };
   std::stable_sort(out.points.begin(), out.points.end(), by_rank);
   std::stable_sort(out.unpaired.begin(), out.unpaired.end(), by_rank);
   std::stable_sort(out.exponents.begin(), out.exponents.end(), [&](const auto& a, const auto& b) {
-    return std::make_tuple(model_rank(a.model), a.workload) < std::make_tuple(model_rank(b.model), b.workload);
+    return std::make_tuple(a.threads, model_rank(a.model), a.workload) < std::make_tuple(b.threads, model_rank(b.model), b.workload);
   });
   return out;
 }

@@ -1,5 +1,6 @@
-// Regression check between two results files (bsbr-bench check): pairs every (model, workload, n)
-// present in both, normalises each file's times by its own calibration GFLOP/s, and decides per
+// Regression check between two results files (bsbr-bench check): pairs every (model, workload, n,
+// threads) present in both, normalises each file's times by its own calibration GFLOP/s at the
+// point's thread count, and decides per
 // point whether the current run is slower beyond noise; a complexity gate flags a model whose
 // fitted exponent grew.
 #pragma once
@@ -35,6 +36,7 @@ struct PointComparison {
   std::string model;
   Workload workload = Workload::kPrefill;
   int64_t n = 0;
+  int64_t threads = 0;  // points pair by (model, workload, n, threads)
   double baseline_median_s = 0, current_median_s = 0;  // as measured (per token for decode)
   int baseline_samples = 0, current_samples = 0;
   // (median_current · gflops_current) / (median_baseline · gflops_baseline): the slowdown on
@@ -52,6 +54,7 @@ struct PointComparison {
 struct ExponentComparison {
   std::string model;
   Workload workload = Workload::kPrefill;
+  int64_t threads = 0;  // one series per thread count
   std::vector<int64_t> seq_lengths;
   double baseline_b = 0, current_b = 0;
   bool regression = false;  // current_b - baseline_b > exponent_tolerance
@@ -66,10 +69,11 @@ struct UnpairedPoint {
   std::string what;         // e.g. "missing from current", "failed in current: <reason>"
   bool regression = false;  // ok in the baseline, failed in the current run
   bool unconfirmed = false;
+  int64_t threads = 0;
 };
 
 struct CheckResult {
-  double baseline_gflops = 0, current_gflops = 0;
+  double baseline_gflops = 0, current_gflops = 0;  // at the files' first thread count (each point uses its own count's)
   std::vector<PointComparison> points;
   std::vector<ExponentComparison> exponents;
   std::vector<std::string> gate_skipped;  // "Model workload: why" when the gate could not run

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "analysis/fit.hpp"
+#include "analysis/scaling.hpp"
 #include "core/errors.hpp"
 #include "report/console.hpp"
 
@@ -77,12 +78,12 @@ std::vector<TargetCheck> evaluate_targets(const Results& lc, const Results& def)
     char measured[64];
     std::snprintf(measured, sizeof measured, "%.1f / %.1f GFLOP/s = %s", p.gflops, *calibration, pct(share).c_str());
     out.push_back({"prefill n=4096 attains >= 50% of calibration", m, measured, checked ? ">= 50%" : "", checked,
-                   !checked || share >= kMinCalibrationShare, noisy_among({&p})});
+                   !checked || share >= kMinCalibrationShare, noisy_among({&p}), ""});
   }
   for (const std::string& m : lc.models) {
     std::vector<std::string> noisy;
     const double b = decode_exponent(lc, m, noisy);
-    TargetCheck c{"decode per token vs n: fitted exponent", m, format_fixed(b, 3), "", false, true, std::move(noisy)};
+    TargetCheck c{"decode per token vs n: fitted exponent", m, format_fixed(b, 3), "", false, true, std::move(noisy), ""};
     if (named(m, {"Linear", "DeltaNet"})) {
       c.required = "< 0.1 (flat)";
       c.checked = true;
@@ -100,15 +101,103 @@ std::vector<TargetCheck> evaluate_targets(const Results& lc, const Results& def)
     const double ratio = bsbr.stats.median / linear.stats.median;
     out.push_back({"BSBR decode within 1.5x of Linear's at n=" + std::to_string(largest), "BSBR",
                    format_seconds(bsbr.stats.median) + " / " + format_seconds(linear.stats.median) + " = " + format_fixed(ratio, 2) + "x",
-                   "<= 1.5x", true, ratio <= kBsbrVsLinear, noisy_among({&bsbr, &linear})});
+                   "<= 1.5x", true, ratio <= kBsbrVsLinear, noisy_among({&bsbr, &linear}), ""});
   }
   for (const std::string& m : def.models) {
     const RunRecord& g = need(def, m, Workload::kGenerate, kGenerateN, "default results");
     if (g.n_tokens != kGenerateTokens)
       throw UserError("default results: generate ran with n_tokens=" + std::to_string(g.n_tokens) + ", the target is for 50");
     out.push_back({"generate n=1024, 50 tokens, under 50 ms", m, format_seconds(g.stats.median), "< 50 ms", true,
-                   g.stats.median < kGenerateSeconds, noisy_among({&g})});
+                   g.stats.median < kGenerateSeconds, noisy_among({&g}), ""});
   }
+  return out;
+}
+
+const std::vector<std::string>& bounded_state_models() {
+  static const std::vector<std::string> models = {"Linear", "DeltaNet", "SlidingWindow", "GAU"};
+  return models;
+}
+
+namespace {
+
+std::string point_label(const RunRecord& r, const std::string& path) {
+  return std::string(to_string(r.problem.workload)) + " n=" + std::to_string(r.problem.n) + " t=" + std::to_string(r.threads) + ", " + path;
+}
+
+bool has_threads(const Results& r, int64_t t) {
+  const std::vector<int64_t> counts = r.thread_counts();
+  return std::find(counts.begin(), counts.end(), t) != counts.end();
+}
+
+}  // namespace
+
+ScalingTargets evaluate_scaling_targets(const std::vector<ScalingTargetFile>& files) {
+  ScalingTargets out;
+  if (files.empty()) throw UserError("targets: no results file given");
+  const std::string t1 = "prefill n>=4096 attains >= 60% of calibration at 1, 2, 16 threads";
+  const std::string t2 = "prefill n>=4096 speed-up 1->16 threads >= 0.7x calibration's";
+  const std::string t3 = "decode within 1.5x of its bandwidth roofline at 1, 2, 16 threads";
+  const auto& bounded = bounded_state_models();
+  bool standard_65536 = false;
+  for (const ScalingTargetFile& f : files) {
+    const Results& r = *f.results;
+    if (r.runs.empty()) throw UserError(f.path + ": no runs (the file must come from bsbr-bench compare)");
+    std::string lacking;
+    for (int64_t t : kScalingThreadCounts)
+      if (!has_threads(r, t)) lacking += (lacking.empty() ? "" : ", ") + std::to_string(t);
+    if (!lacking.empty())
+      out.absent.push_back(f.path + ": no runs at " + lacking + " thread(s): targets 1 and 3 are checked at the counts it has" +
+                           (has_threads(r, 1) && has_threads(r, 16) ? "" : ", target 2 (1 and 16 threads) not at all"));
+    for (const RunRecord& run : r.runs) {
+      const bool counted = std::find(std::begin(kScalingThreadCounts), std::end(kScalingThreadCounts), run.threads) != std::end(kScalingThreadCounts);
+      if (run.status != "ok" || !counted) continue;
+      const std::string& m = run.problem.model;
+      if (run.problem.workload == Workload::kPrefill && run.problem.n >= kScalingPrefillMinN) {
+        const std::optional<double> e = efficiency(r, run);
+        if (!e) throw UserError(f.path + ": no calibration at " + std::to_string(run.threads) + " threads (needed for " + m + " " + point_label(run, f.path) + ")");
+        out.checks.push_back({t1, m, format_fixed(run.gflops, 1) + " / " + format_fixed(*r.calibration_gflops_at(run.threads), 1) + " GFLOP/s = " + pct(*e),
+                              ">= 60%", true, *e >= kScalingMinEfficiency, noisy_among({&run}), point_label(run, f.path)});
+      }
+      if (run.problem.workload == Workload::kDecode) {
+        const bool is_bounded = std::find(bounded.begin(), bounded.end(), m) != bounded.end();
+        const bool is_standard = m == "Standard" && run.problem.n == kScalingStandardDecodeN;
+        if (!is_bounded && !is_standard) continue;
+        standard_65536 = standard_65536 || is_standard;
+        if (run.bytes_per_token <= 0)
+          throw UserError(f.path + ": " + m + " " + point_label(run, f.path) + " has no bytes_per_token (written by compare since thread sweeps)");
+        const std::optional<double> fr = roofline_fraction(r, run);
+        if (!fr) throw UserError(f.path + ": no bandwidth calibration at " + std::to_string(run.threads) + " threads (needed for " + m + " " + point_label(run, f.path) + ")");
+        out.checks.push_back({t3, m,
+                              format_seconds(run.stats.median) + "/token, roofline " + format_seconds(*fr * run.stats.median) + " (" +
+                                  format_bytes(run.bytes_per_token) + ") = " + pct(*fr),
+                              ">= " + pct(1 / kScalingMaxRooflineFactor), true, *fr >= 1 / kScalingMaxRooflineFactor, noisy_among({&run}),
+                              point_label(run, f.path)});
+      }
+    }
+    if (has_threads(r, 1) && has_threads(r, 16)) {
+      const std::optional<double> g1 = r.calibration_gflops_at(1), g16 = r.calibration_gflops_at(16);
+      if (!g1 || !g16) throw UserError(f.path + ": no calibration at " + std::string(!g1 ? "1" : "16") + " thread(s) (needed for the speed-up target)");
+      for (const RunRecord& run : r.runs) {
+        if (run.status != "ok" || run.threads != 16 || run.problem.workload != Workload::kPrefill || run.problem.n < kScalingPrefillMinN) continue;
+        const RunRecord* one = r.find_at(run.problem.model, Workload::kPrefill, run.problem.n, 1);
+        if (!one) {
+          out.absent.push_back(f.path + ": " + run.problem.model + " prefill n=" + std::to_string(run.problem.n) + " has no ok run at 1 thread (target 2)");
+          continue;
+        }
+        const double pe = parallel_efficiency(one->stats.median, run.stats.median, *g1, *g16);
+        out.checks.push_back({t2, run.problem.model,
+                              format_fixed(speedup(one->stats.median, run.stats.median), 2) + "x vs calibration " + format_fixed(*g16 / *g1, 2) +
+                                  "x = " + format_fixed(pe, 2),
+                              ">= 0.70", true, pe >= kScalingMinParallelEfficiency, noisy_among({one, &run}),
+                              "prefill n=" + std::to_string(run.problem.n) + " t=1->16, " + f.path});
+      }
+    }
+  }
+  if (!standard_65536) out.absent.push_back("Standard decode n=65536 at 1, 2 or 16 threads: in no file (target 3)");
+  for (const std::string& t : {t1, t2, t3})
+    if (std::none_of(out.checks.begin(), out.checks.end(), [&](const TargetCheck& c) { return c.target == t; }))
+      out.absent.push_back("target \"" + t + "\": no point to check in any file");
+  if (out.checks.empty()) throw UserError("targets: nothing to check: no prefill at n >= 4096 or decode point at 1, 2 or 16 threads in the files given");
   return out;
 }
 

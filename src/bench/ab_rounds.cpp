@@ -188,12 +188,12 @@ RoundsResult run_rounds(const RoundsOptions& o, const LegLauncher& launch) {
   return r;
 }
 
-std::vector<analysis::AbPointInput> collect_points(const RoundsResult& r) {
-  using Key = std::tuple<std::string, Workload, int64_t>;
+std::vector<analysis::AbPointInput> collect_points(const RoundsResult& r, bool match_threads) {
+  using Key = std::tuple<std::string, Workload, int64_t, int64_t>;  // model, workload, n, threads
   std::vector<analysis::AbPointInput> out;
   std::map<Key, std::size_t> index;
   auto point = [&](const RunRecord& rec) -> analysis::AbPointInput& {
-    const Key k{rec.problem.model, rec.problem.workload, rec.problem.n};
+    const Key k{rec.problem.model, rec.problem.workload, rec.problem.n, match_threads ? rec.threads : 0};
     auto it = index.find(k);
     if (it == index.end()) {
       it = index.emplace(k, out.size()).first;
@@ -201,6 +201,7 @@ std::vector<analysis::AbPointInput> collect_points(const RoundsResult& r) {
       in.model = rec.problem.model;
       in.workload = rec.problem.workload;
       in.n = rec.problem.n;
+      in.threads = rec.threads;
       out.push_back(std::move(in));
     }
     return out[it->second];

@@ -71,7 +71,9 @@ LegRun launch_worker(char side, const WorkerSpec& w, const std::string& out_dir)
 RoundsResult run_rounds(const RoundsOptions& o, const LegLauncher& launch = launch_worker);
 
 // Per point, one value per valid round and side: the median of that round's samples (per token
-// for decode). Points in the order of the first valid round's A side.
-std::vector<analysis::AbPointInput> collect_points(const RoundsResult& r);
+// for decode). Points in the order of the first valid round's A side. Points pair by (model,
+// workload, n, threads); match_threads = false (B's threads changed on purpose: --b-set
+// benchmark.threads) pairs them by (model, workload, n).
+std::vector<analysis::AbPointInput> collect_points(const RoundsResult& r, bool match_threads = true);
 
 }  // namespace bsbr

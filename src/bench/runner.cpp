@@ -34,6 +34,16 @@ bool all_finite(const float* x, int64_t n) {
 
 }  // namespace
 
+std::vector<Problem> expand_sweep(const BenchConfig& bench, const std::vector<std::string>& models, const std::vector<int64_t>& threads) {
+  std::vector<Problem> out;
+  for (int64_t t : threads)
+    for (Problem p : expand(bench, models)) {
+      p.threads = t;
+      out.push_back(std::move(p));
+    }
+  return out;
+}
+
 std::vector<Problem> expand(const BenchConfig& bench, const std::vector<std::string>& models) {
   std::vector<Problem> out;
   for (const std::string& m : models)
@@ -313,7 +323,14 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   flops_by_formula(model, p, rec);
   rec.gflops = rec.stats.median > 0 ? rec.flops_executed / rec.stats.median / 1e9 : 0;
   rec.model_gflops = rec.stats.median > 0 ? rec.flops_model / rec.stats.median / 1e9 : 0;
+  if (p.workload == Workload::kDecode)
+    rec.bytes_per_token = decode_bytes_per_token(model.config(), rec.memory.params_bytes, rec.memory.state_bytes, rec.batch);
   return rec;
+}
+
+double decode_bytes_per_token(const ModelConfig& cfg, std::size_t params_bytes, std::size_t state_bytes, int64_t batch) {
+  const double embedding_unread = static_cast<double>(std::max<int64_t>(0, cfg.vocab_size - batch)) * static_cast<double>(cfg.hidden_dim) * sizeof(float);
+  return std::max(0.0, static_cast<double>(params_bytes) - embedding_unread) + static_cast<double>(state_bytes);
 }
 
 std::string weights_guard(ops::Context& ctx, const ModelConfig& cfg, const Architecture& arch) {

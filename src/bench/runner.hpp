@@ -20,10 +20,14 @@ struct Problem {
   std::string model;
   Workload workload = Workload::kPrefill;
   int64_t n = 0;
+  int64_t threads = 0;  // the sweep's thread count this point runs at (expand_sweep; 0 = the context's)
 };
 
 // Expands a config into its problems: for each model, each n, each workload (the order they run).
 std::vector<Problem> expand(const BenchConfig& bench, const std::vector<std::string>& models);
+// A thread sweep: for each count of `threads` (resolved: 0 = all cores already replaced), the
+// problems of expand() at that count. compare runs the counts in this order, one context each.
+std::vector<Problem> expand_sweep(const BenchConfig& bench, const std::vector<std::string>& models, const std::vector<int64_t>& threads);
 
 struct MemoryFigures {
   std::size_t peak_working_bytes = 0;     // peak of activations + state + scratchpad during the point
@@ -54,6 +58,8 @@ struct RunRecord {
   double model_gflops = 0;  // flops_model / median
   // Decode: the positions every sample steps through, [n, n + n_tokens - 1] (empty otherwise).
   std::vector<int64_t> positions;
+  // Decode: bytes one step reads (decode_bytes_per_token); 0 for other workloads.
+  double bytes_per_token = 0;
   // Heap allocations inside the timed region (warm-up and samples), the tool's own (must be 0), and
   // oneDNN's inside its execute calls (its argument maps; core/alloc_count.hpp); -1 = not countable.
   int64_t allocations = -1;
@@ -90,6 +96,12 @@ class Runner {
   std::vector<int32_t> tokens_;  // the latest sample's generated tokens
   int64_t token_count_ = 0;      // valid entries of tokens_
 };
+
+// Decode roofline (README "How it measures"): the bytes one decode step (one token per sequence)
+// must read: every parameter but the embedding table, of which it reads one row per sequence
+// (params_bytes - (V - batch) * d * 4), plus the decode state at context n (state_bytes, which
+// counts the batch: Standard/Hopfield the KV cache, the recurrent models their fixed state).
+double decode_bytes_per_token(const ModelConfig& cfg, std::size_t params_bytes, std::size_t state_bytes, int64_t batch);
 
 // The memory guard for a model's weights, asked before they are allocated (Model::weight_bytes):
 // "" if they fit in the available memory (or it is unknown), else the reason, naming the model and

@@ -80,7 +80,7 @@ std::set<std::string> exempt_fields(const std::vector<std::string>& b_overrides)
     if (eq == std::string::npos || eq == 0) throw UserError("--b-set: '" + kv + "' is not section.key=value");
     const std::string key = kv.substr(0, eq);
     out.insert("config." + key);
-    if (key == "benchmark.threads") out.insert({"environment.threads", "runs.threads"});
+    if (key == "benchmark.threads") out.insert({"environment.threads", "environment.thread_counts", "config.benchmark.thread_counts", "runs.threads"});
     if (key == "benchmark.n_tokens") out.insert("runs.n_tokens");
     if (key == "model.batch_size") out.insert("runs.batch");
   }
@@ -146,7 +146,7 @@ int run_ab(AbCliOptions o) {
                                        std::to_string(round.index) + ")",
                                    FingerprintScope::kSettingsAndMachine, leg.side == 'B' ? exempt : std::set<std::string>{});
 
-  run.analysis = analysis::analyze_ab(collect_points(run.rounds), o.stats);
+  run.analysis = analysis::analyze_ab(collect_points(run.rounds, !exempt.count("runs.threads")), o.stats);
   if (o.aa) run.aa_summary = analysis::summarize_aa(run.analysis, o.stats);
   run.unusable = assess_usability(run.rounds, run.analysis, o.min_rounds, o.aa);
   std::error_code ec;

@@ -1,6 +1,7 @@
 // `bsbr-bench compare`: sweep models x workloads x sequence lengths, write comparison_results.json.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -32,7 +33,8 @@ struct CompareOptions {
   std::vector<std::string> models;
   std::vector<std::string> seq_lengths;  // numeric flags as given: parsed and range-checked in effective_config
   std::vector<std::string> workloads;
-  std::optional<std::string> n_tokens, repeats, warmup, threads;
+  std::optional<std::string> n_tokens, repeats, warmup;
+  std::vector<std::string> threads;  // --threads T ...: one count, or a sweep
   bool no_memory_guard = false;
   bool no_verify = false;
   bool no_calibration = false, no_analysis = false;  // what `ab` workers skip (README "bsbr-bench ab")
@@ -54,7 +56,14 @@ Config effective_config(const CompareOptions& o) {
   if (o.n_tokens) b.n_tokens = parse_int_in("--n_tokens", *o.n_tokens, limits::kNTokens);
   if (o.repeats) b.repeats = parse_int_in("--repeats", *o.repeats, limits::kRepeats);
   if (o.warmup) b.warmup = parse_int_in("--warmup", *o.warmup, limits::kWarmup);
-  if (o.threads) b.threads = parse_int_in("--threads", *o.threads, threads_limit());
+  if (!o.threads.empty()) {
+    const std::vector<int64_t> counts = parse_ints_in("--threads", o.threads, threads_limit());
+    for (std::size_t i = 1; i < counts.size(); ++i)
+      if (std::find(counts.begin(), counts.begin() + static_cast<std::ptrdiff_t>(i), counts[i]) != counts.begin() + static_cast<std::ptrdiff_t>(i))
+        throw UserError("--threads lists " + std::to_string(counts[i]) + " twice");
+    b.threads = counts.front();
+    b.thread_counts = counts.size() > 1 ? counts : std::vector<int64_t>{};
+  }
   if (o.no_memory_guard) b.memory_guard = false;
   if (o.no_verify) b.verify = false;
   if (b.models.empty())
@@ -87,7 +96,7 @@ nlohmann::json config_json(const Config& cfg, const CompareOptions& o) {
           {"benchmark",
            {{"models", cfg.bench.models}, {"seq_lengths", cfg.bench.seq_lengths}, {"workloads", workloads},
             {"n_tokens", cfg.bench.n_tokens}, {"repeats", cfg.bench.repeats}, {"warmup", cfg.bench.warmup},
-            {"threads", cfg.bench.threads}, {"memory_guard", cfg.bench.memory_guard},
+            {"threads", cfg.bench.threads}, {"thread_counts", cfg.bench.thread_sweep()}, {"memory_guard", cfg.bench.memory_guard},
             {"verify", cfg.bench.verify}, {"verify_length", cfg.bench.verify_length}}}};
 }
 
@@ -102,12 +111,13 @@ std::unique_ptr<Model> make_model(ops::Context& ctx, const Config& cfg, const Co
 
 // The sweep-level contention warnings (bench/contention.hpp): points run on a busy machine, and a
 // calibration that moved over the sweep (which marks every timed point).
-void flag_contention(Results& results, double gflops_start, double gflops_end) {
+// `threads`: only the points run at that count (its own calibrations); -1: every point.
+void flag_contention(Results& results, double gflops_start, double gflops_end, int64_t threads = -1) {
   const std::string drift = calibration_drift(gflops_start, gflops_end);
   std::size_t contended = 0, timed = 0;
   std::string names;
   for (RunRecord& r : results.runs) {
-    if (r.status != "ok") continue;
+    if (r.status != "ok" || (threads >= 0 && r.threads != threads)) continue;
     ++timed;
     if (r.contention.contended && ++contended <= 3)
       names += std::string(names.empty() ? "" : ", ") + r.problem.model + " " + to_string(r.problem.workload) + " n=" + std::to_string(r.problem.n);
@@ -117,9 +127,12 @@ void flag_contention(Results& results, double gflops_start, double gflops_end) {
     }
   }
   if (contended > 0)
-    results.warnings.push_back("busy machine: " + std::to_string(contended) + " of " + std::to_string(timed) + " points ran contended (" + names +
+    results.warnings.push_back("busy machine: " + std::to_string(contended) + " of " + std::to_string(timed) + " points" +
+                               (threads >= 0 ? " at " + std::to_string(threads) + " threads" : "") + " ran contended (" + names +
                                (contended > 3 ? ", ..." : "") + "; see each run's contention.reason); their times are not the machine's: rerun on a quiet machine");
-  if (!drift.empty()) results.warnings.push_back("busy machine: " + drift + "; every point is marked contended");
+  if (!drift.empty())
+    results.warnings.push_back("busy machine: " + drift + "; every point" + (threads >= 0 ? " at " + std::to_string(threads) + " threads" : "") +
+                               " is marked contended");
 }
 
 // A record for a point that did not run (its model's weights did not fit or could not be allocated).
@@ -139,9 +152,11 @@ RunRecord not_run(const Problem& p, const Config& cfg, int threads, const std::s
 
 // Runs every point into `results`. Throws Interrupted on SIGINT / SIGTERM (between samples or
 // points), and whatever a point throws that is not a point's failure.
-void sweep(ops::Context& ctx, const Config& cfg, const CompareOptions& o, Results& results, std::size_t& not_ok) {
+// `done` counts points over the whole thread sweep; a sweep of several counts shows each point's.
+void sweep(ops::Context& ctx, const Config& cfg, const CompareOptions& o, Results& results, std::size_t& not_ok, std::size_t& done) {
   Runner runner(ctx, cfg);
-  std::size_t total = cfg.bench.models.size() * cfg.bench.seq_lengths.size() * cfg.bench.workloads.size(), done = 0;
+  const std::size_t total = cfg.bench.models.size() * cfg.bench.seq_lengths.size() * cfg.bench.workloads.size() * cfg.bench.thread_sweep().size();
+  const bool several = cfg.bench.thread_sweep().size() > 1;
   for (const std::string& name : cfg.bench.models) {
     throw_if_interrupted();
     std::string skip = cfg.bench.memory_guard ? weights_guard(ctx, cfg.model, find_architecture(name)) : "", status = "skipped";
@@ -157,14 +172,15 @@ void sweep(ops::Context& ctx, const Config& cfg, const CompareOptions& o, Result
       }
     }
     if (owned) results.model_info[name] = ModelInfo{name, owned->param_count(false), owned->param_count(true)};
-    for (const Problem& p : expand(cfg.bench, {name})) {
+    for (const Problem& p : expand_sweep(cfg.bench, {name}, {ctx.threads()})) {
       throw_if_interrupted();
       ++done;
       std::fprintf(stderr, "[%3zu/%zu] %-13s %-9s n=%-6lld ", done, total, name.c_str(), to_string(p.workload),
                    static_cast<long long>(p.n));
+      if (several) std::fprintf(stderr, "t=%-3d ", ctx.threads());
       std::fflush(stderr);
       RunRecord rec = owned ? runner.run(*owned, p) : not_run(p, cfg, ctx.threads(), status, skip);
-      rec.repro = repro_line(o, cfg, p, ctx.threads());
+      rec.repro = repro_line(o, cfg, p, static_cast<int>(p.threads));
       if (rec.status == "ok") {
         std::fprintf(stderr, "median %-10s cv %4.1f%%  %7.1f GFLOP/s  peak %s%s%s\n", format_seconds(rec.stats.median).c_str(),
                      100 * rec.stats.cv, rec.gflops, format_bytes(static_cast<double>(rec.memory.peak_working_bytes)).c_str(),
@@ -191,32 +207,73 @@ int run_compare(const CompareOptions& o) {
     for (const std::string& m : cfg.bench.models) files.push_back(std::filesystem::path(weights_path_in(o.save_weights_dir, m)).filename().string());
     check_output_dir(o.save_weights_dir, files, "--save-weights");
   }
-  ops::Context ctx(static_cast<int>(cfg.bench.threads));
-  // Every model's weights file is checked before any time is spent measuring.
-  if (!o.weights_dir.empty())
-    for (const std::string& name : cfg.bench.models) {
-      Model model(ctx, cfg.model, find_architecture(name));
-      check_weights(model, weights_path_in(o.weights_dir, name));
-    }
+  // The thread counts, resolved (0 = all cores) and each at most once.
+  std::vector<int> counts;
+  for (int64_t t : cfg.bench.thread_sweep()) {
+    const int resolved = t > 0 ? static_cast<int>(t) : ops::Context(0).threads();
+    if (std::find(counts.begin(), counts.end(), resolved) != counts.end())
+      throw UserError("--threads / benchmark.threads: " + std::to_string(t) + (t == 0 ? " (all cores)" : "") + " is " + std::to_string(resolved) +
+                      " threads, listed twice");
+    counts.push_back(resolved);
+  }
   Results results;
+  {
+    ops::Context ctx(counts.front());
+    // Every model's weights file is checked before any time is spent measuring.
+    if (!o.weights_dir.empty())
+      for (const std::string& name : cfg.bench.models) {
+        Model model(ctx, cfg.model, find_architecture(name));
+        check_weights(model, weights_path_in(o.weights_dir, name));
+      }
+    results.environment = to_json(collect_environment(ctx.threads()));
+  }
   results.models = cfg.bench.models;
   results.seq_lengths = cfg.bench.seq_lengths;
   results.config = config_json(cfg, o);
-  results.environment = to_json(collect_environment(ctx.threads()));
+  results.environment["thread_counts"] = counts;
 
   InterruptScope interrupts;  // SIGINT / SIGTERM now stop the sweep and save what it measured
-  Calibration cal;
-  if (!o.no_calibration) {
+  Calibration cal;            // at the first count: the top-level calibration block
+  std::size_t not_ok = 0, done = 0;
+  nlohmann::json per_threads = nlohmann::json::array();
+  // One context per thread count (its OpenMP team, scratchpads and models), in the sweep's order;
+  // each count gets its own calibrations before its points and the matmul again after them.
+  auto run_count = [&](int threads, bool first) {
+    ops::Context ctx(threads);
+    if (o.no_calibration) {
+      sweep(ctx, cfg, o, results, not_ok, done);
+      return;
+    }
     std::fprintf(stderr, "calibrating: %lldx%lldx%lld f32 matmul on %d threads ... ", 2048LL, 2048LL, 2048LL, ctx.threads());
-    cal = out_of_memory_as_error("calibrating (a 2048x2048x2048 f32 matmul on " + std::to_string(ctx.threads()) + " threads; lower --threads)",
-                                 [&] { return calibrate(ctx); });
-    std::fprintf(stderr, "%.1f GFLOP/s (%s)\n", cal.gflops, cal.impl.c_str());
-    results.calibration = to_json(cal);
-  }
+    const Calibration c = out_of_memory_as_error("calibrating (a 2048x2048x2048 f32 matmul on " + std::to_string(ctx.threads()) + " threads; lower --threads)",
+                                                 [&] { return calibrate(ctx); });
+    std::fprintf(stderr, "%.1f GFLOP/s (%s)\n", c.gflops, c.impl.c_str());
+    std::fprintf(stderr, "calibrating: read bandwidth on %d threads ... ", ctx.threads());
+    const BandwidthCalibration bw = out_of_memory_as_error("calibrating the read bandwidth (a buffer of 4 x the last-level cache)",
+                                                           [&] { return calibrate_bandwidth(ctx); });
+    std::fprintf(stderr, "%.1f GB/s over %s, %.1f GB/s within %s (LLC %s, %s)\n", bw.large.gbps, format_bytes(static_cast<double>(bw.large.bytes)).c_str(),
+                 bw.small.gbps, format_bytes(static_cast<double>(bw.small.bytes)).c_str(), format_bytes(static_cast<double>(bw.llc.bytes)).c_str(),
+                 bw.llc.source.c_str());
+    if (first) {
+      cal = c;
+      results.calibration = to_json(c);
+    }
+    per_threads.push_back(per_threads_json(c, bw));
+    results.calibration["per_threads"] = per_threads;  // before the points: a partial save has it
+    sweep(ctx, cfg, o, results, not_ok, done);
+    // The calibration again: a machine that got busier (or quieter) during the sweep shows here.
+    if (counts.size() > 1) std::fprintf(stderr, "calibrating again after the %d-thread points ... ", ctx.threads());
+    else std::fprintf(stderr, "calibrating again after the sweep ... ");
+    const Calibration c_end = out_of_memory_as_error("calibrating after the sweep (lower --threads)", [&] { return calibrate(ctx); });
+    std::fprintf(stderr, "%.1f GFLOP/s\n", c_end.gflops);
+    if (first) results.calibration_end = to_json(c_end);
+    per_threads.back()["matmul_end"] = to_json(c_end);
+    results.calibration["per_threads"] = per_threads;
+    flag_contention(results, c.gflops, c_end.gflops, counts.size() > 1 ? ctx.threads() : -1);
+  };
 
-  std::size_t not_ok = 0;
   try {
-    sweep(ctx, cfg, o, results, not_ok);
+    for (std::size_t i = 0; i < counts.size(); ++i) run_count(counts[i], i == 0);
   } catch (const Interrupted& e) {
     // The points measured so far are kept, marked partial; no analysis (the sweep is incomplete).
     results.partial_reason = std::string(e.what()) + " after " + std::to_string(results.runs.size()) + " points";
@@ -237,29 +294,20 @@ int run_compare(const CompareOptions& o) {
     }
     throw;
   }
-
-  // The calibration again: a machine that got busier (or quieter) during the sweep shows here.
-  double gflops_end = cal.gflops;  // without calibration (ab's workers): no drift to flag
-  if (!o.no_calibration) {
-    std::fprintf(stderr, "calibrating again after the sweep ... ");
-    Calibration cal_end = out_of_memory_as_error("calibrating after the sweep (lower --threads)", [&] { return calibrate(ctx); });
-    std::fprintf(stderr, "%.1f GFLOP/s\n", cal_end.gflops);
-    results.calibration_end = to_json(cal_end);
-    gflops_end = cal_end.gflops;
-  }
-  flag_contention(results, cal.gflops, gflops_end);
+  if (o.no_calibration) flag_contention(results, 0, 0);  // ab's workers: per-point contention only, no drift
   results.environment["process_threads_after_sweep"] = process_threads();
 
   const std::string analysis_summary = o.no_analysis ? "" : analyze_for_compare(results, path);  // fits into results, report.md next to it
   save_results(results, path);
 
-  for (Workload w : cfg.bench.workloads) {
-    std::printf("\n%s: median %s over %lld repeats (~ marks cv > 10%%)\n", to_string(w),
-                w == Workload::kDecode ? "time per token" : "time", static_cast<long long>(cfg.bench.repeats));
-    std::printf("%s", time_table(results, w).c_str());
-  }
+  for (int threads : counts)
+    for (Workload w : cfg.bench.workloads) {
+      std::printf("\n%s: median %s over %lld repeats%s (~ marks cv > 10%%)\n", to_string(w), w == Workload::kDecode ? "time per token" : "time",
+                  static_cast<long long>(cfg.bench.repeats), counts.size() > 1 ? (", " + std::to_string(threads) + " threads").c_str() : "");
+      std::printf("%s", time_table(counts.size() > 1 ? results.at_threads(threads) : results, w).c_str());
+    }
   std::printf("\npeak working memory (activations + state + scratchpad), %s workload\n", to_string(cfg.bench.workloads.back()));
-  std::printf("%s", memory_table(results, cfg.bench.workloads.back()).c_str());
+  std::printf("%s", memory_table(counts.size() > 1 ? results.at_threads(counts.front()) : results, cfg.bench.workloads.back()).c_str());
   std::printf("\nparameters\n%s", params_table(results).c_str());
   for (const std::string& w : results.warnings) spdlog::warn("{}", w);
   std::size_t noisy = 0;
@@ -292,7 +340,9 @@ void add_compare(CLI::App& app, int& exit_code) {
   optional_text("--n_tokens,--n-tokens", o->n_tokens, "Tokens generated after the prefill (decode, generate, recompute)");
   optional_text("--repeats", o->repeats, "Timed repeats per point (every sample is kept)");
   optional_text("--warmup", o->warmup, "Untimed warm-up runs per point");
-  optional_text("--threads", o->threads, "Worker threads (0 = all cores)");
+  sub->add_option("--threads", o->threads,
+                  "Worker threads (0 = all cores); several counts sweep them: every point runs at each, e.g. --threads 1 2 4 16")
+      ->expected(1, -1);
   sub->add_flag("--no-memory-guard", o->no_memory_guard, "Run points even if their estimated memory exceeds what is available");
   sub->add_flag("--no-verify", o->no_verify,
                 "Skip the check of every point against the plain-loop oracle at min(n, benchmark.verify_length) tokens before timing");

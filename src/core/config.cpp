@@ -179,7 +179,18 @@ const std::map<std::string, std::map<std::string, Field>>& sections() {
     b["n_tokens"] = bint(&BenchConfig::n_tokens);
     b["repeats"] = bint(&BenchConfig::repeats);
     b["warmup"] = bint(&BenchConfig::warmup);
-    b["threads"] = bint(&BenchConfig::threads);
+    // A count or a list of counts (a sweep: every point runs at each, README "bsbr-bench compare").
+    b["threads"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) {
+                           if (n.IsSequence()) {
+                             c.bench.thread_counts = to_list<int64_t>(n, w, to_int);
+                             if (c.bench.thread_counts.empty()) throw UserError(w + " is an empty list");
+                             c.bench.threads = c.bench.thread_counts.front();
+                           } else {
+                             c.bench.threads = to_int(n, w);
+                             c.bench.thread_counts.clear();
+                           }
+                         },
+                         [](const Config& c) { return join_words(c.bench.thread_sweep(), [](int64_t v) { return std::to_string(v); }); }};
     b["verify_length"] = bint(&BenchConfig::verify_length);
     b["verify"] = Field{[](Config& c, const YAML::Node& n, const std::string& w) { c.bench.verify = to_bool(n, w); },
                         [](const Config& c) { return std::string(c.bench.verify ? "true" : "false"); }};
@@ -253,7 +264,10 @@ void BenchConfig::validate(const std::string& origin) const {
   check_range(origin + ": benchmark.n_tokens", limits::kNTokens, n_tokens);
   check_range(origin + ": benchmark.repeats", limits::kRepeats, repeats);
   check_range(origin + ": benchmark.warmup", limits::kWarmup, warmup);
-  check_range(origin + ": benchmark.threads (0 = all cores)", threads_limit(), threads);
+  for (int64_t t : thread_sweep()) check_range(origin + ": benchmark.threads (0 = all cores)", threads_limit(), t);
+  for (std::size_t i = 0; i < thread_counts.size(); ++i)
+    if (std::find(thread_counts.begin(), thread_counts.begin() + static_cast<std::ptrdiff_t>(i), thread_counts[i]) != thread_counts.begin() + static_cast<std::ptrdiff_t>(i))
+      throw UserError(origin + ": benchmark.threads lists " + std::to_string(thread_counts[i]) + " twice");
   check_range(origin + ": benchmark.verify_length", limits::kVerifyLength, verify_length);
   // decode and generate step on from n to position n + n_tokens - 1 (every sample restarts at n),
   // recompute runs lengths up to n + n_tokens: the last position must stay a valid length.

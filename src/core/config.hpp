@@ -50,7 +50,11 @@ struct BenchConfig {
   int64_t n_tokens = 50;
   int64_t repeats = 5;
   int64_t warmup = 1;
-  int64_t threads = 0;  // 0 = all cores
+  int64_t threads = 0;  // 0 = all cores; with a sweep, its first count
+  // The thread-count sweep (benchmark.threads as a list, compare --threads T ...): every point runs
+  // at each count, in this order. Empty: the single count `threads`. thread_sweep() is the list.
+  std::vector<int64_t> thread_counts;
+  std::vector<int64_t> thread_sweep() const { return thread_counts.empty() ? std::vector<int64_t>{threads} : thread_counts; }
   bool memory_guard = true;
   // Check every point against the plain-loop oracle before timing it (bench/verify.hpp), at
   // min(n, verify_length) tokens. 64 crosses a chunk boundary at the default chunk size (32) and

@@ -257,7 +257,7 @@ json ab_to_json(const AbRun& r) {
   for (const AbPoint& p : r.analysis.points)
     points.push_back({{"model", p.input.model},
                       {"workload", to_string(p.input.workload)},
-                      {"n", p.input.n},
+                      {"n", p.input.n}, {"threads", p.input.threads},
                       {"unit", p.input.workload == Workload::kDecode ? "s/token" : "s"},
                       {"a_rounds", p.input.a},
                       {"b_rounds", p.input.b},

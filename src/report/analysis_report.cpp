@@ -104,6 +104,34 @@ ReportTable decode_table(const Analysis& a) {
   return t;
 }
 
+// A thread sweep: time, speed-up and parallel efficiency per point and count (analysis/scaling.hpp).
+ReportTable scaling_table(const Analysis& a) {
+  const analysis::ScalingAnalysis& sc = a.scaling;
+  ReportTable t;
+  t.title = "thread scaling: median time" + std::string(", speed-up over ") + std::to_string(sc.base_threads) +
+            " thread(s), parallel efficiency (speed-up / the calibration's speed-up)";
+  t.header = {"model", "workload", "n"};
+  for (int64_t th : sc.threads) t.header.push_back(std::to_string(th) + (th == 1 ? " thread" : " threads"));
+  std::vector<std::string> cal{"calibration matmul", "", ""};
+  for (const auto& c : sc.calibration)
+    cal.push_back(c.gflops ? format_fixed(*c.gflops, 1) + " GFLOP/s" + (c.speedup ? ", " + format_fixed(*c.speedup, 2) + "x" : "") : "-");
+  t.rows.push_back(cal);
+  for (const auto& row : sc.rows) {
+    std::vector<std::string> r{row.model, to_string(row.workload), std::to_string(row.n)};
+    for (const auto& cell : row.cells) {
+      std::string text = cell.median_s ? format_seconds(*cell.median_s) : "-";
+      if (cell.speedup) text += ", " + format_fixed(*cell.speedup, 2) + "x";
+      if (cell.parallel_efficiency) text += ", " + format_fixed(100 * *cell.parallel_efficiency, 0) + "%";
+      r.push_back(text);
+    }
+    t.rows.push_back(r);
+  }
+  t.notes.push_back("each cell: median time (per token for decode), speed-up = time at " + std::to_string(sc.base_threads) +
+                    " / time, parallel efficiency = speed-up / (calibration GFLOP/s at the count / at " + std::to_string(sc.base_threads) + ")");
+  t.notes.push_back("the other tables use the runs at " + std::to_string(a.threads) + " thread(s), the sweep's first count");
+  return t;
+}
+
 std::vector<ReportTable> all_tables(const Analysis& a) {
   std::vector<ReportTable> out;
   for (const WorkloadAnalysis& wa : a.workloads) {
@@ -112,6 +140,7 @@ std::vector<ReportTable> all_tables(const Analysis& a) {
   }
   if (!a.memory.empty()) out.push_back(memory_table_at_largest(a));
   if (!a.decode.empty()) out.push_back(decode_table(a));
+  if (!a.scaling.empty()) out.push_back(scaling_table(a));
   return out;
 }
 
@@ -168,6 +197,7 @@ std::string environment_line(const Results& r) {
   };
   add("CPU", "cpu_model");
   add("threads", "threads");
+  add("thread counts", "thread_counts");
   add("oneDNN", "onednn_version");
   add("ISA", "onednn_isa");
   add("build", "build_type");
@@ -235,7 +265,20 @@ json analysis_json(const Analysis& a) {
                         {"state_bytes", p.state_bytes}, {"peak_rss_bytes", p.peak_rss_bytes}});
   json decode = json::array();
   for (const auto& d : a.decode) decode.push_back({{"model", d.model}, {"n", d.n}, {"seconds_per_token", d.seconds_per_token}});
-  return {{"source", a.source}, {"study_schema", a.study_schema}, {"primary_workload", to_string(a.primary)},
+  auto opt = [](const std::optional<double>& v) { return v ? json(*v) : json(nullptr); };
+  json scaling = nullptr;
+  if (!a.scaling.empty()) {
+    json cal = json::array(), rows = json::array();
+    for (const auto& c : a.scaling.calibration) cal.push_back({{"threads", c.threads}, {"gflops", opt(c.gflops)}, {"speedup", opt(c.speedup)}});
+    for (const auto& row : a.scaling.rows) {
+      json cells = json::array();
+      for (const auto& c : row.cells)
+        cells.push_back({{"threads", c.threads}, {"median_s", opt(c.median_s)}, {"speedup", opt(c.speedup)}, {"parallel_efficiency", opt(c.parallel_efficiency)}});
+      rows.push_back({{"model", row.model}, {"workload", to_string(row.workload)}, {"n", row.n}, {"cells", cells}});
+    }
+    scaling = {{"threads", a.scaling.threads}, {"base_threads", a.scaling.base_threads}, {"calibration", cal}, {"points", rows}};
+  }
+  return {{"thread_scaling", scaling}, {"source", a.source}, {"study_schema", a.study_schema}, {"primary_workload", to_string(a.primary)},
           {"workloads", workloads}, {"memory", memory}, {"memory_largest_n", a.memory_largest_n}, {"memory_workload", a.memory_workload},
           {"decode_per_token", decode}, {"decode_estimated", a.decode_estimated}};
 }

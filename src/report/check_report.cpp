@@ -1,6 +1,7 @@
 // Check reports (see check_report.hpp): one set of tables rendered for the terminal or Markdown.
 #include "report/check_report.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "report/console.hpp"
@@ -26,8 +27,19 @@ std::string point_verdict(const analysis::PointComparison& p, const CheckOptions
   return to_string(p.verdict);
 }
 
+// A thread sweep's points pair by (model, workload, n, threads): its n cells name the count.
+bool several_thread_counts(const CheckResult& r) {
+  std::vector<int64_t> t;
+  for (const auto& p : r.points) t.push_back(p.threads);
+  for (const auto& u : r.unpaired) t.push_back(u.threads);
+  return std::any_of(t.begin(), t.end(), [&](int64_t x) { return x != t.front(); });
+}
+
+std::string n_cell(int64_t n, int64_t threads, bool several) { return std::to_string(n) + (several ? " t=" + std::to_string(threads) : ""); }
+
 std::vector<ReportTable> sections(const CheckResult& r, const CheckOptions& o) {
   std::vector<ReportTable> out;
+  const bool several = several_thread_counts(r);
   ReportTable points{"points: normalised median ratio current / baseline (times x own calibration GFLOP/s); slower = ratio > " +
                      format_fixed(1 + o.threshold, 2) + " and one-sided Mann-Whitney p < " + format_fixed(o.alpha, 2),
                  {"model", "workload", "n", "baseline", "current", "ratio", "p", "samples", "verdict"},
@@ -35,7 +47,7 @@ std::vector<ReportTable> sections(const CheckResult& r, const CheckOptions& o) {
                  {}};
   for (const auto& p : r.points) {
     const std::string unit = p.workload == Workload::kDecode ? "/tok" : "";
-    points.rows.push_back({p.model, to_string(p.workload), std::to_string(p.n), format_seconds(p.baseline_median_s) + unit,
+    points.rows.push_back({p.model, to_string(p.workload), n_cell(p.n, p.threads, several), format_seconds(p.baseline_median_s) + unit,
                            format_seconds(p.current_median_s) + unit, format_fixed(p.ratio, 3) + "x",
                            p.test ? p_value(p.test->p_value) + (p.test->exact ? "" : " (approx.)") : "underpowered",
                            std::to_string(p.baseline_samples) + " / " + std::to_string(p.current_samples), point_verdict(p, o)});
@@ -48,7 +60,7 @@ std::vector<ReportTable> sections(const CheckResult& r, const CheckOptions& o) {
                  {},
                  {}};
     for (const auto& e : r.exponents)
-      gate.rows.push_back({e.model, to_string(e.workload),
+      gate.rows.push_back({e.model + (several ? " t=" + std::to_string(e.threads) : ""), to_string(e.workload),
                            std::to_string(e.seq_lengths.front()) + ".." + std::to_string(e.seq_lengths.back()) + " (" +
                                std::to_string(e.seq_lengths.size()) + ")",
                            format_fixed(e.baseline_b, 2), format_fixed(e.current_b, 2), (e.current_b >= e.baseline_b ? "+" : "") + format_fixed(e.current_b - e.baseline_b, 2),
@@ -58,7 +70,7 @@ std::vector<ReportTable> sections(const CheckResult& r, const CheckOptions& o) {
   if (!r.unpaired.empty()) {
     ReportTable unpaired{"points not compared", {"model", "workload", "n", "why", "verdict"}, {}, {}};
     for (const auto& u : r.unpaired)
-      unpaired.rows.push_back({u.model, to_string(u.workload), std::to_string(u.n), u.what,
+      unpaired.rows.push_back({u.model, to_string(u.workload), n_cell(u.n, u.threads, several), u.what,
                                u.regression ? "REGRESSION" : u.unconfirmed ? "not reproduced by the confirmation sweep" : "-"});
     out.push_back(unpaired);
   }
@@ -92,6 +104,7 @@ std::string check_summary_line(const CheckResult& r, const CheckOptions& o) {
   int exponent_regressions = 0;
   for (const auto& e : r.exponents) exponent_regressions += e.regression;
   const int n = r.regressions();
+  const bool several = several_thread_counts(r);
   int unconfirmed = 0;
   for (const auto& p : r.points) unconfirmed += p.unconfirmed;
   for (const auto& e : r.exponents) unconfirmed += e.unconfirmed;
@@ -104,11 +117,11 @@ std::string check_summary_line(const CheckResult& r, const CheckOptions& o) {
   if (n == 0) return s + "no regression";
   s += std::to_string(n) + (n == 1 ? " REGRESSION:" : " REGRESSIONS:");
   for (const auto& p : r.points)
-    if (p.regression) s += " " + p.model + " " + to_string(p.workload) + " n=" + std::to_string(p.n) + " (" + format_fixed(p.ratio, 2) + "x)";
+    if (p.regression) s += " " + p.model + " " + to_string(p.workload) + " n=" + n_cell(p.n, p.threads, several) + " (" + format_fixed(p.ratio, 2) + "x)";
   for (const auto& e : r.exponents)
     if (e.regression) s += " " + e.model + " " + to_string(e.workload) + " exponent " + format_fixed(e.baseline_b, 2) + "->" + format_fixed(e.current_b, 2);
   for (const auto& u : r.unpaired)
-    if (u.regression) s += " " + u.model + " " + to_string(u.workload) + " n=" + std::to_string(u.n) + " (failed)";
+    if (u.regression) s += " " + u.model + " " + to_string(u.workload) + " n=" + n_cell(u.n, u.threads, several) + " (failed)";
   return s;
 }
 

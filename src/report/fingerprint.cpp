@@ -34,6 +34,14 @@ void compare_field(const json& left, const json& right, const std::string& block
   if (text(l) != text(r)) out.push_back({name, text(l), text(r)});
 }
 
+// The thread counts a file ran: environment.thread_counts, or [environment.threads] for files
+// written before thread sweeps (one count), else absent.
+json thread_counts_of(const Results& r) {
+  if (const json* t = at_path(r.environment, {"thread_counts"})) return *t;
+  if (const json* t = at_path(r.environment, {"threads"})) return json::array({*t});
+  return json();
+}
+
 }  // namespace
 
 std::vector<FieldDifference> fingerprint_differences(const Results& left, const Results& right, FingerprintScope scope,
@@ -41,6 +49,12 @@ std::vector<FieldDifference> fingerprint_differences(const Results& left, const 
   std::vector<FieldDifference> out;
   if (left.study_schema || right.study_schema) return out;
   compare_field(left.environment, right.environment, "environment", {"threads"}, exempt, out);
+  // The sweep's counts, unless its first count (environment.threads) already differs.
+  const bool first_differs = !out.empty();
+  if (!first_differs && !exempt.count("environment.thread_counts")) {
+    const json l = thread_counts_of(left), r = thread_counts_of(right);
+    if (l != r) out.push_back({"environment.thread_counts", l.is_null() ? "(absent)" : l.dump(), r.is_null() ? "(absent)" : r.dump()});
+  }
   if (scope == FingerprintScope::kSettingsAndMachine)
     for (const char* k : {"cpu_model", "cores", "onednn_isa", "hostname"})
       compare_field(left.environment, right.environment, "environment", {k}, exempt, out);
@@ -51,14 +65,18 @@ std::vector<FieldDifference> fingerprint_differences(const Results& left, const 
       for (auto it = m->begin(); it != m->end(); ++it) model_keys.insert(it.key());
   for (const std::string& k : model_keys) compare_field(left.config, right.config, "config", {"model", k}, exempt, out);
   compare_field(left.config, right.config, "config", {"weights"}, exempt, out);
-  // Every point both ran: its batch, n_tokens and threads.
-  std::map<std::tuple<std::string, Workload, int64_t>, const RunRecord*> right_runs;
-  for (const RunRecord& r : right.runs) right_runs[{r.problem.model, r.problem.workload, r.problem.n}] = &r;
+  // Every point both ran, paired as check and ab pair them: its batch, n_tokens and threads. With
+  // runs.threads exempt (ab --b-set benchmark.threads) points pair by (model, workload, n) alone.
+  const bool match_threads = !exempt.count("runs.threads");
+  const bool sweep = left.thread_counts().size() > 1 || right.thread_counts().size() > 1;
+  std::map<std::tuple<std::string, Workload, int64_t, int64_t>, const RunRecord*> right_runs;
+  for (const RunRecord& r : right.runs) right_runs[{r.problem.model, r.problem.workload, r.problem.n, match_threads ? r.threads : 0}] = &r;
   for (const RunRecord& l : left.runs) {
-    auto it = right_runs.find({l.problem.model, l.problem.workload, l.problem.n});
+    auto it = right_runs.find({l.problem.model, l.problem.workload, l.problem.n, match_threads ? l.threads : 0});
     if (it == right_runs.end()) continue;
     const RunRecord& r = *it->second;
-    const std::string where = "runs[" + l.problem.model + " " + to_string(l.problem.workload) + " n=" + std::to_string(l.problem.n) + "].";
+    const std::string where = "runs[" + l.problem.model + " " + to_string(l.problem.workload) + " n=" + std::to_string(l.problem.n) +
+                              (sweep ? " threads=" + std::to_string(l.threads) : "") + "].";
     const std::tuple<const char*, int64_t, int64_t> fields[] = {
         {"batch", l.batch, r.batch}, {"n_tokens", l.n_tokens, r.n_tokens}, {"threads", l.threads, r.threads}};
     for (const auto& [name, a, b] : fields)

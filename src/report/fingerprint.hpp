@@ -1,13 +1,14 @@
 // The settings fingerprint (README "bsbr-bench ab", "bsbr-bench check"): two results files are
 // comparable only when they ran the same work with the same settings. Fields, by their JSON path:
 //  settings (check and ab):
-//    environment.threads                 the threads the run actually used
+//    environment.threads                 the threads the run actually used (a sweep: its first count)
+//    environment.thread_counts           every count of a thread sweep ([environment.threads] when absent)
 //    config.benchmark.threads            the threads asked for (0 = all cores)
 //    config.benchmark.n_tokens           decode/generate steps per sample
 //    config.model.<every key>            model sizes and options (hidden_dim, num_layers, ff_dim,
 //                                        batch_size, chunk_size, ... as the files spell them)
 //    config.weights                      the weights directory (null: seeded initialisation)
-//    runs[model/workload/n].batch, .n_tokens, .threads   of every point both files ran
+//    runs[model/workload/n/threads].batch, .n_tokens, .threads   of every point both files ran
 //  machine (ab only; check compares machines through their calibration instead):
 //    environment.cpu_model, environment.cores, environment.onednn_isa, environment.hostname
 // A field present in one file and absent from the other differs. Files in the study's plain schema

@@ -185,6 +185,47 @@ LineChart time_chart(const Analysis& a, const WorkloadAnalysis& wa, bool log_log
   return c;
 }
 
+// Speed-up vs threads (a thread sweep): per model, its points of one workload (prefill when the
+// file has it) at the largest n it ran at every count; the calibration matmul's own speed-up for
+// reference.
+LineChart speedup_chart(const Analysis& a, Palette& palette) {
+  const analysis::ScalingAnalysis& sc = a.scaling;
+  LineChart c;
+  Workload w = sc.rows.front().workload;
+  for (const auto& row : sc.rows)
+    if (row.workload == Workload::kPrefill) w = Workload::kPrefill;
+  c.title = std::string(to_string(w)) + ": speed-up over " + std::to_string(sc.base_threads) + " thread(s) vs threads — " +
+            std::filesystem::path(a.source).filename().string();
+  c.xlabel = "threads (log scale)";
+  c.ylabel = "speed-up (time at " + std::to_string(sc.base_threads) + " / time)";
+  c.log_x = true;
+  std::vector<std::string> models;
+  for (const auto& row : sc.rows)
+    if (row.workload == w && std::find(models.begin(), models.end(), row.model) == models.end()) models.push_back(row.model);
+  for (const std::string& m : models) {
+    const analysis::SpeedupRow* best = nullptr;  // the largest n with a speed-up at every count
+    for (const auto& row : sc.rows)
+      if (row.model == m && row.workload == w &&
+          std::all_of(row.cells.begin(), row.cells.end(), [](const analysis::SpeedupCell& cell) { return cell.speedup.has_value(); }))
+        best = &row;
+    if (!best) continue;
+    Series sr{m + " n=" + std::to_string(best->n), palette.color(m), {}, {}, {}, {}};
+    for (const auto& cell : best->cells) {
+      sr.x.push_back(static_cast<double>(cell.threads));
+      sr.y.push_back(*cell.speedup);
+    }
+    c.series.push_back(sr);
+  }
+  Series cal{"calibration matmul", "#000000", {}, {}, {}, {}};
+  for (const auto& cs : sc.calibration)
+    if (cs.speedup) {
+      cal.x.push_back(static_cast<double>(cs.threads));
+      cal.y.push_back(*cs.speedup);
+    }
+  if (cal.x.size() == sc.threads.size()) c.series.push_back(cal);
+  return c;
+}
+
 }  // namespace
 
 PlotSet write_analysis_plots(const Analysis& a, const std::string& dir, const Gnuplot& gnuplot) {
@@ -247,6 +288,14 @@ PlotSet write_analysis_plots(const Analysis& a, const std::string& dir, const Gn
   } else {
     out.not_drawn.push_back("decode_per_token.png: no decode runs, and no prefill + generate pair to estimate it from "
                             "(run compare with --workloads decode)");
+  }
+
+  if (!a.scaling.empty() && !a.scaling.rows.empty()) {
+    const LineChart c = speedup_chart(a, palette);
+    if (!c.series.empty())
+      render(c, "thread_speedup.png", "speed-up over " + std::to_string(a.scaling.base_threads) +
+                                          " thread(s) vs threads per model (largest n measured at every count), with the calibration matmul's");
+    else out.not_drawn.push_back("thread_speedup.png: no point ran at every thread count");
   }
   return out;
 }

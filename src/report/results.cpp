@@ -14,7 +14,10 @@ namespace bsbr {
 
 using nlohmann::json;
 
-std::optional<double> Results::calibration_gflops() const {
+namespace {
+
+// The matmul's GFLOP/s of one calibration block ({"gflops", "m", "n", "k", "samples_s"}).
+std::optional<double> block_gflops(const json& calibration) {
   if (calibration.is_object() && calibration.contains("gflops") && calibration["gflops"].is_number()) {
     double g = calibration["gflops"].get<double>();
     if (g > 0) return g;
@@ -22,8 +25,8 @@ std::optional<double> Results::calibration_gflops() const {
   return std::nullopt;
 }
 
-std::optional<double> Results::calibration_attainable_gflops() const {
-  const json& c = calibration;
+// 2mnk over the block's fastest sample, else its figure (see calibration_attainable_gflops).
+std::optional<double> block_attainable_gflops(const json& c) {
   if (c.is_object() && c.contains("samples_s") && c["samples_s"].is_array() && !c["samples_s"].empty()) {
     double m = 0, n = 0, k = 0, fastest = INFINITY;
     try {
@@ -32,11 +35,89 @@ std::optional<double> Results::calibration_attainable_gflops() const {
       k = c.at("k").get<double>();
       for (const json& s : c["samples_s"]) fastest = std::min(fastest, s.get<double>());
     } catch (const json::exception&) {
-      return calibration_gflops();  // samples without the matmul's shape: fall back to the figure
+      return block_gflops(c);  // samples without the matmul's shape: fall back to the figure
     }
     if (m > 0 && n > 0 && k > 0 && fastest > 0 && std::isfinite(fastest)) return 2 * m * n * k / fastest / 1e9;
   }
-  return calibration_gflops();
+  return block_gflops(c);
+}
+
+// The calibration.per_threads entry of `threads`, nullptr when absent (or the file has none).
+const json* per_threads_entry(const json& calibration, int64_t threads) {
+  if (!calibration.is_object() || !calibration.contains("per_threads") || !calibration["per_threads"].is_array()) return nullptr;
+  for (const json& e : calibration["per_threads"])
+    if (e.is_object() && e.contains("threads") && e["threads"].is_number_integer() && e["threads"].get<int64_t>() == threads) return &e;
+  return nullptr;
+}
+
+bool has_per_threads(const json& calibration) { return calibration.is_object() && calibration.contains("per_threads"); }
+
+// The matmul block at `threads`: its per_threads entry's, or the top level for files without per_threads.
+const json* matmul_block_at(const json& calibration, int64_t threads) {
+  if (!has_per_threads(calibration)) return &calibration;
+  const json* e = per_threads_entry(calibration, threads);
+  return e && e->contains("matmul") ? &(*e)["matmul"] : nullptr;
+}
+
+}  // namespace
+
+std::optional<double> Results::calibration_gflops() const { return block_gflops(calibration); }
+
+std::optional<double> Results::calibration_attainable_gflops() const { return block_attainable_gflops(calibration); }
+
+std::optional<double> Results::calibration_gflops_at(int64_t threads) const {
+  const json* b = matmul_block_at(calibration, threads);
+  return b ? block_gflops(*b) : std::nullopt;
+}
+
+std::optional<double> Results::calibration_attainable_gflops_at(int64_t threads) const {
+  const json* b = matmul_block_at(calibration, threads);
+  return b ? block_attainable_gflops(*b) : std::nullopt;
+}
+
+std::optional<double> Results::bandwidth_gbps_for(int64_t threads, double bytes) const {
+  const json* e = per_threads_entry(calibration, threads);
+  if (!e || !e->contains("bandwidth") || !(*e)["bandwidth"].is_object()) return std::nullopt;
+  const json& b = (*e)["bandwidth"];
+  if (!b.contains("llc_bytes") || !b["llc_bytes"].is_number()) return std::nullopt;
+  const char* which = bytes > b["llc_bytes"].get<double>() ? "larger_than_llc" : "smaller_than_llc";
+  if (!b.contains(which) || !b[which].is_object() || !b[which].contains("gbps") || !b[which]["gbps"].is_number()) return std::nullopt;
+  const double g = b[which]["gbps"].get<double>();
+  return g > 0 ? std::optional<double>(g) : std::nullopt;
+}
+
+std::vector<int64_t> Results::thread_counts() const {
+  std::vector<int64_t> out;
+  for (const RunRecord& r : runs)
+    if (std::find(out.begin(), out.end(), r.threads) == out.end()) out.push_back(r.threads);
+  return out;
+}
+
+const RunRecord* Results::find_at(const std::string& model, Workload w, int64_t n, int64_t threads) const {
+  for (const RunRecord& r : runs)
+    if (r.status == "ok" && r.threads == threads && r.problem.model == model && r.problem.workload == w && r.problem.n == n) return &r;
+  return nullptr;
+}
+
+Results Results::at_threads(int64_t threads) const {
+  Results out = *this;
+  out.runs.clear();
+  for (const RunRecord& r : runs)
+    if (r.threads == threads) out.runs.push_back(r);
+  return out;
+}
+
+std::optional<double> efficiency(const Results& r, const RunRecord& run) {
+  const std::optional<double> g = r.calibration_gflops_at(run.threads);
+  if (!g || run.status != "ok") return std::nullopt;
+  return run.gflops / *g;
+}
+
+std::optional<double> roofline_fraction(const Results& r, const RunRecord& run) {
+  if (run.status != "ok" || run.problem.workload != Workload::kDecode || run.bytes_per_token <= 0 || run.stats.median <= 0) return std::nullopt;
+  const std::optional<double> gbps = r.bandwidth_gbps_for(run.threads, run.bytes_per_token);
+  if (!gbps) return std::nullopt;
+  return run.bytes_per_token / (*gbps * 1e9) / run.stats.median;
 }
 
 const RunRecord* Results::find(const std::string& model, Workload w, int64_t n) const {
@@ -101,6 +182,7 @@ json to_json(const RunRecord& r) {
   j["contention"] = {{"before", snapshot(c.before)}, {"after", snapshot(c.after)}, {"steal_fraction", c.steal_fraction},
                      {"contended", c.contended}, {"reason", c.reason}};
   if (!r.positions.empty()) j["positions"] = r.positions;
+  if (r.problem.workload == Workload::kDecode) j["bytes_per_token"] = r.bytes_per_token;
   return j;
 }
 
@@ -236,6 +318,35 @@ void check_calibration(const json& c, const std::string& where) {
     if (!s.is_array()) bad(where, "'samples_s' must be a list of seconds");
     for (std::size_t i = 0; i < s.size(); ++i) as_seconds(s[i], "'samples_s[" + std::to_string(i) + "]'", where);
   }
+  // A thread sweep's calibrations: one entry per count, each a matmul block and a bandwidth block.
+  if (present(c, "per_threads")) {
+    const json& pt = c.at("per_threads");
+    if (!pt.is_array()) bad(where, "'per_threads' must be a list");
+    std::vector<int64_t> seen;
+    for (std::size_t i = 0; i < pt.size(); ++i) {
+      const std::string w = where + ".per_threads[" + std::to_string(i) + "]";
+      if (!pt[i].is_object()) bad(w, "must be an object");
+      const int64_t t = need_int(pt[i], "threads", w, 0, kMaxThreads);
+      if (std::find(seen.begin(), seen.end(), t) != seen.end()) bad(w, "a second entry for threads = " + std::to_string(t));
+      seen.push_back(t);
+      if (present(pt[i], "matmul")) {
+        if (present(pt[i].at("matmul"), "per_threads")) bad(w, "'matmul' must not nest per_threads");
+        check_calibration(pt[i].at("matmul"), w + ".matmul");
+      }
+      if (present(pt[i], "bandwidth")) {
+        const json& b = pt[i].at("bandwidth");
+        const std::string bw = w + ".bandwidth";
+        if (!b.is_object()) bad(bw, "must be an object");
+        opt_number(b, "llc_bytes", bw, 0, static_cast<double>(kMaxBytes), 0);
+        for (const char* which : {"larger_than_llc", "smaller_than_llc"})
+          if (present(b, which)) {
+            if (!b.at(which).is_object()) bad(bw, std::string("'") + which + "' must be an object");
+            opt_number(b.at(which), "gbps", bw + "." + which, 0, 1e9, 0);
+            opt_number(b.at(which), "bytes", bw + "." + which, 0, static_cast<double>(kMaxBytes), 0);
+          }
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -264,6 +375,7 @@ RunRecord run_from_json(const json& j, const std::string& where) {
   r.model_gflops = opt_number(j, "model_gflops", where, 0, kMaxGflops, 0.0);
   r.allocations = opt_int(j, "allocations_in_timed_region", where, -1, kMaxCount, -1);
   r.library_allocations = opt_int(j, "onednn_allocations_in_timed_region", where, -1, kMaxCount, -1);
+  r.bytes_per_token = opt_number(j, "bytes_per_token", where, 0, static_cast<double>(kMaxBytes), 0.0);
   if (present(j, "positions")) {
     const json& ps = j.at("positions");
     if (!ps.is_array() || ps.size() != 2) bad(where, "'positions' must be a list [first, last]");
@@ -410,11 +522,14 @@ std::optional<Workload> memory_workload(const Results& r) {
 json to_json(const Results& r) {
   json time_results = json::object(), memory_results = json::object(), params = json::object(), params_head = json::object();
   const std::optional<Workload> mem_workload = memory_workload(r);
+  // A thread sweep: the study's keys hold the points of its first count.
+  const std::vector<int64_t> counts = r.thread_counts();
+  auto find = [&](const std::string& m, Workload w, int64_t n) { return counts.size() > 1 ? r.find_at(m, w, n, counts.front()) : r.find(m, w, n); };
   for (const std::string& m : r.models) {
     json t = json::object(), mem = json::object();
     for (int64_t n : r.seq_lengths) {
-      if (const RunRecord* g = r.find(m, Workload::kGenerate, n)) t[std::to_string(n)] = g->stats.median;
-      const RunRecord* run = mem_workload ? r.find(m, *mem_workload, n) : nullptr;
+      if (const RunRecord* g = find(m, Workload::kGenerate, n)) t[std::to_string(n)] = g->stats.median;
+      const RunRecord* run = mem_workload ? find(m, *mem_workload, n) : nullptr;
       if (run && run->memory.peak_working_bytes > 0) mem[std::to_string(n)] = static_cast<double>(run->memory.peak_working_bytes) / (1024.0 * 1024.0);
     }
     time_results[m] = t;
@@ -425,11 +540,18 @@ json to_json(const Results& r) {
     }
   }
   json runs = json::array();
-  const std::optional<double> calibration = r.calibration_gflops();
   for (const RunRecord& run : r.runs) {
     json j = to_json(run);
-    // Model FLOPs per second over the calibration matmul's GFLOP/s (null without a calibration).
+    // Model FLOPs per second over the calibration matmul's GFLOP/s at the run's thread count (null
+    // without a calibration); executed FLOPs the same way; decode: the bandwidth roofline.
+    const std::optional<double> calibration = r.calibration_gflops_at(run.threads);
     j["model_efficiency"] = calibration && run.status == "ok" ? json(run.model_gflops / *calibration) : json(nullptr);
+    const std::optional<double> e = efficiency(r, run);
+    j["efficiency"] = e ? json(*e) : json(nullptr);
+    if (run.problem.workload == Workload::kDecode) {
+      const std::optional<double> f = roofline_fraction(r, run);
+      j["roofline_fraction"] = f ? json(*f) : json(nullptr);
+    }
     runs.push_back(std::move(j));
   }
   json out = {{"schema_version", r.schema_version},
@@ -491,9 +613,10 @@ Results parse_results(const std::string& text, const std::string& path) {
   // One record per point: a second one would make every per-point figure ambiguous.
   auto refuse_duplicate = [&](const RunRecord& run, const std::string& w) {
     for (const RunRecord& other : r.runs)
-      if (other.problem.model == run.problem.model && other.problem.workload == run.problem.workload && other.problem.n == run.problem.n)
+      if (other.problem.model == run.problem.model && other.problem.workload == run.problem.workload && other.problem.n == run.problem.n &&
+          other.threads == run.threads)
         bad(w, "a second record for model " + run.problem.model + ", workload " + to_string(run.problem.workload) +
-                   ", n = " + std::to_string(run.problem.n) + " (duplicate length)");
+                   ", n = " + std::to_string(run.problem.n) + ", threads = " + std::to_string(run.threads) + " (duplicate length)");
   };
 
   if (root.contains("runs")) {

@@ -61,7 +61,28 @@ struct Results {
   std::optional<double> calibration_attainable_gflops() const;
   // The run of (model, workload, n) with status ok, or nullptr.
   const RunRecord* find(const std::string& model, Workload w, int64_t n) const;
+
+  // Thread sweeps (README "Results file": calibration.per_threads). The calibration at one thread
+  // count: its per_threads entry; a file without per_threads (older files) has one count, and its
+  // top-level figures are used whatever `threads` is. nullopt when per_threads lacks the count.
+  std::optional<double> calibration_gflops_at(int64_t threads) const;
+  std::optional<double> calibration_attainable_gflops_at(int64_t threads) const;
+  // The read bandwidth (GB/s) at `threads` for a working set of `bytes`: the larger-than-LLC
+  // figure when bytes exceed the calibration's llc_bytes, else the smaller-than-LLC one.
+  std::optional<double> bandwidth_gbps_for(int64_t threads, double bytes) const;
+  // The distinct thread counts of the runs, in the order they first appear (the sweep's order).
+  std::vector<int64_t> thread_counts() const;
+  // The ok run of (model, workload, n, threads), or nullptr.
+  const RunRecord* find_at(const std::string& model, Workload w, int64_t n, int64_t threads) const;
+  // A copy holding only the runs at `threads` (the per-(model, workload, n) analyses use one count).
+  Results at_threads(int64_t threads) const;
 };
+
+// Executed GFLOP/s over the calibration at the run's own thread count (`efficiency`).
+std::optional<double> efficiency(const Results& r, const RunRecord& run);
+// Decode: (bytes_per_token / bandwidth) / median time per token, the bandwidth for that working set
+// at the run's thread count (`roofline_fraction`); nullopt for other workloads or without figures.
+std::optional<double> roofline_fraction(const Results& r, const RunRecord& run);
 
 nlohmann::json to_json(const RunRecord& r);
 nlohmann::json to_json(const FitRecord& f);
