@@ -35,20 +35,20 @@ class BsbrTrain final : public TrainableMixer {
     }
   }
 
-  void prepare(ops::Context& ctx, int64_t batch, int64_t n) override {
+  void prepare(ops::Context& ctx, MixerBuffers& buffers, int64_t batch, int64_t n) override {
     release();
     batch_ = batch;
     n_ = n;
     cur_ = (n - 1) / chunk_;
     const int64_t rows = batch * n, W = width();
-    auto act = [&](Shape s) { return ctx.tensor(MemCategory::kActivations, std::move(s)); };
     ops_.q = LinearTrain(ctx, q_, rows, d_, d_);
     ops_.k = LinearTrain(ctx, k_, rows, d_, d_);
     ops_.v = LinearTrain(ctx, v_, rows, d_, d_);
     ops_.out = LinearTrain(ctx, out_, rows, d_, d_, /*accumulate=*/true);
-    local_ = SoftmaxAttentionGrad(ctx, {batch, heads_, dh_, n, scale_, -1, kTile, kTile, chunk_});
-    for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &local_buf_, &o_buf_, &dq_, &dk_, &dv_, &do_}) *t = act({rows, d_});
-    lse_ = act({batch, heads_, n});
+    local_ = SoftmaxAttentionGrad(ctx, {batch, heads_, dh_, n, scale_, -1, kTrainAttentionTile, kTrainAttentionTile, chunk_}, &buffers);
+    for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &local_buf_, &o_buf_}) *t = buffers.saved({rows, d_});
+    lse_ = buffers.saved({batch, heads_, n});
+    for (Tensor* t : {&dq_, &dk_, &dv_, &do_}) *t = buffers.work({rows, d_});
     saved_ = 5 * rows * d_ + batch * heads_ * n;
     if (cur_ > 0) {
       const int64_t crow = batch * cur_;  // chunk-level rows
@@ -58,13 +58,30 @@ class BsbrTrain final : public TrainableMixer {
         ops_.compress = LinearTrain(ctx, compress_, crow * heads_, dd_, coded_);
         ops_.decompress = LinearTrain(ctx, decompress_, crow * heads_, coded_, dd_);
       }
-      for (Tensor* t : {&xl_, &h_buf_, &r_buf_, &dxl_, &dh_buf_, &dr_buf_}) *t = act({crow, d_});
-      for (Tensor* t : {&f_buf_, &g_buf_, &df_, &dg_}) *t = act({crow, heads_, dd_});
-      for (Tensor* t : {&mixed_, &dmixed_, &dstate_}) *t = act({crow, heads_, W});
-      if (coded_ > 0) code_ = act({crow, heads_, coded_});
-      for (int i = 0; i < ctx.threads(); ++i) rows_ws_.push_back(act({2, cur_}));
+      for (Tensor* t : {&xl_, &h_buf_, &r_buf_}) *t = buffers.saved({crow, d_});
+      for (Tensor* t : {&f_buf_, &g_buf_}) *t = buffers.saved({crow, heads_, dd_});
+      mixed_ = buffers.saved({crow, heads_, W});
+      if (coded_ > 0) code_ = buffers.saved({crow, heads_, coded_});
+      for (Tensor* t : {&dxl_, &dh_buf_, &dr_buf_}) *t = buffers.work({crow, d_});
+      for (Tensor* t : {&df_, &dg_}) *t = buffers.work({crow, heads_, dd_});
+      for (Tensor* t : {&dmixed_, &dstate_}) *t = buffers.work({crow, heads_, W});
+      for (int i = 0; i < ctx.threads(); ++i) rows_ws_.push_back(buffers.work({2, cur_}));
       saved_ += 3 * crow * d_ + 2 * crow * heads_ * dd_ + crow * heads_ * W + (coded_ > 0 ? crow * heads_ * coded_ : 0);
     }
+  }
+
+  static MixerFloats floats(const ModelConfig& cfg, int64_t batch, int64_t n, int threads) {
+    const double rows = static_cast<double>(batch) * static_cast<double>(n), d = static_cast<double>(cfg.hidden_dim);
+    const double h = static_cast<double>(cfg.num_heads), dd = static_cast<double>(cfg.head_dim()) * static_cast<double>(cfg.head_dim());
+    const double coded = cfg.compression_factor > 0 ? static_cast<double>(cfg.hidden_dim / cfg.compression_factor) : 0, W = coded > 0 ? coded : dd;
+    MixerFloats f{5 * rows * d + rows * h, 4 * rows * d + softmax_attention_workspace_floats(cfg.head_dim(), threads), 4 * rows};
+    const double cur = static_cast<double>((n - 1) / cfg.chunk_size), crow = static_cast<double>(batch) * cur;
+    if (cur > 0) {
+      f.saved += 3 * crow * d + 2 * crow * h * dd + crow * h * W + crow * h * coded;
+      f.work += 3 * crow * d + 2 * crow * h * dd + 2 * crow * h * W + threads * 2 * cur;
+      f.owned += 2 * crow + (coded > 0 ? 2 * crow * h : 0);
+    }
+    return f;
   }
 
   void release() override {
@@ -94,6 +111,7 @@ class BsbrTrain final : public TrainableMixer {
       retrieve(ctx);
       if (coded_ > 0) ops_.decompress.forward(ctx, mixed_.data(), g_buf_.data());
       add_cross(ctx);
+      if (ctx.counting_flops()) ctx.count_flops(2 * chunk_macs(false));
     }
     ops_.out.forward(ctx, o_buf_.data(), out);
   }
@@ -110,6 +128,7 @@ class BsbrTrain final : public TrainableMixer {
       if (fault_ != Fault::kDropStateGrad) states_backward(ctx, coded_ > 0 ? df_.data() : dstate_.data());  // dk, dv
       ops_.meta_h.backward(ctx, xl_.data(), dh_buf_.data(), grads, dxl_.data());
       ops_.meta_r.backward(ctx, xl_.data(), dr_buf_.data(), grads, dxl_.data(), /*accumulate_dx=*/true);
+      if (ctx.counting_flops()) ctx.count_flops(2 * chunk_macs(true));
     } else {
       zero_chunk_grads(grads);
     }
@@ -136,12 +155,23 @@ class BsbrTrain final : public TrainableMixer {
 
  private:
   enum class Fault { kNone, kDropStateGrad, kDropRetrievalRowTerm };
-  static constexpr int64_t kTile = 64;
   struct Ops {
     LinearTrain q, k, v, out, meta_h, meta_r, compress, decompress;
   };
 
   int64_t width() const { return coded_ > 0 ? coded_ : dd_; }
+
+  // Multiply-adds of the chunk-level loops (flops_executed; the Linears are matmuls, counted by the
+  // op layer), with k = cur complete chunks, r = k (k + 1) / 2 retrieval pairs, m = n - B tokens
+  // that read a G: forward F_j = K_j^T V_j (k B dh^2), retrieval (dh + W per pair), q.G (m dh^2);
+  // backward q.G's two products (2 m dh^2), retrieval again with dp, dstate, dR, dH (3 dh + 2 W per
+  // pair), dK, dV from dF (2 k B dh^2). Per sequence and head.
+  double chunk_macs(bool backward) const {
+    const double k = static_cast<double>(cur_), r = k * (k + 1) / 2, m = static_cast<double>(n_ - chunk_);
+    const double dh = static_cast<double>(dh_), dd = static_cast<double>(dd_), W = static_cast<double>(width()), B = static_cast<double>(chunk_);
+    const double per = backward ? 2 * m * dd + r * (3 * dh + 2 * W) + 2 * k * B * dd : k * B * dd + r * (dh + W) + m * dd;
+    return per * static_cast<double>(batch_ * heads_);
+  }
   int64_t last(int64_t j) const { return (j + 1) * chunk_ - 1; }
   // The retrieved states (compressed codes or raw F) of chunk-level row c: [heads, W].
   const float* states() const { return coded_ > 0 ? code_.data() : f_buf_.data(); }
@@ -155,8 +185,7 @@ class BsbrTrain final : public TrainableMixer {
   // F_j [dh, dh] = K_j^T V_j per (sequence, complete chunk j < cur, head).
   void chunk_states(ops::Context& ctx) {
     const int64_t items = batch_ * cur_ * heads_;
-#pragma omp parallel for num_threads(ctx.threads()) if (items > 64)
-    for (int64_t it = 0; it < items; ++it) {
+    ops::parallel_items(ctx, items, items > 64, [&](int64_t it) {
       const int64_t b = it / (cur_ * heads_), j = it / heads_ % cur_, h = it % heads_;
       float* F = f_buf_.data() + it * dd_;
       std::fill(F, F + dd_, 0.f);
@@ -166,7 +195,7 @@ class BsbrTrain final : public TrainableMixer {
         for (int64_t a = 0; a < dh_; ++a)
           for (int64_t c = 0; c < dh_; ++c) F[a * dh_ + c] += k[a] * v[c];
       }
-    }
+    });
   }
 
   // p_ij = softmax_{j<i}(s R_i.H_j) for one (sequence b, head h, chunk i >= 1) into p[0..i).
@@ -188,8 +217,7 @@ class BsbrTrain final : public TrainableMixer {
   // mixed_i = sum_{j<i} p_ij state_j, stored at chunk-level row i - 1 (i = 1 .. cur).
   void retrieve(ops::Context& ctx) {
     const int64_t W = width(), items = batch_ * heads_;
-#pragma omp parallel for num_threads(ctx.threads()) if (items > 1 && cur_ > 8)
-    for (int64_t it = 0; it < items; ++it) {
+    ops::parallel_items(ctx, items, items > 1 && cur_ > 8, [&](int64_t it) {
       const int64_t b = it / heads_, h = it % heads_;
       float* p = rows_ws_[ops::Context::thread_id()].data();
       for (int64_t i = 1; i <= cur_; ++i) {
@@ -201,7 +229,7 @@ class BsbrTrain final : public TrainableMixer {
           for (int64_t e = 0; e < W; ++e) m[e] += p[j] * s[e];
         }
       }
-    }
+    });
   }
 
   // Calls fn(t, G_i row, chunk-level index) for every (sequence, head, token t of chunk i >= 1),
@@ -209,14 +237,13 @@ class BsbrTrain final : public TrainableMixer {
   template <class Fn>
   void for_each_cross_token(ops::Context& ctx, Fn fn) {
     const int64_t items = batch_ * heads_;
-#pragma omp parallel for num_threads(ctx.threads()) if (items > 1 && n_ > 256)
-    for (int64_t it = 0; it < items; ++it) {
+    ops::parallel_items(ctx, items, items > 1 && n_ > 256, [&](int64_t it) {
       const int64_t b = it / heads_, h = it % heads_;
       for (int64_t i = 1; i <= cur_; ++i) {
         const int64_t row = (b * cur_ + i - 1) * heads_ + h;  // chunk-level [b*cur, h] index of G_i
         for (int64_t t = i * chunk_; t < std::min(n_, (i + 1) * chunk_); ++t) fn((b * n_ + t) * d_ + h * dh_, row, t == i * chunk_);
       }
-    }
+    });
   }
 
   // o_t += q_t.G_i for t in chunk i >= 1 (per head).
@@ -252,8 +279,7 @@ class BsbrTrain final : public TrainableMixer {
   // dH_j = s sum_i dscore_ij R_i.
   void retrieve_backward(ops::Context& ctx, const float* dmixed) {
     const int64_t W = width(), items = batch_ * heads_;
-#pragma omp parallel for num_threads(ctx.threads()) if (items > 1 && cur_ > 8)
-    for (int64_t it = 0; it < items; ++it) {
+    ops::parallel_items(ctx, items, items > 1 && cur_ > 8, [&](int64_t it) {
       const int64_t b = it / heads_, h = it % heads_;
       float* p = rows_ws_[ops::Context::thread_id()].data();
       float* dp = p + cur_;
@@ -290,14 +316,13 @@ class BsbrTrain final : public TrainableMixer {
           }
         }
       }
-    }
+    });
   }
 
   // From dF_j: dk_u += dF_j v_u, dv_u += dF_j^T k_u for u in chunk j.
   void states_backward(ops::Context& ctx, const float* dF) {
     const int64_t items = batch_ * cur_ * heads_;
-#pragma omp parallel for num_threads(ctx.threads()) if (items > 64)
-    for (int64_t it = 0; it < items; ++it) {
+    ops::parallel_items(ctx, items, items > 64, [&](int64_t it) {
       const int64_t b = it / (cur_ * heads_), j = it / heads_ % cur_, h = it % heads_;
       const float* D = dF + it * dd_;
       for (int64_t u = j * chunk_; u < (j + 1) * chunk_; ++u) {
@@ -308,7 +333,7 @@ class BsbrTrain final : public TrainableMixer {
             dv_[off + c] += D[a * dh_ + c] * k_buf_[off + a];
           }
       }
-    }
+    });
   }
 
   // A sequence of one chunk retrieves nothing: the chunk-level parameters get zero gradients.
@@ -338,6 +363,8 @@ class BsbrTrain final : public TrainableMixer {
 };
 
 }  // namespace
+
+MixerFloats bsbr_train_floats(const ModelConfig& cfg, int64_t batch, int64_t n, int threads) { return BsbrTrain::floats(cfg, batch, n, threads); }
 
 std::unique_ptr<TrainableMixer> make_bsbr_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
   return std::make_unique<BsbrTrain>(cfg, params, prefix);

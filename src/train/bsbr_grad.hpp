@@ -16,6 +16,9 @@
 
 namespace bsbr::train {
 
+// What the trainable BSBR mixer's prepare(batch, n) allocates (see MixerFloats).
+MixerFloats bsbr_train_floats(const ModelConfig& cfg, int64_t batch, int64_t n, int threads);
+
 std::unique_ptr<TrainableMixer> make_bsbr_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix);
 
 }  // namespace bsbr::train

@@ -43,20 +43,29 @@ void delta_update(float* S, const float* k, const float* v, float beta, int64_t 
 
 }  // namespace
 
-DeltaRuleGrad::DeltaRuleGrad(ops::Context& ctx, const DeltaRuleGradGeometry& g) : g_(g) {
+DeltaRuleGrad::DeltaRuleGrad(ops::Context& ctx, const DeltaRuleGradGeometry& g, MixerBuffers* buffers) : g_(g) {
   BSBR_CHECK(g.chunk > 0 && g.n > 0, "DeltaNet chunk and length must be positive");
   const int64_t dh = g.head_dim;
-  checkpoints_ = ctx.tensor(MemCategory::kActivations, {g.batch, g.heads, chunks(), dh, dh});
+  MixerBuffers own(ctx);
+  MixerBuffers& buf = buffers ? *buffers : own;
+  checkpoints_ = buf.saved({g.batch, g.heads, chunks(), dh, dh});
   ws_.resize(ctx.threads());
   for (Workspace& w : ws_) {
-    w.s = ctx.tensor(MemCategory::kActivations, {g.chunk + 1, dh, dh});
-    w.a = ctx.tensor(MemCategory::kActivations, {dh, dh});
-    w.vec = ctx.tensor(MemCategory::kActivations, {4, dh});
-    for (Tensor* t : {&w.qc, &w.kc, &w.wm, &w.up, &w.dup, &w.dwm}) *t = ctx.tensor(MemCategory::kActivations, {g.chunk, dh});
-    for (Tensor* t : {&w.x, &w.t, &w.dt, &w.tmp}) *t = ctx.tensor(MemCategory::kActivations, {g.chunk, g.chunk});
-    w.ds = ctx.tensor(MemCategory::kActivations, {dh, dh});
-    w.norms = ctx.tensor(MemCategory::kActivations, {2, g.chunk});
+    w.s = buf.work({g.chunk + 1, dh, dh});
+    w.a = buf.work({dh, dh});
+    w.vec = buf.work({4, dh});
+    for (Tensor* t : {&w.qc, &w.kc, &w.wm, &w.up, &w.dup, &w.dwm}) *t = buf.work({g.chunk, dh});
+    for (Tensor* t : {&w.x, &w.t, &w.dt, &w.tmp}) *t = buf.work({g.chunk, g.chunk});
+    w.ds = buf.work({dh, dh});
+    w.norms = buf.work({2, g.chunk});
   }
+}
+
+MixerFloats DeltaRuleGrad::floats(const DeltaRuleGradGeometry& g, int threads) {
+  const double dh = static_cast<double>(g.head_dim), C = static_cast<double>(g.chunk);
+  const double chunks = static_cast<double>((g.n + g.chunk - 1) / g.chunk);
+  return {static_cast<double>(g.batch) * static_cast<double>(g.heads) * chunks * dh * dh,
+          threads * ((C + 1) * dh * dh + 2 * dh * dh + 4 * dh + 6 * C * dh + 4 * C * C + 2 * C), 0};
 }
 
 void DeltaRuleGrad::forward_recurrent(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta,
@@ -185,8 +194,33 @@ void DeltaRuleGrad::wy_chunk(Workspace& w, const float* q, const float* k, const
     for (int64_t a = 0; a < dh; ++a) Up[i * dh + a] -= dot(Wm + i * dh, S + a * dh, dh);
 }
 
+// Per (sequence, head) and chunk of L rows, P = L (L + 1) / 2 pairs (diagonal included), R = L (L - 1) / 2
+// strictly below: wy_chunk's substitution R dh + (L-1) L (L+1) / 6, W and U' 2 dh P, U' -= W S^T L dh^2;
+// forward O (L dh^2 + 2 dh P) and S += U'^T K (L dh^2); backward_wy, besides wy_chunk again: nine
+// dh-long products per pair (P, dU' (2), dQ, dK, dV and dK through T (2), dT (2)), six L dh^2
+// terms (dU', dQ, dK, dS (2), dW), dbeta P, Y = X^T dX sum_k (2k + 1)(L - k), (Y X^T) (L-1) L (L+1) / 6,
+// and 3 dh R for the K K^T terms (the products through the L2 norms are not counted: elementwise).
+double DeltaRuleGrad::wy_macs(bool backward) const {
+  const double dh = static_cast<double>(g_.head_dim);
+  double per_item = 0;
+  for (int64_t c = 0; c < chunks(); ++c) {
+    const int64_t rows = std::min(g_.n, (c + 1) * g_.chunk) - c * g_.chunk;
+    const double L = static_cast<double>(rows), P = L * (L + 1) / 2, R = L * (L - 1) / 2, tri = (L - 1) * L * (L + 1) / 6;
+    const double wy = R * dh + tri + 2 * dh * P + L * dh * dh;
+    if (!backward) {
+      per_item += wy + 2 * L * dh * dh + 2 * dh * P;
+      continue;
+    }
+    double y = 0;
+    for (int64_t k = 0; k < rows; ++k) y += static_cast<double>((2 * k + 1) * (rows - k));
+    per_item += wy + 9 * dh * P + 6 * L * dh * dh + P + y + tri + 3 * dh * R;
+  }
+  return per_item * static_cast<double>(g_.batch * g_.heads);
+}
+
 void DeltaRuleGrad::forward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, float* o) const {
   const int64_t dh = g_.head_dim, H = g_.heads, d = H * dh, n = g_.n, C = g_.chunk, dd = dh * dh;
+  if (ctx.counting_flops()) ctx.count_flops(2 * wy_macs(false));
   for_each_head(ctx, [&](Workspace& w, int64_t item, int64_t b, int64_t h) {
     float* S = w.a.data();  // [dv, dk], the state before the chunk
     const float *Q = w.qc.data(), *K = w.kc.data(), *Up = w.up.data();
@@ -215,6 +249,7 @@ void DeltaRuleGrad::forward(ops::Context& ctx, const float* q, const float* k, c
 void DeltaRuleGrad::backward_wy(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, const float* dout,
                                 float* dq, float* dk, float* dv, float* dbeta, Fault fault) const {
   const int64_t dh = g_.head_dim, H = g_.heads, d = H * dh, n = g_.n, C = g_.chunk, dd = dh * dh;
+  if (ctx.counting_flops()) ctx.count_flops(2 * wy_macs(true));
   for_each_head(ctx, [&](Workspace& w, int64_t item, int64_t b, int64_t h) {
     float *Q = w.qc.data(), *K = w.kc.data(), *Wm = w.wm.data(), *Up = w.up.data(), *dUp = w.dup.data(), *dW = w.dwm.data();
     float *X = w.x.data(), *T = w.t.data(), *dT = w.dt.data(), *P = w.tmp.data();
@@ -346,7 +381,7 @@ class DeltaNetTrain final : public TrainableMixer {
     if (learned_) beta_proj_ = find_linear(params, prefix + ".beta_proj");
   }
 
-  void prepare(ops::Context& ctx, int64_t batch, int64_t n) override {
+  void prepare(ops::Context& ctx, MixerBuffers& buffers, int64_t batch, int64_t n) override {
     release();
     const int64_t rows = batch * n, d = cfg_.hidden_dim, H = cfg_.num_heads;
     ops_.q = LinearTrain(ctx, q_, rows, d, d);
@@ -359,9 +394,11 @@ class DeltaNetTrain final : public TrainableMixer {
       sigmoid_ = ops::EltwiseOp(ctx, bl, bl, {ops::Eltwise::kSigmoid});
       sigmoid_back_ = ops::EltwiseBackwardOp(ctx, rows, H, {ops::Eltwise::kSigmoid});
     }
-    kernel_ = DeltaRuleGrad(ctx, {batch, H, cfg_.head_dim(), n, cfg_.linear_chunk_size});
-    for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &dq_, &dk_, &dv_, &do_}) *t = ctx.tensor(MemCategory::kActivations, {rows, d});
-    for (Tensor* t : {&beta_logit_, &beta_, &dbeta_}) *t = ctx.tensor(MemCategory::kActivations, {rows, H});
+    kernel_ = DeltaRuleGrad(ctx, {batch, H, cfg_.head_dim(), n, cfg_.linear_chunk_size}, &buffers);
+    for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_}) *t = buffers.saved({rows, d});
+    for (Tensor* t : {&beta_logit_, &beta_}) *t = buffers.saved({rows, H});
+    for (Tensor* t : {&dq_, &dk_, &dv_, &do_}) *t = buffers.work({rows, d});
+    dbeta_ = buffers.work({rows, H});
     if (!learned_) std::fill(beta_.data(), beta_.data() + beta_.size(), static_cast<float>(cfg_.beta));
     saved_ = 4 * rows * d + 2 * rows * H + kernel_.saved_floats();
   }
@@ -427,6 +464,16 @@ class DeltaNetTrain final : public TrainableMixer {
 };
 
 }  // namespace
+
+MixerFloats deltanet_train_floats(const ModelConfig& cfg, int64_t batch, int64_t n, int threads) {
+  const double rows = static_cast<double>(batch) * static_cast<double>(n), d = static_cast<double>(cfg.hidden_dim);
+  const double H = static_cast<double>(cfg.num_heads);
+  MixerFloats f = DeltaRuleGrad::floats({batch, cfg.num_heads, cfg.head_dim(), n, cfg.linear_chunk_size}, threads);
+  f.saved += 4 * rows * d + 2 * rows * H;
+  f.work += 4 * rows * d + rows * H;
+  f.owned += (cfg.beta_mode == BetaMode::kLearned ? 5 : 4) * rows;  // the Linear ops' ones rows
+  return f;
+}
 
 std::unique_ptr<TrainableMixer> make_deltanet_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
   return std::make_unique<DeltaNetTrain>(cfg, params, prefix);

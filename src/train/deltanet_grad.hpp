@@ -43,7 +43,11 @@ class DeltaRuleGrad {
     kDropWyKeyTerm,     // backward_wy: dK without the (G + G^T) K term (the gradient through X's K K^T)
   };
   DeltaRuleGrad() = default;
-  DeltaRuleGrad(ops::Context& ctx, const DeltaRuleGradGeometry& g);
+  // Chunk-start checkpoints from buffers->saved(), per-thread workspaces from buffers->work()
+  // (owned when buffers is null).
+  DeltaRuleGrad(ops::Context& ctx, const DeltaRuleGradGeometry& g, MixerBuffers* buffers = nullptr);
+  // Floats of the checkpoints (saved) and of the per-thread workspaces (work).
+  static MixerFloats floats(const DeltaRuleGradGeometry& g, int threads);
   // q, k (before normalisation), v, o: [b, n, heads * dh]; beta: [b, n, heads]. Saves the chunk-start
   // states. forward() is chunkwise (WY form: O = Q S^T + (Q K^T ⊙ M) U', S += U'^T K);
   // forward_recurrent() is the token-by-token reference (same outputs and checkpoints).
@@ -56,6 +60,8 @@ class DeltaRuleGrad {
   void backward_wy(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, const float* dout, float* dq,
                    float* dk, float* dv, float* dbeta, Fault fault = Fault::kNone) const;
   int64_t saved_floats() const { return checkpoints_.size(); }
+  // Multiply-adds of forward() (backward: of backward_wy()), counted into flops_executed (loops).
+  double wy_macs(bool backward) const;
 
  private:
   struct Workspace {
@@ -75,12 +81,15 @@ class DeltaRuleGrad {
   template <class Fn>
   void for_each_head(ops::Context& ctx, Fn&& fn) const {
     const int64_t items = g_.batch * g_.heads;
-    parallel_items(ctx, items, items > 1, [&](int64_t item) { fn(ws_[ops::Context::thread_id()], item, item / g_.heads, item % g_.heads); });
+    ops::parallel_items(ctx, items, items > 1, [&](int64_t item) { fn(ws_[ops::Context::thread_id()], item, item / g_.heads, item % g_.heads); });
   }
   DeltaRuleGradGeometry g_;
   mutable Tensor checkpoints_;  // [b, heads, chunks, dh, dh]: S before each chunk
   mutable std::vector<Workspace> ws_;
 };
+
+// What the trainable DeltaNet mixer's prepare(batch, n) allocates (see MixerFloats).
+MixerFloats deltanet_train_floats(const ModelConfig& cfg, int64_t batch, int64_t n, int threads);
 
 std::unique_ptr<TrainableMixer> make_deltanet_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix);
 

@@ -11,16 +11,27 @@
 
 namespace bsbr::train {
 
-ChunkStateCross::ChunkStateCross(ops::Context& ctx, int64_t batch, int64_t n, int64_t width, int64_t chunk)
+ChunkStateCross::ChunkStateCross(ops::Context& ctx, int64_t batch, int64_t n, int64_t width, int64_t chunk, MixerBuffers* buffers)
     : batch_(batch), n_(n), width_(width), chunk_(chunk) {
   BSBR_CHECK(chunk > 0, "chunk size must be positive");
-  for (int i = 0; i < ctx.threads(); ++i) state_.push_back(ctx.tensor(MemCategory::kActivations, {width, width}));
+  MixerBuffers own(ctx);
+  MixerBuffers& buf = buffers ? *buffers : own;
+  for (int i = 0; i < ctx.threads(); ++i) state_.push_back(buf.work({width, width}));
+}
+
+// Multiply-adds of the loops below (flops_executed: 2 each), per sequence: rows after the first
+// chunk read the state (E^2 each), complete chunks fold into it (C E^2 each); backward runs the
+// forward sweep again and the reverse sweep (2 E^2 per complete chunk's row, E^2 per later row).
+double ChunkStateCross::macs(bool backward) const {
+  const double E2 = static_cast<double>(width_) * static_cast<double>(width_);
+  const double later = static_cast<double>(n_ - std::min(n_, chunk_)), complete = static_cast<double>(n_ / chunk_ * chunk_);
+  return static_cast<double>(batch_) * E2 * (backward ? 2 * later + 3 * complete : later + complete);
 }
 
 void ChunkStateCross::forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* a) const {
   const int64_t E = width_, n = n_, C = chunk_;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (batch_ > 1)
-  for (int64_t b = 0; b < batch_; ++b) {
+  ctx.count_flops(2 * macs(false));
+  ops::parallel_items(ctx, batch_, batch_ > 1, [&](int64_t b) {
     float* S = state_[ops::Context::thread_id()].data();  // [E, E]
     std::fill(S, S + E * E, 0.f);
     const float *qb = q + b * n * E, *kb = k + b * n * E, *vb = v + b * n * E;
@@ -38,15 +49,15 @@ void ChunkStateCross::forward(ops::Context& ctx, const float* q, const float* k,
           for (int64_t i = 0; i < E; ++i)
             for (int64_t j = 0; j < E; ++j) S[i * E + j] += kb[u * E + i] * vb[u * E + j];
     }
-  }
+  });
 }
 
 void ChunkStateCross::backward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* da, float* dq, float* dk,
                                float* dv, Fault fault) const {
   const int64_t E = width_, n = n_, C = chunk_;
   const int64_t last_r0 = (n - 1) / C * C;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (batch_ > 1)
-  for (int64_t b = 0; b < batch_; ++b) {
+  ctx.count_flops(2 * macs(true));
+  ops::parallel_items(ctx, batch_, batch_ > 1, [&](int64_t b) {
     float* S = state_[ops::Context::thread_id()].data();
     const int64_t off = b * n * E;
     const float *qb = q + off, *kb = k + off, *vb = v + off, *gb = da + off;
@@ -67,7 +78,7 @@ void ChunkStateCross::backward(ops::Context& ctx, const float* q, const float* k
           for (int64_t i = 0; i < E; ++i)
             for (int64_t j = 0; j < E; ++j) S[i * E + j] += kb[u * E + i] * vb[u * E + j];
     }
-    if (fault == Fault::kDropStateGrad) continue;
+    if (fault == Fault::kDropStateGrad) return;
     // Reverse sweep: S = dS = sum over later chunks of Q^T dA; a complete chunk's k, v receive it.
     std::fill(S, S + E * E, 0.f);
     for (int64_t r0 = last_r0; r0 >= 0; r0 -= C) {
@@ -87,7 +98,7 @@ void ChunkStateCross::backward(ops::Context& ctx, const float* q, const float* k
           for (int64_t i = 0; i < E; ++i)
             for (int64_t j = 0; j < E; ++j) S[i * E + j] += qb[t * E + i] * gb[t * E + j];
     }
-  }
+  });
 }
 
 namespace {
@@ -104,20 +115,20 @@ class GauTrain final : public TrainableMixer {
         gate_(find_linear(params, prefix + ".gate_proj")),
         out_(find_linear(params, prefix + ".out_proj")) {}
 
-  void prepare(ops::Context& ctx, int64_t batch, int64_t n) override {
+  void prepare(ops::Context& ctx, MixerBuffers& buffers, int64_t batch, int64_t n) override {
     release();
     const int64_t rows = batch * n;
     ops_ = {LinearTrain(ctx, q_, rows, d_, E_), LinearTrain(ctx, k_, rows, d_, E_), LinearTrain(ctx, v_, rows, d_, E_),
             LinearTrain(ctx, gate_, rows, d_, E_), LinearTrain(ctx, out_, rows, E_, d_, /*accumulate=*/true)};
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(E_)));
-    local_ = SoftmaxAttentionGrad(ctx, {batch, 1, E_, n, scale, -1, kTile, kTile, chunk_});
-    cross_ = ChunkStateCross(ctx, batch, n, E_, chunk_);
+    local_ = SoftmaxAttentionGrad(ctx, {batch, 1, E_, n, scale, -1, kTrainAttentionTile, kTrainAttentionTile, chunk_}, &buffers);
+    cross_ = ChunkStateCross(ctx, batch, n, E_, chunk_, &buffers);
     const ops::MatLayout el = ops::MatLayout::dense(rows, E_);
     sigmoid_ = ops::EltwiseOp(ctx, el, el, {ops::Eltwise::kSigmoid});
     sigmoid_back_ = ops::EltwiseBackwardOp(ctx, rows, E_, {ops::Eltwise::kSigmoid});
-    for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &gpre_, &gate_buf_, &local_buf_, &a_buf_, &o_buf_, &dq_, &dk_, &dv_, &do_, &dtmp_})
-      *t = ctx.tensor(MemCategory::kActivations, {rows, E_});
-    lse_ = ctx.tensor(MemCategory::kActivations, {batch, 1, n});
+    for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &gpre_, &gate_buf_, &local_buf_, &a_buf_, &o_buf_}) *t = buffers.saved({rows, E_});
+    lse_ = buffers.saved({batch, 1, n});
+    for (Tensor* t : {&dq_, &dk_, &dv_, &do_, &dtmp_}) *t = buffers.work({rows, E_});
     saved_ = 8 * rows * E_ + batch * n;
   }
 
@@ -180,7 +191,6 @@ class GauTrain final : public TrainableMixer {
 
  private:
   enum class Fault { kNone, kDropStateGrad, kDropGateValue };
-  static constexpr int64_t kTile = 64;
   struct Ops {
     LinearTrain q, k, v, gate, out;
   };
@@ -200,6 +210,12 @@ class GauTrain final : public TrainableMixer {
 };
 
 }  // namespace
+
+MixerFloats gau_train_floats(const ModelConfig& cfg, int64_t batch, int64_t n, int threads) {
+  const int64_t width = cfg.expansion_factor * cfg.hidden_dim;  // <= 2^20 by the ranges
+  const double rows = static_cast<double>(batch) * static_cast<double>(n), E = static_cast<double>(width);
+  return {8 * rows * E + rows, 5 * rows * E + softmax_attention_workspace_floats(width, threads) + threads * E * E, 5 * rows};
+}
 
 std::unique_ptr<TrainableMixer> make_gau_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
   return std::make_unique<GauTrain>(cfg, params, prefix);

@@ -19,15 +19,21 @@ class ChunkStateCross {
  public:
   enum class Fault { kNone, kDropStateGrad };  // kDropStateGrad: no dk, dv through the states
   ChunkStateCross() = default;
-  ChunkStateCross(ops::Context& ctx, int64_t batch, int64_t n, int64_t width, int64_t chunk);
+  // One [E, E] state per thread from buffers->work() (owned when buffers is null).
+  ChunkStateCross(ops::Context& ctx, int64_t batch, int64_t n, int64_t width, int64_t chunk, MixerBuffers* buffers = nullptr);
   void forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* a) const;
   void backward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* da, float* dq, float* dk, float* dv,
                 Fault fault = Fault::kNone) const;
+  // Multiply-adds of forward (backward: of backward), counted into flops_executed (they are loops).
+  double macs(bool backward) const;
 
  private:
   int64_t batch_ = 0, n_ = 0, width_ = 0, chunk_ = 0;
   mutable std::vector<Tensor> state_;  // per thread [E, E]
 };
+
+// What the trainable GAU mixer's prepare(batch, n) allocates (see MixerFloats).
+MixerFloats gau_train_floats(const ModelConfig& cfg, int64_t batch, int64_t n, int threads);
 
 std::unique_ptr<TrainableMixer> make_gau_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix);
 

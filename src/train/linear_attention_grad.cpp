@@ -17,16 +17,23 @@ constexpr float kDenominatorEps = 1e-6f;  // SPEC §2
 
 using Fault = LinearAttentionGrad::Fault;
 
-LinearAttentionGrad::LinearAttentionGrad(ops::Context& ctx, const LinearAttentionGradGeometry& g) : g_(g) {
+LinearAttentionGrad::LinearAttentionGrad(ops::Context& ctx, const LinearAttentionGradGeometry& g, MixerBuffers* buffers) : g_(g) {
   BSBR_CHECK(g.chunk > 0 && g.n > 0, "linear attention chunk and length must be positive");
   const int64_t C = g.chunk, dh = g.head_dim;
+  MixerBuffers own(ctx);
+  MixerBuffers& buf = buffers ? *buffers : own;
   ws_.resize(ctx.threads());
   for (Workspace& w : ws_) {
-    w.fq = ctx.tensor(MemCategory::kActivations, {C, dh});
-    w.fk = ctx.tensor(MemCategory::kActivations, {C, dh});
-    w.g = ctx.tensor(MemCategory::kActivations, {C, dh + 1});
-    w.s = ctx.tensor(MemCategory::kActivations, {dh, dh + 1});
+    w.fq = buf.work({C, dh});
+    w.fk = buf.work({C, dh});
+    w.g = buf.work({C, dh + 1});
+    w.s = buf.work({dh, dh + 1});
   }
+}
+
+double linear_attention_workspace_floats(const ModelConfig& cfg, int threads) {
+  const double C = static_cast<double>(cfg.linear_chunk_size), dh = static_cast<double>(cfg.head_dim());
+  return threads * (2 * C * dh + C * (dh + 1) + dh * (dh + 1));
 }
 
 float LinearAttentionGrad::phi(float x) const { return g_.elu1 ? (x > 0.f ? x + 1.f : std::exp(x)) : x; }
@@ -41,11 +48,25 @@ void LinearAttentionGrad::load_chunk(Workspace& w, const float* qb, const float*
     }
 }
 
+// Per (sequence, head) and chunk of L rows with P = L (L + 1) / 2 causal pairs, W = dh + 1:
+// forward phi(q).S and the state update (L dh W each), the pairs (2 dh + 1 each); backward sweep 1
+// G S^T and the state (L dh W each), the pairs (W + dh); sweep 2 dS v' and the state (L dh W
+// each), dS^T phi(k) (L dh^2), the pairs (3 dh + W).
+double LinearAttentionGrad::macs(bool backward) const {
+  const double dh = static_cast<double>(g_.head_dim), W = dh + 1;
+  double per_item = 0;
+  for (int64_t r0 = 0; r0 < g_.n; r0 += g_.chunk) {
+    const double L = static_cast<double>(std::min(g_.n, r0 + g_.chunk) - r0), P = L * (L + 1) / 2;
+    per_item += backward ? 4 * L * dh * W + L * dh * dh + P * (4 * dh + 2 * W) : 2 * L * dh * W + P * (2 * dh + 1);
+  }
+  return per_item * static_cast<double>(g_.batch * g_.heads);
+}
+
 void LinearAttentionGrad::forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* o, float* den) const {
   const int64_t dh = g_.head_dim, d = g_.heads * dh, n = g_.n, C = g_.chunk, W = dh + 1;
+  if (ctx.counting_flops()) ctx.count_flops(2 * macs(false));
   const int64_t items = g_.batch * g_.heads;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (items > 1)
-  for (int64_t item = 0; item < items; ++item) {
+  ops::parallel_items(ctx, items, items > 1, [&](int64_t item) {
     Workspace& w = ws_[ops::Context::thread_id()];
     const int64_t b = item / g_.heads, h = item % g_.heads, off = b * n * d + h * dh;
     const float *qb = q + off, *kb = k + off, *vb = v + off;
@@ -82,7 +103,7 @@ void LinearAttentionGrad::forward(ops::Context& ctx, const float* q, const float
           S[i * W + dh] += f;
         }
     }
-  }
+  });
 }
 
 void LinearAttentionGrad::backward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* o, const float* den,
@@ -90,8 +111,8 @@ void LinearAttentionGrad::backward(ops::Context& ctx, const float* q, const floa
   const int64_t dh = g_.head_dim, d = g_.heads * dh, n = g_.n, C = g_.chunk, W = dh + 1;
   const int64_t items = g_.batch * g_.heads;
   const int64_t last_r0 = (n - 1) / C * C;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (items > 1)
-  for (int64_t item = 0; item < items; ++item) {
+  if (ctx.counting_flops()) ctx.count_flops(2 * macs(true));
+  ops::parallel_items(ctx, items, items > 1, [&](int64_t item) {
     Workspace& w = ws_[ops::Context::thread_id()];
     const int64_t b = item / g_.heads, h = item % g_.heads, off = b * n * d + h * dh;
     const float *qb = q + off, *kb = k + off, *vb = v + off, *ob = o + off, *gb = dout + off;
@@ -168,7 +189,7 @@ void LinearAttentionGrad::backward(ops::Context& ctx, const float* q, const floa
         for (int64_t i = 0; i < dh; ++i)
           for (int64_t j = 0; j < W; ++j) S[i * W + j] += w.fq[(t - r0) * dh + i] * w.g[(t - r0) * W + j];
     }
-  }
+  });
 }
 
 std::unique_ptr<TrainableMixer> make_linear_attention_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {

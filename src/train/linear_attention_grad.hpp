@@ -34,11 +34,14 @@ class LinearAttentionGrad {
     kDropStateKeyGrad,    // dphi(K_c) without the inter-chunk term V'_c dS_c^T
   };
   LinearAttentionGrad() = default;
-  LinearAttentionGrad(ops::Context& ctx, const LinearAttentionGradGeometry& g);
+  // Per-thread workspaces from buffers->work() (owned when buffers is null).
+  LinearAttentionGrad(ops::Context& ctx, const LinearAttentionGradGeometry& g, MixerBuffers* buffers = nullptr);
   // q, k: projections before the feature map; all [b, n, heads * dh]; den: [b, heads, n].
   void forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* o, float* den) const;
   void backward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* o, const float* den, const float* dout,
                 float* dq, float* dk, float* dv, Fault fault = Fault::kNone) const;
+  // Multiply-adds of forward (backward: of backward), counted into flops_executed (they are loops).
+  double macs(bool backward) const;
 
  private:
   struct Workspace {
@@ -52,6 +55,9 @@ class LinearAttentionGrad {
   LinearAttentionGradGeometry g_;
   mutable std::vector<Workspace> ws_;
 };
+
+// Floats of the per-thread workspaces of the trainable Linear mixer's kernel.
+double linear_attention_workspace_floats(const ModelConfig& cfg, int threads);
 
 std::unique_ptr<TrainableMixer> make_linear_attention_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix);
 
