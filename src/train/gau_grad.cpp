@@ -14,40 +14,41 @@ namespace bsbr::train {
 ChunkStateCross::ChunkStateCross(ops::Context& ctx, int64_t batch, int64_t n, int64_t width, int64_t chunk, MixerBuffers* buffers)
     : batch_(batch), n_(n), width_(width), chunk_(chunk) {
   BSBR_CHECK(chunk > 0, "chunk size must be positive");
+  tail_ = n % chunk;
   MixerBuffers own(ctx);
   MixerBuffers& buf = buffers ? *buffers : own;
   for (int i = 0; i < ctx.threads(); ++i) state_.push_back(buf.work({width, width}));
-}
-
-// Multiply-adds of the loops below (flops_executed: 2 each), per sequence: rows after the first
-// chunk read the state (E^2 each), complete chunks fold into it (C E^2 each); backward runs the
-// forward sweep again and the reverse sweep (2 E^2 per complete chunk's row, E^2 per later row).
-double ChunkStateCross::macs(bool backward) const {
-  const double E2 = static_cast<double>(width_) * static_cast<double>(width_);
-  const double later = static_cast<double>(n_ - std::min(n_, chunk_)), complete = static_cast<double>(n_ / chunk_ * chunk_);
-  return static_cast<double>(batch_) * E2 * (backward ? 2 * later + 3 * complete : later + complete);
+  using ops::MatLayout;
+  using ops::PostOp;
+  const MatLayout ee = MatLayout::dense(width, width);
+  const std::vector<PostOp> acc{PostOp::accumulate()};
+  auto make = [&](int64_t rows, ops::MatMul& qs, ops::MatMul& gs, ops::MatMul& qg) {
+    const MatLayout re = MatLayout::dense(rows, width);  // [rows, E]
+    qs = ops::MatMul(ctx, {re, ee, re, false, 1.f, acc});
+    gs = ops::MatMul(ctx, {re, ee.transposed(), re, false, 1.f, acc});
+    qg = ops::MatMul(ctx, {re.transposed(), re, ee, false, 1.f, acc});
+  };
+  if (n >= chunk) {
+    make(chunk, qs_, gs_, qg_);
+    const MatLayout ce = MatLayout::dense(chunk, width);
+    kv_ = ops::MatMul(ctx, {ce.transposed(), ce, ee, false, 1.f, acc});
+    vd_ = ops::MatMul(ctx, {ce, ee.transposed(), ce, false, 1.f, acc});
+    kd_ = ops::MatMul(ctx, {ce, ee, ce, false, 1.f, acc});
+  }
+  if (tail_ > 0 && n > chunk) make(tail_, qs_tail_, gs_tail_, qg_tail_);  // a partial chunk after a complete one
 }
 
 void ChunkStateCross::forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* a) const {
   const int64_t E = width_, n = n_, C = chunk_;
-  ctx.count_flops(2 * macs(false));
   ops::parallel_items(ctx, batch_, batch_ > 1, [&](int64_t b) {
     float* S = state_[ops::Context::thread_id()].data();  // [E, E]
     std::fill(S, S + E * E, 0.f);
     const float *qb = q + b * n * E, *kb = k + b * n * E, *vb = v + b * n * E;
     float* ab = a + b * n * E;
     for (int64_t r0 = 0; r0 < n; r0 += C) {
-      const int64_t r1 = std::min(n, r0 + C);
-      if (r0 > 0)
-        for (int64_t t = r0; t < r1; ++t)
-          for (int64_t i = 0; i < E; ++i) {
-            const float qi = qb[t * E + i];
-            for (int64_t j = 0; j < E; ++j) ab[t * E + j] += qi * S[i * E + j];
-          }
-      if (r1 - r0 == C)  // a complete chunk joins the state of the chunks after it
-        for (int64_t u = r0; u < r1; ++u)
-          for (int64_t i = 0; i < E; ++i)
-            for (int64_t j = 0; j < E; ++j) S[i * E + j] += kb[u * E + i] * vb[u * E + j];
+      const bool complete = r0 + C <= n;
+      if (r0 > 0) (complete ? qs_ : qs_tail_).run(ctx, qb + r0 * E, S, ab + r0 * E);  // A_c += Q_c S
+      if (complete) kv_.run(ctx, kb + r0 * E, vb + r0 * E, S);  // a complete chunk joins the state of the chunks after it
     }
   });
 }
@@ -56,47 +57,28 @@ void ChunkStateCross::backward(ops::Context& ctx, const float* q, const float* k
                                float* dv, Fault fault) const {
   const int64_t E = width_, n = n_, C = chunk_;
   const int64_t last_r0 = (n - 1) / C * C;
-  ctx.count_flops(2 * macs(true));
   ops::parallel_items(ctx, batch_, batch_ > 1, [&](int64_t b) {
     float* S = state_[ops::Context::thread_id()].data();
     const int64_t off = b * n * E;
     const float *qb = q + off, *kb = k + off, *vb = v + off, *gb = da + off;
     float *dqb = dq + off, *dkb = dk + off, *dvb = dv + off;
-    // Forward sweep: S = state before the chunk; dq_t += da_t S^T.
+    // Forward sweep: S = state before the chunk; dQ_c += dA_c S^T.
     std::fill(S, S + E * E, 0.f);
     for (int64_t r0 = 0; r0 < n; r0 += C) {
-      const int64_t r1 = std::min(n, r0 + C);
-      if (r0 > 0)
-        for (int64_t t = r0; t < r1; ++t)
-          for (int64_t i = 0; i < E; ++i) {
-            float acc = 0.f;
-            for (int64_t j = 0; j < E; ++j) acc += gb[t * E + j] * S[i * E + j];
-            dqb[t * E + i] += acc;
-          }
-      if (r1 - r0 == C)
-        for (int64_t u = r0; u < r1; ++u)
-          for (int64_t i = 0; i < E; ++i)
-            for (int64_t j = 0; j < E; ++j) S[i * E + j] += kb[u * E + i] * vb[u * E + j];
+      const bool complete = r0 + C <= n;
+      if (r0 > 0) (complete ? gs_ : gs_tail_).run(ctx, gb + r0 * E, S, dqb + r0 * E);
+      if (complete) kv_.run(ctx, kb + r0 * E, vb + r0 * E, S);
     }
     if (fault == Fault::kDropStateGrad) return;
-    // Reverse sweep: S = dS = sum over later chunks of Q^T dA; a complete chunk's k, v receive it.
+    // Reverse sweep: S = dS = sum over later chunks of Q^T dA; a complete chunk's K, V receive it.
     std::fill(S, S + E * E, 0.f);
     for (int64_t r0 = last_r0; r0 >= 0; r0 -= C) {
-      const int64_t r1 = std::min(n, r0 + C);
-      if (r1 - r0 == C)
-        for (int64_t u = r0; u < r1; ++u)
-          for (int64_t i = 0; i < E; ++i) {
-            float acc = 0.f;
-            for (int64_t j = 0; j < E; ++j) {
-              acc += S[i * E + j] * vb[u * E + j];
-              dvb[u * E + j] += kb[u * E + i] * S[i * E + j];
-            }
-            dkb[u * E + i] += acc;
-          }
-      if (r0 > 0)
-        for (int64_t t = r0; t < r1; ++t)
-          for (int64_t i = 0; i < E; ++i)
-            for (int64_t j = 0; j < E; ++j) S[i * E + j] += qb[t * E + i] * gb[t * E + j];
+      const bool complete = r0 + C <= n;
+      if (complete) {
+        vd_.run(ctx, vb + r0 * E, S, dkb + r0 * E);  // dK_c += V_c dS^T
+        kd_.run(ctx, kb + r0 * E, S, dvb + r0 * E);  // dV_c += K_c dS
+      }
+      if (r0 > 0) (complete ? qg_ : qg_tail_).run(ctx, qb + r0 * E, gb + r0 * E, S);  // dS += Q_c^T dA_c
     }
   });
 }
