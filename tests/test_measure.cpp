@@ -93,15 +93,16 @@ TEST_P(MeasureTest, RestoreReplaysTheSameSteps) {
   if (in_place) EXPECT_NE(steps(), first) << GetParam() << ": steps without a restore replay the same logits; is the state listed?";
 }
 
-// No heap allocation inside the timed region, for every workload (the runner records the count
-// and would fail the point).
+// No heap allocation inside the timed region, for every workload, training steps included (the
+// runner records the count and would fail the point).
 TEST_P(MeasureTest, NothingAllocatesWhileTiming) {
   if (!AllocationCounter::available()) GTEST_SKIP() << "allocation counting is compiled out in this (sanitizer) build";
   ops::Context ctx(2);
   const Config cfg = small_run(5);
   Model model(ctx, cfg.model, arch());
   Runner runner(ctx, cfg);
-  for (Workload w : {Workload::kPrefill, Workload::kDecode, Workload::kGenerate, Workload::kRecompute})
+  for (Workload w : {Workload::kPrefill, Workload::kDecode, Workload::kGenerate, Workload::kRecompute, Workload::kTrain,
+                     Workload::kTrainRecompute})
     for (int64_t n : {int64_t{7}, int64_t{19}}) {
       RunRecord r = runner.run(model, {GetParam(), w, n});
       EXPECT_EQ(r.status, "ok") << GetParam() << " " << to_string(w) << " n=" << n << ": " << r.reason;

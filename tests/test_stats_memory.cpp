@@ -4,7 +4,9 @@
 
 #include "bench/runner.hpp"
 #include "bench/stats.hpp"
+#include "core/errors.hpp"
 #include "core/memory.hpp"
+#include "core/tensor.hpp"
 #include "model/model.hpp"
 
 namespace bsbr {
@@ -32,6 +34,27 @@ TEST(Stats, HandComputed) {
   EXPECT_DOUBLE_EQ(one.median, 0.5);
   EXPECT_DOUBLE_EQ(one.stddev, 0);
   EXPECT_DOUBLE_EQ(one.iqr, 0);
+}
+
+// Training's categories: saved activations are working memory, gradients and optimiser state are
+// not (README "The train workload"); a view (training's shared buffers) is not counted, frees
+// nothing, and cannot be larger than its owner.
+TEST(Memory, TrainingCategoriesAndViews) {
+  MemoryTracker t;
+  Tensor owner(t, MemCategory::kActivations, {4, 8});  // 128 B
+  {
+    Tensor v = Tensor::view(owner, {2, 8});
+    EXPECT_EQ(v.data(), owner.data());
+    EXPECT_EQ(v.size(), 16);
+    EXPECT_EQ(t.current(MemCategory::kActivations), 128u);
+  }
+  EXPECT_EQ(t.current(MemCategory::kActivations), 128u);
+  EXPECT_THROW(Tensor::view(owner, {5, 8}), InvariantError);
+  Buffer saved(t, MemCategory::kSaved, 100), grads(t, MemCategory::kGrads, 1000), moments(t, MemCategory::kOptimizer, 2000);
+  EXPECT_EQ(t.current_working(), 228u);
+  EXPECT_EQ(t.peak_working(), 228u);
+  EXPECT_EQ(t.peak(MemCategory::kGrads), 1000u);
+  EXPECT_EQ(t.peak(MemCategory::kOptimizer), 2000u);
 }
 
 TEST(Memory, TrackerPeakOnKnownSequence) {

@@ -12,7 +12,8 @@ namespace bsbr::analysis {
 
 namespace {
 
-constexpr Workload kAllWorkloads[] = {Workload::kPrefill, Workload::kDecode, Workload::kGenerate, Workload::kRecompute};
+constexpr Workload kAllWorkloads[] = {Workload::kPrefill, Workload::kDecode,        Workload::kGenerate,
+                                      Workload::kRecompute, Workload::kTrain, Workload::kTrainRecompute};
 
 std::string join_lengths(const std::vector<int64_t>& ns) {
   std::string s;
@@ -115,6 +116,34 @@ std::vector<MemorySeries> memory_series(const Results& r, const std::vector<int6
   return out;
 }
 
+// Training memory fits (see TrainMemorySeries), for every analysed train workload.
+std::vector<TrainMemorySeries> train_memory_series(const Results& r, const Analysis& a) {
+  std::vector<TrainMemorySeries> out;
+  for (const WorkloadAnalysis& wa : a.workloads) {
+    if (!is_train(wa.workload)) continue;
+    for (const std::string& m : r.models) {
+      TrainMemorySeries ts;
+      ts.model = m;
+      ts.workload = wa.workload;
+      for (const RunRecord* run : ok_runs(r, m, wa.workload)) {
+        if (run->memory.peak_working_bytes == 0 || run->memory.saved_activation_bytes == 0) continue;
+        ts.n.push_back(run->problem.n);
+        ts.peak_working_bytes.push_back(static_cast<double>(run->memory.peak_working_bytes));
+        ts.saved_activation_bytes.push_back(static_cast<double>(run->memory.saved_activation_bytes));
+        ts.weights_bytes = static_cast<double>(run->memory.params_bytes);
+        ts.gradient_bytes = static_cast<double>(run->memory.gradient_bytes);
+        ts.optimizer_bytes = static_cast<double>(run->memory.optimizer_bytes);
+      }
+      if (ts.n.size() < 2) continue;
+      ts.peak_fit = fit_power_law(ts.n, ts.peak_working_bytes);
+      ts.saved_fit = fit_power_law(ts.n, ts.saved_activation_bytes);
+      ts.peak_complexity = complexity_label(ts.peak_fit.b);
+      out.push_back(std::move(ts));
+    }
+  }
+  return out;
+}
+
 // Decode cost per token: measured (decode runs) or estimated from generate - prefill.
 void decode_series(const Results& r, Analysis& a) {
   for (const std::string& m : r.models) {
@@ -211,6 +240,7 @@ Analysis analyze(const Results& all, const AnalyzeOptions& o, const std::string&
   decode_series(r, a);
   a.threads = counts.empty() ? 0 : counts.front();
   a.scaling = analyze_scaling(all);
+  a.train_memory = train_memory_series(r, a);
   return a;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "analysis/scaling.hpp"
+#include "analysis/fit.hpp"
 #include "report/results.hpp"
 
 namespace bsbr::analysis {
@@ -67,6 +68,19 @@ struct DecodeSeries {
   std::vector<double> seconds_per_token;
 };
 
+// Training memory vs n (README "train"): per train workload and model with >= 2 ok lengths, the
+// memory figures of each point and the power-law fit of its peak working memory (saved
+// activations included), the same estimator as the time fits.
+struct TrainMemorySeries {
+  std::string model;
+  Workload workload = Workload::kTrain;
+  std::vector<int64_t> n;
+  std::vector<double> peak_working_bytes, saved_activation_bytes;
+  double weights_bytes = 0, gradient_bytes = 0, optimizer_bytes = 0;  // parameter-sized: the same at every n
+  PowerLawFit peak_fit, saved_fit;
+  std::string peak_complexity;
+};
+
 struct Analysis {
   std::string source;  // the results file (for titles)
   bool study_schema = false;
@@ -83,6 +97,7 @@ struct Analysis {
   // speed-up over the counts is `scaling` (empty with one count).
   int64_t threads = 0;
   ScalingAnalysis scaling;
+  std::vector<TrainMemorySeries> train_memory;  // train workloads only
   const WorkloadAnalysis* find(Workload w) const;
 };
 

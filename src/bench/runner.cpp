@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <new>
 #include <optional>
 
@@ -12,6 +13,8 @@
 #include "core/errors.hpp"
 #include "core/interrupt.hpp"
 #include "core/rng.hpp"
+#include "train/optimizer.hpp"
+#include "train/train_model.hpp"
 
 namespace bsbr {
 
@@ -24,6 +27,23 @@ std::string gib(std::size_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(bytes) / (1024.0 * 1024.0 * 1024.0));
   return buf;
+}
+
+// A point that threw while being prepared or run: out of memory, a size that does not fit, or a
+// oneDNN error fail the point (the sweep goes on); anything else is rethrown.
+void fail_point(std::exception_ptr error, RunRecord& rec, const std::string& setting, const std::string& out_of_memory) {
+  rec.status = "failed";
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::bad_alloc&) {
+    rec.reason = out_of_memory;
+  } catch (const SizeError& e) {
+    rec.reason = setting + ": " + e.what();
+  } catch (const dnnl::error& e) {
+    rec.reason = e.status == dnnl_out_of_memory ? out_of_memory
+                                                : "oneDNN failed while preparing or running " + setting + ": " + e.what() + " (status " +
+                                                      std::to_string(static_cast<int>(e.status)) + ")";
+  }
 }
 
 bool all_finite(const float* x, int64_t n) {
@@ -78,9 +98,29 @@ RunShape Runner::shape_for(const Problem& p, int64_t batch, int64_t n_tokens) {
     case Workload::kRecompute:
       // The study's method: every new token re-runs the whole forward at lengths n .. n+N.
       for (int64_t L = p.n; L <= p.n + n_tokens; ++L) s.prefill_lengths.push_back(L);
-      break;
+      break;    case Workload::kTrain:
+    case Workload::kTrainRecompute: break;  // run_train prepares a train::TrainModel, not the inference model
   }
   return s;
+}
+
+bool Runner::verify_point(Model& model, Workload w, int64_t n, RunRecord& rec, const std::string& setting, const std::string& out_of_memory) {
+  try {
+    rec.verify = verifier_.verify(ctx_, model, w, n, rec.batch);
+  } catch (const std::bad_alloc&) {
+    rec.status = "failed";
+    rec.reason = out_of_memory + " (in the verify pass)";
+    return false;
+  } catch (const dnnl::error& e) {
+    rec.status = "failed";
+    rec.reason = "oneDNN failed in the verify pass of " + setting + ": " + e.what();
+    return false;
+  }
+  if (!rec.verify.ok) {
+    rec.status = "failed";
+    rec.reason = rec.verify.reason;
+  }
+  return rec.verify.ok;
 }
 
 void Runner::prefill_for_decode(Model& model, const Problem& p) {
@@ -144,7 +184,8 @@ double Runner::time_once(Model& model, const Problem& p, const RunRecord& rec) {
         for (int64_t s = 0; s < b; ++s) seq[s * (n + N + 1) + L] = next[s];
       }
       return seconds_since(t0);
-    }
+    }    case Workload::kTrain:
+    case Workload::kTrainRecompute: break;  // run_train times its own samples
   }
   return 0;
 }
@@ -165,12 +206,14 @@ void Runner::flops_by_formula(const Model& model, const Problem& p, RunRecord& r
       break;
     case Workload::kRecompute:
       for (int64_t L = p.n; L <= p.n + N; ++L) f += model.prefill_flops(L);
-      break;
+      break;    case Workload::kTrain:
+    case Workload::kTrainRecompute: break;  // run_train: train::TrainModel::step_flops_model
   }
   rec.flops_model = f;
 }
 
 RunRecord Runner::run(Model& model, const Problem& p) {
+  if (is_train(p.workload)) return run_train(model, p);
   RunRecord rec;
   rec.problem = p;
   rec.batch = cfg_.model.batch_size;
@@ -209,24 +252,7 @@ RunRecord Runner::run(Model& model, const Problem& p) {
                                     "): lower seq_lengths, n_tokens, batch_size or threads";
 
   // Verify against the oracle before timing; a mismatch fails the point (bench/verify.hpp).
-  if (cfg_.bench.verify) {
-    try {
-      rec.verify = verifier_.verify(ctx_, model, p.workload, p.n, rec.batch);
-    } catch (const std::bad_alloc&) {
-      rec.status = "failed";
-      rec.reason = out_of_memory + " (in the verify pass)";
-      return rec;
-    } catch (const dnnl::error& e) {
-      rec.status = "failed";
-      rec.reason = "oneDNN failed in the verify pass of " + setting + ": " + e.what();
-      return rec;
-    }
-    if (!rec.verify.ok) {
-      rec.status = "failed";
-      rec.reason = rec.verify.reason;
-      return rec;
-    }
-  }
+  if (cfg_.bench.verify && !verify_point(model, p.workload, p.n, rec, setting, out_of_memory)) return rec;
   const LoadSnapshot load_before = read_load();
 
   MemoryTracker& mem = ctx_.memory();
@@ -293,17 +319,8 @@ RunRecord Runner::run(Model& model, const Problem& p) {
     rec.memory.estimate_bytes += e.needed;
     rec.reason = "memory guard: " + setting + " needs about " + gib(rec.memory.estimate_bytes) + " with oneDNN's scratchpads (" +
                  gib(e.needed) + " for " + std::to_string(rec.threads) + " threads), only " + gib(available) + " available";
-  } catch (const std::bad_alloc&) {
-    rec.status = "failed";
-    rec.reason = out_of_memory;
-  } catch (const SizeError& e) {
-    rec.status = "failed";
-    rec.reason = setting + ": " + e.what();
-  } catch (const dnnl::error& e) {  // a primitive oneDNN could not create (or run): this point fails, the sweep goes on
-    rec.status = "failed";
-    rec.reason = e.status == dnnl_out_of_memory ? out_of_memory
-                                                : "oneDNN failed while preparing or running " + setting + ": " + e.what() + " (status " +
-                                                      std::to_string(static_cast<int>(e.status)) + ")";
+  } catch (...) {  // out of memory, a size that does not fit, a primitive oneDNN could not create (or run): the point fails
+    fail_point(std::current_exception(), rec, setting, out_of_memory);
   }
   rec.memory.peak_working_bytes = mem.peak_working();
   rec.memory.peak_activation_bytes = mem.peak(MemCategory::kActivations);
@@ -331,6 +348,157 @@ RunRecord Runner::run(Model& model, const Problem& p) {
 double decode_bytes_per_token(const ModelConfig& cfg, std::size_t params_bytes, std::size_t state_bytes, int64_t batch) {
   const double embedding_unread = static_cast<double>(std::max<int64_t>(0, cfg.vocab_size - batch)) * static_cast<double>(cfg.hidden_dim) * sizeof(float);
   return std::max(0.0, static_cast<double>(params_bytes) - embedding_unread) + static_cast<double>(state_bytes);
+}
+
+namespace {
+
+// The model's weights, copied before a train point and written back when it ends (however it
+// ends): the point's AdamW updates must not change what later points measure.
+class WeightsSnapshot {
+ public:
+  WeightsSnapshot(ops::Context& ctx, ParamStore& params) : params_(params) {
+    for (const Param& p : params.all()) {
+      copies_.push_back(ctx.tensor(MemCategory::kSnapshot, p.value.shape()));
+      std::copy(p.value.data(), p.value.data() + p.value.size(), copies_.back().data());
+    }
+  }
+  ~WeightsSnapshot() {
+    std::size_t i = 0;
+    for (Param& p : params_.all()) {
+      std::copy(copies_[i].data(), copies_[i].data() + copies_[i].size(), p.value.data());
+      ++i;
+    }
+  }
+  WeightsSnapshot(const WeightsSnapshot&) = delete;
+  WeightsSnapshot& operator=(const WeightsSnapshot&) = delete;
+
+ private:
+  ParamStore& params_;
+  std::vector<Tensor> copies_;
+};
+
+}  // namespace
+
+// One sample = one training step (train::train_step): forward over b x n tokens, the mean
+// next-token cross-entropy, backward, global-norm clipping and the AdamW update. The same phases
+// as run(): guard, verify, create, one untimed step (FLOPs counted), warm-up and samples frozen
+// and counting heap allocations.
+RunRecord Runner::run_train(Model& model, const Problem& p) {
+  RunRecord rec;
+  rec.problem = p;
+  rec.batch = cfg_.model.batch_size;
+  rec.threads = ctx_.threads();
+  rec.warmup = cfg_.bench.warmup;
+  rec.repeats = cfg_.bench.repeats;
+  const bool recompute = p.workload == Workload::kTrainRecompute;
+  const std::string setting = std::string(to_string(p.workload)) + " n=" + std::to_string(p.n) + " batch_size=" + std::to_string(rec.batch) +
+                              " threads=" + std::to_string(rec.threads);
+  const std::vector<std::string> trainable = train::trainable_architectures();
+  if (p.n < 2 || std::find(trainable.begin(), trainable.end(), model.name()) == trainable.end()) {
+    rec.status = "skipped";
+    rec.reason = p.n < 2 ? setting + ": a training step needs n >= 2 (a next token to predict)" : model.name() + " has no backward pass";
+    return rec;
+  }
+
+  // Memory guard, before anything is allocated: the training buffers by their shapes, gradients,
+  // the two AdamW moments and the weights' snapshot (each the size of the weights), the tokens.
+  try {
+    const train::TrainModel::Footprint f = train::TrainModel::footprint(model.config(), model.name(), rec.batch, p.n, recompute, ctx_.threads());
+    const std::size_t weights = model.params().bytes();
+    const std::size_t tokens = checked_mul(static_cast<std::size_t>(rec.batch) * sizeof(int32_t), static_cast<std::size_t>(p.n), "the token buffers");
+    rec.memory.estimate_bytes = checked_add(checked_add(f.saved, f.working, "the memory estimate"),
+                                            checked_add(checked_mul(weights, std::size_t{4}, "the memory estimate"), tokens, "the memory estimate"),
+                                            "the memory estimate");
+  } catch (const SizeError& e) {
+    rec.status = "skipped";
+    rec.reason = "memory guard: " + setting + ": " + e.what();
+    return rec;
+  }
+  const std::size_t available = ProcessMemory::available_bytes();
+  if (cfg_.bench.memory_guard && available > 0 && rec.memory.estimate_bytes > available / 10 * 9) {
+    rec.status = "skipped";
+    rec.reason = "memory guard: " + setting + " needs about " + gib(rec.memory.estimate_bytes) + ", only " + gib(available) + " available";
+    return rec;
+  }
+  const std::string out_of_memory = "out of memory while preparing or running " + setting + " (estimated " + gib(rec.memory.estimate_bytes) +
+                                    "): lower seq_lengths, batch_size or threads";
+
+  // Verify the model's forward against the oracle (as prefill); the backward is checked against
+  // finite differences by the test suite (tests/test_train_grad.cpp).
+  if (cfg_.bench.verify && !verify_point(model, Workload::kPrefill, p.n, rec, setting, out_of_memory)) return rec;
+  const LoadSnapshot load_before = read_load();
+
+  MemoryTracker& mem = ctx_.memory();
+  mem.reset_peak();
+  const bool rss_reset = ProcessMemory::reset_peak_rss();
+  try {
+    prompt_ = input_tokens(model.config(), rec.batch, p.n);
+    // 1. Create: the weights' snapshot, gradients, optimiser state, every op and buffer.
+    WeightsSnapshot weights(ctx_, model.params());
+    train::TrainModel tm(ctx_, model);
+    train::AdamW opt(ctx_, model.params(), train::AdamWConfig{});
+    tm.prepare(ctx_, rec.batch, p.n, recompute);
+    rec.flops_model = tm.step_flops_model(rec.batch, p.n);
+
+    // 2. One untimed step (train::train_step's parts): its executed FLOPs are counted; the loss and
+    // the gradients must be finite before the update (a non-finite point fails, the sweep goes on).
+    ctx_.start_counting_flops();
+    rec.train_loss = tm.forward_backward(ctx_, prompt_.data());
+    if (std::isfinite(rec.train_loss) && std::isfinite(tm.grads().squared_norm())) {
+      opt.step(tm.grads(), train::learning_rate(opt.config(), opt.steps()));
+      ctx_.count_flops(opt.step_flops());
+    } else {
+      rec.status = "failed";
+      rec.reason = "non-finite loss or gradient in the untimed training step (loss " + std::to_string(rec.train_loss) + ")";
+    }
+    rec.flops_executed = ctx_.stop_counting_flops();
+
+    // 3. Time: warm-up and samples, frozen (no primitive creation) and counting heap allocations.
+    if (rec.status == "ok") {
+      rec.samples_s.reserve(static_cast<std::size_t>(cfg_.bench.repeats));
+      ops::FrozenRegion frozen(ctx_);
+      CountAllocations allocations;
+      for (int64_t i = 0; i < cfg_.bench.warmup + cfg_.bench.repeats; ++i) {
+        throw_if_interrupted();
+        auto t0 = Clock::now();
+        train::train_step(ctx_, tm, opt, prompt_.data());
+        const double t = seconds_since(t0);
+        if (i >= cfg_.bench.warmup) rec.samples_s.push_back(t);
+      }
+      rec.allocations = AllocationCounter::available() ? static_cast<int64_t>(allocations.allocations()) : -1;
+      rec.library_allocations = AllocationCounter::available() ? static_cast<int64_t>(allocations.library_allocations()) : -1;
+      if (rec.allocations > 0) {
+        rec.status = "failed";
+        rec.reason = std::to_string(rec.allocations) + " heap allocation(s) inside the timed region (nothing may allocate while timing)";
+      }
+    }
+  } catch (const ops::ScratchBudgetExceeded& e) {  // as in run(): the scratchpads would not fit
+    rec.status = "skipped";
+    rec.memory.estimate_bytes += e.needed;
+    rec.reason = "memory guard: " + setting + " needs about " + gib(rec.memory.estimate_bytes) + " with oneDNN's scratchpads (" +
+                 gib(e.needed) + " for " + std::to_string(rec.threads) + " threads), only " + gib(available) + " available";
+  } catch (...) {
+    fail_point(std::current_exception(), rec, setting, out_of_memory);
+  }
+  rec.memory.peak_working_bytes = mem.peak_working();
+  rec.memory.peak_activation_bytes = mem.peak(MemCategory::kActivations);
+  rec.memory.scratchpad_bytes = mem.peak(MemCategory::kScratch);
+  rec.memory.saved_activation_bytes = mem.peak(MemCategory::kSaved);
+  rec.memory.gradient_bytes = mem.peak(MemCategory::kGrads);
+  rec.memory.optimizer_bytes = mem.peak(MemCategory::kOptimizer);
+  rec.memory.params_bytes = mem.current(MemCategory::kParams);
+  rec.memory.snapshot_bytes = mem.peak(MemCategory::kSnapshot);
+  rec.memory.peak_rss_bytes = rss_reset ? ProcessMemory::peak_rss_bytes() : 0;
+  ctx_.release_scratchpad();
+  rec.contention = assess_contention(load_before, read_load(), ctx_.threads(), machine_cores());
+  if (rec.status != "ok") return rec;
+
+  rec.stats = compute_stats(rec.samples_s);
+  rec.noisy = rec.stats.count > 1 && rec.stats.cv > kNoisyCv;
+  rec.gflops = rec.stats.median > 0 ? rec.flops_executed / rec.stats.median / 1e9 : 0;
+  rec.model_gflops = rec.stats.median > 0 ? rec.flops_model / rec.stats.median / 1e9 : 0;
+  rec.tokens_per_second = rec.stats.median > 0 ? static_cast<double>(rec.batch * p.n) / rec.stats.median : 0;
+  return rec;
 }
 
 std::string weights_guard(ops::Context& ctx, const ModelConfig& cfg, const Architecture& arch) {

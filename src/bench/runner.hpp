@@ -39,6 +39,10 @@ struct MemoryFigures {
   std::size_t snapshot_bytes = 0;         // decode: the copy of the state restored before each sample (harness)
   std::size_t peak_rss_bytes = 0;         // process VmHWM during the point (0 if unavailable)
   std::size_t estimate_bytes = 0;         // the memory guard's estimate
+  // Training (train workloads; 0 otherwise). peak_working_bytes includes the saved activations.
+  std::size_t saved_activation_bytes = 0;  // activations kept from the forward for the backward
+  std::size_t gradient_bytes = 0;          // parameter gradients
+  std::size_t optimizer_bytes = 0;         // AdamW's moments
 };
 
 struct RunRecord {
@@ -69,6 +73,9 @@ struct RunRecord {
   std::string repro;               // command line that re-runs exactly this point
   VerifyRecord verify;             // the check against the oracle before timing (ran false: --no-verify)
   ContentionRecord contention;     // machine load before and after the point
+  // Train workloads: batch x n / median, and the loss of the untimed first step.
+  double tokens_per_second = 0;
+  double train_loss = 0;
 };
 
 class Runner {
@@ -82,6 +89,11 @@ class Runner {
   static RunShape shape_for(const Problem& p, int64_t batch, int64_t n_tokens);
 
  private:
+  // The train workloads (README "train"): their own path (no decode state, no generated tokens).
+  RunRecord run_train(Model& model, const Problem& p);
+  // The verify pass of a point as workload w at length n (before its memory peaks are reset):
+  // false, with the point failed and why, on a mismatch, out of memory or a oneDNN error.
+  bool verify_point(Model& model, Workload w, int64_t n, RunRecord& rec, const std::string& setting, const std::string& out_of_memory);
   // Untimed set-up of the decode workload: prefill of n, first token, save_state().
   void prefill_for_decode(Model& model, const Problem& p);
   // One sample; returns seconds (decode: per token). Its tokens go to tokens_ (preallocated).

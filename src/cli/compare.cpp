@@ -140,7 +140,7 @@ RunRecord not_run(const Problem& p, const Config& cfg, int threads, const std::s
   RunRecord rec;
   rec.problem = p;
   rec.batch = cfg.model.batch_size;
-  rec.n_tokens = p.workload == Workload::kPrefill ? 0 : cfg.bench.n_tokens;
+  rec.n_tokens = generates_tokens(p.workload) ? cfg.bench.n_tokens : 0;
   rec.threads = threads;
   rec.warmup = cfg.bench.warmup;
   rec.repeats = cfg.bench.repeats;
@@ -182,8 +182,11 @@ void sweep(ops::Context& ctx, const Config& cfg, const CompareOptions& o, Result
       RunRecord rec = owned ? runner.run(*owned, p) : not_run(p, cfg, ctx.threads(), status, skip);
       rec.repro = repro_line(o, cfg, p, static_cast<int>(p.threads));
       if (rec.status == "ok") {
-        std::fprintf(stderr, "median %-10s cv %4.1f%%  %7.1f GFLOP/s  peak %s%s%s\n", format_seconds(rec.stats.median).c_str(),
-                     100 * rec.stats.cv, rec.gflops, format_bytes(static_cast<double>(rec.memory.peak_working_bytes)).c_str(),
+        const std::string train = is_train(p.workload) ? "  " + format_fixed(rec.tokens_per_second, 0) + " tokens/s  saved " +
+                                                             format_bytes(static_cast<double>(rec.memory.saved_activation_bytes))
+                                                       : "";
+        std::fprintf(stderr, "median %-10s cv %4.1f%%  %7.1f GFLOP/s  peak %s%s%s%s\n", format_seconds(rec.stats.median).c_str(),
+                     100 * rec.stats.cv, rec.gflops, format_bytes(static_cast<double>(rec.memory.peak_working_bytes)).c_str(), train.c_str(),
                      rec.noisy ? "  [noisy: cv > 10%]" : "", rec.contention.contended ? "  [contended]" : "");
         if (rec.contention.contended) std::fprintf(stderr, "      contended: %s\n", rec.contention.reason.c_str());
       } else {
@@ -336,7 +339,7 @@ void add_compare(CLI::App& app, int& exit_code) {
   auto optional_text = [&](const char* names, std::optional<std::string>& target, const char* help) {
     sub->add_option_function<std::string>(names, [&target](const std::string& s) { target = s; }, help);
   };
-  sub->add_option("--workloads", o->workloads, "Workloads: prefill decode generate recompute")->expected(1, -1);
+  sub->add_option("--workloads", o->workloads, "Workloads: prefill decode generate recompute train train_recompute")->expected(1, -1);
   optional_text("--n_tokens,--n-tokens", o->n_tokens, "Tokens generated after the prefill (decode, generate, recompute)");
   optional_text("--repeats", o->repeats, "Timed repeats per point (every sample is kept)");
   optional_text("--warmup", o->warmup, "Untimed warm-up runs per point");

@@ -23,14 +23,19 @@ const char* to_string(Workload w) {
     case Workload::kDecode: return "decode";
     case Workload::kGenerate: return "generate";
     case Workload::kRecompute: return "recompute";
+    case Workload::kTrain: return "train";
+    case Workload::kTrainRecompute: return "train_recompute";
   }
   return "?";
 }
 
+bool generates_tokens(Workload w) { return w == Workload::kDecode || w == Workload::kGenerate || w == Workload::kRecompute; }
+bool is_train(Workload w) { return w == Workload::kTrain || w == Workload::kTrainRecompute; }
+
 Workload parse_workload(const std::string& s) {
-  for (Workload w : {Workload::kPrefill, Workload::kDecode, Workload::kGenerate, Workload::kRecompute})
+  for (Workload w : {Workload::kPrefill, Workload::kDecode, Workload::kGenerate, Workload::kRecompute, Workload::kTrain, Workload::kTrainRecompute})
     if (s == to_string(w)) return w;
-  throw UserError("unknown workload '" + s + "' (known: prefill, decode, generate, recompute)");
+  throw UserError("unknown workload '" + s + "' (known: prefill, decode, generate, recompute, train, train_recompute)");
 }
 
 namespace {
@@ -271,7 +276,7 @@ void BenchConfig::validate(const std::string& origin) const {
   check_range(origin + ": benchmark.verify_length", limits::kVerifyLength, verify_length);
   // decode and generate step on from n to position n + n_tokens - 1 (every sample restarts at n),
   // recompute runs lengths up to n + n_tokens: the last position must stay a valid length.
-  if (std::any_of(workloads.begin(), workloads.end(), [](Workload w) { return w != Workload::kPrefill; })) {
+  if (std::any_of(workloads.begin(), workloads.end(), generates_tokens)) {
     const int64_t n = *std::max_element(seq_lengths.begin(), seq_lengths.end());
     const int64_t last = n + n_tokens;  // < 2^22 + 2^16: no overflow
     if (last > limits::kMaxLength)

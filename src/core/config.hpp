@@ -38,8 +38,14 @@ struct ModelConfig {
   void validate(const std::string& origin) const;  // throws UserError
 };
 
-enum class Workload { kPrefill, kDecode, kGenerate, kRecompute };
+// kTrain / kTrainRecompute: one training step (forward, backward, AdamW update) without and with
+// activation recomputation per block (src/train, README "train"). Two workloads, not a flag, so
+// every table, fit, check and ab pairs and fits the two separately.
+enum class Workload { kPrefill, kDecode, kGenerate, kRecompute, kTrain, kTrainRecompute };
 const char* to_string(Workload w);
+// The workloads that generate tokens (decode, generate, recompute: they use n_tokens).
+bool generates_tokens(Workload w);
+bool is_train(Workload w);
 Workload parse_workload(const std::string& s);  // throws UserError
 
 // What to run and how to time it (SPEC §3).

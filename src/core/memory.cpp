@@ -16,6 +16,9 @@ const char* to_string(MemCategory c) {
     case MemCategory::kState: return "state";
     case MemCategory::kScratch: return "scratch";
     case MemCategory::kSnapshot: return "snapshot";
+    case MemCategory::kSaved: return "saved";
+    case MemCategory::kGrads: return "grads";
+    case MemCategory::kOptimizer: return "optimizer";
     default: return "?";
   }
 }
@@ -37,7 +40,7 @@ void MemoryTracker::on_alloc(MemCategory c, std::size_t bytes) {
 void MemoryTracker::on_free(MemCategory c, std::size_t bytes) { current_[idx(c)].fetch_sub(bytes); }
 
 std::size_t MemoryTracker::current_working() const {
-  return current(MemCategory::kActivations) + current(MemCategory::kState) + current(MemCategory::kScratch);
+  return current(MemCategory::kActivations) + current(MemCategory::kSaved) + current(MemCategory::kState) + current(MemCategory::kScratch);
 }
 
 void MemoryTracker::reset_peak() {
@@ -53,6 +56,13 @@ Buffer::Buffer(MemoryTracker& tracker, MemCategory category, std::size_t bytes)
   if (data_ == nullptr) throw std::bad_alloc();
   std::memset(data_, 0, rounded);
   tracker_->on_alloc(category_, bytes_);
+}
+
+Buffer Buffer::view(void* data, std::size_t bytes) {
+  Buffer b;  // tracker_ stays null: a view owns nothing
+  b.data_ = data;
+  b.bytes_ = bytes;
+  return b;
 }
 
 Buffer::~Buffer() { release(); }
@@ -78,8 +88,10 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
 
 void Buffer::release() {
   if (data_ != nullptr) {
-    std::free(data_);
-    tracker_->on_free(category_, bytes_);
+    if (tracker_ != nullptr) {  // null: a view
+      std::free(data_);
+      tracker_->on_free(category_, bytes_);
+    }
     data_ = nullptr;
     bytes_ = 0;
   }

@@ -17,6 +17,10 @@ enum class MemCategory : int {
   kScratch,        // oneDNN user-managed scratchpad
   kSnapshot,       // the benchmark's copy of the decode state (restored before every decode sample);
                    // harness overhead, not part of the model's working memory
+  // Training (src/train, the `train` workload):
+  kSaved,          // activations a training forward keeps for its backward (part of working memory)
+  kGrads,          // parameter gradients (parameter-sized, not working memory)
+  kOptimizer,      // optimiser state: AdamW's two moments (parameter-sized, not working memory)
   kCount
 };
 const char* to_string(MemCategory c);
@@ -29,7 +33,8 @@ class MemoryTracker {
   void on_free(MemCategory c, std::size_t bytes);
 
   std::size_t current(MemCategory c) const { return current_[idx(c)].load(); }
-  // Live bytes of everything a run needs besides its weights.
+  // Live bytes of everything a run needs besides its weights (and, in training, besides the
+  // parameter-sized gradients and optimiser state): activations + saved activations + state + scratchpad.
   std::size_t current_working() const;
   // Peak of current_working() since the last reset_peak().
   std::size_t peak_working() const { return peak_working_.load(); }
@@ -51,6 +56,9 @@ class Buffer {
  public:
   Buffer() = default;
   Buffer(MemoryTracker& tracker, MemCategory category, std::size_t bytes);
+  // A non-owning view of `bytes` at `data` (another buffer's memory): not counted (its owner is)
+  // and never freed.
+  static Buffer view(void* data, std::size_t bytes);
   ~Buffer();
   Buffer(Buffer&& o) noexcept;
   Buffer& operator=(Buffer&& o) noexcept;

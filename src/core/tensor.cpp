@@ -36,4 +36,13 @@ Tensor Tensor::unallocated(Shape shape) {
   return t;
 }
 
+Tensor Tensor::view(Tensor& owner, Shape shape) {
+  const std::size_t bytes = tensor_bytes(shape);
+  BSBR_CHECK(bytes <= owner.bytes(), "a view of " + shape_str(shape) + " is larger than its owner " + shape_str(owner.shape()));
+  Tensor t;
+  t.buffer_ = Buffer::view(owner.data(), bytes);
+  t.shape_ = std::move(shape);
+  return t;
+}
+
 }  // namespace bsbr

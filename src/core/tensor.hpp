@@ -21,6 +21,10 @@ class Tensor {
   Tensor(MemoryTracker& tracker, MemCategory category, Shape shape);
   // A shape without memory (data() is null): for computing sizes before allocating.
   static Tensor unallocated(Shape shape);
+  // A non-owning view of `owner`'s memory with `shape` (at most owner.size() elements): not
+  // counted by the tracker (the owner is) and valid while the owner lives. For buffers that
+  // several users take turns on (training's shared work buffers, src/train/README.md).
+  static Tensor view(Tensor& owner, Shape shape);
 
   float* data() { return static_cast<float*>(buffer_.data()); }
   const float* data() const { return static_cast<const float*>(buffer_.data()); }

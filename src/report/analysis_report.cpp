@@ -132,6 +132,22 @@ ReportTable scaling_table(const Analysis& a) {
   return t;
 }
 
+// Training memory (README "train"): by kind at the largest n, and the exponents of peak working
+// memory and of the saved activations over n.
+ReportTable train_memory_table(const Analysis& a) {
+  ReportTable t;
+  t.title = "training memory (train workloads): at each series' largest n, and power-law exponents over n";
+  t.header = {"model", "workload", "n", "weights", "gradients", "optimizer state", "saved activations", "peak working", "peak b", "R²",
+              "saved b", "complexity"};
+  for (const analysis::TrainMemorySeries& s : a.train_memory)
+    t.rows.push_back({s.model, to_string(s.workload), n_label(s.n.back()), format_bytes(s.weights_bytes), format_bytes(s.gradient_bytes),
+                      format_bytes(s.optimizer_bytes), format_bytes(s.saved_activation_bytes.back()), format_bytes(s.peak_working_bytes.back()),
+                      format_fixed(s.peak_fit.b, 3), format_fixed(s.peak_fit.r_squared, 4), format_fixed(s.saved_fit.b, 3), s.peak_complexity});
+  t.notes.push_back("counted by the tool's allocator; peak working = saved activations + working activations + oneDNN scratchpad; "
+                    "weights, gradients and optimizer state are parameter-sized and not part of it");
+  return t;
+}
+
 std::vector<ReportTable> all_tables(const Analysis& a) {
   std::vector<ReportTable> out;
   for (const WorkloadAnalysis& wa : a.workloads) {
@@ -141,6 +157,7 @@ std::vector<ReportTable> all_tables(const Analysis& a) {
   if (!a.memory.empty()) out.push_back(memory_table_at_largest(a));
   if (!a.decode.empty()) out.push_back(decode_table(a));
   if (!a.scaling.empty()) out.push_back(scaling_table(a));
+  if (!a.train_memory.empty()) out.push_back(train_memory_table(a));
   return out;
 }
 
@@ -278,9 +295,17 @@ json analysis_json(const Analysis& a) {
     }
     scaling = {{"threads", a.scaling.threads}, {"base_threads", a.scaling.base_threads}, {"calibration", cal}, {"points", rows}};
   }
+  json train_memory = json::array();
+  for (const analysis::TrainMemorySeries& s : a.train_memory)
+    train_memory.push_back({{"model", s.model}, {"workload", to_string(s.workload)}, {"n", s.n}, {"peak_working_bytes", s.peak_working_bytes},
+                            {"saved_activation_bytes", s.saved_activation_bytes}, {"weights_bytes", s.weights_bytes},
+                            {"gradient_bytes", s.gradient_bytes}, {"optimizer_bytes", s.optimizer_bytes},
+                            {"peak_working_power_law", {{"a", s.peak_fit.a}, {"b", s.peak_fit.b}, {"r_squared", s.peak_fit.r_squared}}},
+                            {"saved_activation_power_law", {{"a", s.saved_fit.a}, {"b", s.saved_fit.b}, {"r_squared", s.saved_fit.r_squared}}},
+                            {"complexity", s.peak_complexity}});
   return {{"thread_scaling", scaling}, {"source", a.source}, {"study_schema", a.study_schema}, {"primary_workload", to_string(a.primary)},
           {"workloads", workloads}, {"memory", memory}, {"memory_largest_n", a.memory_largest_n}, {"memory_workload", a.memory_workload},
-          {"decode_per_token", decode}, {"decode_estimated", a.decode_estimated}};
+          {"decode_per_token", decode}, {"decode_estimated", a.decode_estimated}, {"train_memory", train_memory}};
 }
 
 ReportFiles write_analysis_report(const Analysis& a, const Results& results, const std::string& dir, const Gnuplot* gnuplot,

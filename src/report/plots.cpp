@@ -297,6 +297,31 @@ PlotSet write_analysis_plots(const Analysis& a, const std::string& dir, const Gn
                                           " thread(s) vs threads per model (largest n measured at every count), with the calibration matmul's");
     else out.not_drawn.push_back("thread_speedup.png: no point ran at every thread count");
   }
+
+  // Training memory (README "train"): peak working memory (solid) and saved activations (dashed
+  // by title) per model and train workload.
+  if (!a.train_memory.empty()) {
+    LineChart c;
+    c.title = "training step: peak working memory and saved activations vs n — " + std::filesystem::path(a.source).filename().string();
+    c.xlabel = "sequence length n (tokens, log scale)";
+    c.ylabel = "MiB (log scale), counted by the tool's allocator";
+    c.log_x = c.log_y = true;
+    for (const analysis::TrainMemorySeries& ts : a.train_memory) {
+      const std::string tag = ts.model + (ts.workload == Workload::kTrainRecompute ? " (recompute)" : "");
+      char label[200];
+      std::snprintf(label, sizeof label, "%s peak working (b=%.2f)", tag.c_str(), ts.peak_fit.b);
+      Series peak{label, palette.color(ts.model), to_doubles(ts.n), {}, {}, {}};
+      std::snprintf(label, sizeof label, "%s saved (b=%.2f)", tag.c_str(), ts.saved_fit.b);
+      Series saved{label, palette.color(ts.model), to_doubles(ts.n), {}, {}, {}};
+      for (std::size_t i = 0; i < ts.n.size(); ++i) {
+        peak.y.push_back(ts.peak_working_bytes[i] / (1024.0 * 1024.0));
+        saved.y.push_back(ts.saved_activation_bytes[i] / (1024.0 * 1024.0));
+      }
+      c.series.push_back(peak);
+      c.series.push_back(saved);
+    }
+    render(c, "train_memory.png", "training step: peak working memory and saved activations vs n, log-log axes");
+  }
   return out;
 }
 

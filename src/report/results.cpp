@@ -160,7 +160,10 @@ json to_json(const RunRecord& r) {
               {"params_bytes", r.memory.params_bytes},
               {"snapshot_bytes", r.memory.snapshot_bytes},
               {"peak_rss_bytes", r.memory.peak_rss_bytes},
-              {"estimate_bytes", r.memory.estimate_bytes}}},
+              {"estimate_bytes", r.memory.estimate_bytes},
+              {"saved_activation_bytes", r.memory.saved_activation_bytes},
+              {"gradient_bytes", r.memory.gradient_bytes},
+              {"optimizer_bytes", r.memory.optimizer_bytes}}},
             {"generated_tokens", r.generated},
             {"repro", r.repro}};
   // The verify pass against the oracle (bench/verify.hpp); null when --no-verify.
@@ -183,6 +186,11 @@ json to_json(const RunRecord& r) {
                      {"contended", c.contended}, {"reason", c.reason}};
   if (!r.positions.empty()) j["positions"] = r.positions;
   if (r.problem.workload == Workload::kDecode) j["bytes_per_token"] = r.bytes_per_token;
+  if (is_train(r.problem.workload)) {  // README "train"
+    j["train_recompute"] = r.problem.workload == Workload::kTrainRecompute;
+    j["tokens_per_second"] = r.tokens_per_second;
+    j["train_loss"] = r.train_loss;
+  }
   return j;
 }
 
@@ -402,7 +410,12 @@ RunRecord run_from_json(const json& j, const std::string& where) {
     r.memory.peak_rss_bytes = bytes("peak_rss_bytes");
     r.memory.snapshot_bytes = bytes("snapshot_bytes");
     r.memory.estimate_bytes = bytes("estimate_bytes");
+    r.memory.saved_activation_bytes = bytes("saved_activation_bytes");
+    r.memory.gradient_bytes = bytes("gradient_bytes");
+    r.memory.optimizer_bytes = bytes("optimizer_bytes");
   }
+  r.tokens_per_second = opt_number(j, "tokens_per_second", where, 0, kMaxFlops, 0.0);
+  r.train_loss = opt_number(j, "train_loss", where, 0, 1e9, 0.0);
   if (present(j, "generated_tokens")) {
     const json& g = j.at("generated_tokens");
     if (!g.is_array()) bad(where, "'generated_tokens' must be a list of token ids");
@@ -513,7 +526,7 @@ FitRecord fit_from_json(const json& j, const std::string& where) {
 }  // namespace
 
 std::optional<Workload> memory_workload(const Results& r) {
-  for (Workload w : {Workload::kPrefill, Workload::kGenerate, Workload::kDecode, Workload::kRecompute})
+  for (Workload w : {Workload::kPrefill, Workload::kGenerate, Workload::kDecode, Workload::kRecompute, Workload::kTrain, Workload::kTrainRecompute})
     for (const RunRecord& run : r.runs)
       if (run.status == "ok" && run.problem.workload == w && run.memory.peak_working_bytes > 0) return w;
   return std::nullopt;
@@ -560,7 +573,7 @@ json to_json(const Results& r) {
               {"memory_results", memory_results},
               {"memory_results_workload", mem_workload ? json(to_string(*mem_workload)) : json(nullptr)},
               {"memory_results_meaning", "peak working memory (activations + decode state + oneDNN scratchpad) in MB of the "
-                                         "memory_results_workload points (the first of prefill, generate, decode, recompute the file has)"},
+                                         "memory_results_workload points (the first of prefill, generate, decode, recompute, train, train_recompute the file has)"},
               {"param_counts", params},
               {"param_counts_with_head", params_head},
               {"seq_lengths", r.seq_lengths},

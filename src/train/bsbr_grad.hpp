@@ -5,8 +5,9 @@
 //   p_ij = softmax_{j<i}(s R_i.H_j);  G_i = sum_j p_ij state_j  (then .W_d + b_d when compressed)
 //   out_t = local_t + q_t.G_i (chunk i >= 1), heads concatenated, out_proj.
 // Chunk-level Linears (meta keys and queries over the cur last rows, compression and
-// decompression over cur * heads states) are LinearTrain matmuls; the chunk states, retrieval
-// softmax and q.G products are loops over O(n/B) chunks. No n x n buffer: the retrieval weights are
+// decompression over cur * heads states) are LinearTrain matmuls; the chunk states and the q.G
+// products are matmuls batched over the chunks; the retrieval softmax is a loop over O(n/B)
+// chunks. No n x n buffer: the retrieval weights are
 // recomputed in backward (a (n/B)-long row per thread).
 #pragma once
 #include <memory>
@@ -15,6 +16,9 @@
 #include "train/trainable.hpp"
 
 namespace bsbr::train {
+
+// What the trainable BSBR mixer's prepare(batch, n) allocates (see MixerFloats).
+MixerFloats bsbr_train_floats(const ModelConfig& cfg, int64_t batch, int64_t n, int threads);
 
 std::unique_ptr<TrainableMixer> make_bsbr_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix);
 

@@ -43,7 +43,11 @@ class DeltaRuleGrad {
     kDropWyKeyTerm,     // backward_wy: dK without the (G + G^T) K term (the gradient through X's K K^T)
   };
   DeltaRuleGrad() = default;
-  DeltaRuleGrad(ops::Context& ctx, const DeltaRuleGradGeometry& g);
+  // Chunk-start checkpoints from buffers->saved(), per-thread workspaces from buffers->work()
+  // (owned when buffers is null).
+  DeltaRuleGrad(ops::Context& ctx, const DeltaRuleGradGeometry& g, MixerBuffers* buffers = nullptr);
+  // Floats of the checkpoints (saved) and of the per-thread workspaces (work).
+  static MixerFloats floats(const DeltaRuleGradGeometry& g, int threads);
   // q, k (before normalisation), v, o: [b, n, heads * dh]; beta: [b, n, heads]. Saves the chunk-start
   // states. forward() is chunkwise (WY form: O = Q S^T + (Q K^T ⊙ M) U', S += U'^T K);
   // forward_recurrent() is the token-by-token reference (same outputs and checkpoints).
@@ -56,31 +60,47 @@ class DeltaRuleGrad {
   void backward_wy(ops::Context& ctx, const float* q, const float* k, const float* v, const float* beta, const float* dout, float* dq,
                    float* dk, float* dv, float* dbeta, Fault fault = Fault::kNone) const;
   int64_t saved_floats() const { return checkpoints_.size(); }
+  // Multiply-adds of the loop left in forward() / backward_wy() (the substitution for X; every
+  // product is a matmul, counted by the op layer), counted into flops_executed.
+  double wy_macs(bool backward) const;
 
  private:
   struct Workspace {
     Tensor s;       // [C + 1, dh, dh]: S before each token of the chunk, then after the last
     Tensor a;       // [dh, dh]: dL/dS
     Tensor vec;     // [4, dh]: normalised q, k; e; A k
-    // backward_wy: [C, dh] normalised Q, K, W, U', dU', dW (or dQ/dK rows); [C, C] X, T, dT, scratch;
+    // backward_wy: [C, dh] normalised Q, K, W, U', dU', dW; [C, C] X, T, dT, scratch, K K^T;
     // [dh, dh] dS; [2, C] norms.
-    Tensor qc, kc, wm, up, dup, dwm, x, t, dt, tmp, ds, norms;
+    Tensor qc, kc, wm, up, dup, dwm, x, t, dt, tmp, kk, ds, norms;
+  };
+  // The WY chunk's products on oneDNN, for chunks of `rows` rows (single-threaded inside the
+  // worker threads' items, as SoftmaxAttentionGrad's); names as in the header's formulas.
+  struct ChunkOps {
+    ChunkOps() = default;
+    ChunkOps(ops::Context& ctx, int64_t rows, int64_t dh, int64_t chunk, int64_t d);
+    ops::MatMul kk, tk, tv, ws_sub, qs, qk, au_acc, utk_acc;                                 // wy_chunk, forward
+    ops::MatMul du, kds, qkt_do_acc, dos, pk_acc, ptq, uds_acc, dotq_acc, duw_sub, dus_neg;  // backward_wy
+    ops::MatMul tdu, tdw_acc, dwk, duv_acc, xtdx, yxt, gk_acc, gtk_acc;
   };
   int64_t chunks() const { return (g_.n + g_.chunk - 1) / g_.chunk; }
   // For the chunk of rows [r0, r0 + L) of (b, h) with state S before it: normalised Q, K (and
   // their norms), X, T = X D, W = T K and U' = T V - W S^T into the workspace.
-  void wy_chunk(Workspace& w, const float* q, const float* k, const float* v, const float* beta, int64_t b, int64_t h, int64_t r0,
-                int64_t L, const float* S) const;
+  void wy_chunk(ops::Context& ctx, const ChunkOps& op, Workspace& w, const float* q, const float* k, const float* v, const float* beta,
+                int64_t b, int64_t h, int64_t r0, int64_t L, const float* S) const;
   // fn(workspace, item, b, h) for every (sequence b, head h) item = b * heads + h, in parallel.
   template <class Fn>
   void for_each_head(ops::Context& ctx, Fn&& fn) const {
     const int64_t items = g_.batch * g_.heads;
-    parallel_items(ctx, items, items > 1, [&](int64_t item) { fn(ws_[ops::Context::thread_id()], item, item / g_.heads, item % g_.heads); });
+    ops::parallel_items(ctx, items, items > 1, [&](int64_t item) { fn(ws_[ops::Context::thread_id()], item, item / g_.heads, item % g_.heads); });
   }
   DeltaRuleGradGeometry g_;
   mutable Tensor checkpoints_;  // [b, heads, chunks, dh, dh]: S before each chunk
+  ChunkOps full_, tail_;        // chunks of C rows; the partial last chunk (n mod C rows)
   mutable std::vector<Workspace> ws_;
 };
+
+// What the trainable DeltaNet mixer's prepare(batch, n) allocates (see MixerFloats).
+MixerFloats deltanet_train_floats(const ModelConfig& cfg, int64_t batch, int64_t n, int threads);
 
 std::unique_ptr<TrainableMixer> make_deltanet_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix);
 

@@ -11,83 +11,76 @@
 
 namespace bsbr::train {
 
-ChunkStateCross::ChunkStateCross(ops::Context& ctx, int64_t batch, int64_t n, int64_t width, int64_t chunk)
+ChunkStateCross::ChunkStateCross(ops::Context& ctx, int64_t batch, int64_t n, int64_t width, int64_t chunk, MixerBuffers* buffers)
     : batch_(batch), n_(n), width_(width), chunk_(chunk) {
   BSBR_CHECK(chunk > 0, "chunk size must be positive");
-  for (int i = 0; i < ctx.threads(); ++i) state_.push_back(ctx.tensor(MemCategory::kActivations, {width, width}));
+  tail_ = n % chunk;
+  MixerBuffers own(ctx);
+  MixerBuffers& buf = buffers ? *buffers : own;
+  for (int i = 0; i < ctx.threads(); ++i) state_.push_back(buf.work({width, width}));
+  using ops::MatLayout;
+  using ops::PostOp;
+  const MatLayout ee = MatLayout::dense(width, width);
+  const std::vector<PostOp> acc{PostOp::accumulate()};
+  auto make = [&](int64_t rows, ops::MatMul& qs, ops::MatMul& gs, ops::MatMul& qg) {
+    const MatLayout re = MatLayout::dense(rows, width);  // [rows, E]
+    qs = ops::MatMul(ctx, {re, ee, re, false, 1.f, acc});
+    gs = ops::MatMul(ctx, {re, ee.transposed(), re, false, 1.f, acc});
+    qg = ops::MatMul(ctx, {re.transposed(), re, ee, false, 1.f, acc});
+  };
+  if (n >= chunk) {
+    make(chunk, qs_, gs_, qg_);
+    const MatLayout ce = MatLayout::dense(chunk, width);
+    kv_ = ops::MatMul(ctx, {ce.transposed(), ce, ee, false, 1.f, acc});
+    vd_ = ops::MatMul(ctx, {ce, ee.transposed(), ce, false, 1.f, acc});
+    kd_ = ops::MatMul(ctx, {ce, ee, ce, false, 1.f, acc});
+  }
+  if (tail_ > 0 && n > chunk) make(tail_, qs_tail_, gs_tail_, qg_tail_);  // a partial chunk after a complete one
 }
 
 void ChunkStateCross::forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* a) const {
   const int64_t E = width_, n = n_, C = chunk_;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (batch_ > 1)
-  for (int64_t b = 0; b < batch_; ++b) {
+  ops::parallel_items(ctx, batch_, batch_ > 1, [&](int64_t b) {
     float* S = state_[ops::Context::thread_id()].data();  // [E, E]
     std::fill(S, S + E * E, 0.f);
     const float *qb = q + b * n * E, *kb = k + b * n * E, *vb = v + b * n * E;
     float* ab = a + b * n * E;
     for (int64_t r0 = 0; r0 < n; r0 += C) {
-      const int64_t r1 = std::min(n, r0 + C);
-      if (r0 > 0)
-        for (int64_t t = r0; t < r1; ++t)
-          for (int64_t i = 0; i < E; ++i) {
-            const float qi = qb[t * E + i];
-            for (int64_t j = 0; j < E; ++j) ab[t * E + j] += qi * S[i * E + j];
-          }
-      if (r1 - r0 == C)  // a complete chunk joins the state of the chunks after it
-        for (int64_t u = r0; u < r1; ++u)
-          for (int64_t i = 0; i < E; ++i)
-            for (int64_t j = 0; j < E; ++j) S[i * E + j] += kb[u * E + i] * vb[u * E + j];
+      const bool complete = r0 + C <= n;
+      if (r0 > 0) (complete ? qs_ : qs_tail_).run(ctx, qb + r0 * E, S, ab + r0 * E);  // A_c += Q_c S
+      if (complete) kv_.run(ctx, kb + r0 * E, vb + r0 * E, S);  // a complete chunk joins the state of the chunks after it
     }
-  }
+  });
 }
 
 void ChunkStateCross::backward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* da, float* dq, float* dk,
                                float* dv, Fault fault) const {
   const int64_t E = width_, n = n_, C = chunk_;
   const int64_t last_r0 = (n - 1) / C * C;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (batch_ > 1)
-  for (int64_t b = 0; b < batch_; ++b) {
+  ops::parallel_items(ctx, batch_, batch_ > 1, [&](int64_t b) {
     float* S = state_[ops::Context::thread_id()].data();
     const int64_t off = b * n * E;
     const float *qb = q + off, *kb = k + off, *vb = v + off, *gb = da + off;
     float *dqb = dq + off, *dkb = dk + off, *dvb = dv + off;
-    // Forward sweep: S = state before the chunk; dq_t += da_t S^T.
+    // Forward sweep: S = state before the chunk; dQ_c += dA_c S^T.
     std::fill(S, S + E * E, 0.f);
     for (int64_t r0 = 0; r0 < n; r0 += C) {
-      const int64_t r1 = std::min(n, r0 + C);
-      if (r0 > 0)
-        for (int64_t t = r0; t < r1; ++t)
-          for (int64_t i = 0; i < E; ++i) {
-            float acc = 0.f;
-            for (int64_t j = 0; j < E; ++j) acc += gb[t * E + j] * S[i * E + j];
-            dqb[t * E + i] += acc;
-          }
-      if (r1 - r0 == C)
-        for (int64_t u = r0; u < r1; ++u)
-          for (int64_t i = 0; i < E; ++i)
-            for (int64_t j = 0; j < E; ++j) S[i * E + j] += kb[u * E + i] * vb[u * E + j];
+      const bool complete = r0 + C <= n;
+      if (r0 > 0) (complete ? gs_ : gs_tail_).run(ctx, gb + r0 * E, S, dqb + r0 * E);
+      if (complete) kv_.run(ctx, kb + r0 * E, vb + r0 * E, S);
     }
-    if (fault == Fault::kDropStateGrad) continue;
-    // Reverse sweep: S = dS = sum over later chunks of Q^T dA; a complete chunk's k, v receive it.
+    if (fault == Fault::kDropStateGrad) return;
+    // Reverse sweep: S = dS = sum over later chunks of Q^T dA; a complete chunk's K, V receive it.
     std::fill(S, S + E * E, 0.f);
     for (int64_t r0 = last_r0; r0 >= 0; r0 -= C) {
-      const int64_t r1 = std::min(n, r0 + C);
-      if (r1 - r0 == C)
-        for (int64_t u = r0; u < r1; ++u)
-          for (int64_t i = 0; i < E; ++i) {
-            float acc = 0.f;
-            for (int64_t j = 0; j < E; ++j) {
-              acc += S[i * E + j] * vb[u * E + j];
-              dvb[u * E + j] += kb[u * E + i] * S[i * E + j];
-            }
-            dkb[u * E + i] += acc;
-          }
-      if (r0 > 0)
-        for (int64_t t = r0; t < r1; ++t)
-          for (int64_t i = 0; i < E; ++i)
-            for (int64_t j = 0; j < E; ++j) S[i * E + j] += qb[t * E + i] * gb[t * E + j];
+      const bool complete = r0 + C <= n;
+      if (complete) {
+        vd_.run(ctx, vb + r0 * E, S, dkb + r0 * E);  // dK_c += V_c dS^T
+        kd_.run(ctx, kb + r0 * E, S, dvb + r0 * E);  // dV_c += K_c dS
+      }
+      if (r0 > 0) (complete ? qg_ : qg_tail_).run(ctx, qb + r0 * E, gb + r0 * E, S);  // dS += Q_c^T dA_c
     }
-  }
+  });
 }
 
 namespace {
@@ -104,20 +97,20 @@ class GauTrain final : public TrainableMixer {
         gate_(find_linear(params, prefix + ".gate_proj")),
         out_(find_linear(params, prefix + ".out_proj")) {}
 
-  void prepare(ops::Context& ctx, int64_t batch, int64_t n) override {
+  void prepare(ops::Context& ctx, MixerBuffers& buffers, int64_t batch, int64_t n) override {
     release();
     const int64_t rows = batch * n;
     ops_ = {LinearTrain(ctx, q_, rows, d_, E_), LinearTrain(ctx, k_, rows, d_, E_), LinearTrain(ctx, v_, rows, d_, E_),
             LinearTrain(ctx, gate_, rows, d_, E_), LinearTrain(ctx, out_, rows, E_, d_, /*accumulate=*/true)};
     const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(E_)));
-    local_ = SoftmaxAttentionGrad(ctx, {batch, 1, E_, n, scale, -1, kTile, kTile, chunk_});
-    cross_ = ChunkStateCross(ctx, batch, n, E_, chunk_);
+    local_ = SoftmaxAttentionGrad(ctx, {batch, 1, E_, n, scale, -1, kTrainAttentionTile, kTrainAttentionTile, chunk_}, &buffers);
+    cross_ = ChunkStateCross(ctx, batch, n, E_, chunk_, &buffers);
     const ops::MatLayout el = ops::MatLayout::dense(rows, E_);
     sigmoid_ = ops::EltwiseOp(ctx, el, el, {ops::Eltwise::kSigmoid});
     sigmoid_back_ = ops::EltwiseBackwardOp(ctx, rows, E_, {ops::Eltwise::kSigmoid});
-    for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &gpre_, &gate_buf_, &local_buf_, &a_buf_, &o_buf_, &dq_, &dk_, &dv_, &do_, &dtmp_})
-      *t = ctx.tensor(MemCategory::kActivations, {rows, E_});
-    lse_ = ctx.tensor(MemCategory::kActivations, {batch, 1, n});
+    for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &gpre_, &gate_buf_, &local_buf_, &a_buf_, &o_buf_}) *t = buffers.saved({rows, E_});
+    lse_ = buffers.saved({batch, 1, n});
+    for (Tensor* t : {&dq_, &dk_, &dv_, &do_, &dtmp_}) *t = buffers.work({rows, E_});
     saved_ = 8 * rows * E_ + batch * n;
   }
 
@@ -180,7 +173,6 @@ class GauTrain final : public TrainableMixer {
 
  private:
   enum class Fault { kNone, kDropStateGrad, kDropGateValue };
-  static constexpr int64_t kTile = 64;
   struct Ops {
     LinearTrain q, k, v, gate, out;
   };
@@ -200,6 +192,12 @@ class GauTrain final : public TrainableMixer {
 };
 
 }  // namespace
+
+MixerFloats gau_train_floats(const ModelConfig& cfg, int64_t batch, int64_t n, int threads) {
+  const int64_t width = cfg.expansion_factor * cfg.hidden_dim;  // <= 2^20 by the ranges
+  const double rows = static_cast<double>(batch) * static_cast<double>(n), E = static_cast<double>(width);
+  return {8 * rows * E + rows, 5 * rows * E + softmax_attention_workspace_floats(width, threads) + threads * E * E, 5 * rows};
+}
 
 std::unique_ptr<TrainableMixer> make_gau_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
   return std::make_unique<GauTrain>(cfg, params, prefix);

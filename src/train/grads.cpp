@@ -10,7 +10,7 @@ namespace bsbr::train {
 Grads::Grads(ops::Context& ctx, const ParamStore& params) : params_(&params) {
   for (const Param& p : params.all()) {
     index_.emplace(&p.value, grads_.size());
-    grads_.push_back(ctx.tensor(MemCategory::kActivations, p.value.shape()));
+    grads_.push_back(ctx.tensor(MemCategory::kGrads, p.value.shape()));
   }
 }
 

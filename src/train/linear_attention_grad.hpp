@@ -34,7 +34,8 @@ class LinearAttentionGrad {
     kDropStateKeyGrad,    // dphi(K_c) without the inter-chunk term V'_c dS_c^T
   };
   LinearAttentionGrad() = default;
-  LinearAttentionGrad(ops::Context& ctx, const LinearAttentionGradGeometry& g);
+  // Per-thread workspaces from buffers->work() (owned when buffers is null).
+  LinearAttentionGrad(ops::Context& ctx, const LinearAttentionGradGeometry& g, MixerBuffers* buffers = nullptr);
   // q, k: projections before the feature map; all [b, n, heads * dh]; den: [b, heads, n].
   void forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* o, float* den) const;
   void backward(ops::Context& ctx, const float* q, const float* k, const float* v, const float* o, const float* den, const float* dout,
@@ -43,15 +44,32 @@ class LinearAttentionGrad {
  private:
   struct Workspace {
     Tensor fq, fk;  // [C, dh]: phi of the chunk's queries and keys
-    Tensor g;       // [C, dh + 1]: G of the chunk's rows
+    Tensor g;       // [C, dh + 1]: G of the chunk's rows (forward: [num, den - eps])
+    Tensor vp;      // [C, dh + 1]: V' = [V, 1] of the chunk's rows
     Tensor s;       // [dh, dh + 1]: running state S (or dS)
+    Tensor a;       // [C, C]: a masked intra-chunk product
+    Tensor t1, t2;  // [C, dh]: dphi(Q) or dphi(K), dV of the chunk's rows
+  };
+  // The tile products of a chunk of `rows` rows on oneDNN (single-threaded inside the worker
+  // threads' items, as SoftmaxAttentionGrad's), all dense in the workspace except G[:, :dh] and
+  // dS[:, :dh] (row stride dh + 1).
+  struct ChunkOps {
+    ChunkOps() = default;
+    ChunkOps(ops::Context& ctx, int64_t rows, int64_t dh);
+    int64_t rows = 0;
+    ops::MatMul qs, qk, av_acc, kv_acc, ws, wv, ad_acc, ks, atg_acc, atd_acc;
   };
   float phi(float x) const;
   float dphi(float x) const;
-  void load_chunk(Workspace& w, const float* qb, const float* kb, int64_t r0, int64_t r1) const;
+  void load_chunk(Workspace& w, const float* qb, const float* kb, const float* vb, int64_t r0, int64_t r1) const;
+  static void mask_upper(float* a, int64_t rows);
   LinearAttentionGradGeometry g_;
+  ChunkOps full_, tail_;  // chunks of C rows; the partial last chunk (n mod C rows)
   mutable std::vector<Workspace> ws_;
 };
+
+// Floats of the per-thread workspaces of the trainable Linear mixer's kernel.
+double linear_attention_workspace_floats(const ModelConfig& cfg, int threads);
 
 std::unique_ptr<TrainableMixer> make_linear_attention_train(const ModelConfig& cfg, ParamStore& params, const std::string& prefix);
 

@@ -24,8 +24,9 @@ AdamW::AdamW(ops::Context& ctx, ParamStore& params, AdamWConfig config) : params
                  config.weight_decay >= 0 && config.clip_norm >= 0 && config.warmup_steps >= 0 && config.total_steps >= 1,
              "AdamW settings out of range");
   for (const Param& p : params.all()) {
-    m_.push_back(ctx.tensor(MemCategory::kActivations, p.value.shape()));
-    v_.push_back(ctx.tensor(MemCategory::kActivations, p.value.shape()));
+    m_.push_back(ctx.tensor(MemCategory::kOptimizer, p.value.shape()));
+    v_.push_back(ctx.tensor(MemCategory::kOptimizer, p.value.shape()));
+    elements_ += p.value.size();
   }
 }
 
@@ -103,6 +104,7 @@ StepInfo train_step(ops::Context& ctx, TrainModel& model, AdamW& opt, const int3
   info.lr = learning_rate(opt.config(), opt.steps());
   info.loss = model.forward_backward(ctx, tokens);
   info.grad_norm = opt.step(model.grads(), info.lr);
+  ctx.count_flops(opt.step_flops());  // its loops are not matmuls: counted here (flops_executed)
   return info;
 }
 

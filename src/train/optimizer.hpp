@@ -41,6 +41,11 @@ class AdamW {
   double step(Grads& grads, double lr);
   int64_t steps() const { return steps_; }
   const AdamWConfig& config() const { return config_; }
+  // Arithmetic of one step() (flops_executed, README "train"): per parameter element, the squared
+  // norm (a multiply-add, 2), the clip (1), the first moment (3), the second (4) and the update
+  // (decay, two bias corrections, square root, epsilon, division, rate, subtraction: 8).
+  static constexpr double kFlopsPerElement = 18;
+  double step_flops() const { return kFlopsPerElement * static_cast<double>(elements_); }
 
   // Optimiser state as safetensors: "<param>.exp_avg", "<param>.exp_avg_sq", metadata "step".
   void save(const std::string& path) const;
@@ -52,6 +57,7 @@ class AdamW {
   AdamWConfig config_;
   std::deque<Tensor> m_, v_;  // in the store's order
   int64_t steps_ = 0;
+  int64_t elements_ = 0;  // parameter elements
 };
 
 // One training step: forward, backward, clip, AdamW update at the schedule's rate for the

@@ -14,7 +14,7 @@ namespace bsbr::train {
 
 using Fault = SoftmaxAttentionGrad::Fault;
 
-SoftmaxAttentionGrad::SoftmaxAttentionGrad(ops::Context& ctx, const SoftmaxAttentionGradGeometry& g) : g_(g) {
+SoftmaxAttentionGrad::SoftmaxAttentionGrad(ops::Context& ctx, const SoftmaxAttentionGradGeometry& g, MixerBuffers* buffers) : g_(g) {
   BSBR_CHECK(g.q_tile > 0 && g.k_tile > 0 && g.n > 0, "attention tiles and length must be positive");
   using ops::MatLayout;
   using ops::PostOp;
@@ -25,13 +25,27 @@ SoftmaxAttentionGrad::SoftmaxAttentionGrad(ops::Context& ctx, const SoftmaxAtten
   pv_acc_ = ops::MatMul(ctx, {s, kd, qd, false, 1.f, {PostOp::accumulate()}});
   pv_ = ops::MatMul(ctx, {s, kd, qd, false, 1.f, {}});
   tv_acc_ = ops::MatMul(ctx, {s.transposed(), qd, kd, false, 1.f, {PostOp::accumulate()}});
+  MixerBuffers own(ctx);
+  MixerBuffers& buf = buffers ? *buffers : own;
   ws_.resize(ctx.threads());
   for (Workspace& w : ws_) {
-    for (Tensor* t : {&w.s, &w.dp}) *t = ctx.tensor(MemCategory::kActivations, {qt, kt});
-    for (Tensor* t : {&w.m, &w.l, &w.dd}) *t = ctx.tensor(MemCategory::kActivations, {qt});
-    for (Tensor* t : {&w.acc, &w.qt, &w.dot}) *t = ctx.tensor(MemCategory::kActivations, {qt, dh});
-    for (Tensor* t : {&w.kt, &w.vt, &w.dkt, &w.dvt}) *t = ctx.tensor(MemCategory::kActivations, {kt, dh});
+    for (Tensor* t : {&w.s, &w.dp}) *t = buf.work({qt, kt});
+    for (Tensor* t : {&w.m, &w.l, &w.dd}) *t = buf.work({qt});
+    for (Tensor* t : {&w.acc, &w.qt, &w.dot}) *t = buf.work({qt, dh});
+    for (Tensor* t : {&w.kt, &w.vt, &w.dkt, &w.dvt}) *t = buf.work({kt, dh});
   }
+}
+
+double SoftmaxAttentionGrad::workspace_floats(const SoftmaxAttentionGradGeometry& g, int threads) {
+  const double qt = static_cast<double>(g.q_tile), kt = static_cast<double>(g.k_tile), dh = static_cast<double>(g.head_dim);
+  return threads * (2 * qt * kt + 3 * qt + 3 * qt * dh + 4 * kt * dh);
+}
+
+double softmax_attention_workspace_floats(int64_t head_dim, int threads) {
+  SoftmaxAttentionGradGeometry g;
+  g.head_dim = head_dim;
+  g.q_tile = g.k_tile = kTrainAttentionTile;
+  return SoftmaxAttentionGrad::workspace_floats(g, threads);
 }
 
 void SoftmaxAttentionGrad::load_tile(const float* src, int64_t r0, int64_t r1, int64_t tile, float* dst) const {
@@ -56,7 +70,7 @@ void SoftmaxAttentionGrad::key_tiles(int64_t r0, int64_t r1, int64_t lo_shift, i
 void SoftmaxAttentionGrad::forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* o, float* lse) const {
   const int64_t dh = g_.head_dim, d = g_.heads * dh, n = g_.n, qt = g_.q_tile, kt = g_.k_tile;
   const int64_t items = g_.batch * g_.heads;
-  parallel_items(ctx, items, items > 1, [&](int64_t item) {
+  ops::parallel_items(ctx, items, items > 1, [&](int64_t item) {
     Workspace& w = ws_[ops::Context::thread_id()];
     const int64_t b = item / g_.heads, h = item % g_.heads, off = b * n * d + h * dh;
     const float *qb = q + off, *kb = k + off, *vb = v + off;
@@ -117,7 +131,7 @@ void SoftmaxAttentionGrad::backward(ops::Context& ctx, const float* q, const flo
   const int64_t lo_shift = fault == Fault::kNarrowBand ? 1 : 0;
   // FlashAttention-2's order: key tiles outside (each owns its rows of dK, dV), query tiles inside
   // (dQ accumulated in place). Each item (sequence, head) owns its columns: no cross-thread reduction.
-  parallel_items(ctx, items, items > 1, [&](int64_t item) {
+  ops::parallel_items(ctx, items, items > 1, [&](int64_t item) {
     Workspace& w = ws_[ops::Context::thread_id()];
     const int64_t b = item / g_.heads, h = item % g_.heads, off = b * n * d + h * dh;
     const float *qb = q + off, *kb = k + off, *vb = v + off, *ob = o + off, *gb = dout + off;
@@ -177,7 +191,7 @@ void SoftmaxAttentionGrad::backward(ops::Context& ctx, const float* q, const flo
 std::unique_ptr<TrainableMixer> make_softmax_attention_train(const std::string& arch, const ModelConfig& cfg, ParamStore& params,
                                                              const std::string& prefix) {
   using Mixer = KernelAttentionTrain<SoftmaxAttentionGrad>;
-  constexpr int64_t kTile = 64;
+  constexpr int64_t kTile = kTrainAttentionTile;
   const double rsqrt_dh = 1.0 / std::sqrt(static_cast<double>(cfg.head_dim()));
   const bool hopfield = arch == "Hopfield", window = arch == "SlidingWindow";
   if (!hopfield && !window && arch != "Standard") return nullptr;

@@ -32,7 +32,10 @@ class SoftmaxAttentionGrad {
   };
 
   SoftmaxAttentionGrad() = default;
-  SoftmaxAttentionGrad(ops::Context& ctx, const SoftmaxAttentionGradGeometry& g);
+  // Per-thread tiles from buffers->work() (owned when buffers is null).
+  SoftmaxAttentionGrad(ops::Context& ctx, const SoftmaxAttentionGradGeometry& g, MixerBuffers* buffers = nullptr);
+  // Floats of those tiles.
+  static double workspace_floats(const SoftmaxAttentionGradGeometry& g, int threads);
 
   // o = softmax(scale q.k^T) v over the visible keys; lse_t = log sum_s exp(scale q_t.k_s).
   void forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* o, float* lse) const;
@@ -63,6 +66,11 @@ class SoftmaxAttentionGrad {
   ops::MatMul tv_acc_;  // [kt, dh] += P^T [kt, qt] . A [qt, dh] (dV += P^T dO, dK += dS^T Q)
   mutable std::vector<Workspace> ws_;  // one per worker thread
 };
+
+// The tile size of the trainable mixers (Standard, Hopfield, SlidingWindow; GAU's and BSBR's local part).
+inline constexpr int64_t kTrainAttentionTile = 64;
+// Per-thread tile floats of a SoftmaxAttentionGrad of head width dh with kTrainAttentionTile tiles.
+double softmax_attention_workspace_floats(int64_t head_dim, int threads);
 
 // Standard, Hopfield or SlidingWindow (nullptr for another name).
 std::unique_ptr<TrainableMixer> make_softmax_attention_train(const std::string& arch, const ModelConfig& cfg, ParamStore& params,

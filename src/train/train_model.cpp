@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/checked.hpp"
 #include "core/errors.hpp"
 #include "ops/kernels.hpp"
 
@@ -31,14 +32,16 @@ TrainModel::TrainModel(ops::Context& ctx, Model& model)
   head_ = find_linear(P, "lm_head");
 }
 
-void TrainModel::prepare(ops::Context& ctx, int64_t batch, int64_t n) {
+void TrainModel::prepare(ops::Context& ctx, int64_t batch, int64_t n, bool recompute) {
   BSBR_CHECK(batch >= 1 && n >= 2, "training needs batch >= 1 and n >= 2 (a next token to predict)");
   release();
   batch_ = batch;
   n_ = n;
+  recompute_ = recompute;
   const int64_t rows = batch * n, d = cfg_.hidden_dim, ff = cfg_.ff_dim, V = cfg_.vocab_size;
   const float eps = static_cast<float>(cfg_.layer_norm_eps);
   auto act = [&](Shape s) { return ctx.tensor(MemCategory::kActivations, std::move(s)); };
+  auto saved = [&](Shape s) { return ctx.tensor(MemCategory::kSaved, std::move(s)); };
   ln_ = ops::LayerNormTrainOp(ctx, rows, d, eps);
   ln_back_ = ops::LayerNormBackwardOp(ctx, rows, d, eps);
   const ops::MatLayout fl = ops::MatLayout::dense(rows, ff);
@@ -48,19 +51,58 @@ void TrainModel::prepare(ops::Context& ctx, int64_t batch, int64_t n) {
   for (Block& b : blocks_) {
     ff1_.emplace_back(ctx, b.ff1, rows, d, ff);
     ff2_.emplace_back(ctx, b.ff2, rows, ff, d, /*accumulate=*/true);
-    for (Tensor* t : {&b.x_in, &b.h1, &b.x_mid, &b.h2}) *t = act({rows, d});
-    for (Tensor* t : {&b.u, &b.g}) *t = act({rows, ff});
-    for (Tensor* t : {&b.mean1, &b.var1, &b.mean2, &b.var2}) *t = act({rows});
-    b.mixer->prepare(ctx, batch, n);
+    b.x_in = saved({rows, d});  // the block's input: saved in both modes
+    // The rest of the block's activations: its own, or (recompute) the blocks' shared set, taken
+    // in the same order by every block.
+    shared_saved_.rewind();
+    shared_work_.rewind();
+    MixerBuffers buffers(ctx, recompute ? &shared_saved_ : nullptr, &shared_work_);
+    for (Tensor* t : {&b.h1, &b.x_mid, &b.h2}) *t = buffers.saved({rows, d});
+    for (Tensor* t : {&b.u, &b.g}) *t = buffers.saved({rows, ff});
+    for (Tensor* t : {&b.mean1, &b.var1, &b.mean2, &b.var2}) *t = buffers.saved({rows});
+    b.mixer->prepare(ctx, buffers, batch, n);
   }
   head_op_ = LinearTrain(ctx, head_, rows, d, V);
   positions_ = act({n, d});
   ops::sinusoidal_positions(0, n, d, positions_.data());
-  for (Tensor* t : {&x_, &hf_, &dres_, &dh_, &dtmp_}) *t = act({rows, d});
-  meanf_ = act({rows});
-  varf_ = act({rows});
-  probs_ = act({rows, V});
+  // The final residual (LN input), LN output and statistics and the probabilities: kept from the
+  // forward for the backward.
+  for (Tensor* t : {&x_, &hf_}) *t = saved({rows, d});
+  meanf_ = saved({rows});
+  varf_ = saved({rows});
+  probs_ = saved({rows, V});
+  for (Tensor* t : {&dres_, &dh_, &dtmp_}) *t = act({rows, d});
   df_ = act({rows, ff});
+}
+
+TrainModel::Footprint TrainModel::footprint(const ModelConfig& cfg, const std::string& arch, int64_t batch, int64_t n, bool recompute,
+                                            int threads) {
+  // In double (see MixerFloats), checked against 2^60 bytes before converting.
+  const double rows = static_cast<double>(batch) * static_cast<double>(n), d = static_cast<double>(cfg.hidden_dim);
+  const double ff = static_cast<double>(cfg.ff_dim), V = static_cast<double>(cfg.vocab_size), L = static_cast<double>(cfg.num_layers);
+  const MixerFloats m = trainable_mixer_floats(arch, cfg, batch, n, threads);
+  // Per block: h1, x_mid, h2 [rows, d], u, g [rows, ff], four LN statistics [rows] and the mixer's
+  // saved buffers: the block's own, or one set the blocks share when recomputing.
+  const double block = rows * (3 * d + 2 * ff + 4) + m.saved;
+  // Saved: every block's input, the blocks' activations (without recomputation), the final
+  // residual and LN output [rows, d], its statistics and the probabilities [rows, V].
+  const double saved = L * rows * d + (recompute ? 0 : L * block) + rows * (2 * d + 2 + V);
+  // Working: the mixers' shared work buffers, per block the Linear ops' ones rows (the mixer's and
+  // the FFN's two), the position table [n, d], the head's ones row, the gradients dres, dh, dtmp
+  // [rows, d] and df [rows, ff]; the shared block activations when recomputing.
+  const double working = m.work + L * (m.owned + 2 * rows) + static_cast<double>(n) * d + rows + rows * (3 * d + ff) + (recompute ? block : 0);
+  const auto bytes = [](double floats) {
+    if (!(floats * 4 <= 0x1p60)) size_overflow("the training buffers");
+    return static_cast<std::size_t>(floats) * sizeof(float);
+  };
+  return {bytes(saved), bytes(working)};
+}
+
+double TrainModel::step_flops_model(int64_t batch, int64_t n) const {
+  const double d = static_cast<double>(cfg_.hidden_dim), ff = static_cast<double>(cfg_.ff_dim), V = static_cast<double>(cfg_.vocab_size);
+  double forward = 2.0 * static_cast<double>(n) * d * V;  // LM head on every position
+  for (int l = 0; l < cfg_.num_layers; ++l) forward += 2.0 * 2.0 * static_cast<double>(n) * d * ff + model_->mixer(l).prefill_flops(n);
+  return 3.0 * static_cast<double>(batch) * forward;
 }
 
 void TrainModel::release() {
@@ -77,7 +119,10 @@ void TrainModel::release() {
   softmax_ = {};
   head_op_ = {};
   for (Tensor* t : {&positions_, &x_, &hf_, &meanf_, &varf_, &probs_, &dres_, &dh_, &dtmp_, &df_}) t->reset();
+  shared_saved_.clear();  // after the views of them (above) are gone
+  shared_work_.clear();
   batch_ = n_ = 0;
+  recompute_ = false;
 }
 
 void TrainModel::embed(const int32_t* tokens) {
@@ -93,19 +138,24 @@ double TrainModel::forward(ops::Context& ctx, const int32_t* tokens) {
   embed(tokens);
   float* x = x_.data();
   for (std::size_t l = 0; l < blocks_.size(); ++l) {
-    Block& b = blocks_[l];
-    std::copy(x, x + rows * d, b.x_in.data());
-    ln_.run(ctx, x, b.ln1.gamma->data(), b.ln1.beta->data(), b.h1.data(), b.mean1.data(), b.var1.data());
-    b.mixer->forward(ctx, b.h1.data(), x);
-    std::copy(x, x + rows * d, b.x_mid.data());
-    ln_.run(ctx, x, b.ln2.gamma->data(), b.ln2.beta->data(), b.h2.data(), b.mean2.data(), b.var2.data());
-    ff1_[l].forward(ctx, b.h2.data(), b.u.data());
-    gelu_.run(ctx, b.u.data(), b.g.data());
-    ff2_[l].forward(ctx, b.g.data(), x);
+    std::copy(x, x + rows * d, blocks_[l].x_in.data());
+    block_forward(ctx, l, x);                            // x = x_mid
+    ff2_[l].forward(ctx, blocks_[l].g.data(), x);        // x += W2.GELU(u) + b2
   }
   ln_.run(ctx, x, final_ln_.gamma->data(), final_ln_.beta->data(), hf_.data(), meanf_.data(), varf_.data());
   head_op_.forward(ctx, hf_.data(), probs_.data());  // logits, turned into probabilities below
   return loss_and_dlogits(ctx, tokens);
+}
+
+void TrainModel::block_forward(ops::Context& ctx, std::size_t l, float* res) {
+  Block& b = blocks_[l];
+  const int64_t rows = batch_ * n_, d = cfg_.hidden_dim;
+  ln_.run(ctx, b.x_in.data(), b.ln1.gamma->data(), b.ln1.beta->data(), b.h1.data(), b.mean1.data(), b.var1.data());
+  b.mixer->forward(ctx, b.h1.data(), res);
+  if (res != b.x_mid.data()) std::copy(res, res + rows * d, b.x_mid.data());
+  ln_.run(ctx, b.x_mid.data(), b.ln2.gamma->data(), b.ln2.beta->data(), b.h2.data(), b.mean2.data(), b.var2.data());
+  ff1_[l].forward(ctx, b.h2.data(), b.u.data());
+  gelu_.run(ctx, b.u.data(), b.g.data());
 }
 
 // Loss = mean over predicted positions of (logsumexp(logits) - logit[target]) (double); then in
@@ -147,6 +197,10 @@ double TrainModel::forward_backward(ops::Context& ctx, const int32_t* tokens) {
                grads_.of(*final_ln_.gamma).data(), grads_.of(*final_ln_.beta).data());
   for (std::size_t li = blocks_.size(); li-- > 0;) {
     Block& b = blocks_[li];
+    if (recompute_ && li + 1 < blocks_.size()) {  // the shared buffers hold the last block's forward
+      std::copy(b.x_in.data(), b.x_in.data() + rows * d, b.x_mid.data());
+      block_forward(ctx, li, b.x_mid.data());
+    }
     // FFN branch: x_out = x_mid + W2.GELU(W1.LN2(x_mid) + b1) + b2.
     ff2_[li].backward(ctx, b.g.data(), dres_.data(), grads_, df_.data());
     gelu_back_.run(ctx, b.u.data(), df_.data(), df_.data());

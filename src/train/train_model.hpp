@@ -23,8 +23,25 @@ class TrainModel {
   TrainModel& operator=(const TrainModel&) = delete;
 
   // Creates every op and buffer for batch b and length n (n >= 2). A step then allocates nothing.
-  void prepare(ops::Context& ctx, int64_t batch, int64_t n);
+  // recompute: activation recomputation per block (src/train/README.md): only each block's input
+  // is saved; the block's forward is re-run just before its backward (the last block's is still
+  // in place), in buffers the blocks share.
+  void prepare(ops::Context& ctx, int64_t batch, int64_t n, bool recompute = false);
   void release();
+  bool recompute() const { return recompute_; }
+
+  // Bytes prepare(batch, n, recompute) allocates with `threads` worker threads, from the shapes
+  // alone (the memory guard asks before anything exists), by MemCategory: saved activations
+  // (kSaved) and the rest of the working buffers (kActivations). oneDNN's scratchpad is not
+  // included (known once the primitives exist).
+  struct Footprint {
+    std::size_t saved = 0, working = 0;
+  };
+  static Footprint footprint(const ModelConfig& cfg, const std::string& arch, int64_t batch, int64_t n, bool recompute, int threads);
+  // The arithmetic of one training step by SPEC's formulas (flops_model of the train workload):
+  // 3 x the forward's (backward = 2 x forward for every matmul-like term), the LM head on every
+  // position; recomputation and the optimiser not included.
+  double step_flops_model(int64_t batch, int64_t n) const;
 
   // tokens [b, n]: position t predicts tokens[t + 1]. Returns the mean cross-entropy over the
   // b (n - 1) predictions; writes every parameter gradient into grads() and dL/d(input embeddings)
@@ -49,6 +66,10 @@ class TrainModel {
   };
   void embed(const int32_t* tokens);
   double loss_and_dlogits(ops::Context& ctx, const int32_t* tokens);
+  // Block l's forward from its saved input x_in up to GELU(u) (everything but W2): res holds x_in
+  // on entry and x_mid on exit (the mixer adds into it); fills h1, x_mid, h2, u, g, the LN
+  // statistics and the mixer's saved buffers.
+  void block_forward(ops::Context& ctx, std::size_t l, float* res);
 
   Model* model_;
   ModelConfig cfg_;
@@ -60,6 +81,9 @@ class TrainModel {
 
   // Prepared state.
   int64_t batch_ = 0, n_ = 0;
+  bool recompute_ = false;
+  SharedBuffers shared_saved_{MemCategory::kActivations};  // recompute: one block's activations, shared
+  SharedBuffers shared_work_{MemCategory::kActivations};   // the mixers' working buffers, shared
   ops::LayerNormTrainOp ln_;
   ops::LayerNormBackwardOp ln_back_;
   ops::EltwiseOp gelu_;

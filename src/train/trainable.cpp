@@ -14,6 +14,19 @@ using ops::MatLayout;
 using ops::MatMul;
 using ops::PostOp;
 
+Tensor SharedBuffers::take(ops::Context& ctx, const Shape& shape) {
+  if (next_ == slots_.size()) slots_.push_back(ctx.tensor(category_, shape));
+  Tensor& slot = slots_[next_++];
+  BSBR_CHECK(numel(shape) <= slot.size(), "shared training buffer " + std::to_string(next_ - 1) + ": " + shape_str(shape) +
+                                              " requested where an earlier block had " + shape_str(slot.shape()));
+  return Tensor::view(slot, shape);
+}
+
+void SharedBuffers::clear() {
+  slots_.clear();
+  next_ = 0;
+}
+
 LinearTrain::LinearTrain(ops::Context& ctx, const ParamStore::LinearRef& lin, int64_t rows, int64_t in, int64_t out, bool accumulate)
     : lin_(lin) {
   const MatLayout x = MatLayout::dense(rows, in), y = MatLayout::dense(rows, out), w = MatLayout::dense(in, out);
@@ -57,15 +70,21 @@ ProjectedAttentionTrain::ProjectedAttentionTrain(const ModelConfig& cfg, ParamSt
       v_(find_linear(params, prefix + ".v_proj")),
       out_(find_linear(params, prefix + ".out_proj")) {}
 
-void ProjectedAttentionTrain::prepare(ops::Context& ctx, int64_t batch, int64_t n) {
+void ProjectedAttentionTrain::prepare(ops::Context& ctx, MixerBuffers& buffers, int64_t batch, int64_t n) {
   release();
   const int64_t rows = batch * n, d = cfg_.hidden_dim;
   ops_ = {LinearTrain(ctx, q_, rows, d, d), LinearTrain(ctx, k_, rows, d, d), LinearTrain(ctx, v_, rows, d, d),
           LinearTrain(ctx, out_, rows, d, d, /*accumulate=*/true)};
-  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &dq_, &dk_, &dv_, &do_}) *t = ctx.tensor(MemCategory::kActivations, {rows, d});
-  stat_ = ctx.tensor(MemCategory::kActivations, {batch, cfg_.num_heads, n});
+  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_}) *t = buffers.saved({rows, d});
+  stat_ = buffers.saved({batch, cfg_.num_heads, n});
+  for (Tensor* t : {&dq_, &dk_, &dv_, &do_}) *t = buffers.work({rows, d});
   saved_ = 4 * rows * d + batch * cfg_.num_heads * n;
-  prepare_kernel(ctx, batch, n);
+  prepare_kernel(ctx, buffers, batch, n);
+}
+
+MixerFloats ProjectedAttentionTrain::floats(const ModelConfig& cfg, int64_t batch, int64_t n) {
+  const double rows = static_cast<double>(batch) * static_cast<double>(n), d = static_cast<double>(cfg.hidden_dim);
+  return {4 * rows * d + rows * static_cast<double>(cfg.num_heads), 4 * rows * d, 4 * rows};  // owned: 4 Linear ops' ones rows
 }
 
 void ProjectedAttentionTrain::release() {
@@ -104,6 +123,18 @@ std::unique_ptr<TrainableMixer> make_trainable_mixer(const std::string& arch, co
   if (arch == "BSBR") return make_bsbr_train(cfg, params, prefix);
   if (arch == "DeltaNet") return make_deltanet_train(cfg, params, prefix);
   return nullptr;
+}
+
+MixerFloats trainable_mixer_floats(const std::string& arch, const ModelConfig& cfg, int64_t batch, int64_t n, int threads) {
+  if (arch == "Standard" || arch == "Hopfield" || arch == "SlidingWindow" || arch == "Linear") {
+    MixerFloats f = ProjectedAttentionTrain::floats(cfg, batch, n);
+    f.work += arch == "Linear" ? linear_attention_workspace_floats(cfg, threads) : softmax_attention_workspace_floats(cfg.head_dim(), threads);
+    return f;
+  }
+  if (arch == "GAU") return gau_train_floats(cfg, batch, n, threads);
+  if (arch == "BSBR") return bsbr_train_floats(cfg, batch, n, threads);
+  if (arch == "DeltaNet") return deltanet_train_floats(cfg, batch, n, threads);
+  throw UserError("training: no backward pass for architecture " + arch + " yet");
 }
 
 std::vector<std::string> trainable_architectures() { return {"BSBR", "Linear", "DeltaNet", "Standard", "SlidingWindow", "Hopfield", "GAU"}; }

@@ -16,11 +16,61 @@
 
 namespace bsbr::train {
 
+// Buffers that several users take turns on (src/train/README.md, "Buffers and recomputation"): the
+// i-th take() after a rewind() returns a view of slot i, allocated (in `category`) by the first
+// user that reaches it. Blocks prepare the same buffers in the same order, so every block's i-th
+// request has the same shape; a larger one is a broken invariant.
+class SharedBuffers {
+ public:
+  explicit SharedBuffers(MemCategory category = MemCategory::kActivations) : category_(category) {}
+  void rewind() { next_ = 0; }
+  Tensor take(ops::Context& ctx, const Shape& shape);
+  void clear();
+
+ private:
+  MemCategory category_;
+  std::vector<Tensor> slots_;  // moving a Tensor keeps its memory: views stay valid when this grows
+  std::size_t next_ = 0;
+};
+
+// Where a trainable mixer (and its kernels) get their buffers:
+//   saved(shape): written by forward() and read by backward() of the same block: the block's own
+//     (MemCategory::kSaved), or, with recomputation, shared by every block (the block's forward is
+//     re-run just before its backward; the buffers are then working memory);
+//   work(shape): used inside one forward() or backward() call (working gradients, per-thread
+//     tiles): shared by every block, since blocks run one at a time.
+// MixerBuffers(ctx) alone owns everything (saved: kSaved, work: kActivations): a mixer or kernel
+// used by itself (tests).
+class MixerBuffers {
+ public:
+  explicit MixerBuffers(ops::Context& ctx) : ctx_(&ctx) {}
+  MixerBuffers(ops::Context& ctx, SharedBuffers* shared_saved, SharedBuffers* shared_work)
+      : ctx_(&ctx), saved_(shared_saved), work_(shared_work) {}
+  Tensor saved(Shape shape) { return saved_ ? saved_->take(*ctx_, shape) : ctx_->tensor(MemCategory::kSaved, std::move(shape)); }
+  Tensor work(Shape shape) { return work_ ? work_->take(*ctx_, shape) : ctx_->tensor(MemCategory::kActivations, std::move(shape)); }
+
+ private:
+  ops::Context* ctx_;
+  SharedBuffers* saved_ = nullptr;
+  SharedBuffers* work_ = nullptr;
+};
+
+// Floats a trainable mixer allocates for batch b and length n (the memory guard's estimate, before
+// anything exists; tests/test_train_bench.cpp checks it against what prepare() allocates):
+// saved (per block, or once with recomputation), work (once, shared by the blocks) and owned
+// (per block whatever the mode: the Linear ops' ones rows for bias gradients). In double: the
+// formulas multiply several inputs and must not wrap around before the guard sees them (exact
+// below 2^53 floats).
+struct MixerFloats {
+  double saved = 0, work = 0, owned = 0;
+};
+
 class TrainableMixer {
  public:
   virtual ~TrainableMixer() = default;
-  // Creates every op and buffer (saved activations included) for batch b and length n.
-  virtual void prepare(ops::Context& ctx, int64_t batch, int64_t n) = 0;
+  // Creates every op and buffer (saved activations included) for batch b and length n; buffers
+  // come from `buffers` (see MixerBuffers).
+  virtual void prepare(ops::Context& ctx, MixerBuffers& buffers, int64_t batch, int64_t n) = 0;
   virtual void release() = 0;
   // x: LN1 output [b, n, d]. out [b, n, d] += Attn(x). Saves what backward() needs.
   virtual void forward(ops::Context& ctx, const float* x, float* out) = 0;
@@ -60,14 +110,16 @@ class LinearTrain {
 class ProjectedAttentionTrain : public TrainableMixer {
  public:
   ProjectedAttentionTrain(const ModelConfig& cfg, ParamStore& params, const std::string& prefix);
-  void prepare(ops::Context& ctx, int64_t batch, int64_t n) final;
+  void prepare(ops::Context& ctx, MixerBuffers& buffers, int64_t batch, int64_t n) final;
+  // What prepare() allocates besides the kernel's own buffers.
+  static MixerFloats floats(const ModelConfig& cfg, int64_t batch, int64_t n);
   void release() final;
   void forward(ops::Context& ctx, const float* x, float* out) final;
   void backward(ops::Context& ctx, const float* x, const float* dout, float* dx, Grads& grads) final;
   int64_t saved_floats() const final { return saved_; }
 
  protected:
-  virtual void prepare_kernel(ops::Context& ctx, int64_t batch, int64_t n) = 0;
+  virtual void prepare_kernel(ops::Context& ctx, MixerBuffers& buffers, int64_t batch, int64_t n) = 0;
   virtual void release_kernel() = 0;
   // q, k, v, o, dq, dk, dv, dout: [b, n, d]; stat: [b, heads, n].
   virtual void kernel_forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* o, float* stat) = 0;
@@ -116,7 +168,9 @@ class KernelAttentionTrain final : public ProjectedAttentionTrain {
   }
 
  protected:
-  void prepare_kernel(ops::Context& ctx, int64_t batch, int64_t n) override { kernel_ = Kernel(ctx, geometry_(batch, n)); }
+  void prepare_kernel(ops::Context& ctx, MixerBuffers& buffers, int64_t batch, int64_t n) override {
+    kernel_ = Kernel(ctx, geometry_(batch, n), &buffers);
+  }
   void release_kernel() override { kernel_ = Kernel(); }
   void kernel_forward(ops::Context& ctx, const float* q, const float* k, const float* v, float* o, float* stat) override {
     kernel_.forward(ctx, q, k, v, o, stat);
@@ -139,19 +193,14 @@ std::unique_ptr<TrainableMixer> make_trainable_mixer(const std::string& arch, co
                                                      const std::string& prefix);
 // Architectures with a gradient-checked backward.
 std::vector<std::string> trainable_architectures();
+// The floats make_trainable_mixer(arch, cfg, ...)'s prepare(batch, n) allocates with `threads`
+// worker threads (kernels' per-thread tiles included), from the shapes alone.
+MixerFloats trainable_mixer_floats(const std::string& arch, const ModelConfig& cfg, int64_t batch, int64_t n, int threads);
 
 
 // The Linear registered as "<prefix>.weight" / "<prefix>.bias" (fails when absent).
 ParamStore::LinearRef find_linear(ParamStore& params, const std::string& prefix);
 ParamStore::LayerNormRef find_layer_norm(ParamStore& params, const std::string& prefix);
-
-// fn(item) for every item in [0, items), spread over the context's worker threads (dynamic
-// schedule) when `parallel`; fn finds its per-thread workspace with ops::Context::thread_id().
-template <class Fn>
-void parallel_items(ops::Context& ctx, int64_t items, bool parallel, Fn&& fn) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads()) if (parallel)
-  for (int64_t item = 0; item < items; ++item) fn(item);
-}
 
 // y[i] += x[i], i < count (the residual stream's gradient gathering its branches).
 void add_into(float* y, const float* x, int64_t count);
