@@ -4,9 +4,7 @@
 // never replace a non-regular file and are checked before the first point; an interrupted sweep
 // keeps its points (partial) and leaves no temp file; out of memory is a failed point, not exit 1.
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,8 +23,6 @@
 #include "core/limits.hpp"
 #include "model/model.hpp"
 #include "test_util.hpp"
-
-extern char** environ;
 
 namespace bsbr {
 namespace {
@@ -366,23 +362,6 @@ TEST(Outputs, CompareChecksOutBeforeTheFirstPoint) {
   }
 }
 
-// Starts bsbr-bench with `args` (no shell), stderr into err_path; returns its pid.
-pid_t spawn_cli(const std::vector<std::string>& args, const std::string& err_path) {
-  std::vector<std::string> all{BSBR_BENCH_EXE};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = 0;
-  EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  return pid;
-}
-
 class Interrupt : public ::testing::TestWithParam<int> {};
 
 TEST_P(Interrupt, SweepKeepsItsPointsAsPartialAndLeavesNoTempFile) {
@@ -393,7 +372,7 @@ TEST_P(Interrupt, SweepKeepsItsPointsAsPartialAndLeavesNoTempFile) {
   for (int n = 16; n <= 16 + 40 * 8; n += 8) args.push_back(std::to_string(n));
   for (const char* a : {"--repeats", "20", "--warmup", "0", "--threads", "1", "--out"}) args.push_back(a);
   args.push_back(out);
-  const pid_t pid = spawn_cli(args, err);
+  const pid_t pid = test::spawn_cli(args, err);
   // Wait until the third point has started.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   while (slurp(err).find("[  3/") == std::string::npos && std::chrono::steady_clock::now() < deadline)

@@ -2,11 +2,16 @@
 // the loader against a plain GPT-2 forward from the HF tensors, F16/BF16 files, bad checkpoints,
 // the conversion rules, fidelity metrics, attention maps, the whole study and the CLI.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "convert/attention_maps.hpp"
 #include "convert/conversion.hpp"
@@ -529,6 +534,98 @@ TEST(ConvertCli, RunsAndRejectsBadInput) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("--meta-init"), std::string::npos);
 }
+
+// Every file in dir, by name.
+std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// A later stage that fails keeps what the study measured before it: conversion_results.json,
+// written whole, marked partial with the reason; no report, no temp file; the error goes on. With
+// nothing measured yet, nothing is written.
+TEST(StudyPartial, AFailingLaterPointKeepsTheEarlierOnes) {
+  const std::string dir = tiny_checkpoint("later_failure");
+  StudyOptions o = tiny_study(dir, token_file(dir, 30, 264));
+  o.chunk_sizes = {8, 16};
+  o.compressions = {0};
+  o.seq_lengths = {16, 40};
+  const std::string out = fresh_dir("later_failure_out");
+  // The failure: the third speed point (GPT-2 at n = 16 and 40 are done) throws as it starts.
+  auto fail_at = [](const std::string& stage) {
+    return [stage](const std::string& s) {
+      if (s.rfind(stage, 0) == 0) throw UserError("injected failure at '" + stage + "'");
+    };
+  };
+  StudyResults plan;
+  plan.options = o;
+  const std::string label = plan.reference().label();
+  StudyResults r;
+  expect_user_error([&] { keep_partial_study(r, out, [&] { run_conversion_study(o, r, fail_at("speed: " + label + " n=16")); }); },
+                    "injected failure");
+  EXPECT_EQ(files_in(out), std::vector<std::string>{"conversion_results.json"});
+  const nlohmann::json j = nlohmann::json::parse(read_file(out + "/conversion_results.json", "json"));
+  EXPECT_EQ(j["partial"], true);
+  EXPECT_EQ(j["partial_reason"], "stopped by an error: injected failure at 'speed: " + label +
+                                     " n=16' after 2 of 2 quality rows and 2 speed points");
+  EXPECT_EQ(j["quality"].size(), 2u);
+  ASSERT_EQ(j["speed"].size(), 2u);
+  EXPECT_EQ(j["speed"][0]["model"], "GPT-2");
+  EXPECT_EQ(j["speed"][1]["n"], 40);
+  // A failure while loading (nothing measured): no file at all.
+  const std::string empty = fresh_dir("early_failure_out");
+  StudyResults r2;
+  expect_user_error([&] { keep_partial_study(r2, empty, [&] { run_conversion_study(o, r2, fail_at("quality: GPT-2")); }); }, "injected failure");
+  EXPECT_TRUE(fs::is_empty(empty));
+}
+
+// SIGINT / SIGTERM during the speed sweep, through the real executable (as compare's test): exit 2,
+// the rows and points measured so far in conversion_results.json marked partial, no temp file, no
+// report or plot.
+class ConvertInterrupt : public ::testing::TestWithParam<int> {};
+
+TEST_P(ConvertInterrupt, KeepsWhatWasMeasuredAsPartial) {
+  const int sig = GetParam();
+  const std::string dir = tiny_checkpoint(std::string("interrupt_") + (sig == SIGINT ? "int" : "term"));
+  const std::string out = dir + "/out", err = dir + "/err.txt";
+  std::vector<std::string> args{"convert", "--checkpoint", dir, "--tokens", token_file(dir, 40, 264), "--chunk_sizes", "8", "16",
+                                "--compression", "none", "2", "--heatmap_length", "16", "--seq_lengths"};
+  for (int n = 16; n <= 16 + 30 * 8; n += 8) args.push_back(std::to_string(n));  // 31 lengths: 64 speed points
+  for (const char* a : {"--repeats", "200", "--warmup", "0", "--threads", "1", "--out"}) args.push_back(a);
+  args.push_back(out);
+  auto stderr_text = [&] {
+    std::ifstream in(err);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const pid_t pid = test::spawn_cli(args, err);
+  // Wait until the third speed point has started.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (stderr_text().find("speed: GPT-2 n=32") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_NE(stderr_text().find("speed: GPT-2 n=32"), std::string::npos) << stderr_text();
+  ::kill(pid, sig);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const std::string text = stderr_text();
+  ASSERT_TRUE(WIFEXITED(status)) << text;
+  EXPECT_EQ(WEXITSTATUS(status), 2) << text;
+  EXPECT_NE(text.find("marked partial"), std::string::npos) << text;
+  EXPECT_EQ(files_in(out), std::vector<std::string>{"conversion_results.json"}) << "temp files, a report or plots were left";
+  const nlohmann::json j = nlohmann::json::parse(read_file(out + "/conversion_results.json", "json"));
+  EXPECT_EQ(j["partial"], true);
+  const std::string reason = j["partial_reason"];
+  EXPECT_EQ(reason.rfind(sig == SIGINT ? "interrupted (SIGINT) after 4 of 4 quality rows and " : "terminated (SIGTERM) after 4 of 4 quality rows and ", 0), 0u)
+      << reason;
+  EXPECT_EQ(j["quality"].size(), 4u);
+  EXPECT_GE(j["speed"].size(), 2u);
+  EXPECT_LT(j["speed"].size(), 64u);
+  for (const auto& row : j["speed"]) EXPECT_EQ(row["status"], "ok") << row.dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(Signals, ConvertInterrupt, ::testing::Values(SIGINT, SIGTERM),
+                         [](const auto& info) { return std::string(info.param == SIGINT ? "SIGINT" : "SIGTERM"); });
 
 }  // namespace
 }  // namespace bsbr

@@ -90,7 +90,9 @@ TEST_P(MeasureTest, RestoreReplaysTheSameSteps) {
   EXPECT_EQ(steps(), first) << GetParam() << ": restored state does not replay the same steps";
   bool in_place = false;
   for (int l = 0; l < cfg.model.num_layers; ++l) in_place |= !model.mixer(l).overwritten_state().empty();
-  if (in_place) EXPECT_NE(steps(), first) << GetParam() << ": steps without a restore replay the same logits; is the state listed?";
+  if (in_place) {
+    EXPECT_NE(steps(), first) << GetParam() << ": steps without a restore replay the same logits; is the state listed?";
+  }
 }
 
 // No heap allocation inside the timed region, for every workload, training steps included (the

@@ -1,6 +1,8 @@
 // Test helpers.
 #include "test_util.hpp"
 
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +14,8 @@
 #include <sstream>
 
 #include "core/rng.hpp"
+
+extern char** environ;
 
 #ifndef BSBR_BENCH_EXE
 #define BSBR_BENCH_EXE "bsbr-bench"
@@ -102,6 +106,22 @@ CliResult run_cli(const std::string& args) {
   r.err = slurp(err);
   std::filesystem::remove_all(dir);
   return r;
+}
+
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& err_path) {
+  std::vector<std::string> all{BSBR_BENCH_EXE};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : all) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
 }
 
 }  // namespace bsbr::test

@@ -1,6 +1,7 @@
 // Shared test helpers: closeness checks, random data, running the CLI as a subprocess.
 #pragma once
 #include <gtest/gtest.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <functional>
@@ -35,6 +36,9 @@ struct CliResult {
 };
 // Runs the built bsbr-bench with the given argument string (shell-quoted by the caller).
 CliResult run_cli(const std::string& args);
+// Starts bsbr-bench with `args` (no shell), stdout to /dev/null, stderr into err_path; returns its
+// pid (the caller signals and waits for it).
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& err_path);
 
 // A synthetic results file in memory: every model x workload x n, status ok, with `repeats`
 // samples from time(model, workload, n, sample) seconds, memory figures growing with n, and a

@@ -96,9 +96,12 @@ RunShape Runner::shape_for(const Problem& p, int64_t batch, int64_t n_tokens) {
       s.capacity = p.n + n_tokens;
       break;
     case Workload::kRecompute:
-      // The study's method: every new token re-runs the whole forward at lengths n .. n+N.
-      for (int64_t L = p.n; L <= p.n + n_tokens; ++L) s.prefill_lengths.push_back(L);
-      break;    case Workload::kTrain:
+      // The study's method: every new token re-runs the whole forward at lengths n .. n+N. Each
+      // length's ops are prepared just before its forward (prepare_length), one set at a time, so
+      // the point is sized for its longest forward only.
+      s.prefill_lengths = {checked_add(p.n, n_tokens, "the recompute length")};
+      break;
+    case Workload::kTrain:
     case Workload::kTrainRecompute: break;  // run_train prepares a train::TrainModel, not the inference model
   }
   return s;
@@ -121,6 +124,21 @@ bool Runner::verify_point(Model& model, Workload w, int64_t n, RunRecord& rec, c
     rec.reason = rec.verify.reason;
   }
   return rec.verify.ok;
+}
+
+void Runner::prepare_length(Model& model, int64_t batch, int64_t L) {
+  // Untimed and uncounted, inside a sample: thaw the context for the primitives, then freeze it
+  // again for the forward that follows.
+  const bool frozen = ctx_.frozen();
+  ctx_.thaw();
+  {
+    UncountedAllocations setup;
+    RunShape s;
+    s.batch = batch;
+    s.prefill_lengths = {L};
+    model.prepare(ctx_, s);
+  }
+  if (frozen) ctx_.freeze();
 }
 
 void Runner::prefill_for_decode(Model& model, const Problem& p) {
@@ -171,20 +189,27 @@ double Runner::time_once(Model& model, const Problem& p, const RunRecord& rec) {
       return seconds_since(t0);
     }
     case Workload::kRecompute: {
-      // seq holds each sequence's tokens so far; packed is the [b, L] input of one forward.
+      // seq holds each sequence's tokens so far; packed is the [b, L] input of one forward. The
+      // sample is the sum of the N+1 timed forwards (each with its argmax); each length's ops are
+      // prepared before its forward, outside the timed interval (oneDNN 2.6 primitives have static
+      // shapes, and one set at a time is what the workload needs).
       for (int64_t s = 0; s < b; ++s)
         std::copy(prompt.begin() + s * n, prompt.begin() + (s + 1) * n, seq.begin() + s * (n + N + 1));
-      auto t0 = Clock::now();
+      double seconds = 0;
       for (int64_t L = n; L <= n + N; ++L) {
+        prepare_length(model, b, L);
+        auto t0 = Clock::now();
         for (int64_t s = 0; s < b; ++s)
           std::copy(seq.begin() + s * (n + N + 1), seq.begin() + s * (n + N + 1) + L, packed.begin() + s * L);
         model.prefill(ctx_, packed.data(), L);
         model.argmax(next.data());
         keep();
         for (int64_t s = 0; s < b; ++s) seq[s * (n + N + 1) + L] = next[s];
+        seconds += seconds_since(t0);
       }
-      return seconds_since(t0);
-    }    case Workload::kTrain:
+      return seconds;
+    }
+    case Workload::kTrain:
     case Workload::kTrainRecompute: break;  // run_train times its own samples
   }
   return 0;

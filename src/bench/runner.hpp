@@ -86,6 +86,7 @@ class Runner {
   // The deterministic input tokens for length n (same for every model): [batch, n].
   static std::vector<int32_t> input_tokens(const ModelConfig& m, int64_t batch, int64_t n);
   // Decode: capacity n + n_tokens exactly (every sample restores the state after the prefill).
+  // Recompute: its longest forward, n + n_tokens (each length is prepared in turn, prepare_length).
   static RunShape shape_for(const Problem& p, int64_t batch, int64_t n_tokens);
 
  private:
@@ -96,6 +97,9 @@ class Runner {
   bool verify_point(Model& model, Workload w, int64_t n, RunRecord& rec, const std::string& setting, const std::string& out_of_memory);
   // Untimed set-up of the decode workload: prefill of n, first token, save_state().
   void prefill_for_decode(Model& model, const Problem& p);
+  // Recompute: prepares the model for one forward of length L (batch b), inside a sample but
+  // untimed, with the context thawed and allocations uncounted.
+  void prepare_length(Model& model, int64_t batch, int64_t L);
   // One sample; returns seconds (decode: per token). Its tokens go to tokens_ (preallocated).
   double time_once(Model& model, const Problem& p, const RunRecord& rec);
   void flops_by_formula(const Model& model, const Problem& p, RunRecord& rec) const;

@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "convert/study.hpp"
 #include "core/errors.hpp"
+#include "core/interrupt.hpp"
 #include "core/io.hpp"
 #include "core/limits.hpp"
 #include "report/console.hpp"
@@ -60,7 +61,11 @@ int run_convert(ConvertFlags f) {
   o.validate();
   check_output_dir(f.out_dir, {"conversion_results.json", "conversion_report.md"}, "--out");  // before the long work
   if (!f.no_plots) Gnuplot::require();  // before the long work: a missing gnuplot says how to install it
-  StudyResults r = run_conversion_study(o, [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); });
+  StudyResults r;
+  {
+    InterruptScope interrupts;  // SIGINT / SIGTERM stop the study between rows and samples; what it measured is saved as partial
+    keep_partial_study(r, f.out_dir, [&] { run_conversion_study(o, r, [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); }); });
+  }
   for (const ReportTable& t : conversion_tables(r)) std::printf("\n%s", render_text(t).c_str());
   ReportFiles files = write_conversion_report(r, f.out_dir, !f.no_plots);
   std::printf("\nwritten: %s, %s", files.json.c_str(), files.markdown.c_str());

@@ -9,6 +9,7 @@
 #include "bench/calibration.hpp"
 #include "bench/environment.hpp"
 #include "core/errors.hpp"
+#include "core/interrupt.hpp"
 #include "core/io.hpp"
 #include "core/tokens.hpp"
 #include "io/gpt2_tokenizer.hpp"
@@ -113,11 +114,17 @@ std::vector<int32_t> read_input(const StudyOptions& o, const Gpt2Checkpoint& ckp
 }  // namespace
 
 StudyResults run_conversion_study(const StudyOptions& o, const Progress& progress) {
+  StudyResults r;
+  run_conversion_study(o, r, progress);
+  return r;
+}
+
+void run_conversion_study(const StudyOptions& o, StudyResults& r, const Progress& progress) {
   o.validate();
   auto say = [&](const std::string& s) {
     if (progress) progress(s);
   };
-  StudyResults r;
+  r = StudyResults{};
   r.options = o;
   Gpt2Checkpoint ckpt(o.checkpoint_dir);
   r.gpt2 = ckpt.config();
@@ -160,6 +167,7 @@ StudyResults run_conversion_study(const StudyOptions& o, const Progress& progres
 
   for (int64_t B : o.chunk_sizes)
     for (int64_t c : o.compressions) {
+      throw_if_interrupted();  // SIGINT / SIGTERM: stop between rows; the caller saves what was measured
       QualityRow row;
       row.conversion = r.reference();
       row.conversion.chunk_size = B;
@@ -181,10 +189,11 @@ StudyResults run_conversion_study(const StudyOptions& o, const Progress& progres
       }
       r.quality.push_back(std::move(row));
     }
-  if (!o.speed) return r;
+  if (!o.speed) return;
 
   // Speed and memory: GPT-2 and the reference conversion at every length; every chunk-table and
   // compression-table configuration at the largest length.
+  throw_if_interrupted();
   r.environment = to_json(collect_environment(ctx.threads()));
   say("calibrating (2048^3 f32 matmul)");
   r.calibration = to_json(calibrate(ctx));
@@ -200,6 +209,7 @@ StudyResults run_conversion_study(const StudyOptions& o, const Progress& progres
   Runner runner(ctx, bench_cfg);
   const int64_t largest = *std::max_element(o.seq_lengths.begin(), o.seq_lengths.end());
   auto time_model = [&](Model& model, const std::string& label, int64_t chunk, int64_t comp, int64_t len) {
+    throw_if_interrupted();  // and the runner polls between samples
     say("speed: " + label + " n=" + std::to_string(len) + (len > P ? " (positions wrap past n_positions)" : ""));
     SpeedRow row;
     row.model = label;
@@ -235,7 +245,6 @@ StudyResults run_conversion_study(const StudyOptions& o, const Progress& progres
     else
       time_model(*conv, c.label(), c.chunk_size, c.compression_factor, largest);
   }
-  return r;
 }
 
 }  // namespace bsbr

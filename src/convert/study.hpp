@@ -66,6 +66,9 @@ struct StudyResults {
   std::vector<float> heatmap_original, heatmap_converted;  // [m, m]
   std::vector<SpeedRow> speed;  // GPT-2 and the reference conversion at every length, plus the table configs at the largest
   nlohmann::json environment = nlohmann::json::object(), calibration = nlohmann::json::object();
+  // Non-empty when the study stopped early (an interrupt, or an error in a later stage): what it
+  // says, and the rows above are what was measured until then (written with "partial": true).
+  std::string partial_reason;
   const QualityRow* find_quality(int64_t chunk, int64_t compression) const;
   const SpeedRow* find_speed(const std::string& model, int64_t n) const;
   // The reference conversion: the first chunk size with the first compression factor.
@@ -77,5 +80,9 @@ std::vector<int32_t> read_token_file(const std::string& path, int64_t vocab_size
 
 using Progress = std::function<void(const std::string&)>;
 StudyResults run_conversion_study(const StudyOptions& opts, const Progress& progress = {});
+// The same into `r`, filled stage by stage (quality rows, then speed points), so a caller that
+// catches an exception still holds what was measured. Polls for SIGINT / SIGTERM between rows and
+// points (core/interrupt.hpp: Interrupted under an InterruptScope).
+void run_conversion_study(const StudyOptions& opts, StudyResults& r, const Progress& progress = {});
 
 }  // namespace bsbr

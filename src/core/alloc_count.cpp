@@ -20,6 +20,7 @@
 
 namespace {
 std::atomic<int> g_armed{0};
+std::atomic<int> g_paused{0};  // UncountedAllocations in force
 std::atomic<uint64_t> g_count{0}, g_library_count{0};
 std::atomic<int> g_library_all_threads{0};  // threaded oneDNN executes in progress
 // Depth of LibraryAllocations scopes on this thread (initial-exec: no allocation on first access).
@@ -30,7 +31,7 @@ __attribute__((tls_model("initial-exec"))) thread_local int t_library_depth = 0;
 extern "C" __attribute__((noinline)) void bsbr_counted_allocation() { asm volatile(""); }
 namespace {
 inline void note() {
-  if (g_armed.load(std::memory_order_relaxed) == 0) return;
+  if (g_armed.load(std::memory_order_relaxed) == 0 || g_paused.load(std::memory_order_relaxed) > 0) return;
   if (t_library_depth > 0 || g_library_all_threads.load(std::memory_order_relaxed) > 0) {
     g_library_count.fetch_add(1, std::memory_order_relaxed);
   } else {
@@ -58,6 +59,8 @@ CountAllocations::CountAllocations() {
   library_start_ = AllocationCounter::library_count();
 }
 CountAllocations::~CountAllocations() { g_armed.fetch_sub(1, std::memory_order_relaxed); }
+UncountedAllocations::UncountedAllocations() { g_paused.fetch_add(1, std::memory_order_relaxed); }
+UncountedAllocations::~UncountedAllocations() { g_paused.fetch_sub(1, std::memory_order_relaxed); }
 }  // namespace bsbr
 
 #if BSBR_COUNT_ALLOCATIONS

@@ -60,4 +60,15 @@ class CountAllocations {
   uint64_t start_, library_start_;
 };
 
+// RAII: inside an armed region, allocations (any thread) during its lifetime are not counted:
+// untimed set-up between the timed intervals of one sample (recompute prepares each length's ops
+// just before its forward). Nestable.
+class UncountedAllocations {
+ public:
+  UncountedAllocations();
+  ~UncountedAllocations();
+  UncountedAllocations(const UncountedAllocations&) = delete;
+  UncountedAllocations& operator=(const UncountedAllocations&) = delete;
+};
+
 }  // namespace bsbr

@@ -338,6 +338,16 @@ std::string key_text(const YAML::Node& key, const std::string& where) {
   return key.Scalar();
 }
 
+// Records `name` (first seen at `key`'s line) in `seen`; a second occurrence is refused, naming both lines.
+void refuse_duplicate(std::map<std::string, int>& seen, const std::string& name, const std::string& label, const YAML::Node& key,
+                      const std::string& what) {
+  const int line = key.Mark().line + 1;
+  auto [it, added] = seen.emplace(name, line);
+  if (!added)
+    throw UserError(what + ": " + label + " appears twice (lines " + std::to_string(it->second) + " and " + std::to_string(line) +
+                    "); give each key once");
+}
+
 Config load_config_text(const std::string& text, const std::string& path) {
   const std::string what = "config " + path;
   check_yaml_depth(text, what);
@@ -351,16 +361,23 @@ Config load_config_text(const std::string& text, const std::string& path) {
   cfg.source = path;
   if (root.IsNull()) throw UserError(what + ": file is empty");
   if (!root.IsMap()) throw UserError(what + ": top level must be a mapping with sections 'model' and/or 'benchmark'");
+  // yaml-cpp keeps both entries of a key given twice (YAML and JSON forbid it; the walk below would
+  // apply both, the last silently winning), so every key is refused the second time it appears.
+  std::map<std::string, int> section_lines;
   for (auto it = root.begin(); it != root.end(); ++it) {
     const std::string section = key_text(it->first, what);
     const YAML::Node body = it->second;  // a handle (yaml-cpp nodes are shared): a copy, not a reference to the iterator's temporary
     if (section != "model" && section != "benchmark")
       throw UserError(what + ": unknown section '" + section + "' (known: model, benchmark)");
+    refuse_duplicate(section_lines, section, "section '" + section + "'", it->first, what);
     if (body.IsNull()) continue;
     if (!body.IsMap()) throw UserError(what + ": section '" + section + "' must be a mapping");
+    std::map<std::string, int> key_lines;
     for (auto kv = body.begin(); kv != body.end(); ++kv) {
       const YAML::Node key = kv->first, value = kv->second;
-      apply_node(cfg, section, key_text(key, what + ": section '" + section + "'"), value, what);
+      const std::string name = key_text(key, what + ": section '" + section + "'");
+      refuse_duplicate(key_lines, name, "key '" + section + "." + name + "'", key, what);
+      apply_node(cfg, section, name, value, what);
     }
   }
   cfg.model.validate(what);

@@ -1,6 +1,7 @@
 // GPT-2 config.json parsing (declared in gpt2_checkpoint.hpp). Apart from the checkpoint loader so
 // the fuzz target links only the parser.
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "core/errors.hpp"
 #include "core/io.hpp"
@@ -56,6 +57,13 @@ Gpt2Config parse_gpt2_config(const std::string& text, const std::string& path) {
   m.num_layers = positive_int(j, "n_layer", path, kMaxLayers);
   m.num_heads = positive_int(j, "n_head", path, m.hidden_dim);
   c.n_positions = positive_int(j, "n_positions", path, kMaxPositions);
+  // Hugging Face's aliases of the same settings: a file giving both names with different values says
+  // two things (transformers keeps whichever it sets last), so it is refused.
+  for (const auto& [alias, key, value] : {std::tuple{"hidden_size", "n_embd", m.hidden_dim}, {"num_hidden_layers", "n_layer", m.num_layers},
+                                          {"num_attention_heads", "n_head", m.num_heads}, {"max_position_embeddings", "n_positions", c.n_positions}})
+    if (j.contains(alias) && j[alias] != json(value))
+      bad_config(path, std::string("'") + alias + "' = " + j[alias].dump() + " disagrees with '" + key + "' = " + std::to_string(value) +
+                           " (the same setting under Hugging Face's alias); give one value");
   if (j.contains("n_inner") && !j["n_inner"].is_null()) {
     m.ff_dim = positive_int(j, "n_inner", path, kMaxInner);
   } else {

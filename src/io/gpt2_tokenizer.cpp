@@ -180,6 +180,9 @@ std::unordered_map<std::string, int32_t> parse_vocab(const std::string& text, co
 std::vector<std::pair<std::string, std::string>> parse_merges(const std::string& text, const std::string& path) {
   std::istringstream in(text);
   std::vector<std::pair<std::string, std::string>> merges;
+  // A pair listed twice would have two ranks (encoder.py's dict keeps the last, a map the first):
+  // refused, naming both lines.
+  std::unordered_map<std::string, int64_t> line_of;
   std::string line;
   for (int64_t no = 1; std::getline(in, line); ++no) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -187,6 +190,9 @@ std::vector<std::pair<std::string, std::string>> parse_merges(const std::string&
     std::size_t sp = line.find(' ');
     if (sp == std::string::npos || sp == 0 || sp + 1 == line.size() || line.find(' ', sp + 1) != std::string::npos)
       throw UserError("BPE merges " + path + ":" + std::to_string(no) + ": expected two symbols separated by one space");
+    if (auto [it, added] = line_of.emplace(line, no); !added)
+      throw UserError("BPE merges " + path + ":" + std::to_string(no) + ": the pair " + nlohmann::json(line).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + " is listed twice (lines " +
+                      std::to_string(it->second) + " and " + std::to_string(no) + "); each merge must have one rank");
     merges.emplace_back(line.substr(0, sp), line.substr(sp + 1));
   }
   return merges;

@@ -21,7 +21,8 @@ namespace bsbr {
 // What one benchmark point will run, so prepare() can size everything up front.
 struct RunShape {
   int64_t batch = 1;
-  // Every prefill length the point runs (prefill/generate/decode: {n}; recompute: n .. n+N-1).
+  // Every prefill length the point runs (prefill/generate/decode: {n}; recompute: {n+N}, its longest,
+  // each shorter length being prepared in turn just before its forward).
   std::vector<int64_t> prefill_lengths;
   // Positions the decode state must hold (prefill length + generated tokens); 0 = no decode.
   int64_t capacity = 0;

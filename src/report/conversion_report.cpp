@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <set>
 
+#include "core/interrupt.hpp"
 #include "core/io.hpp"
 #include "report/console.hpp"
 #include "report/gnuplot.hpp"
@@ -91,29 +92,34 @@ json to_json(const StudyResults& r) {
   std::vector<std::string> comps;
   for (int64_t c : o.compressions) comps.push_back(compression_name(c));
   const ModelConfig& m = r.gpt2.model;
-  return {{"schema_version", 1},
-          {"kind", "conversion_study"},
-          {"checkpoint",
-           {{"dir", o.checkpoint_dir},
-            {"vocab_size", m.vocab_size}, {"n_embd", m.hidden_dim}, {"n_layer", m.num_layers}, {"n_head", m.num_heads},
-            {"n_inner", m.ff_dim}, {"n_positions", r.gpt2.n_positions}, {"layer_norm_epsilon", m.layer_norm_eps},
-            {"gelu", r.gpt2.skeleton.ffn_activation == ops::Eltwise::kGeluTanh ? "tanh approximation" : "erf"},
-            {"defaults_used", r.gpt2.defaults_used}, {"params", r.params}, {"params_with_head", r.params_with_head}}},
-          {"input", {{"description", r.input_description}, {"tokens", r.input_tokens}, {"eval_length", r.eval_length}}},
-          {"options",
-           {{"architecture", o.architecture}, {"chunk_sizes", o.chunk_sizes}, {"compression", comps}, {"meta_init", to_string(o.meta_init)},
-            {"seq_lengths", o.seq_lengths}, {"speed", o.speed}, {"repeats", o.repeats}, {"warmup", o.warmup}, {"threads", o.threads},
-            {"density_threshold", o.density_threshold}, {"seed", o.seed},
-            {"heatmap", {{"layer", o.heatmap_layer}, {"head", o.heatmap_head}, {"length", r.heatmap_length},
-                         {"converted", r.heatmap_conversion.label()}}}}},
-          {"quality", quality},
-          {"attention_density",
-           {{"threshold", r.density.threshold}, {"original_above_threshold", r.density.above_threshold},
-            {"original_above_threshold_by_layer", r.density.above_threshold_by_layer}, {"original_local_attention_mass", local},
-            {"exact_pair_share", exact}, {"length", r.eval_length}}},
-          {"speed", speed},
-          {"environment", r.environment},
-          {"calibration", r.calibration}};
+  json out = {{"schema_version", 1},
+              {"kind", "conversion_study"},
+              {"checkpoint",
+               {{"dir", o.checkpoint_dir},
+                {"vocab_size", m.vocab_size}, {"n_embd", m.hidden_dim}, {"n_layer", m.num_layers}, {"n_head", m.num_heads},
+                {"n_inner", m.ff_dim}, {"n_positions", r.gpt2.n_positions}, {"layer_norm_epsilon", m.layer_norm_eps},
+                {"gelu", r.gpt2.skeleton.ffn_activation == ops::Eltwise::kGeluTanh ? "tanh approximation" : "erf"},
+                {"defaults_used", r.gpt2.defaults_used}, {"params", r.params}, {"params_with_head", r.params_with_head}}},
+              {"input", {{"description", r.input_description}, {"tokens", r.input_tokens}, {"eval_length", r.eval_length}}},
+              {"options",
+               {{"architecture", o.architecture}, {"chunk_sizes", o.chunk_sizes}, {"compression", comps}, {"meta_init", to_string(o.meta_init)},
+                {"seq_lengths", o.seq_lengths}, {"speed", o.speed}, {"repeats", o.repeats}, {"warmup", o.warmup}, {"threads", o.threads},
+                {"density_threshold", o.density_threshold}, {"seed", o.seed},
+                {"heatmap", {{"layer", o.heatmap_layer}, {"head", o.heatmap_head}, {"length", r.heatmap_length},
+                             {"converted", r.heatmap_conversion.label()}}}}},
+              {"quality", quality},
+              {"attention_density",
+               {{"threshold", r.density.threshold}, {"original_above_threshold", r.density.above_threshold},
+                {"original_above_threshold_by_layer", r.density.above_threshold_by_layer}, {"original_local_attention_mass", local},
+                {"exact_pair_share", exact}, {"length", r.eval_length}}},
+              {"speed", speed},
+              {"environment", r.environment},
+              {"calibration", r.calibration}};
+  if (!r.partial_reason.empty()) {
+    out["partial"] = true;
+    out["partial_reason"] = r.partial_reason;
+  }
+  return out;
 }
 
 std::vector<ReportTable> conversion_tables(const StudyResults& r) {
@@ -329,12 +335,38 @@ std::vector<std::string> draw_conversion_plots(const StudyResults& r, const std:
 
 ReportFiles write_conversion_report(const StudyResults& r, const std::string& out_dir, bool plots) {
   ReportFiles f;
-  if (plots) f.plots = draw_conversion_plots(r, out_dir);
   f.json = out_dir + "/conversion_results.json";
-  write_file_atomic(f.json, to_json(r).dump(2) + "\n");
+  write_file_atomic(f.json, to_json(r).dump(2) + "\n");  // first: the results stay if a plot fails
+  if (plots) f.plots = draw_conversion_plots(r, out_dir);
   f.markdown = out_dir + "/conversion_report.md";
   write_file_atomic(f.markdown, conversion_markdown(r, f.plots));
   return f;
+}
+
+void keep_partial_study(StudyResults& r, const std::string& out_dir, const std::function<void()>& study) {
+  auto save = [&](const std::string& reason) {
+    const std::size_t quality = r.quality.size(), speed = r.speed.size();
+    if (quality == 0 && speed == 0) return;  // nothing measured: nothing to keep (and no file for a refused input)
+    r.partial_reason = reason + " after " + std::to_string(quality) + " of " +
+                       std::to_string(r.options.chunk_sizes.size() * r.options.compressions.size()) + " quality rows and " +
+                       std::to_string(speed) + " speed points";
+    const std::string path = out_dir + "/conversion_results.json";
+    write_file_atomic(path, to_json(r).dump(2) + "\n");
+    std::fprintf(stderr, "%zu quality rows and %zu speed points measured so far written to %s, marked partial\n", quality, speed, path.c_str());
+  };
+  try {
+    study();
+    throw_if_interrupted();  // a signal after the last poll: the study is whole, but the run was stopped
+  } catch (const Interrupted& e) {
+    save(e.what());
+    throw;
+  } catch (const std::exception& e) {
+    try {
+      save(std::string("stopped by an error: ") + e.what());
+    } catch (const std::exception&) {  // the original error is the one to report
+    }
+    throw;
+  }
 }
 
 }  // namespace bsbr

@@ -3,6 +3,7 @@
 // length, per-layer fidelity, attention heat maps of one layer and head for both models), plus the
 // same tables for the terminal. Built only from a StudyResults value.
 #pragma once
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -25,5 +26,13 @@ struct ReportFiles {
   std::vector<std::string> plots;
 };
 ReportFiles write_conversion_report(const StudyResults& r, const std::string& out_dir, bool plots);
+
+// Runs `study`, which fills `r` stage by stage (run_conversion_study(opts, r, ...)). When it stops
+// early -- Interrupted (SIGINT / SIGTERM under an InterruptScope, also one that arrives after the
+// study's last poll) or any exception of a later stage -- and r holds at least one quality row or
+// speed point, they are written to out_dir/conversion_results.json (atomically) with
+// "partial": true and "partial_reason" (what stopped it, and how many rows and points it holds);
+// no Markdown, no plots. Then the exception goes on (exit 2, or 3 for a bug).
+void keep_partial_study(StudyResults& r, const std::string& out_dir, const std::function<void()>& study);
 
 }  // namespace bsbr
