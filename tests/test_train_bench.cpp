@@ -186,6 +186,26 @@ TEST_P(TrainWorkload, MemorySplitAndFigures) {
 INSTANTIATE_TEST_SUITE_P(Architectures, TrainWorkload, ::testing::ValuesIn(train::trainable_architectures()),
                          [](const auto& info) { return info.param; });
 
+// At the study's default sizes (SPEC §1: d = 256, 4 heads, chunk 32) the backward's chunk and tile
+// products are large enough to be made for the whole team, and they run inside the kernels' own
+// parallel loops over (sequence, head): they must be made for one thread (ops::SingleThreadOps),
+// or the op layer stops the point (an invariant, exit 3). The small test models above stay under
+// the one-thread size and cannot show it; this runs every model at default sizes on 3 threads, at
+// an odd n spanning several chunks.
+TEST_P(TrainWorkload, DefaultSizesOnSeveralThreads) {
+  const std::string arch = GetParam();
+  ops::Context ctx(3);
+  Config cfg;  // SPEC §1 defaults
+  cfg.bench.warmup = 0;
+  cfg.bench.repeats = 1;
+  Model model(ctx, cfg.model, find_architecture(arch));
+  Runner runner(ctx, cfg);
+  for (Workload w : {Workload::kTrain, Workload::kTrainRecompute}) {
+    const RunRecord r = runner.run(model, {arch, w, 301});
+    EXPECT_EQ(r.status, "ok") << arch << " " << to_string(w) << ": " << r.reason;
+  }
+}
+
 // A point that cannot train is recorded, not run: n = 1 has no next token.
 TEST(TrainWorkload, LengthOneIsSkipped) {
   ops::Context ctx(1);

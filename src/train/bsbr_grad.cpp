@@ -182,6 +182,7 @@ class BsbrTrain final : public TrainableMixer {
   // heads*dd apart. cross_full_ = the complete chunks among 1 .. cur; a partial chunk cur (n not a
   // multiple of B) has its own ops.
   void prepare_chunk_ops(ops::Context& ctx) {
+    ops::SingleThreadOps single(ctx);  // run per (sequence, head) inside for_each_head's parallel loop
     using ops::MatLayout;
     using ops::PostOp;
     const std::vector<PostOp> acc{PostOp::accumulate()};

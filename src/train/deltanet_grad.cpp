@@ -158,6 +158,7 @@ void DeltaRuleGrad::backward(ops::Context& ctx, const float* q, const float* k, 
 }
 
 DeltaRuleGrad::ChunkOps::ChunkOps(ops::Context& ctx, int64_t rows, int64_t dh, int64_t chunk, int64_t d) {
+  ops::SingleThreadOps single(ctx);  // the chunk products run per (sequence, head) inside parallel_items
   using ops::MatLayout;
   using ops::PostOp;
   const std::vector<PostOp> acc{PostOp::accumulate()};

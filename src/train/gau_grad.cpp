@@ -22,6 +22,7 @@ ChunkStateCross::ChunkStateCross(ops::Context& ctx, int64_t batch, int64_t n, in
   using ops::PostOp;
   const MatLayout ee = MatLayout::dense(width, width);
   const std::vector<PostOp> acc{PostOp::accumulate()};
+  ops::SingleThreadOps single(ctx);  // the products run per sequence inside parallel_items
   auto make = [&](int64_t rows, ops::MatMul& qs, ops::MatMul& gs, ops::MatMul& qg) {
     const MatLayout re = MatLayout::dense(rows, width);  // [rows, E]
     qs = ops::MatMul(ctx, {re, ee, re, false, 1.f, acc});

@@ -18,6 +18,7 @@ constexpr float kDenominatorEps = 1e-6f;  // SPEC §2
 using Fault = LinearAttentionGrad::Fault;
 
 LinearAttentionGrad::ChunkOps::ChunkOps(ops::Context& ctx, int64_t rows, int64_t dh) : rows(rows) {
+  ops::SingleThreadOps single(ctx);  // the chunk products run per (sequence, head, chunk block) inside parallel_items
   using ops::MatLayout;
   using ops::PostOp;
   const int64_t W = dh + 1;
