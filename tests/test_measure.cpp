@@ -12,31 +12,13 @@
 #include "core/alloc_count.hpp"
 #include "model/model.hpp"
 #include "ref/ref_model.hpp"
+#include "test_util.hpp"
 
 namespace bsbr {
 namespace {
 
-// Small widths, every structural size distinct: head_dim 8, chunk 8, window 6.
-Config small_run(int64_t n_tokens) {
-  Config cfg;
-  ModelConfig& c = cfg.model;
-  c.vocab_size = 61;
-  c.hidden_dim = 32;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.ff_dim = 48;
-  c.chunk_size = 8;
-  c.window_size = 6;
-  c.linear_chunk_size = 8;
-  c.compression_factor = 2;
-  c.init_std = 0.2;
-  c.seed = 5;
-  cfg.bench.n_tokens = n_tokens;
-  cfg.bench.warmup = 1;
-  cfg.bench.repeats = 3;
-  cfg.bench.memory_guard = false;
-  return cfg;
-}
+// The runner tests' small model (test_util): head_dim 8, chunk 8, window 6; 3 repeats.
+Config small_run(int64_t n_tokens) { return test::small_run_config(n_tokens, 3); }
 
 class MeasureTest : public ::testing::TestWithParam<std::string> {
  protected:

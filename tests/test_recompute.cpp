@@ -8,31 +8,13 @@
 #include "bench/runner.hpp"
 #include "core/alloc_count.hpp"
 #include "model/model.hpp"
+#include "test_util.hpp"
 
 namespace bsbr {
 namespace {
 
-// Small widths; chunk and window 8 so that n .. n+N crosses chunk boundaries.
-Config small_run() {
-  Config cfg;
-  ModelConfig& c = cfg.model;
-  c.vocab_size = 61;
-  c.hidden_dim = 32;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.ff_dim = 48;
-  c.chunk_size = 8;
-  c.window_size = 6;
-  c.linear_chunk_size = 8;
-  c.compression_factor = 2;
-  c.init_std = 0.2;
-  c.seed = 5;
-  cfg.bench.n_tokens = 9;
-  cfg.bench.warmup = 1;
-  cfg.bench.repeats = 2;
-  cfg.bench.memory_guard = false;
-  return cfg;
-}
+// The runner tests' small model (test_util): chunk 8, so that n .. n+N crosses chunk boundaries.
+Config small_run() { return test::small_run_config(9, 2); }
 
 class RecomputeTest : public ::testing::TestWithParam<std::string> {};
 

@@ -124,4 +124,25 @@ pid_t spawn_cli(const std::vector<std::string>& args, const std::string& err_pat
   return pid;
 }
 
+Config small_run_config(int64_t n_tokens, int64_t repeats) {
+  Config cfg;
+  ModelConfig& c = cfg.model;
+  c.vocab_size = 61;
+  c.hidden_dim = 32;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.ff_dim = 48;
+  c.chunk_size = 8;
+  c.window_size = 6;
+  c.linear_chunk_size = 8;
+  c.compression_factor = 2;
+  c.init_std = 0.2;
+  c.seed = 5;
+  cfg.bench.n_tokens = n_tokens;
+  cfg.bench.warmup = 1;
+  cfg.bench.repeats = repeats;
+  cfg.bench.memory_guard = false;
+  return cfg;
+}
+
 }  // namespace bsbr::test

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/compare.hpp"
+#include "core/config.hpp"
 #include "report/results.hpp"
 
 namespace bsbr::test {
@@ -48,6 +49,10 @@ Results synthetic_results(const std::vector<std::string>& models, const std::vec
                           const std::vector<int64_t>& lengths, int repeats, const SampleTime& time, double gflops = 100.0);
 // Writes `r` to dir/name and returns the path.
 std::string save_synthetic(const Results& r, const std::string& dir, const std::string& name);
+
+// A runner config on a small model, every structural size distinct (head_dim 8, chunk 8, window 6,
+// Linear chunk 8), the memory guard off: the runner tests' model (test_measure, test_recompute).
+Config small_run_config(int64_t n_tokens, int64_t repeats);
 
 // A fresh empty temp directory for one test (removed by the OS's tmp cleaning, not by us).
 std::string temp_dir(const std::string& tag);

@@ -46,6 +46,15 @@ void fail_point(std::exception_ptr error, RunRecord& rec, const std::string& set
   }
 }
 
+// A point whose oneDNN scratchpads would not fit in the room the memory guard left after its
+// estimate (ops::ScratchBudget): skipped, nothing more allocated, the scratch added to the estimate.
+void skip_for_scratch(const ops::ScratchBudgetExceeded& e, RunRecord& rec, const std::string& setting, std::size_t available) {
+  rec.status = "skipped";
+  rec.memory.estimate_bytes += e.needed;
+  rec.reason = "memory guard: " + setting + " needs about " + gib(rec.memory.estimate_bytes) + " with oneDNN's scratchpads (" +
+               gib(e.needed) + " for " + std::to_string(rec.threads) + " threads), only " + gib(available) + " available";
+}
+
 bool all_finite(const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     if (!std::isfinite(x[i])) return false;
@@ -340,10 +349,7 @@ RunRecord Runner::run(Model& model, const Problem& p) {
       }
     }
   } catch (const ops::ScratchBudgetExceeded& e) {
-    rec.status = "skipped";
-    rec.memory.estimate_bytes += e.needed;
-    rec.reason = "memory guard: " + setting + " needs about " + gib(rec.memory.estimate_bytes) + " with oneDNN's scratchpads (" +
-                 gib(e.needed) + " for " + std::to_string(rec.threads) + " threads), only " + gib(available) + " available";
+    skip_for_scratch(e, rec, setting, available);
   } catch (...) {  // out of memory, a size that does not fit, a primitive oneDNN could not create (or run): the point fails
     fail_point(std::current_exception(), rec, setting, out_of_memory);
   }
@@ -497,11 +503,8 @@ RunRecord Runner::run_train(Model& model, const Problem& p) {
         rec.reason = std::to_string(rec.allocations) + " heap allocation(s) inside the timed region (nothing may allocate while timing)";
       }
     }
-  } catch (const ops::ScratchBudgetExceeded& e) {  // as in run(): the scratchpads would not fit
-    rec.status = "skipped";
-    rec.memory.estimate_bytes += e.needed;
-    rec.reason = "memory guard: " + setting + " needs about " + gib(rec.memory.estimate_bytes) + " with oneDNN's scratchpads (" +
-                 gib(e.needed) + " for " + std::to_string(rec.threads) + " threads), only " + gib(available) + " available";
+  } catch (const ops::ScratchBudgetExceeded& e) {
+    skip_for_scratch(e, rec, setting, available);
   } catch (...) {
     fail_point(std::current_exception(), rec, setting, out_of_memory);
   }
