@@ -585,22 +585,10 @@ TEST_P(ConvertInterrupt, KeepsWhatWasMeasuredAsPartial) {
   for (int n = 16; n <= 16 + 30 * 8; n += 8) args.push_back(std::to_string(n));  // 31 lengths: 64 speed points
   for (const char* a : {"--repeats", "200", "--warmup", "0", "--threads", "1", "--out"}) args.push_back(a);
   args.push_back(out);
-  auto stderr_text = [&] {
-    std::ifstream in(err);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  };
-  const pid_t pid = test::spawn_cli(args, err);
-  // Wait until the third speed point has started.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (stderr_text().find("speed: GPT-2 n=32") == std::string::npos && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  ASSERT_NE(stderr_text().find("speed: GPT-2 n=32"), std::string::npos) << stderr_text();
-  ::kill(pid, sig);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-  const std::string text = stderr_text();
-  ASSERT_TRUE(WIFEXITED(status)) << text;
-  EXPECT_EQ(WEXITSTATUS(status), 2) << text;
+  // Signalled once the third speed point has started.
+  const test::CliResult run = test::interrupt_cli(args, err, "speed: GPT-2 n=32", sig);
+  const std::string& text = run.err;
+  EXPECT_EQ(run.exit_code, 2) << text;
   EXPECT_NE(text.find("marked partial"), std::string::npos) << text;
   EXPECT_EQ(files_in(out), std::vector<std::string>{"conversion_results.json"}) << "temp files, a report or plots were left";
   const nlohmann::json j = nlohmann::json::parse(read_file(out + "/conversion_results.json", "json"));

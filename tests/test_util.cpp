@@ -2,16 +2,19 @@
 #include "test_util.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "core/rng.hpp"
 
@@ -122,6 +125,25 @@ pid_t spawn_cli(const std::vector<std::string>& args, const std::string& err_pat
   EXPECT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
   posix_spawn_file_actions_destroy(&fa);
   return pid;
+}
+
+CliResult interrupt_cli(const std::vector<std::string>& args, const std::string& err_path, const std::string& marker, int sig) {
+  auto err_text = [&] {
+    std::ifstream in(err_path);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  };
+  const pid_t pid = spawn_cli(args, err_path);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (err_text().find(marker) == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const bool seen = err_text().find(marker) != std::string::npos;
+  ::kill(pid, seen ? sig : SIGKILL);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CliResult r;
+  r.exit_code = !seen ? -2 : WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.err = err_text();
+  return r;
 }
 
 Config small_run_config(int64_t n_tokens, int64_t repeats) {

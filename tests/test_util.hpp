@@ -41,6 +41,10 @@ CliResult run_cli(const std::string& args);
 // Starts bsbr-bench with `args` (no shell), stdout to /dev/null, stderr into err_path; returns its
 // pid (the caller signals and waits for it).
 pid_t spawn_cli(const std::vector<std::string>& args, const std::string& err_path);
+// Starts bsbr-bench with `args` (spawn_cli), waits (up to 120 s) until its stderr holds `marker`,
+// sends `sig` and waits for it. exit_code: its exit status; -1 when it did not exit normally, -2
+// when the marker never appeared (then it is killed). err: its stderr.
+CliResult interrupt_cli(const std::vector<std::string>& args, const std::string& err_path, const std::string& marker, int sig);
 
 // A synthetic results file in memory: every model x workload x n, status ok, with `repeats`
 // samples from time(model, workload, n, sample) seconds, memory figures growing with n, and a

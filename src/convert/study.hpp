@@ -14,13 +14,14 @@
 #include "convert/attention_maps.hpp"
 #include "convert/conversion.hpp"
 #include "convert/fidelity.hpp"
+#include "convert/finetune.hpp"
 #include "io/gpt2_checkpoint.hpp"
 
 namespace bsbr {
 
 struct StudyOptions {
   std::string checkpoint_dir;
-  std::string text_path, tokens_path;      // exactly one
+  std::string text_path, tokens_path;      // exactly one (at most one with fine-tuning: none = the Brown test split)
   std::string vocab_path, merges_path;     // "" = the checkpoint directory's vocab.json / merges.txt
   std::vector<int64_t> chunk_sizes{64, 128, 256, 512};
   std::vector<int64_t> compressions{0, 2, 4, 8};  // 0 = none
@@ -34,6 +35,7 @@ struct StudyOptions {
   int64_t heatmap_layer = 0, heatmap_head = 0, heatmap_length = 128;
   uint64_t seed = 0;                       // compression projection
   std::string architecture = "BSBR";       // the conversion target (tests may convert to Standard)
+  FinetuneOptions finetune;                // --finetune STEPS: convert_model + fine-tuning per chunk size (finetune.hpp)
   // Checks everything that does not need the checkpoint; throws UserError.
   void validate() const;
 };
@@ -64,6 +66,7 @@ struct StudyResults {
   int64_t heatmap_length = 0;
   ConversionOptions heatmap_conversion;
   std::vector<float> heatmap_original, heatmap_converted;  // [m, m]
+  FinetuneResults finetune;     // with options.finetune.steps > 0 (rows filled as they run)
   std::vector<SpeedRow> speed;  // GPT-2 and the reference conversion at every length, plus the table configs at the largest
   nlohmann::json environment = nlohmann::json::object(), calibration = nlohmann::json::object();
   // Non-empty when the study stopped early (an interrupt, or an error in a later stage): what it

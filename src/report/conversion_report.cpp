@@ -62,6 +62,57 @@ Cost cost_of(const SpeedRow* s) {
   return c;
 }
 
+// Mean of the first / last k training losses (k = max(1, min(10, steps / 5))): the fine-tuning
+// runs' start and end, smoothed over batches.
+int64_t loss_window(const FinetuneRow& f) { return std::max<int64_t>(1, std::min<int64_t>(10, static_cast<int64_t>(f.losses.size()) / 5)); }
+double mean_of(const std::vector<double>& v, std::size_t begin, std::size_t end) {
+  double s = 0;
+  for (std::size_t i = begin; i < end; ++i) s += v[i];
+  return s / static_cast<double>(end - begin);
+}
+double first_losses(const FinetuneRow& f) { return mean_of(f.losses, 0, static_cast<std::size_t>(loss_window(f))); }
+double last_losses(const FinetuneRow& f) { return mean_of(f.losses, f.losses.size() - static_cast<std::size_t>(loss_window(f)), f.losses.size()); }
+
+json finetune_json(const StudyResults& r) {
+  const FinetuneOptions& o = r.options.finetune;
+  const FinetuneResults& f = r.finetune;
+  json rows = json::array();
+  for (const FinetuneRow& row : f.rows) {
+    json j = {{"chunk_size", row.conversion.chunk_size},
+              {"compression_factor", row.conversion.compression_factor > 0 ? json(row.conversion.compression_factor) : json("none")},
+              {"nll_after_conversion", row.nll_converted},
+              {"perplexity_after_conversion", std::exp(row.nll_converted)},
+              {"nll_after_finetuning", row.has_finetuned ? json(row.nll_finetuned) : json(nullptr)},
+              {"perplexity_after_finetuning", row.has_finetuned ? json(std::exp(row.nll_finetuned)) : json(nullptr)},
+              {"steps_done", row.steps_done},
+              {"seconds", row.seconds},
+              {"train_loss", row.losses},
+              {"fidelity_after_conversion", fidelity_json(row.fidelity_converted)},
+              {"fidelity_after_finetuning", row.has_fidelity_finetuned ? fidelity_json(row.fidelity_finetuned) : json(nullptr)}};
+    if (!row.losses.empty()) {
+      j["loss_window"] = loss_window(row);
+      j["train_loss_first"] = first_losses(row);
+      j["train_loss_last"] = last_losses(row);
+    }
+    rows.push_back(j);
+  }
+  return {{"steps", o.steps},
+          {"lr", o.lr},
+          {"schedule", "AdamW (betas 0.9, 0.999, weight decay 0.01 on matrices, clip 1.0), linear warm-up over steps/10, cosine to lr/10"},
+          {"batch", f.batch},
+          {"length", f.length},
+          {"seed", o.seed},
+          {"corpus", o.corpus_dir},
+          {"vocab", f.vocab_path},
+          {"vocab_size", f.vocab_size},
+          {"eval",
+           {{"split", "Brown test"}, {"context", f.eval_context}, {"windows", f.eval_windows}, {"targets", f.eval_targets},
+            {"max_targets", o.eval_tokens}, {"unk_share", f.unk_test}}},
+          {"nll_before_conversion", f.has_original ? json(f.nll_original) : json(nullptr)},
+          {"perplexity_before_conversion", f.has_original ? json(std::exp(f.nll_original)) : json(nullptr)},
+          {"rows", rows}};
+}
+
 int64_t largest_length(const StudyResults& r) { return *std::max_element(r.options.seq_lengths.begin(), r.options.seq_lengths.end()); }
 
 }  // namespace
@@ -115,6 +166,7 @@ json to_json(const StudyResults& r) {
               {"speed", speed},
               {"environment", r.environment},
               {"calibration", r.calibration}};
+  if (o.finetune.steps > 0) out["finetune"] = finetune_json(r);
   if (!r.partial_reason.empty()) {
     out["partial"] = true;
     out["partial_reason"] = r.partial_reason;
@@ -206,6 +258,30 @@ std::vector<ReportTable> conversion_tables(const StudyResults& r) {
     out.push_back(speed);
   }
 
+  if (o.finetune.steps > 0 && !r.finetune.rows.empty()) {
+    const FinetuneResults& f = r.finetune;
+    const std::string before = f.has_original ? fixed(std::exp(f.nll_original), 2) : "-";
+    ReportTable ft{"Fine-tuning (" + std::to_string(o.finetune.steps) + " steps of " + std::to_string(f.batch) + " x " + std::to_string(f.length) +
+                       " Brown train tokens): test perplexity on " + std::to_string(f.eval_targets) + " Brown test targets (" +
+                       std::to_string(f.eval_windows) + " windows of at most " + std::to_string(f.eval_context) + " tokens)",
+                   {"conversion", "ppl before conversion", "ppl after conversion", "ppl after fine-tuning", "top-1 after conv.", "top-1 after FT",
+                    "KL after conv.", "KL after FT", "train loss first", "train loss last", "time"},
+                   {}};
+    for (const FinetuneRow& row : f.rows) {
+      const bool done = row.has_finetuned, fid = row.has_fidelity_finetuned, any = !row.losses.empty();
+      ft.rows.push_back({row.conversion.label(), before, fixed(std::exp(row.nll_converted), 2),
+                         done ? fixed(std::exp(row.nll_finetuned), 2) : "- (" + std::to_string(row.steps_done) + " steps)",
+                         pct(row.fidelity_converted.top1), fid ? pct(row.fidelity_finetuned.top1) : "-", sci(row.fidelity_converted.kl),
+                         fid ? sci(row.fidelity_finetuned.kl) : "-", any ? fixed(first_losses(row)) : "-", any ? fixed(last_losses(row)) : "-",
+                         format_seconds(row.seconds)});
+    }
+    ft.notes.push_back("perplexity = exp(mean next-token NLL over the evaluated targets), the same Brown test windows for all three columns; "
+                       "vocabulary: " + f.vocab_path + " (" + std::to_string(f.vocab_size) + " ids, <unk> share of the test split " + pct(f.unk_test) + ")");
+    ft.notes.push_back("top-1 / KL: agreement with GPT-2 on the quality tokens (first " + n + " input tokens) after conversion and after fine-tuning");
+    ft.notes.push_back("train loss first / last: mean over the first / last max(1, min(10, steps/5)) steps' batches");
+    out.push_back(ft);
+  }
+
   ReportTable dens{"Attention density: share of causal query-key pairs BSBR computes exactly (within a chunk); the rest go through chunk retrieval",
                    {"n"}, {}};
   for (int64_t B : o.chunk_sizes) dens.header.push_back("B=" + std::to_string(B));
@@ -257,6 +333,8 @@ std::string conversion_markdown(const StudyResults& r, const std::vector<std::st
        "- **KL**: mean over positions of KL(P_GPT-2 ‖ P_converted) of the next-token distributions, in nats; ideal 0.\n"
        "- **top-k**: mean over positions of |top-k(GPT-2) ∩ top-k(converted)| / k; top-1 is argmax agreement; ideal 100%.\n"
        "- **ppl**: perplexity of each model on the input itself (next-token prediction over the quality tokens).\n"
+       "- **fine-tuning**: test perplexity = exp(mean next-token NLL over the evaluated Brown test targets) of GPT-2 before conversion, "
+       "the converted model before any training, and after `--finetune` steps of AdamW on the Brown train split.\n"
        "- **exact pairs**: share of the n(n+1)/2 causal query-key pairs inside a query's own chunk, which BSBR attends to exactly; every "
        "other pair reaches the query only through chunk retrieval q_t·Σ_j p_ij K_jᵀV_j.\n"
        "- **GPT-2 attn mass in chunk**: share of the original model's softmax attention weight (mean over layers, heads, positions) that "
@@ -309,6 +387,22 @@ std::vector<std::string> draw_conversion_plots(const StudyResults& r, const std:
                                  "set grid\nset key bottom left\nset xlabel \"block\"\nset ylabel \"cosine similarity to GPT-2 (mean over positions)\"\n"
                                  "set title " + gnuplot_quote("Hidden states after each block, compression " + compression_name(c0)) + "\n" + plot + "\n");
   }
+  if (!r.finetune.rows.empty() && !r.finetune.rows.front().losses.empty()) {  // fine-tuning loss per step, one line per chunk size
+    std::string rows, plot = "plot ";
+    std::size_t steps = 0;
+    for (const FinetuneRow& f : r.finetune.rows) steps = std::max(steps, f.losses.size());
+    for (std::size_t s = 0; s < steps; ++s) {
+      rows += std::to_string(s + 1);
+      for (const FinetuneRow& f : r.finetune.rows) rows += " " + (s < f.losses.size() ? sci(f.losses[s]) : std::string("NaN"));
+      rows += "\n";
+    }
+    for (std::size_t i = 0; i < r.finetune.rows.size(); ++i)
+      plot += std::string(i ? ", " : "") + "$loss using 1:" + std::to_string(i + 2) + " with lines title " +
+              gnuplot_quote(r.finetune.rows[i].conversion.label());
+    draw("finetune_loss.png", gnuplot_datablock("loss", rows) +
+                                  "set grid\nset key top right\nset xlabel \"fine-tuning step\"\nset ylabel \"training loss (nats per token)\"\n"
+                                  "set title " + gnuplot_quote("Fine-tuning the converted model on Brown") + "\n" + plot + "\n");
+  }
   auto heat = [&](const std::string& file, const std::vector<float>& map, const std::string& title) {
     const int64_t m = r.heatmap_length;
     std::string rows;
@@ -348,8 +442,9 @@ void keep_partial_study(StudyResults& r, const std::string& out_dir, const std::
     const std::size_t quality = r.quality.size(), speed = r.speed.size();
     if (quality == 0 && speed == 0) return;  // nothing measured: nothing to keep (and no file for a refused input)
     r.partial_reason = reason + " after " + std::to_string(quality) + " of " +
-                       std::to_string(r.options.chunk_sizes.size() * r.options.compressions.size()) + " quality rows and " +
-                       std::to_string(speed) + " speed points";
+                       std::to_string(r.options.chunk_sizes.size() * r.options.compressions.size()) + " quality rows" +
+                       (r.options.finetune.steps > 0 ? ", " + std::to_string(r.finetune.rows.size()) + " fine-tuning rows (the last one maybe unfinished)" : "") +
+                       " and " + std::to_string(speed) + " speed points";
     const std::string path = out_dir + "/conversion_results.json";
     write_file_atomic(path, to_json(r).dump(2) + "\n");
     std::fprintf(stderr, "%zu quality rows and %zu speed points measured so far written to %s, marked partial\n", quality, speed, path.c_str());
