@@ -78,10 +78,9 @@ class TrainRecompute : public ::testing::TestWithParam<std::string> {};
 
 // Recomputing each block's forward before its backward gives the same gradients (the same
 // arithmetic on the same inputs: equal to float rounding, here bit for bit) and saves less.
-TEST_P(TrainRecompute, SameGradientsFewerSavedActivations) {
-  const std::string arch = GetParam();
+void check_recompute(const std::string& arch, const SkeletonOptions& skeleton) {
   ops::Context ctx(2);
-  Model model(ctx, small_config(arch), find_architecture(arch));
+  Model model(ctx, small_config(arch), find_architecture(arch), skeleton);
   constexpr int64_t kBatch = 2, kN = 23;
   const StepGrads off = step_grads(ctx, model, kBatch, kN, false);
   const StepGrads on = step_grads(ctx, model, kBatch, kN, true);
@@ -93,6 +92,14 @@ TEST_P(TrainRecompute, SameGradientsFewerSavedActivations) {
   const ModelConfig& c = model.config();
   const std::size_t rows = kBatch * kN, head = rows * (2 * c.hidden_dim + 2 + c.vocab_size) * sizeof(float);
   EXPECT_EQ(on.saved_bytes, c.num_layers * rows * c.hidden_dim * sizeof(float) + head) << arch;
+}
+
+TEST_P(TrainRecompute, SameGradientsFewerSavedActivations) { check_recompute(GetParam(), {}); }
+
+// The same in GPT-2's skeleton (learned positions, tanh GELU, tied head): GPT-2 itself and what
+// `convert` makes of it.
+TEST(TrainRecomputeGpt2, SameGradientsFewerSavedActivations) {
+  for (const char* arch : {"Standard", "BSBR"}) check_recompute(arch, gpt2_skeleton(30));
 }
 
 INSTANTIATE_TEST_SUITE_P(Architectures, TrainRecompute, ::testing::ValuesIn(train::trainable_architectures()),
