@@ -106,8 +106,9 @@ TEST(Gpt2Finetune, TrainExportConvertFinetune) {
     EXPECT_EQ(row.at("train_loss").size(), 3u);
     const double conv = row.at("perplexity_after_conversion").get<double>(), tuned = row.at("perplexity_after_finetuning").get<double>();
     EXPECT_TRUE(std::isfinite(conv) && conv > 1) << conv;
-    // Fine-tuning lowered the loss: the test NLL on the same windows, after vs before the 3 steps.
-    EXPECT_LT(row.at("nll_after_finetuning").get<double>(), row.at("nll_after_conversion").get<double>()) << "chunk " << chunks[i];
+    // Fine-tuning lowered the loss: the test NLL on the same windows, after vs before the 3 steps,
+    // by more than 0.05 nats (0.16 .. 0.36 here; at --finetune-lr 1e-9 it moves by 1e-7).
+    EXPECT_LT(row.at("nll_after_finetuning").get<double>(), row.at("nll_after_conversion").get<double>() - 0.05) << "chunk " << chunks[i];
     EXPECT_NEAR(std::log(tuned), row.at("nll_after_finetuning").get<double>(), 1e-9);
     EXPECT_TRUE(row.at("fidelity_after_finetuning").is_object());
     EXPECT_TRUE(row.at("fidelity_after_conversion").is_object());
