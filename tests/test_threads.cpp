@@ -165,9 +165,11 @@ TEST(ThreadSweep, BandwidthCalibrationMeasuresBothBuffersAndTheLadder) {
   const BandwidthCalibration b = calibrate_bandwidth(ctx, 2, llc);
   EXPECT_EQ(b.large.bytes, std::size_t{64} << 20);
   EXPECT_EQ(b.small.bytes, std::size_t{256} << 10);
-  // 256 KiB, 512 KiB, ... 32 MiB, then the large buffer.
-  ASSERT_EQ(b.ladder.size(), 9u);
-  for (std::size_t i = 0; i < b.ladder.size(); ++i) EXPECT_EQ(b.ladder[i].bytes, (std::size_t{256} << 10) << i) << i;
+  // 256 KiB, 384 KiB, 512 KiB, ... 32 MiB, 48 MiB, then the large buffer.
+  ASSERT_EQ(b.ladder.size(), 17u);
+  for (std::size_t i = 0; i + 1 < b.ladder.size(); ++i)
+    EXPECT_EQ(b.ladder[i].bytes, ((std::size_t{256} << 10) << (i / 2)) / 2 * (i % 2 ? 3 : 2)) << i;
+  EXPECT_EQ(b.ladder.back().bytes, std::size_t{64} << 20);
   std::vector<const BandwidthSample*> all = {&b.large, &b.small};
   for (const BandwidthSample& s : b.ladder) all.push_back(&s);
   for (const BandwidthSample* s : all) {
@@ -179,10 +181,10 @@ TEST(ThreadSweep, BandwidthCalibrationMeasuresBothBuffersAndTheLadder) {
   }
   const json j = to_json(b);
   ASSERT_EQ(j.at("ladder").size(), b.ladder.size());
-  EXPECT_EQ(j.at("ladder")[3].at("bytes").get<std::size_t>(), std::size_t{2} << 20);
+  EXPECT_EQ(j.at("ladder")[6].at("bytes").get<std::size_t>(), std::size_t{2} << 20);
   EXPECT_EQ(ctx.memory().current(MemCategory::kActivations), 0u);  // the buffer is released
-  EXPECT_EQ(bandwidth_ladder_bytes(std::size_t{1} << 20), (std::vector<std::size_t>{256 << 10, 512 << 10, 1 << 20}));
-  EXPECT_EQ(bandwidth_ladder_bytes(std::size_t{600} << 10), (std::vector<std::size_t>{256 << 10, 512 << 10, 600 << 10}));
+  EXPECT_EQ(bandwidth_ladder_bytes(std::size_t{1} << 20), (std::vector<std::size_t>{256 << 10, 384 << 10, 512 << 10, 768 << 10, 1 << 20}));
+  EXPECT_EQ(bandwidth_ladder_bytes(std::size_t{600} << 10), (std::vector<std::size_t>{256 << 10, 384 << 10, 512 << 10, 600 << 10}));
 }
 
 // The read kernel sums every element once: small integers keep every partial sum exact, so its sum

@@ -156,7 +156,10 @@ nlohmann::json to_json(const BandwidthSample& s) {
 
 std::vector<std::size_t> bandwidth_ladder_bytes(std::size_t large) {
   std::vector<std::size_t> out;
-  for (std::size_t b = std::size_t{256} << 10; b < large; b *= 2) out.push_back(b);
+  for (std::size_t b = std::size_t{256} << 10; b < large; b *= 2) {
+    out.push_back(b);
+    if (b / 2 * 3 < large) out.push_back(b / 2 * 3);
+  }
   out.push_back(large);
   return out;
 }

@@ -59,8 +59,9 @@ struct BandwidthSample {
 // decode step's share of the weights does from token to token). The buffer is allocated and written
 // once, by the threads that read it, outside timing; a sample's passes follow one untimed pass.
 //   large: max(4 x LLC, 64 MiB) (memory);  small: max(LLC / 4, 256 KiB) (cache);
-//   ladder: 256 KiB, 512 KiB, 1 MiB, ... (doubling) below `large`, then `large`: the bandwidth at
-//   each working-set size, for the decode roofline (Results::bandwidth_gbps_for).
+//   ladder: 256 KiB, 384 KiB, 512 KiB, 768 KiB, 1 MiB, ... (each power of two and 1.5 times it)
+//   below `large`, then `large`: the bandwidth at each working-set size, for the decode roofline
+//   (Results::bandwidth_gbps_for; steps of at most 1.5x keep the rung below a working set close).
 struct BandwidthCalibration {
   int threads = 0;
   LastLevelCache llc;
