@@ -47,6 +47,39 @@ class OpsTest : public ::testing::Test {
   ops::Context ctx{2};
 };
 
+// A GEMV with weights of at least kGemvMaxWeights on kSplitGemvMinThreads or more threads is split
+// into one column block per thread: against the loop, with a bias, with the weights read transposed
+// (a tied LM head), with an accumulate post-op, an odd N and several rows; on fewer threads it is
+// one primitive. The FLOPs are
+// counted once, for the whole product.
+TEST(MatMulSplitGemv, ColumnBlocksMatchTheLoop) {
+  const int64_t k = 256, n = ops::kGemvMaxWeights / k + 37;  // [k, n] >= kGemvMaxWeights
+  for (int threads : {1, ops::kSplitGemvMinThreads - 1, ops::kSplitGemvMinThreads + 1}) {
+    ops::Context ctx(threads);
+    for (int64_t m : {int64_t{1}, int64_t{3}}) {
+      auto a = random_vector(m * k, 1), b = random_vector(k * n, 2), bias = random_vector(n, 3);
+      for (bool transposed : {false, true}) {
+        const MatLayout B = transposed ? MatLayout::dense(n, k).transposed() : MatLayout::dense(k, n);
+        ops::MatMul mm(ctx, {MatLayout::dense(m, k), B, MatLayout::dense(m, n), !transposed, 1.f, {}});
+        EXPECT_EQ(mm.column_blocks(), threads >= ops::kSplitGemvMinThreads ? threads : 0);
+        EXPECT_TRUE(mm.valid());
+        std::vector<float> c(m * n, 0.f);
+        ctx.start_counting_flops();
+        mm.run(ctx, a.data(), b.data(), c.data(), transposed ? nullptr : bias.data());
+        EXPECT_EQ(ctx.stop_counting_flops(), 2.0 * m * k * n);
+        auto want = ref_matmul(a, MatLayout::dense(m, k), b, B, MatLayout::dense(m, n), m * n, transposed ? nullptr : bias.data(), 1.f);
+        EXPECT_TRUE(is_close(c, want, within(1e-5))) << threads << " threads, " << m << " rows, transposed " << transposed;
+      }
+      // Accumulate: c = 0.5 * a.b + c.
+      ops::MatMul acc(ctx, {MatLayout::dense(m, k), MatLayout::dense(k, n), MatLayout::dense(m, n), false, 0.5f, {ops::PostOp::accumulate()}});
+      std::vector<float> c = random_vector(m * n, 4), want = ref_matmul(a, MatLayout::dense(m, k), b, MatLayout::dense(k, n), MatLayout::dense(m, n), m * n, nullptr, 0.5f);
+      for (std::size_t i = 0; i < c.size(); ++i) want[i] += c[i];
+      acc.run(ctx, a.data(), b.data(), c.data());
+      EXPECT_TRUE(is_close(c, want, within(1e-5))) << threads << " threads, accumulate";
+    }
+  }
+}
+
 TEST_F(OpsTest, MatMulDenseWithBiasOddShapes) {
   for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 7, 5}, {7, 64, 33}, {65, 256, 97}, {300, 31, 1}}) {
     auto a = random_vector(m * k, 1), b = random_vector(k * n, 2), bias = random_vector(n, 3);
