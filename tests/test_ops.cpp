@@ -1,6 +1,9 @@
 // Each op of the oneDNN layer against a plain loop, including strided, batched and fused forms.
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <limits>
+
 #include <cmath>
 
 #include "core/errors.hpp"
@@ -43,6 +46,39 @@ class OpsTest : public ::testing::Test {
  protected:
   ops::Context ctx{2};
 };
+
+// A GEMV with weights of at least kGemvMaxWeights on kSplitGemvMinThreads or more threads is split
+// into one column block per thread: against the loop, with a bias, with the weights read transposed
+// (a tied LM head), with an accumulate post-op, an odd N and several rows; on fewer threads it is
+// one primitive. The FLOPs are
+// counted once, for the whole product.
+TEST(MatMulSplitGemv, ColumnBlocksMatchTheLoop) {
+  const int64_t k = 256, n = ops::kGemvMaxWeights / k + 37;  // [k, n] >= kGemvMaxWeights
+  for (int threads : {1, ops::kSplitGemvMinThreads - 1, ops::kSplitGemvMinThreads + 1}) {
+    ops::Context ctx(threads);
+    for (int64_t m : {int64_t{1}, int64_t{3}}) {
+      auto a = random_vector(m * k, 1), b = random_vector(k * n, 2), bias = random_vector(n, 3);
+      for (bool transposed : {false, true}) {
+        const MatLayout B = transposed ? MatLayout::dense(n, k).transposed() : MatLayout::dense(k, n);
+        ops::MatMul mm(ctx, {MatLayout::dense(m, k), B, MatLayout::dense(m, n), !transposed, 1.f, {}});
+        EXPECT_EQ(mm.column_blocks(), threads >= ops::kSplitGemvMinThreads ? threads : 0);
+        EXPECT_TRUE(mm.valid());
+        std::vector<float> c(m * n, 0.f);
+        ctx.start_counting_flops();
+        mm.run(ctx, a.data(), b.data(), c.data(), transposed ? nullptr : bias.data());
+        EXPECT_EQ(ctx.stop_counting_flops(), 2.0 * m * k * n);
+        auto want = ref_matmul(a, MatLayout::dense(m, k), b, B, MatLayout::dense(m, n), m * n, transposed ? nullptr : bias.data(), 1.f);
+        EXPECT_TRUE(is_close(c, want, within(1e-5))) << threads << " threads, " << m << " rows, transposed " << transposed;
+      }
+      // Accumulate: c = 0.5 * a.b + c.
+      ops::MatMul acc(ctx, {MatLayout::dense(m, k), MatLayout::dense(k, n), MatLayout::dense(m, n), false, 0.5f, {ops::PostOp::accumulate()}});
+      std::vector<float> c = random_vector(m * n, 4), want = ref_matmul(a, MatLayout::dense(m, k), b, MatLayout::dense(k, n), MatLayout::dense(m, n), m * n, nullptr, 0.5f);
+      for (std::size_t i = 0; i < c.size(); ++i) want[i] += c[i];
+      acc.run(ctx, a.data(), b.data(), c.data());
+      EXPECT_TRUE(is_close(c, want, within(1e-5))) << threads << " threads, accumulate";
+    }
+  }
+}
 
 TEST_F(OpsTest, MatMulDenseWithBiasOddShapes) {
   for (auto [m, k, n] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 7, 5}, {7, 64, 33}, {65, 256, 97}, {300, 31, 1}}) {
@@ -190,6 +226,47 @@ TEST(Kernels, FastExpAccuracy) {
   for (float x = -80.f; x <= 80.f; x += 0.0137f) worst = std::max(worst, std::fabs(ops::fast_exp(x) / std::exp(static_cast<double>(x)) - 1));
   EXPECT_LT(worst, 5e-7);
   EXPECT_EQ(ops::fast_exp(0.f), 1.f);
+  // The clamp to [-87, 88] (integer selects on the order key): below, ~exp(-87), never 0 or garbage;
+  // above, exp(88); a NaN stays NaN.
+  for (float x : {-87.f, -100.f, -1e30f, -std::numeric_limits<float>::infinity()}) {
+    EXPECT_NEAR(ops::fast_exp(x) / std::exp(-87.0), 1.0, 5e-7) << x;
+  }
+  for (float x : {88.f, 100.f, std::numeric_limits<float>::infinity()}) EXPECT_NEAR(ops::fast_exp(x) / std::exp(88.0), 1.0, 5e-7) << x;
+  EXPECT_TRUE(std::isnan(ops::fast_exp(std::numeric_limits<float>::quiet_NaN())));
+  EXPECT_TRUE(std::isnan(ops::fast_exp(-std::numeric_limits<float>::quiet_NaN())));
+}
+
+// The order key sorts floats as < does (signed zeros equal in value, -0 below +0), and maps back.
+TEST(Kernels, FloatOrderKeyPreservesOrder) {
+  const float inf = std::numeric_limits<float>::infinity(), tiny = std::numeric_limits<float>::denorm_min();
+  const std::vector<float> xs{-inf, -3e38f, -88.5f, -87.f, -1.f, -1e-30f, -tiny, -0.f, 0.f, tiny, 1e-30f, 1.f, 88.f, 3e38f, inf};
+  auto key = [](float x) { return ops::float_order_key(std::bit_cast<int32_t>(x)); };
+  for (std::size_t i = 0; i + 1 < xs.size(); ++i) EXPECT_LT(key(xs[i]), key(xs[i + 1])) << xs[i] << " " << xs[i + 1];
+  for (float x : xs) EXPECT_EQ(std::bit_cast<int32_t>(x), ops::float_order_key(key(x))) << x;
+}
+
+// The online softmax's row max (an integer max over order keys) and a NaN score: the row's sum is
+// NaN whatever the NaN's sign bit; other rows are untouched.
+TEST(Kernels, OnlineSoftmaxMaxAndNaN) {
+  const int64_t cols = 37, dh = 3;
+  std::vector<float> s(3 * cols), acc(3 * dh, 1.f), m(3, ops::kNegInf), l(3, 0.f);
+  for (int64_t c = 0; c < cols; ++c) s[c] = s[cols + c] = s[2 * cols + c] = -0.5f * static_cast<float>((c * 11) % 37);
+  s[17] = 2.5f;                                          // row 0's max, mid-row
+  s[cols + 3] = std::numeric_limits<float>::quiet_NaN();   // row 1
+  s[2 * cols + 30] = -std::numeric_limits<float>::quiet_NaN();  // row 2, sign bit set
+  ops::online_softmax_update(s.data(), 3, cols, 0, nullptr, nullptr, m.data(), l.data(), acc.data(), dh);
+  EXPECT_EQ(m[0], 2.5f);
+  // Every score negative (signed-integer order of raw bits would pick the most negative).
+  std::vector<float> neg{-3.f, -0.25f, -7.f, -1e-20f, -2.f};
+  float mn = ops::kNegInf, ln = 0, an = 0;
+  ops::online_softmax_update(neg.data(), 1, 5, 0, nullptr, nullptr, &mn, &ln, &an, 1);
+  EXPECT_EQ(mn, -1e-20f);
+  EXPECT_EQ(s[17], 1.f);
+  double sum = 0;
+  for (int64_t c = 0; c < cols; ++c) sum += std::exp(c == 17 ? 0.0 : -0.5 * ((c * 11) % 37) - 2.5);
+  EXPECT_NEAR(l[0], sum, 1e-6 * sum);
+  EXPECT_TRUE(std::isnan(l[1]));
+  EXPECT_TRUE(std::isnan(l[2]));
 }
 
 TEST(Kernels, ArgmaxFirstOnTies) {

@@ -158,20 +158,47 @@ TEST(ThreadSweep, LastLevelCacheFromSysfsElseFallback) {
   EXPECT_EQ(none.source, "fallback");
 }
 
-TEST(ThreadSweep, BandwidthCalibrationMeasuresBothBuffers) {
+TEST(ThreadSweep, BandwidthCalibrationMeasuresBothBuffersAndTheLadder) {
   ops::Context ctx(1);
   LastLevelCache llc;
   llc.bytes = std::size_t{1} << 20;  // a small "LLC": a 64 MiB and a 256 KiB buffer
   const BandwidthCalibration b = calibrate_bandwidth(ctx, 2, llc);
   EXPECT_EQ(b.large.bytes, std::size_t{64} << 20);
   EXPECT_EQ(b.small.bytes, std::size_t{256} << 10);
-  for (const BandwidthSample* s : {&b.large, &b.small}) {
+  // 256 KiB, 384 KiB, 512 KiB, ... 32 MiB, 48 MiB, then the large buffer.
+  ASSERT_EQ(b.ladder.size(), 17u);
+  for (std::size_t i = 0; i + 1 < b.ladder.size(); ++i)
+    EXPECT_EQ(b.ladder[i].bytes, ((std::size_t{256} << 10) << (i / 2)) / 2 * (i % 2 ? 3 : 2)) << i;
+  EXPECT_EQ(b.ladder.back().bytes, std::size_t{64} << 20);
+  std::vector<const BandwidthSample*> all = {&b.large, &b.small};
+  for (const BandwidthSample& s : b.ladder) all.push_back(&s);
+  for (const BandwidthSample* s : all) {
     EXPECT_EQ(s->samples_s.size(), 2u);
     EXPECT_GE(s->passes, 1);
     EXPECT_GT(s->gbps, 0);
-    EXPECT_NEAR(s->gbps, static_cast<double>(s->bytes) * static_cast<double>(s->passes) / s->median_s / 1e9, 1e-9 * s->gbps);
+    EXPECT_DOUBLE_EQ(s->best_s, std::min(s->samples_s[0], s->samples_s[1]));  // the best sample
+    EXPECT_NEAR(s->gbps, static_cast<double>(s->bytes) * static_cast<double>(s->passes) / s->best_s / 1e9, 1e-9 * s->gbps);
   }
+  const json j = to_json(b);
+  ASSERT_EQ(j.at("ladder").size(), b.ladder.size());
+  EXPECT_EQ(j.at("ladder")[6].at("bytes").get<std::size_t>(), std::size_t{2} << 20);
   EXPECT_EQ(ctx.memory().current(MemCategory::kActivations), 0u);  // the buffer is released
+  EXPECT_EQ(bandwidth_ladder_bytes(std::size_t{1} << 20), (std::vector<std::size_t>{256 << 10, 384 << 10, 512 << 10, 768 << 10, 1 << 20}));
+  EXPECT_EQ(bandwidth_ladder_bytes(std::size_t{600} << 10), (std::vector<std::size_t>{256 << 10, 384 << 10, 512 << 10, 600 << 10}));
+}
+
+// The read kernel sums every element once: small integers keep every partial sum exact, so its sum
+// equals a plain loop's whatever the order; lengths around the streams' and lanes' multiples
+// exercise the tail.
+TEST(ThreadSweep, ReadKernelSumsWhatAPlainLoopSums) {
+  const int64_t block = kReadStreams * kReadLanes;
+  std::vector<float> x(static_cast<std::size_t>(5 * block + 37));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>((i * 7919) % 13) - 6.0f + static_cast<float>(i % 3) * 16.0f;
+  for (int64_t count : {int64_t{0}, int64_t{1}, int64_t{15}, block - 1, block, block + 1, 3 * block + 17, 5 * block + 37}) {
+    double plain = 0;
+    for (int64_t i = 0; i < count; ++i) plain += x[static_cast<std::size_t>(i)];
+    EXPECT_EQ(static_cast<double>(read_sum(x.data(), count)), plain) << count;
+  }
 }
 
 // A calibration block with per-thread entries: matmul `gflops(t)`, bandwidth `large`/`small` GB/s.
@@ -228,6 +255,16 @@ TEST(ThreadSweep, CalibrationIsLookedUpAtThePointsThreadCount) {
   EXPECT_DOUBLE_EQ(*r.bandwidth_gbps_for(2, 64.0 * (1 << 20)), 20);
   EXPECT_DOUBLE_EQ(*r.bandwidth_gbps_for(2, 1.0 * (1 << 20)), 80);
   EXPECT_DOUBLE_EQ(*r.bandwidth_gbps_for(1, 32.0 * (1 << 20)), 40);  // equal to the LLC: fits
+  // With a ladder: the figure of the largest buffer at most the working set (else the smallest).
+  json& bw = r.calibration["per_threads"][1]["bandwidth"];
+  bw["ladder"] = json::array({json{{"bytes", 1 << 20}, {"gbps", 300.0}}, json{{"bytes", 4 << 20}, {"gbps", 200.0}},
+                              json{{"bytes", 16 << 20}, {"gbps", 50.0}}});
+  EXPECT_DOUBLE_EQ(*r.bandwidth_gbps_for(2, 1000.0), 300);
+  EXPECT_DOUBLE_EQ(*r.bandwidth_gbps_for(2, 1.0 * (1 << 20)), 300);
+  EXPECT_DOUBLE_EQ(*r.bandwidth_gbps_for(2, 15.9 * (1 << 20)), 200);
+  EXPECT_DOUBLE_EQ(*r.bandwidth_gbps_for(2, 16.0 * (1 << 20)), 50);
+  EXPECT_DOUBLE_EQ(*r.bandwidth_gbps_for(2, 1e12), 50);
+  EXPECT_DOUBLE_EQ(*r.bandwidth_gbps_for(1, 32.0 * (1 << 20)), 40);  // the other count has no ladder
 }
 
 TEST(ThreadSweep, DecodeBytesPerToken) {
@@ -279,6 +316,10 @@ TEST(ThreadSweep, HostileCalibrationBlocksAreUserErrors) {
            [](json& c) { c["per_threads"][0]["threads"] = -1; },
            [](json& c) { c["per_threads"].push_back(c["per_threads"][0]); },
            [](json& c) { c["per_threads"][0]["bandwidth"]["larger_than_llc"]["gbps"] = "fast"; },
+           [](json& c) { c["per_threads"][0]["bandwidth"]["ladder"] = 3; },
+           [](json& c) { c["per_threads"][0]["bandwidth"]["ladder"] = json::array({json{{"bytes", 1024}}}); },
+           [](json& c) { c["per_threads"][0]["bandwidth"]["ladder"] = json::array({json{{"bytes", 0}, {"gbps", 3.0}}}); },
+           [](json& c) { c["per_threads"][0]["bandwidth"]["ladder"] = json::array({json{{"bytes", 1024}, {"gbps", -1.0}}}); },
            [](json& c) { c["per_threads"][0]["matmul"]["gflops"] = -5; },
            [](json& c) { c["per_threads"][0]["matmul"]["per_threads"] = json::array(); }}) {
     json bad = j;

@@ -91,56 +91,78 @@ LastLevelCache read_last_level_cache(const std::string& dir) {
   return llc;
 }
 
-namespace {
-
-// Sums x[0, count) with 32 independent accumulators (vectorisable without -ffast-math; one
-// accumulator would be a latency-bound chain), so the loop is limited by reads, not adds.
-float stream_sum(const float* x, int64_t count) {
-  constexpr int kLanes = 32;
-  float acc[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= count; i += kLanes)
-    for (int k = 0; k < kLanes; ++k) acc[k] += x[i + k];
-  float s = 0;
-  for (; i < count; ++i) s += x[i];
-  for (float a : acc) s += a;
-  return s;
+float read_sum(const float* x, int64_t count) {
+  float acc[kReadStreams][kReadLanes] = {};
+  const int64_t per = count / (kReadStreams * kReadLanes) * kReadLanes;  // floats per stream
+  for (int64_t i = 0; i < per; i += kReadLanes)
+    for (int s = 0; s < kReadStreams; ++s) {
+      const float* line = x + s * per + i;
+#pragma omp simd
+      for (int k = 0; k < kReadLanes; ++k) acc[s][k] += line[k];
+    }
+  float sum = 0;
+  for (int64_t i = kReadStreams * per; i < count; ++i) sum += x[i];
+  for (const auto& stream : acc)
+    for (float a : stream) sum += a;
+  return sum;
 }
 
-// Times `passes` streaming sums of buf[0, floats) per sample, each thread summing its slice.
+namespace {
+
+// Times read_sum over buf[0, floats): each thread reads its slice (whole cache lines) `passes` times
+// in one parallel item per sample, so there is one fork/join per sample, not per pass.
 BandwidthSample time_reads(ops::Context& ctx, const float* buf, int64_t floats, int repeats, std::vector<float>& partial) {
   const int threads = ctx.threads();
-  const int64_t slice = (floats + threads - 1) / threads;
-  auto one_pass = [&] {
+  const int64_t slice = ((floats + threads - 1) / threads + kReadLanes - 1) / kReadLanes * kReadLanes;
+  using Clock = std::chrono::steady_clock;
+  auto run = [&](int64_t passes) {
+    const auto t0 = Clock::now();
     ops::parallel_items(ctx, threads, true, [&](int64_t t) {
       const int64_t lo = std::min(floats, t * slice), hi = std::min(floats, lo + slice);
-      partial[static_cast<std::size_t>(t)] += stream_sum(buf + lo, hi - lo);
+      float sum = 0;
+      for (int64_t p = 0; p < passes; ++p) {
+        // read_sum is pure: without this barrier (the slice's address made opaque, memory
+        // clobbered) the compiler computes it once and reuses it for every pass.
+        const float* slice_begin = buf + lo;
+        asm volatile("" : "+r"(slice_begin) : : "memory");
+        sum += read_sum(slice_begin, hi - lo);
+      }
+      partial[static_cast<std::size_t>(t)] += sum;
     });
+    return std::chrono::duration<double>(Clock::now() - t0).count();
   };
-  using Clock = std::chrono::steady_clock;
-  // Passes per sample: enough for about 20 ms, so a cache-resident buffer is not timed at the
-  // clock's resolution. One untimed pass warms the caches (and sizes the sample).
-  auto t0 = Clock::now();
-  one_pass();
-  const double one = std::max(1e-7, std::chrono::duration<double>(Clock::now() - t0).count());
+  // Passes per sample: enough for about 10 ms, so a cache-resident buffer is not timed at the
+  // clock's resolution; sized by untimed runs (which also warm the caches), growing 8x until one
+  // takes 2 ms.
+  constexpr int64_t kMaxPasses = 1000000;
+  int64_t passes = 1;
+  double took = run(passes);
+  while (took < 0.002 && passes < kMaxPasses) took = run(passes = std::min(kMaxPasses, passes * 8));
   BandwidthSample s;
   s.bytes = static_cast<std::size_t>(floats) * sizeof(float);
-  s.passes = std::max<int64_t>(1, std::min<int64_t>(100000, static_cast<int64_t>(0.02 / one)));
-  for (int r = 0; r < repeats; ++r) {
-    t0 = Clock::now();
-    for (int64_t p = 0; p < s.passes; ++p) one_pass();
-    s.samples_s.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
-  }
+  s.passes = std::clamp<int64_t>(static_cast<int64_t>(static_cast<double>(passes) * 0.01 / std::max(took, 1e-9)), 1, kMaxPasses);
+  for (int r = 0; r < repeats; ++r) s.samples_s.push_back(run(s.passes));
   s.median_s = compute_stats(s.samples_s).median;
-  s.gbps = static_cast<double>(s.bytes) * static_cast<double>(s.passes) / s.median_s / 1e9;
+  s.best_s = *std::min_element(s.samples_s.begin(), s.samples_s.end());
+  s.gbps = static_cast<double>(s.bytes) * static_cast<double>(s.passes) / s.best_s / 1e9;
   return s;
 }
 
 nlohmann::json to_json(const BandwidthSample& s) {
-  return {{"bytes", s.bytes}, {"passes", s.passes}, {"samples_s", s.samples_s}, {"median_s", s.median_s}, {"gbps", s.gbps}};
+  return {{"bytes", s.bytes}, {"passes", s.passes}, {"samples_s", s.samples_s}, {"median_s", s.median_s}, {"best_s", s.best_s}, {"gbps", s.gbps}};
 }
 
 }  // namespace
+
+std::vector<std::size_t> bandwidth_ladder_bytes(std::size_t large) {
+  std::vector<std::size_t> out;
+  for (std::size_t b = std::size_t{256} << 10; b < large; b *= 2) {
+    out.push_back(b);
+    if (b / 2 * 3 < large) out.push_back(b / 2 * 3);
+  }
+  out.push_back(large);
+  return out;
+}
 
 BandwidthCalibration calibrate_bandwidth(ops::Context& ctx, int repeats, const LastLevelCache& llc) {
   BandwidthCalibration c;
@@ -158,7 +180,10 @@ BandwidthCalibration calibrate_bandwidth(ops::Context& ctx, int repeats, const L
     for (int64_t i = lo; i < hi; ++i) data[i] = static_cast<float>(i % 7) * 0.125f;
   });
   std::vector<float> partial(static_cast<std::size_t>(ctx.threads()), 0.f);
-  c.large = time_reads(ctx, data, large_floats, repeats, partial);
+  for (std::size_t bytes : bandwidth_ladder_bytes(large)) {
+    c.ladder.push_back(time_reads(ctx, data, static_cast<int64_t>(bytes / sizeof(float)), repeats, partial));
+    if (bytes == large) c.large = c.ladder.back();
+  }
   c.small = time_reads(ctx, data, small_floats, repeats, partial);
   // The sums must be used, or the reads could be dropped.
   volatile float sink = 0;
@@ -174,7 +199,12 @@ nlohmann::json to_json(const BandwidthCalibration& c) {
           {"llc_level", c.llc.level},
           {"llc_source", c.llc.source},
           {"larger_than_llc", to_json(c.large)},
-          {"smaller_than_llc", to_json(c.small)}};
+          {"smaller_than_llc", to_json(c.small)},
+          {"ladder", [&] {
+             nlohmann::json a = nlohmann::json::array();
+             for (const BandwidthSample& s : c.ladder) a.push_back(to_json(s));
+             return a;
+           }()}};
 }
 
 nlohmann::json per_threads_json(const Calibration& matmul, const BandwidthCalibration& bandwidth) {

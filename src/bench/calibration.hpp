@@ -36,22 +36,40 @@ LastLevelCache read_last_level_cache(const std::string& sysfs_cpu0_cache = "/sys
 // A sysfs cache size ("32768K", "2M", "512"): bytes, or 0 when it does not parse.
 std::size_t parse_cache_size(const std::string& text);
 
-// One read-bandwidth measurement: a streaming f32 sum over `bytes`, `passes` times per sample.
+// The read kernel: the sum of x[0, count), read as kReadStreams contiguous sub-ranges side by side,
+// one cache line (kReadLanes floats) of each per step into that stream's own accumulators, then the
+// tail in order. Several streams per thread keep several hardware-prefetch streams and many cache
+// misses in flight; the accumulators are independent chains (no add latency bound) and the inner
+// loop vectorises without -ffast-math (plain loads and adds). Float sums are not associative, so the
+// result equals a plain loop's exactly only when every partial sum is exact (small integers).
+inline constexpr int kReadStreams = 8, kReadLanes = 16;
+float read_sum(const float* x, int64_t count);
+
+// One read-bandwidth measurement: read_sum over `bytes`, `passes` times per sample.
 struct BandwidthSample {
   std::size_t bytes = 0;
   int64_t passes = 0;
   std::vector<double> samples_s;
   double median_s = 0;
-  double gbps = 0;  // bytes x passes / median / 1e9
+  double best_s = 0;  // the fastest sample
+  double gbps = 0;    // bytes x passes / best_s / 1e9 (a ceiling: the best of the samples)
 };
-// The second calibration: read bandwidth on a buffer larger than the LLC (max(4 x LLC, 64 MiB):
-// memory) and on one smaller (LLC / 4, at least 256 KiB: cache), on ctx.threads() threads, each
-// thread summing its contiguous slice. The buffer is allocated and written once, outside timing.
+// The second calibration, on ctx.threads() threads, each thread reading its contiguous slice
+// `passes` times inside one parallel item (so a slice that fits a core's cache stays there, as a
+// decode step's share of the weights does from token to token). The buffer is allocated and written
+// once, by the threads that read it, outside timing; a sample's passes follow one untimed pass.
+//   large: max(4 x LLC, 64 MiB) (memory);  small: max(LLC / 4, 256 KiB) (cache);
+//   ladder: 256 KiB, 384 KiB, 512 KiB, 768 KiB, 1 MiB, ... (each power of two and 1.5 times it)
+//   below `large`, then `large`: the bandwidth at each working-set size, for the decode roofline
+//   (Results::bandwidth_gbps_for; steps of at most 1.5x keep the rung below a working set close).
 struct BandwidthCalibration {
   int threads = 0;
   LastLevelCache llc;
   BandwidthSample large, small;
+  std::vector<BandwidthSample> ladder;  // ascending bytes
 };
+// The ladder's buffer sizes for a large buffer of `large` bytes.
+std::vector<std::size_t> bandwidth_ladder_bytes(std::size_t large);
 BandwidthCalibration calibrate_bandwidth(ops::Context& ctx, int repeats = 5, const LastLevelCache& llc = read_last_level_cache());
 nlohmann::json to_json(const BandwidthCalibration& c);
 

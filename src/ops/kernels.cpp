@@ -55,9 +55,13 @@ void online_softmax_update(float* scores, int64_t rows, int64_t cols, int64_t ke
       std::fill(s, s + cols, 0.0f);
       continue;
     }
-    float tile_max = kNegInf;
-#pragma omp simd reduction(max : tile_max)
-    for (int64_t c = c0; c <= c1; ++c) tile_max = std::max(tile_max, s[c]);
+    // The row's max over the order keys of the scores (an integer max reduction: a float one is
+    // left scalar under -ftrapping-math, a chain of dependent maxss at ~4 cycles a score). A NaN
+    // score with its sign bit clear becomes the max, so the row's output is NaN.
+    int32_t key_max = float_order_key(std::bit_cast<int32_t>(kNegInf));
+#pragma omp simd reduction(max : key_max)
+    for (int64_t c = c0; c <= c1; ++c) key_max = std::max(key_max, float_order_key(std::bit_cast<int32_t>(s[c])));
+    const float tile_max = std::bit_cast<float>(float_order_key(key_max));
     float m_old = m[r];
     float m_new = std::max(m_old, tile_max);
     float sum = 0.0f;

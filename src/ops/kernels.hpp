@@ -11,6 +11,7 @@
 //   - DeltaNet's UT transform, a triangular solve per chunk: oneDNN has no triangular solve.
 // Loops are written plainly so GCC vectorises them at -O3 -march=native.
 #pragma once
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -18,9 +19,21 @@
 
 namespace bsbr::ops {
 
-// exp(x) for x <= 88, with relative error ~2e-7; returns ~1e-38 (not 0) below -87.
+// Order-preserving map between a float's bits and an int32 (an involution): for non-NaN floats,
+// a < b exactly when float_order_key(a) < float_order_key(b) as signed integers.
+constexpr int32_t float_order_key(int32_t bits) { return bits ^ ((bits >> 31) & 0x7fffffff); }
+
+// exp(x) for x <= 88, with relative error ~2e-7; returns ~1e-38 (not 0) below -87; NaN gives NaN.
 inline float fast_exp(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  // Clamp to [-87, 88] by integer min/max on the order key. A float compare may raise FE_INVALID, so
+  // under -ftrapping-math (the default) GCC will not turn ?:, std::min or std::max into vector
+  // selects without AVX-512 masks: with them, an x86-64-v3 (AVX2) build ran this loop scalar at
+  // ~4x the time per score. Integer selects vectorise on every ISA. A NaN keeps its bits.
+  constexpr int32_t kLo = float_order_key(std::bit_cast<int32_t>(-87.0f)), kHi = float_order_key(std::bit_cast<int32_t>(88.0f));
+  const int32_t bits = std::bit_cast<int32_t>(x);
+  const int32_t key = float_order_key(bits);
+  const int32_t clamped = std::min(std::max(key, kLo), kHi);
+  x = std::bit_cast<float>(float_order_key((bits & 0x7fffffff) > 0x7f800000 ? key : clamped));
   // k = round(x / ln 2) by the 1.5 * 2^23 shifter: unlike std::floor this vectorises without
   // -fno-trapping-math (measured 11x faster here).
   constexpr float kShifter = 12582912.0f;
@@ -33,8 +46,8 @@ inline float fast_exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(kf) + 127) << 23;  // 2^k
-  return p * std::bit_cast<float>(bits);
+  const int32_t two_k = (static_cast<int32_t>(kf) + 127) << 23;  // 2^k
+  return p * std::bit_cast<float>(two_k);
 }
 
 inline constexpr float kNegInf = -std::numeric_limits<float>::infinity();

@@ -137,6 +137,22 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
   // brgemm it picks for a static shape (measured here, one thread: 256x512 3.1 vs 13.5 us,
   // 256x2048 25 vs 67 us); a second thread only adds fork/join cost at these sizes.
   // Large weights (the LM head's 10 MB) stream from memory faster on both cores: brgemm, threaded.
+  if (!nd3 && A.rows <= kGemvMaxRows && !binary_post_op && B.rows * B.cols >= kGemvMaxWeights && !ctx.single_thread_ops() &&
+      ctx.threads() >= kSplitGemvMinThreads) {
+    // Split GEMV (see blocks_): block widths a multiple of 16 columns (whole cache lines of a row).
+    const int64_t width = std::max<int64_t>(16, (B.cols + ctx.threads() - 1) / ctx.threads() + 15) / 16 * 16;
+    SingleThreadOps single(ctx);
+    for (int64_t j0 = 0; j0 < B.cols; j0 += width) {
+      const int64_t w = std::min(width, B.cols - j0);
+      MatMulSpec block = spec;
+      block.b = MatLayout{1, B.rows, w, 0, B.row_stride, B.col_stride};
+      block.c = MatLayout{1, C.rows, w, 0, C.row_stride, C.col_stride};
+      blocks_.emplace_back(ctx, block);
+      block_first_col_.push_back(j0);
+    }
+    split_impl_ = "split" + std::to_string(blocks_.size()) + ":" + blocks_.front().impl();
+    return;
+  }
   const bool gemv = !nd3 && A.rows <= kGemvMaxRows && !binary_post_op && B.rows * B.cols < kGemvMaxWeights;
   const bool serial = ctx.single_thread_ops() || gemv || 2.0 * std::max(A.batch, B.batch) * A.rows * A.cols * B.cols < kSerialWorkThreshold;
   SerialScope one_thread(serial);
@@ -184,6 +200,14 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
   for (const float* s : binary_srcs) p[n++] = s;
   if (ctx.counting_flops())
     ctx.count_flops(2.0 * static_cast<double>(std::max(spec_.a.batch, spec_.b.batch)) * spec_.a.rows * spec_.a.cols * spec_.b.cols);
+  if (!blocks_.empty()) {  // split GEMV: block i reads columns [j0, j0 + w) of b, c and the bias
+    parallel_items(ctx, column_blocks(), true, [&](int64_t i) {
+      const int64_t j0 = block_first_col_[static_cast<std::size_t>(i)];
+      const void* q[4] = {a, b + j0 * spec_.b.col_stride, c + j0 * spec_.c.col_stride, bias ? bias + j0 : nullptr};
+      blocks_[static_cast<std::size_t>(i)].execute(ctx, q, bias ? 4 : 3);
+    });
+    return;
+  }
   execute(ctx, p, static_cast<std::size_t>(n));
 }
 

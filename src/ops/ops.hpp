@@ -109,6 +109,9 @@ class PrimitiveOp {
 // Matmuls with at most this many rows (2-D, no binary post-op) use the GEMV path (see MatMul).
 inline constexpr int64_t kGemvMaxRows = 8;
 inline constexpr int64_t kGemvMaxWeights = int64_t{1} << 20;  // elements of the [K, N] operand
+// GEMVs with larger weights split into per-thread column blocks from this many threads (MatMul): on
+// the 2-core box the split LM head is ~10 % slower than oneDNN's threaded primitive at 2 threads.
+inline constexpr int kSplitGemvMinThreads = 4;
 
 struct MatMulSpec {
   MatLayout a;  // [M, K] (batch B or 1)
@@ -128,9 +131,22 @@ class MatMul : public PrimitiveOp {
   void run(Context& ctx, const float* a, const float* b, float* c, const float* bias = nullptr,
            std::initializer_list<const float*> binary_srcs = {}) const;
   const MatMulSpec& spec() const { return spec_; }
+  bool valid() const { return !blocks_.empty() || PrimitiveOp::valid(); }
+  const std::string& impl() const { return blocks_.empty() ? PrimitiveOp::impl() : split_impl_; }
+  // Column blocks of a split GEMV (0 when not split).
+  int64_t column_blocks() const { return static_cast<int64_t>(blocks_.size()); }
 
  private:
   MatMulSpec spec_;
+  // A decode-shaped product with large weights (the LM head: at most kGemvMaxRows rows, at least
+  // kGemvMaxWeights weights) on kSplitGemvMinThreads or more: its N columns split into one block per thread,
+  // each a one-thread GEMV primitive (the runtime-rows path), run in our parallel loop. oneDNN's own
+  // threaded GEMV read the LM head's 10 MB at 46 GB/s on 16 threads of the 16-core host (220 us, half
+  // of a decode step, DNNL_VERBOSE); one thread reads a 512 KB GEMV there in 25 us, so 16 blocks of
+  // ~640 KB should take ~40 us (an estimate: not yet measured on that host).
+  std::vector<MatMul> blocks_;   // empty unless split
+  std::vector<int64_t> block_first_col_;
+  std::string split_impl_;
 };
 
 // dst = f(src), elementwise; src and dst may alias when their layouts match.

@@ -79,6 +79,21 @@ std::optional<double> Results::bandwidth_gbps_for(int64_t threads, double bytes)
   const json* e = per_threads_entry(calibration, threads);
   if (!e || !e->contains("bandwidth") || !(*e)["bandwidth"].is_object()) return std::nullopt;
   const json& b = (*e)["bandwidth"];
+  // The ladder (written since the multi-stream read kernel): the largest size at most `bytes`, else
+  // the smallest; a smaller buffer reads at least as fast, so the roofline is not flattered.
+  if (b.contains("ladder") && b["ladder"].is_array() && !b["ladder"].empty()) {
+    const json* below = nullptr;     // the largest size <= bytes
+    const json* smallest = nullptr;
+    for (const json& s : b["ladder"]) {
+      if (!s.is_object() || !s.contains("bytes") || !s["bytes"].is_number() || !s.contains("gbps") || !s["gbps"].is_number()) return std::nullopt;
+      const double sb = s["bytes"].get<double>();
+      if (sb <= bytes && (!below || sb > (*below)["bytes"].get<double>())) below = &s;
+      if (!smallest || sb < (*smallest)["bytes"].get<double>()) smallest = &s;
+    }
+    const json* pick = below ? below : smallest;
+    const double g = (*pick)["gbps"].get<double>();
+    return g > 0 ? std::optional<double>(g) : std::nullopt;
+  }
   if (!b.contains("llc_bytes") || !b["llc_bytes"].is_number()) return std::nullopt;
   const char* which = bytes > b["llc_bytes"].get<double>() ? "larger_than_llc" : "smaller_than_llc";
   if (!b.contains(which) || !b[which].is_object() || !b[which].contains("gbps") || !b[which]["gbps"].is_number()) return std::nullopt;
@@ -352,6 +367,16 @@ void check_calibration(const json& c, const std::string& where) {
             opt_number(b.at(which), "gbps", bw + "." + which, 0, 1e9, 0);
             opt_number(b.at(which), "bytes", bw + "." + which, 0, static_cast<double>(kMaxBytes), 0);
           }
+        if (present(b, "ladder")) {
+          const json& l = b.at("ladder");
+          if (!l.is_array()) bad(bw, "'ladder' must be a list");
+          for (std::size_t k = 0; k < l.size(); ++k) {
+            const std::string lw = bw + ".ladder[" + std::to_string(k) + "]";
+            if (!l[k].is_object()) bad(lw, "must be an object");
+            need_number(l[k], "bytes", lw, 1, static_cast<double>(kMaxBytes));
+            need_number(l[k], "gbps", lw, 0, 1e9);
+          }
+        }
       }
     }
   }

@@ -67,8 +67,9 @@ struct Results {
   // top-level figures are used whatever `threads` is. nullopt when per_threads lacks the count.
   std::optional<double> calibration_gflops_at(int64_t threads) const;
   std::optional<double> calibration_attainable_gflops_at(int64_t threads) const;
-  // The read bandwidth (GB/s) at `threads` for a working set of `bytes`: the larger-than-LLC
-  // figure when bytes exceed the calibration's llc_bytes, else the smaller-than-LLC one.
+  // The read bandwidth (GB/s) at `threads` for a working set of `bytes`: the ladder's figure for the
+  // largest buffer of at most `bytes` (its smallest buffer when all are larger); in files without a
+  // ladder, the larger-than-LLC figure when bytes exceed llc_bytes, else the smaller-than-LLC one.
   std::optional<double> bandwidth_gbps_for(int64_t threads, double bytes) const;
   // The distinct thread counts of the runs, in the order they first appear (the sweep's order).
   std::vector<int64_t> thread_counts() const;
