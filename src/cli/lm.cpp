@@ -63,8 +63,6 @@ lm::LmSettings effective_settings(const LmFlags& f) {
   if (!f.eval_contexts.empty()) set_from_flag(s, "--eval-contexts", "eval_contexts", list_text(f.eval_contexts));
   if (!f.cost_lengths.empty()) set_from_flag(s, "--cost-lengths", "cost_lengths", list_text(f.cost_lengths));
   if (f.no_cost) s.cost_lengths.clear();
-  if (s.models.empty())
-    for (const Architecture& a : architectures()) s.models.push_back(a.name);
   std::string origin = f.config_path.empty() ? std::string("built-in defaults") : "config " + f.config_path;
   if (!f.overrides.empty()) origin += " with --set";
   s.validate(origin);

@@ -160,10 +160,17 @@ ModelConfig default_lm_model() {
   return m;
 }
 
+std::vector<std::string> all_models() {
+  std::vector<std::string> v;
+  for (const Architecture& a : architectures()) v.push_back(a.name);
+  return v;
+}
+
 int64_t LmSettings::max_context() const { return *std::max_element(eval_contexts.begin(), eval_contexts.end()); }
 
 void LmSettings::validate(const std::string& origin) const {
   model.validate(origin);
+  if (models.empty()) throw UserError(origin + ": lm.models is empty");
   for (const std::string& m : models) find_architecture(m);  // unknown names are a UserError
   for (std::size_t i = 0; i < models.size(); ++i)
     if (std::find(models.begin(), models.begin() + static_cast<std::ptrdiff_t>(i), models[i]) != models.begin() + static_cast<std::ptrdiff_t>(i))

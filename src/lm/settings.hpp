@@ -16,26 +16,28 @@ namespace bsbr::lm {
 // The study's skeleton by default: d 128, 2 layers, 4 heads, ff 512, the compact vocabulary of
 // 16,384 ids; every other key as SPEC §1 (chunk 32, window 32, ...), as in configs/default.yaml.
 ModelConfig default_lm_model();
+// The seven architectures in the registry's order (the study's skeleton).
+std::vector<std::string> all_models();
 
 struct LmSettings {
   ModelConfig model = default_lm_model();  // seed: the first seed; seed i of the study is model.seed + i
-  std::vector<std::string> models;  // empty = all seven, in the registry's order
+  std::vector<std::string> models = all_models();
   int64_t seeds = 3;                // each seed changes the initial weights and the data order together
-  int64_t tokens = 1 << 20;         // training tokens per run (batch x train_length per step)
+  int64_t tokens = 262144;          // training tokens per run (batch x train_length per step)
   double time_budget = 0;           // seconds of training per run (eval excluded); 0 = off
   int64_t train_length = 512;
-  int64_t batch = 8;
+  int64_t batch = 4;
   // AdamW and the schedule (train/optimizer.hpp): warm-up, then cosine to min_lr_ratio x lr at the
   // token budget's last step.
   double lr = 3e-3, beta1 = 0.9, beta2 = 0.95, weight_decay = 0.01, clip_norm = 1.0, min_lr_ratio = 0.1;
-  int64_t warmup_steps = 20;
-  int64_t log_every = 10;   // steps per point of the train-loss curve (the interval's mean)
-  int64_t eval_every = 50;  // steps between validation-loss evaluations (and after the last step)
-  int64_t val_windows = 32; // fixed validation windows of train_length tokens
+  int64_t warmup_steps = 10;
+  int64_t log_every = 8;    // steps per point of the train-loss curve (the interval's mean)
+  int64_t eval_every = 16;  // steps between validation-loss evaluations (and after the last step)
+  int64_t val_windows = 16; // fixed validation windows of train_length tokens
   double target_val_loss = 6.0;  // convergence speed: first validation at or below it
   std::vector<int64_t> eval_contexts{128, 256, 512, 1024, 2048};
   std::vector<int64_t> position_buckets{0, 128, 256, 512, 1024};  // bucket starts; the last runs to the largest context
-  int64_t eval_docs = 0;  // test documents evaluated (corpus order); 0 = all
+  int64_t eval_docs = 10; // test documents evaluated (corpus order); 0 = all
   std::vector<int64_t> cost_lengths{512, 2048};  // n of the prefill / decode measurements; empty = none
   int64_t cost_repeats = 3, cost_warmup = 1, decode_tokens = 16;
   int64_t threads = 0;  // 0 = all cores

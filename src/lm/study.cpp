@@ -233,9 +233,7 @@ void run_lm_study(const LmSettings& s, const LmData& data, LmResults& r, const S
     ctx.release_scratchpad();
   }
   const std::vector<TokenBatch> validation = validation_batches(data.tokens.validation, s);
-  std::vector<std::string> names = s.models;
-  if (names.empty())
-    for (const Architecture& a : architectures()) names.push_back(a.name);
+  const std::vector<std::string>& names = s.models;
   StudyClock clock(static_cast<int64_t>(names.size()) * s.seeds, s.steps(), s.time_budget);
   int64_t run_index = 0;
   for (const std::string& name : names) {
