@@ -2,11 +2,14 @@
 // figure is filled, lm_results.json is written and read back equal; the settings' strictness; the
 // CLI's refusals (exit 2 naming the flag, before any work) and a smoke run on the real corpus.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "core/errors.hpp"
 #include "core/io.hpp"
@@ -266,6 +269,42 @@ TEST(LmCli, SmokeRunOnTheRealCorpus) {
   EXPECT_EQ(back.models[0].summary.context_perplexity.size(), 3u);
   EXPECT_NE(back.repro.find("bsbr-bench lm --set model.vocab_size=512"), std::string::npos) << back.repro;
   EXPECT_TRUE(fs::is_regular_file(out + "/lm_report.md"));
+}
+
+// SIGINT while the second model trains: the first model's completed runs are written, partial,
+// exit 2, no report and no temp file left.
+TEST(LmCli, InterruptKeepsTheCompletedRuns) {
+  const std::string out = test::temp_dir("lm_interrupt"), err = out + "/stderr.txt";
+  const pid_t pid = test::spawn_cli({"lm", "--models", "Linear", "GAU", "--seeds", "1", "--tokens", "1000000", "--train-length", "64", "--eval-docs", "1",
+                                     "--eval-contexts", "64", "--no-cost", "--threads", "2", "--no-plots", "--set", "model.vocab_size=512", "--set",
+                                     "model.hidden_dim=32", "--set", "model.ff_dim=64", "--set", "lm.batch=2", "--set", "lm.position_buckets=[0]",
+                                     "--set", "lm.val_windows=2", "--set", "lm.log_every=1", "--set", "lm.eval_every=1000", "--corpus", kCorpus,
+                                     "--gpt2-vocab", kGpt2, "--out", out + "/o", "--time-budget", "2"},
+                                    err);
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (slurp(err).find("GAU seed 1/1 ") == std::string::npos && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_NE(slurp(err).find("GAU seed 1/1 "), std::string::npos) << slurp(err);
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << slurp(err);
+  EXPECT_EQ(WEXITSTATUS(status), 2) << slurp(err);
+  const nlohmann::json j = nlohmann::json::parse(slurp(out + "/o/lm_results.json"));
+  EXPECT_EQ(j["partial"], true);
+  EXPECT_NE(j["partial_reason"].get<std::string>().find("interrupted (SIGINT) after 1 of 2 runs"), std::string::npos) << j["partial_reason"];
+  const lm::LmResults r = lm::lm_results_from_json(j, "lm_results.json");
+  ASSERT_EQ(r.models.size(), 1u);
+  EXPECT_EQ(r.models[0].name, "Linear");
+  EXPECT_TRUE(r.models[0].seeds[0].stopped_by_time);
+  EXPECT_FALSE(fs::exists(out + "/o/lm_report.md"));
+  for (const auto& e : fs::directory_iterator(out + "/o")) EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
 }
 
 }  // namespace
