@@ -29,6 +29,7 @@ namespace bsbr {
 namespace {
 
 namespace fs = std::filesystem;
+using test::logits_all;
 using test::exact;
 using test::is_close;
 using test::within;
@@ -55,17 +56,6 @@ std::vector<int32_t> some_tokens(int64_t n, int64_t V, uint64_t salt = 0) {
   std::vector<int32_t> t(static_cast<std::size_t>(n));
   for (int64_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 37 + 11 + salt * 101 + (i * i) % 13) % V);
   return t;
-}
-
-std::vector<float> logits_all(ops::Context& ctx, Model& model, const std::vector<int32_t>& tokens) {
-  const int64_t n = static_cast<int64_t>(tokens.size());
-  RunShape s;
-  s.prefill_lengths = {n};
-  model.prepare(ctx, s, LogitsMode::kAll);
-  model.prefill(ctx, tokens.data(), n);
-  std::vector<float> out(model.logits(), model.logits() + n * model.config().vocab_size);
-  model.release(ctx);
-  return out;
 }
 
 TEST(Gpt2Loader, LogitsMatchPlainGpt2Forward) {

@@ -16,6 +16,7 @@
 
 #include "bench/runner.hpp"
 #include "core/rng.hpp"
+#include "io/gpt2_checkpoint.hpp"
 #include "test_util.hpp"
 #include "train/train_model.hpp"
 
@@ -105,11 +106,14 @@ TEST(TrainFootprint, EqualsWhatPrepareAllocates) {
   struct Case {
     std::string arch;
     void (*adjust)(ModelConfig&);
+    SkeletonOptions skeleton{};
   };
   std::vector<Case> cases;
   for (const std::string& a : train::trainable_architectures()) cases.push_back({a, nullptr});
   cases.push_back({"BSBR", [](ModelConfig& c) { c.compression_factor = 0; }});
   cases.push_back({"DeltaNet", [](ModelConfig& c) { c.beta_mode = BetaMode::kLearned; }});
+  // GPT-2's skeleton (learned positions: no position table; tied head: no head bias).
+  for (const char* a : {"Standard", "BSBR"}) cases.push_back({a, nullptr, gpt2_skeleton(40)});
   for (const Case& k : cases)
     for (int threads : {1, 3})
       for (int64_t n : {int64_t{4}, int64_t{37}})
@@ -117,11 +121,11 @@ TEST(TrainFootprint, EqualsWhatPrepareAllocates) {
           ops::Context ctx(threads);
           ModelConfig c = small_config(k.arch);
           if (k.adjust) k.adjust(c);
-          Model model(ctx, c, find_architecture(k.arch));
-          const train::TrainModel::Footprint f = train::TrainModel::footprint(c, k.arch, 2, n, recompute, threads);
+          Model model(ctx, c, find_architecture(k.arch), k.skeleton);
+          const train::TrainModel::Footprint f = train::TrainModel::footprint(c, k.arch, 2, n, recompute, threads, k.skeleton);
           train::TrainModel tm(ctx, model);
           tm.prepare(ctx, 2, n, recompute);
-          const std::string what = k.arch + (k.adjust ? " (variant)" : "") + " threads=" + std::to_string(threads) + " n=" + std::to_string(n) +
+          const std::string what = k.arch + (k.adjust ? " (variant)" : "") + (k.skeleton.tied_lm_head ? " (GPT-2 skeleton)" : "") + " threads=" + std::to_string(threads) + " n=" + std::to_string(n) +
                                    (recompute ? " recompute" : "");
           EXPECT_EQ(ctx.memory().current(MemCategory::kSaved), f.saved) << what;
           EXPECT_EQ(ctx.memory().current(MemCategory::kActivations), f.working) << what;

@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "core/errors.hpp"
 #include "core/rng.hpp"
+#include "io/gpt2_checkpoint.hpp"
 #include "ref/ref_train_double.hpp"
 #include "train/deltanet_grad.hpp"
 #include "train/linear_attention_grad.hpp"
@@ -102,16 +104,27 @@ void perturb(ParamStore& params, uint64_t seed) {
   }
 }
 
-GradReport grad_check(const std::string& arch, const std::string& fault = "", const std::function<void(ModelConfig&)>& adjust = {}) {
+// GPT-2's skeleton for the checks: learned positions with more rows (13) than the checked length
+// (11), so rows past n must get a zero gradient; tanh GELU; tied LM head.
+SkeletonOptions gpt2_grad_skeleton() { return gpt2_skeleton(13); }
+
+// fault: a mixer's term (TrainableMixer::inject_fault) or, named "skeleton.*", a term of the
+// skeleton (TrainModel::inject_fault).
+GradReport grad_check(const std::string& arch, const std::string& fault = "", const std::function<void(ModelConfig&)>& adjust = {},
+                      const SkeletonOptions& skeleton = {}) {
   constexpr int64_t kBatch = 2, kN = 11;
   ModelConfig cfg = grad_config(arch);
   if (adjust) adjust(cfg);
   ops::Context ctx(2);
-  Model model(ctx, cfg, find_architecture(arch));
+  Model model(ctx, cfg, find_architecture(arch), skeleton);
   perturb(model.params(), cfg.seed);
   train::TrainModel tm(ctx, model);
+  const bool skeleton_fault = fault.rfind("skeleton.", 0) == 0;
+  if (skeleton_fault) {
+    EXPECT_TRUE(tm.inject_fault(fault)) << "the skeleton has no fault " << fault;  // before prepare (it picks ops)
+  }
   tm.prepare(ctx, kBatch, kN);
-  if (!fault.empty()) {
+  if (!fault.empty() && !skeleton_fault) {
     for (int l = 0; l < cfg.num_layers; ++l) EXPECT_TRUE(tm.mixer(l).inject_fault(fault)) << arch << " has no fault " << fault;
   }
   std::vector<int32_t> tokens(kBatch * kN);
@@ -132,7 +145,9 @@ GradReport grad_check(const std::string& arch, const std::string& fault = "", co
   }
 
   ref::DParams P = ref::to_double(model.params());
-  auto loss = [&] { return ref::train_loss(cfg, arch, P, tokens, kBatch, ref::input_embeddings(cfg, P, tokens, kBatch)); };
+  auto loss = [&] {
+    return ref::train_loss(cfg, arch, P, tokens, kBatch, ref::input_embeddings(cfg, P, tokens, kBatch, skeleton), skeleton);
+  };
   r.loss_double = loss();
   struct Pending {
     std::string name;
@@ -142,15 +157,15 @@ GradReport grad_check(const std::string& arch, const std::string& fault = "", co
   std::vector<Pending> all;
   for (const Param& p : model.params().all()) {
     // A mutation breaks a term of the mixer's backward: its own parameters show it, so the mutation
-    // runs difference only those (the clean runs difference everything).
-    if (!fault.empty() && p.name.find(".attn.") == std::string::npos) continue;
+    // runs difference only those (a skeleton's: only the others; the clean runs difference everything).
+    if (!fault.empty() && (p.name.find(".attn.") == std::string::npos) != skeleton_fault) continue;
     all.push_back({p.name, tm.grads().find(p.name)->data(), central_differences(P.at(p.name), loss)});
   }
   // Input embeddings [b, n, d] (clean runs).
   if (fault.empty()) {
-    std::vector<double> x0 = ref::input_embeddings(cfg, P, tokens, kBatch);
+    std::vector<double> x0 = ref::input_embeddings(cfg, P, tokens, kBatch, skeleton);
     all.push_back({"input_embeddings", tm.input_grad(),
-                   central_differences(x0, [&] { return ref::train_loss(cfg, arch, P, tokens, kBatch, x0); })});
+                   central_differences(x0, [&] { return ref::train_loss(cfg, arch, P, tokens, kBatch, x0, skeleton); })});
   }
   double global_scale = 0;
   for (const Pending& p : all) global_scale = std::max(global_scale, max_abs(p.fd));
@@ -174,7 +189,7 @@ TEST_P(TrainGrad, AnalyticMatchesFiniteDifferences) {
 // The training forward computes the benchmarked model: its loss equals the cross-entropy of the
 // inference Model's logits (LogitsMode::kAll) at default-like widths with several chunks and tiles.
 TEST(TrainForward, LossMatchesInferenceModel) {
-  for (const std::string& arch : train::trainable_architectures()) {
+  for (const std::string& arch : train::trainable_architectures()) for (bool gpt2 : {false, true}) {
     ModelConfig c;
     c.vocab_size = 97;
     c.hidden_dim = 32;
@@ -187,7 +202,8 @@ TEST(TrainForward, LossMatchesInferenceModel) {
     c.temperature = 0.8;
     constexpr int64_t kBatch = 2, kN = 150;  // several 64-row attention tiles, a partial last chunk
     ops::Context ctx(2);
-    Model model(ctx, c, find_architecture(arch));
+    // GPT-2's skeleton with a position table longer than n.
+    Model model(ctx, c, find_architecture(arch), gpt2 ? gpt2_skeleton(kN + 5) : SkeletonOptions{});
     std::vector<int32_t> tokens(kBatch * kN);
     CounterRng rng(11, 12);
     for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>(rng.bits(i) % c.vocab_size);
@@ -209,7 +225,7 @@ TEST(TrainForward, LossMatchesInferenceModel) {
     train::TrainModel tm(ctx, model);
     tm.prepare(ctx, kBatch, kN);
     const double got = tm.forward(ctx, tokens.data());
-    EXPECT_NEAR(got, want, 1e-5 * want) << arch;
+    EXPECT_NEAR(got, want, 1e-5 * want) << arch << (gpt2 ? " (GPT-2 skeleton)" : "");
   }
 }
 
@@ -239,6 +255,53 @@ TEST(TrainGrad, DeltaNetLearnedBeta) {
   EXPECT_NEAR(r.loss_float, r.loss_double, 1e-5 * std::abs(r.loss_double));
   EXPECT_EQ(r.failures, 0) << r.first_failure;
   std::printf("DeltaNet (learned beta): worst relative error %.2e (%s)\n", r.worst, r.worst_tensor.c_str());
+}
+
+// GPT-2's skeleton (learned positions, tanh GELU, tied head): every parameter including
+// pos_embed.weight (rows 0..n-1 and the unused rows past n) and the tied embedding, which gets
+// both the input side's and the LM head's gradient. Standard is GPT-2 itself; BSBR is what
+// `convert` turns it into; Linear a mixer with other kernels.
+class TrainGradGpt2 : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TrainGradGpt2, AnalyticMatchesFiniteDifferences) {
+  const std::string arch = GetParam();
+  GradReport r = grad_check(arch, "", {}, gpt2_grad_skeleton());
+  EXPECT_NEAR(r.loss_float, r.loss_double, 1e-5 * std::abs(r.loss_double)) << arch;
+  EXPECT_EQ(r.failures, 0) << arch << ": " << r.first_failure;
+  EXPECT_GT(r.checked, 1000);
+  std::printf("%s (GPT-2 skeleton): %lld gradient elements, worst relative error %.2e (%s)\n", arch.c_str(),
+              static_cast<long long>(r.checked), r.worst, r.worst_tensor.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, TrainGradGpt2, ::testing::Values("Standard", "BSBR", "Linear"),
+                         [](const auto& info) { return info.param; });
+
+// Each skeleton term of GPT-2's backward, broken, fails the same check.
+TEST(TrainGradGpt2Mutation, BrokenSkeletonTermIsCaught) {
+  ops::Context ctx(1);
+  Model probe(ctx, grad_config("Standard"), find_architecture("Standard"), gpt2_grad_skeleton());
+  train::TrainModel tm(ctx, probe);
+  const std::vector<std::string> faults = tm.faults();
+  EXPECT_EQ(faults.size(), 3u);
+  EXPECT_FALSE(tm.inject_fault("skeleton.no_such_term"));
+  for (const std::string& fault : faults) {
+    GradReport r = grad_check("Standard", fault, {}, gpt2_grad_skeleton());
+    EXPECT_GT(r.failures, 0) << fault << ": worst relative error only " << r.worst;
+    std::printf("GPT-2 skeleton with %s: %lld elements fail, worst relative error %.2e (%s)\n", fault.c_str(),
+                static_cast<long long>(r.failures), r.worst, r.worst_tensor.c_str());
+  }
+  // The study's skeleton has none of these terms.
+  Model study(ctx, grad_config("Standard"), find_architecture("Standard"));
+  EXPECT_TRUE(train::TrainModel(ctx, study).faults().empty());
+}
+
+// Learned positions bound the training length.
+TEST(TrainGradGpt2, LengthPastThePositionTableIsRefused) {
+  ops::Context ctx(1);
+  Model model(ctx, grad_config("Standard"), find_architecture("Standard"), gpt2_grad_skeleton());
+  train::TrainModel tm(ctx, model);
+  tm.prepare(ctx, 1, 13);
+  EXPECT_THROW(tm.prepare(ctx, 1, 14), UserError);
 }
 
 // A sequence inside one chunk: BSBR retrieves nothing (its chunk-level parameters get exact zero

@@ -145,4 +145,15 @@ Config small_run_config(int64_t n_tokens, int64_t repeats) {
   return cfg;
 }
 
+std::vector<float> logits_all(ops::Context& ctx, Model& model, const std::vector<int32_t>& tokens) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  RunShape s;
+  s.prefill_lengths = {n};
+  model.prepare(ctx, s, LogitsMode::kAll);
+  model.prefill(ctx, tokens.data(), n);
+  std::vector<float> out(model.logits(), model.logits() + n * model.config().vocab_size);
+  model.release(ctx);
+  return out;
+}
+
 }  // namespace bsbr::test

@@ -10,6 +10,7 @@
 
 #include "core/compare.hpp"
 #include "core/config.hpp"
+#include "model/model.hpp"
 #include "report/results.hpp"
 
 namespace bsbr::test {
@@ -56,5 +57,8 @@ Config small_run_config(int64_t n_tokens, int64_t repeats);
 
 // A fresh empty temp directory for one test (removed by the OS's tmp cleaning, not by us).
 std::string temp_dir(const std::string& tag);
+
+// The logits of every position [n, V] of one prefill of `tokens` (batch 1); releases the model after.
+std::vector<float> logits_all(ops::Context& ctx, Model& model, const std::vector<int32_t>& tokens);
 
 }  // namespace bsbr::test

@@ -37,6 +37,10 @@ struct Gpt2Config {
   std::vector<std::string> defaults_used;
 };
 
+// GPT-2's skeleton (SPEC §6): learned positions (n_positions rows of pos_embed.weight), the tanh
+// GELU (activation_function "gelu_new"), the LM head tied to the token embedding.
+SkeletonOptions gpt2_skeleton(int64_t n_positions);
+
 // Parses config.json; throws UserError for bad JSON, missing or invalid keys, or a GPT-2 variant
 // this skeleton cannot run (cross-attention, per-layer attention scaling, untied head, ...).
 // Sizes are checked against ranges (gpt2_config.cpp) before anything is built from them.

@@ -44,6 +44,15 @@ void require_value(const json& j, const std::string& key, const T& want, const s
 
 }  // namespace
 
+SkeletonOptions gpt2_skeleton(int64_t n_positions) {
+  SkeletonOptions s;
+  s.positions = SkeletonOptions::Positions::kLearned;
+  s.learned_positions = n_positions;
+  s.ffn_activation = ops::Eltwise::kGeluTanh;
+  s.tied_lm_head = true;
+  return s;
+}
+
 Gpt2Config read_gpt2_config(const std::string& path) { return parse_gpt2_config(read_file(path, "GPT-2 config"), path); }
 
 Gpt2Config parse_gpt2_config(const std::string& text, const std::string& path) {
@@ -79,6 +88,7 @@ Gpt2Config parse_gpt2_config(const std::string& text, const std::string& path) {
     m.layer_norm_eps = 1e-5;
     c.defaults_used.push_back("layer_norm_epsilon = 1e-05");
   }
+  c.skeleton = gpt2_skeleton(c.n_positions);  // the activation below may differ
   std::string act = "gelu_new";
   if (j.contains("activation_function")) {
     if (!j["activation_function"].is_string()) bad_config(path, "'activation_function' must be a string");
@@ -96,9 +106,6 @@ Gpt2Config parse_gpt2_config(const std::string& text, const std::string& path) {
   require_value(j, "scale_attn_by_inverse_layer_idx", false, path, "no per-layer attention scaling");
   require_value(j, "add_cross_attention", false, path, "decoder-only");
   require_value(j, "tie_word_embeddings", true, path, "the LM head is tied to the token embedding");
-  c.skeleton.positions = SkeletonOptions::Positions::kLearned;
-  c.skeleton.learned_positions = c.n_positions;
-  c.skeleton.tied_lm_head = true;
   m.validate("GPT-2 config " + path);
   return c;
 }

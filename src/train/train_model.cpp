@@ -13,10 +13,17 @@ namespace bsbr::train {
 TrainModel::TrainModel(ops::Context& ctx, Model& model)
     : model_(&model), cfg_(model.config()), grads_(ctx, model.params()) {
   const SkeletonOptions& o = model.options();
-  BSBR_CHECK(o.positions == SkeletonOptions::Positions::kSinusoidal && o.ffn_activation == ops::Eltwise::kGeluErf && !o.tied_lm_head,
-             "training supports the study's skeleton only (sinusoidal positions, exact GELU, untied LM head)");
+  if (o.ffn_activation != ops::Eltwise::kGeluErf && o.ffn_activation != ops::Eltwise::kGeluTanh)
+    throw UserError("training: the FFN activation must be GELU (exact or tanh); model " + model.name() + " uses another");
+  activation_ = o.ffn_activation;
+  tied_ = o.tied_lm_head;
   ParamStore& P = model.params();
   embed_ = &P.find("embed.weight")->value;
+  if (o.positions == SkeletonOptions::Positions::kLearned) {
+    Param* pos = P.find("pos_embed.weight");
+    BSBR_CHECK(pos != nullptr, "training: learned positions without pos_embed.weight");
+    pos_embed_ = &pos->value;
+  }
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     const std::string p = "layers." + std::to_string(l);
     Block b;
@@ -29,11 +36,31 @@ TrainModel::TrainModel(ops::Context& ctx, Model& model)
     blocks_.push_back(std::move(b));
   }
   final_ln_ = find_layer_norm(P, "final_ln");
-  head_ = find_linear(P, "lm_head");
+  if (!tied_) head_ = find_linear(P, "lm_head");
+}
+
+std::vector<std::string> TrainModel::faults() const {
+  std::vector<std::string> f;
+  if (tied_) f.push_back("skeleton.drop_tied_head_grad");
+  if (pos_embed_) f.push_back("skeleton.first_sequence_position_grad");
+  if (activation_ == ops::Eltwise::kGeluTanh) f.push_back("skeleton.erf_gelu_backward");
+  return f;
+}
+
+bool TrainModel::inject_fault(std::string_view name) {
+  const std::vector<std::string> known = faults();
+  if (std::find(known.begin(), known.end(), name) == known.end()) return false;
+  fault_ = name == "skeleton.drop_tied_head_grad"            ? Fault::kDropTiedHeadGrad
+           : name == "skeleton.first_sequence_position_grad" ? Fault::kFirstSequencePositionGrad
+                                                              : Fault::kErfGeluBackward;
+  return true;
 }
 
 void TrainModel::prepare(ops::Context& ctx, int64_t batch, int64_t n, bool recompute) {
   BSBR_CHECK(batch >= 1 && n >= 2, "training needs batch >= 1 and n >= 2 (a next token to predict)");
+  if (pos_embed_ && n > pos_embed_->dim(0))
+    throw UserError("training length " + std::to_string(n) + " exceeds the model's " + std::to_string(pos_embed_->dim(0)) +
+                    " learned positions (n_positions)");
   release();
   batch_ = batch;
   n_ = n;
@@ -45,8 +72,9 @@ void TrainModel::prepare(ops::Context& ctx, int64_t batch, int64_t n, bool recom
   ln_ = ops::LayerNormTrainOp(ctx, rows, d, eps);
   ln_back_ = ops::LayerNormBackwardOp(ctx, rows, d, eps);
   const ops::MatLayout fl = ops::MatLayout::dense(rows, ff);
-  gelu_ = ops::EltwiseOp(ctx, fl, fl, {ops::Eltwise::kGeluErf});
-  gelu_back_ = ops::EltwiseBackwardOp(ctx, rows, ff, {ops::Eltwise::kGeluErf});
+  gelu_ = ops::EltwiseOp(ctx, fl, fl, {activation_});
+  // (The mutation test's fault differentiates the exact GELU of a tanh-GELU model: set before prepare.)
+  gelu_back_ = ops::EltwiseBackwardOp(ctx, rows, ff, {fault_ == Fault::kErfGeluBackward ? ops::Eltwise::kGeluErf : activation_});
   softmax_ = ops::SoftmaxOp(ctx, ops::MatLayout::dense(rows, V));
   for (Block& b : blocks_) {
     ff1_.emplace_back(ctx, b.ff1, rows, d, ff);
@@ -62,9 +90,18 @@ void TrainModel::prepare(ops::Context& ctx, int64_t batch, int64_t n, bool recom
     for (Tensor* t : {&b.mean1, &b.var1, &b.mean2, &b.var2}) *t = buffers.saved({rows});
     b.mixer->prepare(ctx, buffers, batch, n);
   }
-  head_op_ = LinearTrain(ctx, head_, rows, d, V);
-  positions_ = act({n, d});
-  ops::sinusoidal_positions(0, n, d, positions_.data());
+  if (tied_) {
+    const ops::MatLayout h = ops::MatLayout::dense(rows, d), z = ops::MatLayout::dense(rows, V), e = ops::MatLayout::dense(V, d);
+    tied_fwd_ = ops::MatMul(ctx, {h, e.transposed(), z, false, 1.f, {}});  // [rows, d].[d, V]
+    tied_dx_ = ops::MatMul(ctx, {z, e, h, false, 1.f, {}});                // [rows, V].[V, d]
+    tied_dw_ = ops::MatMul(ctx, {z.transposed(), h, e, false, 1.f, {}});   // [V, rows].[rows, d]
+  } else {
+    head_op_ = LinearTrain(ctx, head_, rows, d, V);
+  }
+  if (!pos_embed_) {
+    positions_ = act({n, d});
+    ops::sinusoidal_positions(0, n, d, positions_.data());
+  }
   // The final residual (LN input), LN output and statistics and the probabilities: kept from the
   // forward for the backward.
   for (Tensor* t : {&x_, &hf_}) *t = saved({rows, d});
@@ -76,7 +113,7 @@ void TrainModel::prepare(ops::Context& ctx, int64_t batch, int64_t n, bool recom
 }
 
 TrainModel::Footprint TrainModel::footprint(const ModelConfig& cfg, const std::string& arch, int64_t batch, int64_t n, bool recompute,
-                                            int threads) {
+                                            int threads, const SkeletonOptions& skeleton) {
   // In double (see MixerFloats), checked against 2^60 bytes before converting.
   const double rows = static_cast<double>(batch) * static_cast<double>(n), d = static_cast<double>(cfg.hidden_dim);
   const double ff = static_cast<double>(cfg.ff_dim), V = static_cast<double>(cfg.vocab_size), L = static_cast<double>(cfg.num_layers);
@@ -88,9 +125,12 @@ TrainModel::Footprint TrainModel::footprint(const ModelConfig& cfg, const std::s
   // residual and LN output [rows, d], its statistics and the probabilities [rows, V].
   const double saved = L * rows * d + (recompute ? 0 : L * block) + rows * (2 * d + 2 + V);
   // Working: the mixers' shared work buffers, per block the Linear ops' ones rows (the mixer's and
-  // the FFN's two), the position table [n, d], the head's ones row, the gradients dres, dh, dtmp
-  // [rows, d] and df [rows, ff]; the shared block activations when recomputing.
-  const double working = m.work + L * (m.owned + 2 * rows) + static_cast<double>(n) * d + rows + rows * (3 * d + ff) + (recompute ? block : 0);
+  // the FFN's two), the sinusoidal position table [n, d] (learned positions are a parameter), the
+  // untied head's ones row, the gradients dres, dh, dtmp [rows, d] and df [rows, ff]; the shared
+  // block activations when recomputing.
+  const double positions = skeleton.positions == SkeletonOptions::Positions::kSinusoidal ? static_cast<double>(n) * d : 0;
+  const double head_ones = skeleton.tied_lm_head ? 0 : rows;
+  const double working = m.work + L * (m.owned + 2 * rows) + positions + head_ones + rows * (3 * d + ff) + (recompute ? block : 0);
   const auto bytes = [](double floats) {
     if (!(floats * 4 <= 0x1p60)) size_overflow("the training buffers");
     return static_cast<std::size_t>(floats) * sizeof(float);
@@ -118,6 +158,7 @@ void TrainModel::release() {
   gelu_back_ = {};
   softmax_ = {};
   head_op_ = {};
+  tied_fwd_ = tied_dx_ = tied_dw_ = {};
   for (Tensor* t : {&positions_, &x_, &hf_, &meanf_, &varf_, &probs_, &dres_, &dh_, &dtmp_, &df_}) t->reset();
   shared_saved_.clear();  // after the views of them (above) are gone
   shared_work_.clear();
@@ -129,7 +170,8 @@ void TrainModel::embed(const int32_t* tokens) {
   const int64_t d = cfg_.hidden_dim;
   for (int64_t i = 0; i < batch_ * n_; ++i)
     BSBR_CHECK(tokens[i] >= 0 && tokens[i] < cfg_.vocab_size, "token id out of range: " + std::to_string(tokens[i]));
-  for (int64_t b = 0; b < batch_; ++b) ops::embed_tokens(tokens + b * n_, n_, embed_->data(), d, positions_.data(), 0, x_.data() + b * n_ * d, d);
+  const float* pos = pos_embed_ ? pos_embed_->data() : positions_.data();  // rows 0..n-1 (n <= P checked in prepare)
+  for (int64_t b = 0; b < batch_; ++b) ops::embed_tokens(tokens + b * n_, n_, embed_->data(), d, pos, 0, x_.data() + b * n_ * d, d);
 }
 
 double TrainModel::forward(ops::Context& ctx, const int32_t* tokens) {
@@ -143,7 +185,10 @@ double TrainModel::forward(ops::Context& ctx, const int32_t* tokens) {
     ff2_[l].forward(ctx, blocks_[l].g.data(), x);        // x += W2.GELU(u) + b2
   }
   ln_.run(ctx, x, final_ln_.gamma->data(), final_ln_.beta->data(), hf_.data(), meanf_.data(), varf_.data());
-  head_op_.forward(ctx, hf_.data(), probs_.data());  // logits, turned into probabilities below
+  if (tied_)
+    tied_fwd_.run(ctx, hf_.data(), embed_->data(), probs_.data());  // logits = hf.E^T
+  else
+    head_op_.forward(ctx, hf_.data(), probs_.data());  // logits, turned into probabilities below
   return loss_and_dlogits(ctx, tokens);
 }
 
@@ -191,8 +236,17 @@ double TrainModel::loss_and_dlogits(ops::Context& ctx, const int32_t* tokens) {
 double TrainModel::forward_backward(ops::Context& ctx, const int32_t* tokens) {
   const double loss = forward(ctx, tokens);
   const int64_t rows = batch_ * n_, d = cfg_.hidden_dim;
-  // LM head and final LN: dres = dL/dx_L.
-  head_op_.backward(ctx, hf_.data(), probs_.data(), grads_, dh_.data());
+  // LM head and final LN: dres = dL/dx_L. A tied head's weight gradient dE = dlogits^T.hf starts
+  // the embedding's gradient (the input side adds into it below).
+  Tensor& de = grads_.of(*embed_);
+  if (tied_) {
+    tied_dx_.run(ctx, probs_.data(), embed_->data(), dh_.data());
+    tied_dw_.run(ctx, probs_.data(), hf_.data(), de.data());
+    if (fault_ == Fault::kDropTiedHeadGrad) std::fill(de.data(), de.data() + de.size(), 0.f);
+  } else {
+    head_op_.backward(ctx, hf_.data(), probs_.data(), grads_, dh_.data());
+    std::fill(de.data(), de.data() + de.size(), 0.f);
+  }
   ln_back_.run(ctx, x_.data(), meanf_.data(), varf_.data(), dh_.data(), final_ln_.gamma->data(), final_ln_.beta->data(), dres_.data(),
                grads_.of(*final_ln_.gamma).data(), grads_.of(*final_ln_.beta).data());
   for (std::size_t li = blocks_.size(); li-- > 0;) {
@@ -214,10 +268,15 @@ double TrainModel::forward_backward(ops::Context& ctx, const int32_t* tokens) {
                  grads_.of(*b.ln1.gamma).data(), grads_.of(*b.ln1.beta).data());
     add_into(dres_.data(), dtmp_.data(), rows * d);
   }
-  // dres = dL/d(input embeddings); the token table gathers it row by row.
-  Tensor& de = grads_.of(*embed_);
-  std::fill(de.data(), de.data() + de.size(), 0.f);
+  // dres = dL/d(input embeddings); the token table gathers it row by row; learned positions get
+  // the sum over sequences in rows 0..n-1 (rows n..P-1 are unused: gradient 0).
   for (int64_t r = 0; r < rows; ++r) add_into(de.data() + static_cast<int64_t>(tokens[r]) * d, dres_.data() + r * d, d);
+  if (pos_embed_) {
+    Tensor& dp = grads_.of(*pos_embed_);
+    std::fill(dp.data(), dp.data() + dp.size(), 0.f);
+    const int64_t sequences = fault_ == Fault::kFirstSequencePositionGrad ? 1 : batch_;
+    for (int64_t b = 0; b < sequences; ++b) add_into(dp.data(), dres_.data() + b * n_ * d, n_ * d);
+  }
   return loss;
 }
 

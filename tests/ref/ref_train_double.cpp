@@ -254,21 +254,26 @@ DParams to_double(const ParamStore& params) {
 
 bool has_double_mixer(const std::string& arch) { return mixers().count(arch) > 0; }
 
-DVec input_embeddings(const ModelConfig& cfg, const DParams& P, const std::vector<int32_t>& tokens, int64_t batch) {
+DVec input_embeddings(const ModelConfig& cfg, const DParams& P, const std::vector<int32_t>& tokens, int64_t batch,
+                      const SkeletonOptions& skeleton) {
   const int64_t d = cfg.hidden_dim, n = static_cast<int64_t>(tokens.size()) / batch;
   const DVec& E = get(P, "embed.weight");
+  const bool learned = skeleton.positions == SkeletonOptions::Positions::kLearned;
+  const DVec* pos = learned ? &get(P, "pos_embed.weight") : nullptr;
+  if (learned && static_cast<int64_t>(pos->size()) < n * d) throw std::runtime_error("double oracle: n exceeds the learned positions");
   DVec x(batch * n * d);
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t t = 0; t < n; ++t)
       for (int64_t i = 0; i < d; ++i) {
         const double angle = static_cast<double>(t) / std::pow(10000.0, 2.0 * (i / 2) / static_cast<double>(d));
-        x[(b * n + t) * d + i] = E[tokens[b * n + t] * d + i] + (i % 2 == 0 ? std::sin(angle) : std::cos(angle));
+        const double p = learned ? (*pos)[t * d + i] : (i % 2 == 0 ? std::sin(angle) : std::cos(angle));
+        x[(b * n + t) * d + i] = E[tokens[b * n + t] * d + i] + p;
       }
   return x;
 }
 
 double train_loss(const ModelConfig& cfg, const std::string& arch, const DParams& P, const std::vector<int32_t>& tokens, int64_t batch,
-                  const DVec& x0) {
+                  const DVec& x0, const SkeletonOptions& skeleton) {
   const int64_t d = cfg.hidden_dim, ff = cfg.ff_dim, V = cfg.vocab_size, n = static_cast<int64_t>(tokens.size()) / batch;
   const DoubleMixer& mixer = mixers().at(arch);
   double loss = 0;
@@ -279,11 +284,26 @@ double train_loss(const ModelConfig& cfg, const std::string& arch, const DParams
       DVec a = mixer(cfg, P, p + ".attn", layer_norm(x, n, d, P, p + ".ln1", cfg.layer_norm_eps), n);
       for (int64_t i = 0; i < n * d; ++i) x[i] += a[i];
       DVec f = linear(layer_norm(x, n, d, P, p + ".ln2", cfg.layer_norm_eps), n, d, ff, P, p + ".ff1");
-      for (double& e : f) e = 0.5 * e * (1.0 + std::erf(e / std::sqrt(2.0)));
+      if (skeleton.ffn_activation == ops::Eltwise::kGeluTanh) {  // GPT-2's gelu_new
+        const double c = std::sqrt(2.0 / 3.14159265358979323846);
+        for (double& e : f) e = 0.5 * e * (1.0 + std::tanh(c * (e + 0.044715 * e * e * e)));
+      } else {
+        for (double& e : f) e = 0.5 * e * (1.0 + std::erf(e / std::sqrt(2.0)));
+      }
       DVec g = linear(f, n, ff, d, P, p + ".ff2");
       for (int64_t i = 0; i < n * d; ++i) x[i] += g[i];
     }
-    DVec z = linear(layer_norm(x, n, d, P, "final_ln", cfg.layer_norm_eps), n, d, V, P, "lm_head");
+    const DVec hf = layer_norm(x, n, d, P, "final_ln", cfg.layer_norm_eps);
+    DVec z;
+    if (skeleton.tied_lm_head) {  // logits = hf.E^T, no bias
+      const DVec& E = get(P, "embed.weight");
+      z.assign(n * V, 0.0);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < V; ++j)
+          for (int64_t i = 0; i < d; ++i) z[t * V + j] += hf[t * d + i] * E[j * d + i];
+    } else {
+      z = linear(hf, n, d, V, P, "lm_head");
+    }
     for (int64_t t = 0; t + 1 < n; ++t) {
       const double* row = z.data() + t * V;
       const double mx = *std::max_element(row, row + V);
