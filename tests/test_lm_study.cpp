@@ -271,6 +271,34 @@ TEST(LmCli, SmokeRunOnTheRealCorpus) {
   EXPECT_TRUE(fs::is_regular_file(out + "/lm_report.md"));
 }
 
+// GPT-2 in lm: trained in GPT-2's skeleton, saved with --export-gpt2, and `convert` loads it.
+TEST(LmCli, Gpt2TrainsExportsAndConvertLoadsIt) {
+  const std::string out = test::temp_dir("lm_gpt2");
+  auto r = test::run_cli("lm --models GPT-2 --seeds 1 --tokens 2048 --train-length 64 --eval-docs 1 --eval-contexts 32 128 --no-cost --threads 2 "
+                         "--no-plots --set model.vocab_size=512 --set model.hidden_dim=32 --set model.ff_dim=64 --set lm.batch=2 "
+                         "--set lm.position_buckets=[0,32] --set lm.val_windows=2 --set lm.eval_every=8 --set lm.lr=0.01 --corpus '" + kCorpus +
+                         "' --gpt2-vocab '" + kGpt2 + "' --out '" + out + "/o' --export-gpt2 '" + out + "/ckpt'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* f : {"config.json", "model.safetensors", "lm_vocab.json"}) EXPECT_TRUE(fs::is_regular_file(out + "/ckpt/" + f)) << f;
+  std::ifstream in(out + "/ckpt/config.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const nlohmann::json cfg = nlohmann::json::parse(ss.str());
+  EXPECT_EQ(cfg["n_positions"], 128) << "n_positions = the largest evaluation context";
+  EXPECT_EQ(cfg["vocab_size"], 512);
+  {
+    std::ofstream t(out + "/tokens.txt");
+    for (int i = 0; i < 100; ++i) t << (i * 37) % 512 << " ";
+  }
+  auto c = test::run_cli("convert --checkpoint '" + out + "/ckpt' --tokens '" + out + "/tokens.txt' --chunk_sizes 16 128 --compression none --no-speed "
+                         "--no-plots --heatmap_length 16 --out '" + out + "/conv'");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  // Without GPT-2 among the models the flag is refused before any work.
+  auto bad = test::run_cli("lm --models Linear --export-gpt2 '" + out + "/x' --out '" + out + "/o2'");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--export-gpt2"), std::string::npos) << bad.err;
+}
+
 // SIGINT while the second model trains: the first model's completed runs are written, partial,
 // exit 2, no report and no temp file left.
 TEST(LmCli, InterruptKeepsTheCompletedRuns) {

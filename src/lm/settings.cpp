@@ -168,10 +168,17 @@ std::vector<std::string> all_models() {
 
 int64_t LmSettings::max_context() const { return *std::max_element(eval_contexts.begin(), eval_contexts.end()); }
 
+int64_t LmSettings::gpt2_positions() const {
+  int64_t p = std::max(max_context(), train_length);
+  for (int64_t n : cost_lengths) p = std::max(p, n + decode_tokens);
+  return p;
+}
+
 void LmSettings::validate(const std::string& origin) const {
   model.validate(origin);
   if (models.empty()) throw UserError(origin + ": lm.models is empty");
-  for (const std::string& m : models) find_architecture(m);  // unknown names are a UserError
+  for (const std::string& m : models)
+    if (m != kGpt2Model) find_architecture(m);  // unknown names are a UserError
   for (std::size_t i = 0; i < models.size(); ++i)
     if (std::find(models.begin(), models.begin() + static_cast<std::ptrdiff_t>(i), models[i]) != models.begin() + static_cast<std::ptrdiff_t>(i))
       throw UserError(origin + ": lm.models lists " + models[i] + " twice");

@@ -18,6 +18,9 @@ namespace bsbr::lm {
 ModelConfig default_lm_model();
 // The seven architectures in the registry's order (the study's skeleton).
 std::vector<std::string> all_models();
+// "GPT-2": the Standard mixer in GPT-2's skeleton (learned positions, tanh GELU, LM head tied to
+// the embedding), n_positions = LmSettings::gpt2_positions(); what `--export-gpt2` saves.
+inline constexpr const char* kGpt2Model = "GPT-2";
 
 struct LmSettings {
   ModelConfig model = default_lm_model();  // seed: the first seed; seed i of the study is model.seed + i
@@ -45,6 +48,8 @@ struct LmSettings {
 
   int64_t steps() const { return (tokens + batch * train_length - 1) / (batch * train_length); }
   int64_t max_context() const;
+  // GPT-2's learned-position table: the longest sequence the study runs (training, evaluation, cost).
+  int64_t gpt2_positions() const;
   // Every joint constraint and range; `origin` names the file / flags in the error.
   void validate(const std::string& origin) const;
 };

@@ -11,6 +11,7 @@
 #include "core/errors.hpp"
 #include "core/interrupt.hpp"
 #include "core/rng.hpp"
+#include "io/gpt2_checkpoint.hpp"
 #include "lm/aggregate.hpp"
 #include "lm/evaluate.hpp"
 #include "train/optimizer.hpp"
@@ -80,6 +81,7 @@ std::vector<TokenBatch> validation_batches(const TokenSplit& validation, const L
 std::unique_ptr<Model> make_lm_model(ops::Context& ctx, const LmSettings& s, const std::string& name, uint64_t seed) {
   ModelConfig mc = s.model;
   mc.seed = seed;
+  if (name == kGpt2Model) return std::make_unique<Model>(ctx, mc, find_architecture("Standard"), gpt2_skeleton(s.gpt2_positions()));
   return std::make_unique<Model>(ctx, mc, find_architecture(name));
 }
 

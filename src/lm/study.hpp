@@ -25,7 +25,8 @@ using Say = std::function<void(const std::string&)>;
 // seed of a study.
 std::vector<TokenBatch> validation_batches(const TokenSplit& validation, const LmSettings& s);
 
-// The model `name` of the study at `seed` (the skeleton's sizes from s.model, model.seed = seed).
+// The model `name` of the study at `seed` (the skeleton's sizes from s.model, model.seed = seed);
+// "GPT-2" (kGpt2Model) is the Standard mixer in GPT-2's skeleton with s.gpt2_positions() positions.
 std::unique_ptr<Model> make_lm_model(ops::Context& ctx, const LmSettings& s, const std::string& name, uint64_t seed);
 
 // Elapsed time and the estimate of what remains over the whole study (printed with each line).
