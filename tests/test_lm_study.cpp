@@ -149,6 +149,22 @@ TEST(LmStudy, ValidationWindowsAreFixedAcrossSeedsAndModels) {
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].inputs, b[i].inputs);
 }
 
+TEST(LmStudy, Gpt2SkeletonCoversEverySequenceTheStudyRuns) {
+  lm::LmSettings s = tiny_settings();
+  ops::Context ctx(1);
+  s.cost_lengths = {100};
+  auto g = lm::make_lm_model(ctx, s, "GPT-2", 3);
+  EXPECT_EQ(g->options().positions, SkeletonOptions::Positions::kLearned);
+  EXPECT_EQ(g->options().learned_positions, s.gpt2_positions());
+  EXPECT_EQ(s.gpt2_positions(), 104) << "the largest of contexts (64), training length (32), cost length + decode tokens (100 + 4)";
+  EXPECT_TRUE(g->options().tied_lm_head);
+  EXPECT_EQ(g->params().find("lm_head.weight"), nullptr);
+  auto l = lm::make_lm_model(ctx, s, "Linear", 3);
+  EXPECT_EQ(l->options().positions, SkeletonOptions::Positions::kSinusoidal);
+  // The same seed draws the same shared weights in every architecture.
+  EXPECT_EQ(l->params().find("embed.weight")->value.data()[5], g->params().find("embed.weight")->value.data()[5]);
+}
+
 // ---- settings ------------------------------------------------------------------------------------
 
 void refused(const std::string& yaml, const std::string& expect) {

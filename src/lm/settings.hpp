@@ -29,15 +29,15 @@ struct LmSettings {
   int64_t tokens = 262144;          // training tokens per run (batch x train_length per step)
   double time_budget = 0;           // seconds of training per run (eval excluded); 0 = off
   int64_t train_length = 512;
-  int64_t batch = 4;
+  int64_t batch = 2;
   // AdamW and the schedule (train/optimizer.hpp): warm-up, then cosine to min_lr_ratio x lr at the
   // token budget's last step.
-  double lr = 3e-3, beta1 = 0.9, beta2 = 0.95, weight_decay = 0.01, clip_norm = 1.0, min_lr_ratio = 0.1;
-  int64_t warmup_steps = 10;
-  int64_t log_every = 8;    // steps per point of the train-loss curve (the interval's mean)
-  int64_t eval_every = 16;  // steps between validation-loss evaluations (and after the last step)
+  double lr = 6e-3, beta1 = 0.9, beta2 = 0.95, weight_decay = 0.01, clip_norm = 1.0, min_lr_ratio = 0.1;
+  int64_t warmup_steps = 20;
+  int64_t log_every = 16;   // steps per point of the train-loss curve (the interval's mean)
+  int64_t eval_every = 32;  // steps between validation-loss evaluations (and after the last step)
   int64_t val_windows = 16; // fixed validation windows of train_length tokens
-  double target_val_loss = 6.0;  // convergence speed: first validation at or below it
+  double target_val_loss = 7.0;  // convergence speed: first validation at or below it
   std::vector<int64_t> eval_contexts{128, 256, 512, 1024, 2048};
   std::vector<int64_t> position_buckets{0, 128, 256, 512, 1024};  // bucket starts; the last runs to the largest context
   int64_t eval_docs = 10; // test documents evaluated (corpus order); 0 = all
