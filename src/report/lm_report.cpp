@@ -233,6 +233,13 @@ std::vector<lm::LossPoint> mean_curve(const ModelResult& m, bool val) {
   return out;
 }
 
+// Buckets of context c (the first model with runs).
+std::size_t m_buckets(const LmResults& r, std::size_t c) {
+  for (const ModelResult& m : r.models)
+    if (!m.seeds.empty() && c < m.seeds.front().contexts.size()) return m.seeds.front().contexts[c].buckets.size();
+  return 1;
+}
+
 std::vector<std::string> draw_lm_plots(const LmResults& r, const std::string& dir) {
   const Gnuplot gnuplot = Gnuplot::require();
   std::vector<std::string> files;
@@ -280,7 +287,7 @@ std::vector<std::string> draw_lm_plots(const LmResults& r, const std::string& di
     std::string tics;
     for (int64_t c : contexts) tics += (tics.empty() ? "" : ", ") + std::to_string(c);
     if (!plot.empty())
-      draw("lm_perplexity_vs_context.png", data + "set grid\nset logscale x 2\nset xtics (" + tics + ")\nset key outside right top\n"
+      draw("lm_perplexity_vs_context.png", data + "set grid\nset logscale x 2\nset logscale y\nset xtics (" + tics + ")\nset key outside right top\n"
                                                   "set xlabel \"evaluation context (tokens)\"\nset ylabel \"test perplexity (bars: 95 % interval over seeds)\"\n"
                                                   "set arrow from " + std::to_string(L) + ", graph 0 to " + std::to_string(L) + ", graph 1 nohead dt 3\n"
                                                   "set title " + gnuplot_quote("Test perplexity vs evaluation context (dotted: training length " + std::to_string(L) + ")") +
@@ -296,7 +303,7 @@ std::vector<std::string> draw_lm_plots(const LmResults& r, const std::string& di
       const auto& buckets = m.seeds.front().contexts[c].buckets;
       std::string rows;
       for (std::size_t k = 0; k < buckets.size() && k < m.summary.bucket_perplexity[c].size(); ++k)
-        rows += interval_rows(static_cast<double>(k) + 0.06 * (i - 3), m.summary.bucket_perplexity[c][k]);
+        rows += interval_rows(static_cast<double>(k) + 0.05 * (i - 0.5 * (static_cast<double>(r.models.size()) - 1)), m.summary.bucket_perplexity[c][k]);
       if (tics.empty())
         for (std::size_t k = 0; k < buckets.size(); ++k)
           tics += (k ? ", " : "") + gnuplot_quote(bucket_label(buckets[k].lo, std::min(buckets[k].hi, contexts[c]))) + " " + std::to_string(k);
@@ -305,8 +312,9 @@ std::vector<std::string> draw_lm_plots(const LmResults& r, const std::string& di
               gnuplot_quote(color_of(m.name)) + " title " + gnuplot_quote(m.name);
       ++i;
     }
+    const std::size_t buckets = m_buckets(r, c);
     if (!plot.empty())
-      draw("lm_perplexity_by_position.png", data + "set grid\nset xtics (" + tics + ")\nset key outside right top\nset xlabel \"position in the window\"\n"
+      draw("lm_perplexity_by_position.png", data + "set grid\nset logscale y\nset xrange [-0.5:" + num(static_cast<double>(buckets) - 0.5) + "]\nset xtics (" + tics + ")\nset key outside right top\nset xlabel \"position in the window\"\n"
                                                    "set ylabel \"test perplexity (bars: 95 % interval over seeds)\"\nset title " +
                                                    gnuplot_quote("Test perplexity by position, context " + std::to_string(contexts[c])) + "\n" + plot + "\n",
            PngSize{1100, 650});
@@ -329,7 +337,7 @@ std::vector<std::string> draw_lm_plots(const LmResults& r, const std::string& di
         ++i;
       }
       if (plot.empty()) return std::string();
-      return data + "set grid\nset logscale x\nset key outside right top\nset xlabel " + gnuplot_quote(xlabel) +
+      return data + "set grid\nset logscale x\nset offsets graph 0.1, graph 0.1, graph 0.1, graph 0.1\nset key outside right top\nset xlabel " + gnuplot_quote(xlabel) +
              "\nset ylabel \"test perplexity @" + std::to_string(L) + " (bars: 95 % interval)\"\n" + plot + "\n";
     };
     const std::string a = panel("prefill", 1e3, "prefill time, n = " + std::to_string(n) + " (ms, median)");
