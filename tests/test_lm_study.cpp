@@ -310,7 +310,7 @@ TEST(LmCli, Gpt2TrainsExportsAndConvertLoadsIt) {
                          "--no-plots --heatmap_length 16 --out '" + out + "/conv'");
   ASSERT_EQ(c.exit_code, 0) << c.err;
   // Without GPT-2 among the models the flag is refused before any work.
-  auto bad = test::run_cli("lm --models Linear --export-gpt2 '" + out + "/x' --out '" + out + "/o2'");
+  auto bad = test::run_cli("lm --models Linear --export-gpt2 '" + out + "/x' --corpus '" + kCorpus + "' --gpt2-vocab '" + kGpt2 + "' --out '" + out + "/o2'");
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("--export-gpt2"), std::string::npos) << bad.err;
 }
