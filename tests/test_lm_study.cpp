@@ -14,6 +14,7 @@
 #include "core/errors.hpp"
 #include "core/io.hpp"
 #include "core/rng.hpp"
+#include "lm/aggregate.hpp"
 #include "lm/evaluate.hpp"
 #include "lm/settings.hpp"
 #include "lm/study.hpp"
@@ -147,6 +148,34 @@ TEST(LmStudy, ValidationWindowsAreFixedAcrossSeedsAndModels) {
   const auto a = lm::validation_batches(data.tokens.validation, s), b = lm::validation_batches(data.tokens.validation, s);
   ASSERT_EQ(a.size(), 2u);  // 4 windows in batches of 2
   for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].inputs, b[i].inputs);
+}
+
+// A run whose loss turns non-finite is recorded as diverged (no evaluation, NaN figures written as
+// null) and the study goes on; the intervals leave it out.
+TEST(LmStudy, DivergedRunIsRecordedNotFatal) {
+  const lm::LmSettings s = tiny_settings();
+  const LmData data = synthetic_data(s.model.vocab_size);
+  ops::Context ctx(2);
+  auto model = lm::make_lm_model(ctx, s, "Linear", 0);
+  model->params().find("final_ln.weight")->value.data()[0] = NAN;  // every position's logits become NaN
+  lm::StudyClock clock(1, s.steps(), 0);
+  const lm::SeedRun run =
+      lm::train_and_evaluate(ctx, *model, s, data, lm::validation_batches(data.tokens.validation, s), 0, "Linear", clock, 0, [](const std::string&) {});
+  EXPECT_TRUE(run.diverged);
+  EXPECT_EQ(run.steps, 0);
+  EXPECT_TRUE(std::isnan(run.test_perplexity));
+  ASSERT_EQ(run.contexts.size(), s.eval_contexts.size());
+  EXPECT_EQ(run.contexts[0].tokens, 0);
+  lm::LmResults r;
+  r.models.push_back({"Linear", 1, 1, {run, run}, {}, {}});
+  r.models[0].seeds[1].diverged = false;
+  r.models[0].seeds[1].test_perplexity = 7.0;
+  lm::summarize(r.models[0]);
+  EXPECT_EQ(r.models[0].summary.test_perplexity.n, 1);
+  EXPECT_DOUBLE_EQ(r.models[0].summary.test_perplexity.mean, 7.0);
+  const nlohmann::json j = lm::to_json(r);
+  EXPECT_TRUE(j["models"][0]["seeds"][0]["test_perplexity"].is_null());
+  EXPECT_EQ(lm::to_json(lm::lm_results_from_json(nlohmann::json::parse(j.dump()), "x")), j);
 }
 
 TEST(LmStudy, Gpt2SkeletonCoversEverySequenceTheStudyRuns) {

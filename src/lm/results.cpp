@@ -120,6 +120,7 @@ json to_json(const LmResults& r) {
                        {"eval_seconds", s.eval_seconds},
                        {"tokens_per_second", num(s.tokens_per_second)},
                        {"stopped_by_time", s.stopped_by_time},
+                       {"diverged", s.diverged},
                        {"train_curve", curve_json(s.train_curve)},
                        {"val_curve", curve_json(s.val_curve)},
                        {"target_reached", s.target_reached},
@@ -222,6 +223,7 @@ LmResults lm_results_from_json(const json& j, const std::string& what) {
         s.eval_seconds = real(sj, "eval_seconds", what, sw);
         s.tokens_per_second = real(sj, "tokens_per_second", what, sw);
         s.stopped_by_time = boolean(sj, "stopped_by_time", what, sw);
+        s.diverged = boolean(sj, "diverged", what, sw);
         s.train_curve = read_curve(array(sj, "train_curve", what, sw), what, sw + ".train_curve");
         s.val_curve = read_curve(array(sj, "val_curve", what, sw), what, sw + ".val_curve");
         s.target_reached = boolean(sj, "target_reached", what, sw);

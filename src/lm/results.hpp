@@ -48,6 +48,7 @@ struct SeedRun {
   double test_perplexity = 0;     // at context = train_length (the context evaluation's row)
   std::vector<ContextEval> contexts;
   bool stopped_by_time = false;   // the time budget ended the run before the token budget
+  bool diverged = false;          // a non-finite training loss ended the run: no evaluation, NaN figures
 };
 
 // A cost measurement from the benchmark Runner (bench/runner.hpp): one workload at one n.

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "bench/calibration.hpp"
 #include "bench/environment.hpp"
@@ -124,11 +125,19 @@ SeedRun train_and_evaluate(ops::Context& ctx, Model& model, const LmSettings& s,
       throw_if_interrupted();
       const TokenBatch batch = train_batch(data.tokens.train, s.batch, s.train_length, seed, step);
       const Clock::time_point t = Clock::now();
-      const train::StepInfo info = train::train_step(ctx, tm, opt, batch.inputs.data());
+      // train::train_step's three parts, with the loss checked before the update: a non-finite loss
+      // (a diverged run) is recorded, not fatal, and the study goes on with the other runs.
+      train::StepInfo info;
+      info.lr = train::learning_rate(opt.config(), opt.steps());
+      info.loss = tm.forward_backward(ctx, batch.inputs.data());
+      if (std::isfinite(info.loss)) info.grad_norm = opt.step(tm.grads(), info.lr);
       run.train_seconds += since(t);
-      if (!std::isfinite(info.loss))
-        throw UserError("lm: " + label + " diverged: the training loss is " + std::to_string(info.loss) + " at step " + std::to_string(step) +
-                        " (lower lm.lr or raise lm.warmup_steps)");
+      if (!std::isfinite(info.loss)) {
+        say("  " + label + " diverged: the training loss is " + std::to_string(info.loss) + " at step " + std::to_string(step + 1) +
+            "; the run is recorded without evaluation (lower lm.lr or raise lm.warmup_steps)");
+        run.diverged = true;
+        break;
+      }
       run.steps = step + 1;
       run.tokens = run.steps * tokens_per_step;
       interval_sum += info.loss;
@@ -158,8 +167,21 @@ SeedRun train_and_evaluate(ops::Context& ctx, Model& model, const LmSettings& s,
         break;
       }
     }
-    run.tokens_per_second = static_cast<double>(run.tokens) / run.train_seconds;
+    run.tokens_per_second = run.train_seconds > 0 ? static_cast<double>(run.tokens) / run.train_seconds : 0;
   }  // the training buffers, gradients and moments are freed here
+  if (run.diverged) {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    run.final_val_loss = run.test_perplexity = nan;
+    for (int64_t c : s.eval_contexts) {  // every context and bucket present, without tokens (NaN perplexity)
+      ContextEval e;
+      e.context = c;
+      e.buckets = make_buckets(s.position_buckets, s.max_context());
+      run.contexts.push_back(e);
+    }
+    run.eval_seconds = eval_s;
+    clock.run_done(run.train_seconds, run.eval_seconds);
+    return run;
+  }
   // Perplexity against evaluation context on the test split.
   const Clock::time_point t = Clock::now();
   for (int64_t c : s.eval_contexts) {

@@ -114,6 +114,14 @@ std::vector<ReportTable> lm_tables(const LmResults& r) {
                         std::to_string(s.target_reached) + "/" + std::to_string(m.seeds.size())});
     }
     t.notes.push_back(seeds_note(r));
+    for (const ModelResult& m : r.models)
+      for (const lm::SeedRun& run : m.seeds) {
+        if (run.diverged)
+          t.notes.push_back(m.name + " seed " + std::to_string(run.seed) + " diverged after " + std::to_string(run.steps) +
+                            " steps (non-finite loss): no evaluation, left out of the intervals");
+        if (run.stopped_by_time)
+          t.notes.push_back(m.name + " seed " + std::to_string(run.seed) + " stopped by the time budget after " + std::to_string(run.tokens) + " tokens");
+      }
     t.notes.push_back("target: validation loss ≤ " + fixed(setting_real(r, "target_val_loss"), 2) +
                       " nats; steps and training time (evaluation excluded) to the first validation at or below it, over the seeds that reached it");
     t.notes.push_back("tokens/s: training steps alone (forward, backward, AdamW), evaluation excluded; params without the LM head");
