@@ -1,7 +1,9 @@
 // The lm study's tables, plots and files (lm_report.hpp).
 #include "report/lm_report.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <map>
 
