@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
     bsbr::cli::add_targets(app, exit_code);
     bsbr::cli::add_convert(app, exit_code);
     bsbr::cli::add_ab(app, exit_code);
+    bsbr::cli::add_lm(app, exit_code);
     if (int code = check_subcommand(app, argc, argv)) return code;
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

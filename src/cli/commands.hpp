@@ -12,5 +12,6 @@ void add_check(CLI::App& app, int& exit_code);
 void add_targets(CLI::App& app, int& exit_code);
 void add_convert(CLI::App& app, int& exit_code);
 void add_ab(CLI::App& app, int& exit_code);
+void add_lm(CLI::App& app, int& exit_code);
 
 }  // namespace bsbr::cli
