@@ -37,7 +37,8 @@ inline float fast_exp(float x) {
   // k = round(x / ln 2) by the 1.5 * 2^23 shifter: unlike std::floor this vectorises without
   // -fno-trapping-math (measured 11x faster here).
   constexpr float kShifter = 12582912.0f;
-  float kf = (x * 1.44269504088896341f + kShifter) - kShifter;
+  const float shifted = x * 1.44269504088896341f + kShifter;  // 1.5 * 2^23 + k: k in the low mantissa bits
+  float kf = shifted - kShifter;
   float r = x - kf * 0.693359375f + kf * 2.12194440e-4f;    // x - k ln2, ln2 split hi/lo
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -46,7 +47,10 @@ inline float fast_exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t two_k = (static_cast<int32_t>(kf) + 127) << 23;  // 2^k
+  // 2^k from the shifter's bits, in unsigned arithmetic: a float-to-int conversion of kf would be
+  // undefined for a NaN x (UBSan's float-cast-overflow), and p is NaN then anyway.
+  const uint32_t k_bits = std::bit_cast<uint32_t>(shifted) - std::bit_cast<uint32_t>(kShifter);  // k mod 2^32
+  const uint32_t two_k = (k_bits + 127u) << 23;
   return p * std::bit_cast<float>(two_k);
 }
 
