@@ -126,4 +126,20 @@ void throw_if_interrupted() {
 Interrupted::Interrupted(int signal)
     : std::runtime_error(signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted (SIGINT)"), signal_(signal) {}
 
+void run_saving_partial(const std::function<void()>& work, const std::function<void(const std::string&)>& save) {
+  try {
+    work();
+    throw_if_interrupted();
+  } catch (const Interrupted& e) {
+    save(e.what());
+    throw;
+  } catch (const std::exception& e) {
+    try {
+      save(std::string("stopped by an error: ") + e.what());
+    } catch (const std::exception&) {  // the original error is the one to report
+    }
+    throw;
+  }
+}
+
 }  // namespace bsbr

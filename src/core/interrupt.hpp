@@ -14,6 +14,8 @@
 // The registry and the flag are the process's only global mutable state: a signal handler has no
 // other way to reach the program's data.
 #pragma once
+#include <functional>
+#include <string>
 #include <stdexcept>
 #include <string>
 
@@ -51,6 +53,11 @@ class InterruptScope {
 int interrupted();
 // Throws Interrupted when a signal arrived (polled between samples and between points).
 void throw_if_interrupted();
+
+// Runs `work`, then polls once more (a signal after the work's last poll still stops the run). If
+// it is interrupted or fails, calls save(reason) so the caller writes what it has (marked partial)
+// and rethrows; a failure inside save() is swallowed: the original error is the one to report.
+void run_saving_partial(const std::function<void()>& work, const std::function<void(const std::string&)>& save);
 
 class Interrupted : public std::runtime_error {
  public:

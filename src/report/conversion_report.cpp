@@ -449,19 +449,7 @@ void keep_partial_study(StudyResults& r, const std::string& out_dir, const std::
     write_file_atomic(path, to_json(r).dump(2) + "\n");
     std::fprintf(stderr, "%zu quality rows and %zu speed points measured so far written to %s, marked partial\n", quality, speed, path.c_str());
   };
-  try {
-    study();
-    throw_if_interrupted();  // a signal after the last poll: the study is whole, but the run was stopped
-  } catch (const Interrupted& e) {
-    save(e.what());
-    throw;
-  } catch (const std::exception& e) {
-    try {
-      save(std::string("stopped by an error: ") + e.what());
-    } catch (const std::exception&) {  // the original error is the one to report
-    }
-    throw;
-  }
+  run_saving_partial(study, save);
 }
 
 }  // namespace bsbr

@@ -384,19 +384,7 @@ void keep_partial_lm(LmResults& r, const std::string& dir, int64_t total_runs, c
     save_lm_results(r, path);
     std::fprintf(stderr, "%lld completed runs written to %s, marked partial\n", static_cast<long long>(runs), path.c_str());
   };
-  try {
-    study();
-    throw_if_interrupted();
-  } catch (const Interrupted& e) {
-    save(e.what());
-    throw;
-  } catch (const std::exception& e) {
-    try {
-      save(std::string("stopped by an error: ") + e.what());
-    } catch (const std::exception&) {  // the original error is the one to report
-    }
-    throw;
-  }
+  run_saving_partial(study, save);
 }
 
 }  // namespace bsbr
