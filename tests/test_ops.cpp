@@ -8,6 +8,7 @@
 
 #include "core/errors.hpp"
 #include "ops/attention.hpp"
+#include "ops/gemv.hpp"
 #include "ops/kernels.hpp"
 #include "ops/ops.hpp"
 #include "ref/ref_common.hpp"
@@ -47,37 +48,103 @@ class OpsTest : public ::testing::Test {
   ops::Context ctx{2};
 };
 
-// A GEMV with weights of at least kGemvMaxWeights on kSplitGemvMinThreads or more threads is split
-// into one column block per thread: against the loop, with a bias, with the weights read transposed
-// (a tied LM head), with an accumulate post-op, an odd N and several rows; on fewer threads it is
-// one primitive. The FLOPs are
-// counted once, for the whole product.
-TEST(MatMulSplitGemv, ColumnBlocksMatchTheLoop) {
-  const int64_t k = 256, n = ops::kGemvMaxWeights / k + 37;  // [k, n] >= kGemvMaxWeights
-  for (int threads : {1, ops::kSplitGemvMinThreads - 1, ops::kSplitGemvMinThreads + 1}) {
+// Decode-shaped products (at most kGemvMaxRows rows) run on the hand GEMV (ops/gemv.hpp): against
+// the loop for 1, 3 and 8 rows, odd K and N (the k remainder and a partial 16-column group), the
+// weights row-major or read transposed (a tied LM head), with a bias, a scale, an accumulate, an
+// eltwise chain (elu + 1) and binary post-ops over [m, N] and [1, N]; on 1, 2 and 5 threads, with
+// one column block per kGemvBytesPerThread of weights (the LM head's 10 MB on every thread). The
+// FLOPs are counted once, for the whole product.
+TEST(MatMulGemv, MatchesTheLoopOnEveryThreadCount) {
+  const int64_t k = 257, n = 1043;  // 1.07 MB of weights: 8 blocks' worth
+  for (int threads : {1, 2, 5}) {
     ops::Context ctx(threads);
-    for (int64_t m : {int64_t{1}, int64_t{3}}) {
+    for (int64_t m : {int64_t{1}, int64_t{3}, ops::kGemvMaxRows}) {
       auto a = random_vector(m * k, 1), b = random_vector(k * n, 2), bias = random_vector(n, 3);
+      const MatLayout A = MatLayout::dense(m, k), C = MatLayout::dense(m, n);
       for (bool transposed : {false, true}) {
         const MatLayout B = transposed ? MatLayout::dense(n, k).transposed() : MatLayout::dense(k, n);
-        ops::MatMul mm(ctx, {MatLayout::dense(m, k), B, MatLayout::dense(m, n), !transposed, 1.f, {}});
-        EXPECT_EQ(mm.column_blocks(), threads >= ops::kSplitGemvMinThreads ? threads : 0);
+        ops::MatMul mm(ctx, {A, B, C, !transposed, 1.f, {}});
+        EXPECT_EQ(mm.column_blocks(), std::min<int64_t>(threads, k * n * 4 / ops::kGemvBytesPerThread)) << threads;
         EXPECT_TRUE(mm.valid());
         std::vector<float> c(m * n, 0.f);
         ctx.start_counting_flops();
         mm.run(ctx, a.data(), b.data(), c.data(), transposed ? nullptr : bias.data());
         EXPECT_EQ(ctx.stop_counting_flops(), 2.0 * m * k * n);
-        auto want = ref_matmul(a, MatLayout::dense(m, k), b, B, MatLayout::dense(m, n), m * n, transposed ? nullptr : bias.data(), 1.f);
+        auto want = ref_matmul(a, A, b, B, C, m * n, transposed ? nullptr : bias.data(), 1.f);
         EXPECT_TRUE(is_close(c, want, within(1e-5))) << threads << " threads, " << m << " rows, transposed " << transposed;
       }
       // Accumulate: c = 0.5 * a.b + c.
-      ops::MatMul acc(ctx, {MatLayout::dense(m, k), MatLayout::dense(k, n), MatLayout::dense(m, n), false, 0.5f, {ops::PostOp::accumulate()}});
-      std::vector<float> c = random_vector(m * n, 4), want = ref_matmul(a, MatLayout::dense(m, k), b, MatLayout::dense(k, n), MatLayout::dense(m, n), m * n, nullptr, 0.5f);
+      ops::MatMul acc(ctx, {A, MatLayout::dense(k, n), C, false, 0.5f, {ops::PostOp::accumulate()}});
+      std::vector<float> c = random_vector(m * n, 4), want = ref_matmul(a, A, b, MatLayout::dense(k, n), C, m * n, nullptr, 0.5f);
       for (std::size_t i = 0; i < c.size(); ++i) want[i] += c[i];
       acc.run(ctx, a.data(), b.data(), c.data());
       EXPECT_TRUE(is_close(c, want, within(1e-5))) << threads << " threads, accumulate";
+      // elu(x) + 1, then * g [m, N], then + h [1, N] (broadcast over rows).
+      const MatLayout row = MatLayout::dense(1, n);
+      ops::MatMul fused(ctx, {A, MatLayout::dense(k, n), C, true, 1.f,
+                              {ops::PostOp::eltwise_op(ops::Eltwise::kElu, 1.f), ops::PostOp::eltwise_op(ops::Eltwise::kLinear, 1.f, 1.f),
+                               ops::PostOp::mul(C), ops::PostOp::add(row)}});
+      auto g = random_vector(m * n, 5), h = random_vector(n, 6);
+      std::vector<float> f(m * n);
+      fused.run(ctx, a.data(), b.data(), f.data(), bias.data(), {g.data(), h.data()});
+      want = ref_matmul(a, A, b, MatLayout::dense(k, n), C, m * n, bias.data(), 1.f);
+      for (int64_t r = 0; r < m; ++r)
+        for (int64_t j = 0; j < n; ++j) {
+          float& x = want[r * n + j];
+          x = (x > 0 ? x : std::expm1(x)) + 1.f;
+          x = x * g[r * n + j] + h[j];
+        }
+      EXPECT_TRUE(is_close(f, want, within(1e-5))) << threads << " threads, fused post-ops";
     }
   }
+}
+
+// The GEMV's eltwise post-ops follow oneDNN's definitions: each against the primitive oneDNN runs for
+// a product it cannot hand to the GEMV (a batched one), on the same inputs.
+TEST(MatMulGemv, EltwisePostOpsMatchOneDnn) {
+  ops::Context ctx(1);
+  const int64_t k = 24, n = 40;
+  auto a = random_vector(k, 7, 2.f), b = random_vector(k * n, 8), a2(a);
+  a2.insert(a2.end(), a.begin(), a.end());  // two identical batch entries for the oneDNN product
+  using ops::Eltwise;
+  for (auto [kind, alpha, beta] : std::vector<std::tuple<Eltwise, float, float>>{{Eltwise::kGeluErf, 0, 0}, {Eltwise::kGeluTanh, 0, 0},
+                                                                                 {Eltwise::kElu, 0.7f, 0}, {Eltwise::kSigmoid, 0, 0},
+                                                                                 {Eltwise::kExp, 0, 0}, {Eltwise::kLinear, 2.f, -1.f},
+                                                                                 {Eltwise::kRelu, 0.1f, 0}, {Eltwise::kSquare, 0, 0},
+                                                                                 {Eltwise::kIdentity, 0, 0}}) {
+    const std::vector<ops::PostOp> post{ops::PostOp::eltwise_op(kind, alpha, beta)};
+    ops::MatMul gemv(ctx, {MatLayout::dense(1, k), MatLayout::dense(k, n), MatLayout::dense(1, n), false, 1.f, post});
+    ops::MatMul onednn(ctx, {MatLayout::batched(2, 1, k), MatLayout::dense(k, n), MatLayout::batched(2, 1, n), false, 1.f, post});
+    ASSERT_EQ(gemv.column_blocks(), 1);
+    ASSERT_EQ(onednn.column_blocks(), 0);
+    std::vector<float> got(n), want(2 * n);
+    gemv.run(ctx, a.data(), b.data(), got.data());
+    onednn.run(ctx, a2.data(), b.data(), want.data());
+    want.resize(n);
+    EXPECT_TRUE(is_close(got, want, within(1e-5))) << static_cast<int>(kind);
+  }
+}
+
+// Small rank-1 products (K = 1: a decode step's S += k v^T) run on a loop (ops/gemv.hpp): batched
+// with accumulate and a scale, 2-D with a bias, and with the row operand strided; against the loop.
+TEST(MatMulOuter, MatchesTheLoop) {
+  ops::Context ctx(2);
+  const int64_t bt = 4, m = 64, n = 37;
+  auto a = random_vector(bt * m, 1), b = random_vector(bt * n * 3, 2), c0 = random_vector(bt * m * n, 3), bias = random_vector(n, 4);
+  const MatLayout A{bt, m, 1, m, 1, 1}, B = MatLayout::batched(bt, 1, n), C = MatLayout::batched(bt, m, n);
+  ops::MatMul acc(ctx, {A, B, C, false, 0.5f, {ops::PostOp::accumulate()}});
+  EXPECT_EQ(acc.impl(), "outer:hand");
+  std::vector<float> c = c0, want = ref_matmul(a, A, b, B, C, c.size(), nullptr, 0.5f);
+  for (std::size_t i = 0; i < c.size(); ++i) want[i] += c0[i];
+  acc.run(ctx, a.data(), b.data(), c.data());
+  EXPECT_TRUE(is_close(c, want, within(1e-6))) << "batched, accumulate";
+  // 2-D, 20 rows (not a GEMV), bias, the row operand read with column stride 3.
+  const MatLayout A2 = MatLayout::dense(20, 1), B2{1, 1, n, 0, 3 * n, 3}, C2 = MatLayout::dense(20, n);
+  ops::MatMul plain(ctx, {A2, B2, C2, true, 1.f, {}});
+  EXPECT_EQ(plain.impl(), "outer:hand");
+  std::vector<float> c2(20 * n, 9.f);
+  plain.run(ctx, a.data(), b.data(), c2.data(), bias.data());
+  EXPECT_TRUE(is_close(c2, ref_matmul(a, A2, b, B2, C2, c2.size(), bias.data(), 1.f), within(1e-6))) << "2-D, bias, strided";
 }
 
 TEST_F(OpsTest, MatMulDenseWithBiasOddShapes) {

@@ -7,6 +7,7 @@
 
 #include "core/alloc_count.hpp"
 #include "core/errors.hpp"
+#include "ops/gemv.hpp"
 
 namespace bsbr::ops {
 
@@ -132,27 +133,21 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
   bool binary_post_op = false;
   for (const PostOp& p : spec.post_ops)
     binary_post_op |= p.kind == PostOp::Kind::kBinaryAdd || p.kind == PostOp::Kind::kBinaryMul;
-  // Decode-shaped products (a few rows, 2-D): the primitive is created with a runtime row count,
-  // which oneDNN 2.6 serves with gemm:jit. For a [1, K] x [K, N] GEMV that is 2-4x faster than the
-  // brgemm it picks for a static shape (measured here, one thread: 256x512 3.1 vs 13.5 us,
-  // 256x2048 25 vs 67 us); a second thread only adds fork/join cost at these sizes.
-  // Large weights (the LM head's 10 MB) stream from memory faster on both cores: brgemm, threaded.
-  if (!nd3 && A.rows <= kGemvMaxRows && !binary_post_op && B.rows * B.cols >= kGemvMaxWeights && !ctx.single_thread_ops() &&
-      ctx.threads() >= kSplitGemvMinThreads) {
-    // Split GEMV (see blocks_): block widths a multiple of 16 columns (whole cache lines of a row).
-    const int64_t width = std::max<int64_t>(16, (B.cols + ctx.threads() - 1) / ctx.threads() + 15) / 16 * 16;
-    SingleThreadOps single(ctx);
-    for (int64_t j0 = 0; j0 < B.cols; j0 += width) {
-      const int64_t w = std::min(width, B.cols - j0);
-      MatMulSpec block = spec;
-      block.b = MatLayout{1, B.rows, w, 0, B.row_stride, B.col_stride};
-      block.c = MatLayout{1, C.rows, w, 0, C.row_stride, C.col_stride};
-      blocks_.emplace_back(ctx, block);
-      block_first_col_.push_back(j0);
-    }
-    split_impl_ = "split" + std::to_string(blocks_.size()) + ":" + blocks_.front().impl();
+  // Decode-shaped products (a few rows, 2-D): the hand GEMV (ops/gemv.hpp), one column block per
+  // thread by the weights' size; made for one thread under SingleThreadOps.
+  if (!nd3 && gemv_supports(spec)) {
+    gemv_blocks_ = ctx.single_thread_ops() ? 1 : gemv_column_blocks(spec, ctx.threads());
+    gemv_impl_ = "gemv:hand" + (gemv_blocks_ > 1 ? "x" + std::to_string(gemv_blocks_) : std::string());
     return;
   }
+  if (outer_supports(spec)) {  // K = 1, small: a loop (ops/gemv.hpp)
+    outer_ = true;
+    gemv_impl_ = "outer:hand";
+    return;
+  }
+  // Otherwise (a layout the hand GEMV does not take), a decode-shaped primitive is created with a
+  // runtime row count, which oneDNN 2.6 serves with gemm:jit: for a [1, K] x [K, N] GEMV that is
+  // 2-4x faster than the brgemm it picks for a static shape (one thread: 256x512 3.1 vs 13.5 us).
   const bool gemv = !nd3 && A.rows <= kGemvMaxRows && !binary_post_op && B.rows * B.cols < kGemvMaxWeights;
   const bool serial = ctx.single_thread_ops() || gemv || 2.0 * std::max(A.batch, B.batch) * A.rows * A.cols * B.cols < kSerialWorkThreshold;
   SerialScope one_thread(serial);
@@ -200,12 +195,16 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
   for (const float* s : binary_srcs) p[n++] = s;
   if (ctx.counting_flops())
     ctx.count_flops(2.0 * static_cast<double>(std::max(spec_.a.batch, spec_.b.batch)) * spec_.a.rows * spec_.a.cols * spec_.b.cols);
-  if (!blocks_.empty()) {  // split GEMV: block i reads columns [j0, j0 + w) of b, c and the bias
-    parallel_items(ctx, column_blocks(), true, [&](int64_t i) {
-      const int64_t j0 = block_first_col_[static_cast<std::size_t>(i)];
-      const void* q[4] = {a, b + j0 * spec_.b.col_stride, c + j0 * spec_.c.col_stride, bias ? bias + j0 : nullptr};
-      blocks_[static_cast<std::size_t>(i)].execute(ctx, q, bias ? 4 : 3);
-    });
+  if (gemv_blocks_ > 0) {
+    BSBR_CHECK(static_cast<int64_t>(binary_srcs.size()) ==
+                   std::count_if(spec_.post_ops.begin(), spec_.post_ops.end(),
+                                 [](const PostOp& q) { return q.kind == PostOp::Kind::kBinaryAdd || q.kind == PostOp::Kind::kBinaryMul; }),
+               "matmul run() given the wrong number of binary post-op sources");
+    gemv_run(ctx, spec_, gemv_blocks_, a, b, c, bias, binary_srcs.begin());
+    return;
+  }
+  if (outer_) {
+    outer_run(spec_, a, b, c, bias);
     return;
   }
   execute(ctx, p, static_cast<std::size_t>(n));

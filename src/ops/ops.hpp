@@ -106,12 +106,10 @@ class PrimitiveOp {
   mutable std::vector<Binding> bindings_;  // one per worker thread
 };
 
-// Matmuls with at most this many rows (2-D, no binary post-op) use the GEMV path (see MatMul).
+// Matmuls with at most this many rows (2-D) are decode-shaped: the hand GEMV computes them
+// (ops/gemv.hpp) when their layouts allow, else oneDNN's runtime-rows gemm:jit (see MatMul).
 inline constexpr int64_t kGemvMaxRows = 8;
 inline constexpr int64_t kGemvMaxWeights = int64_t{1} << 20;  // elements of the [K, N] operand
-// GEMVs with larger weights split into per-thread column blocks from this many threads (MatMul): on
-// the 2-core box the split LM head is ~10 % slower than oneDNN's threaded primitive at 2 threads.
-inline constexpr int kSplitGemvMinThreads = 4;
 
 struct MatMulSpec {
   MatLayout a;  // [M, K] (batch B or 1)
@@ -131,22 +129,16 @@ class MatMul : public PrimitiveOp {
   void run(Context& ctx, const float* a, const float* b, float* c, const float* bias = nullptr,
            std::initializer_list<const float*> binary_srcs = {}) const;
   const MatMulSpec& spec() const { return spec_; }
-  bool valid() const { return !blocks_.empty() || PrimitiveOp::valid(); }
-  const std::string& impl() const { return blocks_.empty() ? PrimitiveOp::impl() : split_impl_; }
-  // Column blocks of a split GEMV (0 when not split).
-  int64_t column_blocks() const { return static_cast<int64_t>(blocks_.size()); }
+  bool valid() const { return gemv_blocks_ > 0 || outer_ || PrimitiveOp::valid(); }
+  const std::string& impl() const { return gemv_blocks_ > 0 || outer_ ? gemv_impl_ : PrimitiveOp::impl(); }
+  // Column blocks of a hand GEMV (ops/gemv.hpp), each on its own thread; 0 when oneDNN runs it.
+  int64_t column_blocks() const { return gemv_blocks_; }
 
  private:
   MatMulSpec spec_;
-  // A decode-shaped product with large weights (the LM head: at most kGemvMaxRows rows, at least
-  // kGemvMaxWeights weights) on kSplitGemvMinThreads or more: its N columns split into one block per thread,
-  // each a one-thread GEMV primitive (the runtime-rows path), run in our parallel loop. oneDNN's own
-  // threaded GEMV read the LM head's 10 MB at 46 GB/s on 16 threads of the 16-core host (220 us, half
-  // of a decode step, DNNL_VERBOSE); one thread reads a 512 KB GEMV there in 25 us, so 16 blocks of
-  // ~640 KB should take ~40 us (an estimate: not yet measured on that host).
-  std::vector<MatMul> blocks_;   // empty unless split
-  std::vector<int64_t> block_first_col_;
-  std::string split_impl_;
+  int64_t gemv_blocks_ = 0;
+  bool outer_ = false;  // a small rank-1 product (K = 1) by a loop (ops/gemv.hpp)
+  std::string gemv_impl_;
 };
 
 // dst = f(src), elementwise; src and dst may alias when their layouts match.

@@ -1,0 +1,211 @@
+// The hand GEMV (gemv.hpp): tiles of output columns, the weights streamed four rows at a time.
+#include "ops/gemv.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.hpp"
+#include "ops/ops.hpp"
+
+namespace bsbr::ops {
+namespace {
+
+// Output columns per tile: the [m, kTile] accumulator (at most 8 x 512 floats, 16 KB) and four
+// weight rows' segments (8 KB) stay in L1 while the k loop runs.
+constexpr int64_t kTile = 512;
+
+// acc[r, 0:w) = sum_k a[r, k] b[k, j0 + 0:w) for b row-major (row stride ldb): four weight rows
+// per pass, each a contiguous stream, so every loaded accumulator serves four FMAs.
+void tile_kn(const float* a, int64_t lda, int64_t m, int64_t K, const float* b, int64_t ldb, int64_t j0, int64_t w, float* acc) {
+  std::fill(acc, acc + m * kTile, 0.f);
+  int64_t k = 0;
+  for (; k + 4 <= K; k += 4) {
+    const float* w0 = b + k * ldb + j0;
+    const float *w1 = w0 + ldb, *w2 = w1 + ldb, *w3 = w2 + ldb;
+    for (int64_t r = 0; r < m; ++r) {
+      const float* ar = a + r * lda + k;
+      const float a0 = ar[0], a1 = ar[1], a2 = ar[2], a3 = ar[3];
+      float* y = acc + r * kTile;
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) y[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j];
+    }
+  }
+  for (; k < K; ++k) {
+    const float* w0 = b + k * ldb + j0;
+    for (int64_t r = 0; r < m; ++r) {
+      const float a0 = a[r * lda + k];
+      float* y = acc + r * kTile;
+#pragma omp simd
+      for (int64_t j = 0; j < w; ++j) y[j] += a0 * w0[j];
+    }
+  }
+}
+
+// The same for b read transposed: b(k, j) = bt[j * ldb + k], so output column j is the dot
+// product of a row of a with the contiguous row j of bt.
+void tile_nk(const float* a, int64_t lda, int64_t m, int64_t K, const float* bt, int64_t ldb, int64_t j0, int64_t w, float* acc) {
+  for (int64_t j = 0; j < w; ++j) {
+    const float* col = bt + (j0 + j) * ldb;
+    for (int64_t r = 0; r < m; ++r) {
+      const float* ar = a + r * lda;
+      float s = 0.f;
+#pragma omp simd reduction(+ : s)
+      for (int64_t k = 0; k < K; ++k) s += ar[k] * col[k];
+      acc[r * kTile + j] = s;
+    }
+  }
+}
+
+// oneDNN's definitions of the eltwise algorithms (dnnl_types.h), alpha and beta as eltwise_params
+// passes them.
+float eltwise(const EltwiseSpec& f, float x) {
+  switch (f.kind) {
+    case Eltwise::kIdentity: return x;
+    case Eltwise::kGeluErf: return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f));
+    case Eltwise::kGeluTanh: {
+      const float inner = 0.79788456080286536f * (x + 0.044715f * x * x * x);  // sqrt(2/pi) (x + 0.044715 x^3)
+      return 0.5f * x * (1.f + std::tanh(inner));
+    }
+    case Eltwise::kElu: return x > 0.f ? x : f.alpha * std::expm1(x);
+    case Eltwise::kSigmoid: return 1.f / (1.f + std::exp(-x));
+    case Eltwise::kExp: return std::exp(x);
+    case Eltwise::kLinear: return f.alpha * x + f.beta;
+    case Eltwise::kRelu: return x > 0.f ? x : f.alpha * x;
+    case Eltwise::kSquare: return x * x;
+    case Eltwise::kSqrt: return std::sqrt(x);
+  }
+  return x;
+}
+
+struct Operands {
+  const float *a, *b, *bias;
+  float* c;
+  const float* const* binary_srcs;
+};
+
+// Columns [j0, j1) of the product, tile by tile: accumulate, then scale, bias and the post-ops in
+// order (oneDNN's order), written to c.
+void run_columns(const MatMulSpec& s, const Operands& o, int64_t j0, int64_t j1) {
+  alignas(64) float acc[kGemvMaxRows * kTile];
+  const int64_t m = s.a.rows, K = s.a.cols;
+  const bool transposed = s.b.col_stride != 1;
+  for (int64_t t0 = j0; t0 < j1; t0 += kTile) {
+    const int64_t w = std::min(kTile, j1 - t0);
+    if (transposed)
+      tile_nk(o.a, s.a.row_stride, m, K, o.b, s.b.col_stride, t0, w, acc);
+    else
+      tile_kn(o.a, s.a.row_stride, m, K, o.b, s.b.row_stride, t0, w, acc);
+    for (int64_t r = 0; r < m; ++r) {
+      float* y = acc + r * kTile;
+      float* c = o.c + r * s.c.row_stride + t0;
+      if (s.scale != 1.f)
+        for (int64_t j = 0; j < w; ++j) y[j] *= s.scale;
+      if (o.bias)
+        for (int64_t j = 0; j < w; ++j) y[j] += o.bias[t0 + j];
+      int64_t binary = 0;
+      for (const PostOp& p : s.post_ops) {
+        switch (p.kind) {
+          case PostOp::Kind::kEltwise:
+            for (int64_t j = 0; j < w; ++j) y[j] = eltwise(p.eltwise, y[j]);
+            break;
+          case PostOp::Kind::kSum:  // dst = sum_scale * dst_old + result
+            for (int64_t j = 0; j < w; ++j) y[j] += p.sum_scale * c[j];
+            break;
+          case PostOp::Kind::kBinaryAdd:
+          case PostOp::Kind::kBinaryMul: {
+            const MatLayout& l = p.src1;  // [1 or m, 1 or N]
+            const float* src = o.binary_srcs[binary++] + (l.rows == 1 ? 0 : r * l.row_stride);
+            const bool add = p.kind == PostOp::Kind::kBinaryAdd;
+            for (int64_t j = 0; j < w; ++j) {
+              const float v = src[l.cols == 1 ? 0 : (t0 + j) * l.col_stride];
+              y[j] = add ? y[j] + v : y[j] * v;
+            }
+            break;
+          }
+        }
+      }
+      std::copy(y, y + w, c);
+    }
+  }
+}
+
+// First column of block i of `blocks` over N columns: whole 16-column groups (64-byte lines).
+int64_t block_start(int64_t i, int64_t blocks, int64_t N) {
+  const int64_t groups = (N + 15) / 16;
+  return std::min(N, (groups * i / blocks) * 16);
+}
+
+}  // namespace
+
+bool gemv_supports(const MatMulSpec& s) {
+  const MatLayout &A = s.a, &B = s.b, &C = s.c;
+  if (A.batch != 1 || B.batch != 1 || C.batch != 1 || A.rows > kGemvMaxRows) return false;
+  if (A.col_stride != 1 || C.col_stride != 1 || (B.col_stride != 1 && B.row_stride != 1)) return false;
+  for (const PostOp& p : s.post_ops)
+    if (p.kind == PostOp::Kind::kBinaryAdd || p.kind == PostOp::Kind::kBinaryMul) {
+      const MatLayout& l = p.src1;
+      if (l.batch != 1 || (l.rows != 1 && l.rows != C.rows) || (l.cols != 1 && l.cols != C.cols)) return false;
+    }
+  return true;
+}
+
+int64_t gemv_column_blocks(const MatMulSpec& s, int threads) {
+  const int64_t bytes = s.b.rows * s.b.cols * static_cast<int64_t>(sizeof(float));
+  const int64_t by_size = std::max<int64_t>(1, bytes / kGemvBytesPerThread);
+  return std::max<int64_t>(1, std::min({by_size, static_cast<int64_t>(threads), (s.c.cols + 15) / 16}));
+}
+
+void gemv_run(const Context& ctx, const MatMulSpec& s, int64_t blocks, const float* a, const float* b, float* c, const float* bias,
+              const float* const* binary_srcs) {
+  const Operands o{a, b, bias, c, binary_srcs};
+  const int64_t N = s.c.cols;
+  if (blocks <= 1 || omp_in_parallel()) {
+    run_columns(s, o, 0, N);
+    return;
+  }
+  BSBR_CHECK(blocks <= ctx.threads(), "GEMV with more column blocks than threads");
+#pragma omp parallel num_threads(ctx.threads())
+  {
+    const int64_t i = omp_get_thread_num();
+    if (i < blocks) run_columns(s, o, block_start(i, blocks, N), block_start(i + 1, blocks, N));
+  }
+}
+
+bool outer_supports(const MatMulSpec& s) {
+  if (s.a.cols != 1 || s.c.col_stride != 1) return false;
+  for (const PostOp& p : s.post_ops)
+    if (p.kind != PostOp::Kind::kSum) return false;
+  return 2.0 * std::max(s.a.batch, s.b.batch) * s.c.rows * s.c.cols < kSerialWorkThreshold;
+}
+
+void outer_run(const MatMulSpec& s, const float* a, const float* b, float* c, const float* bias) {
+  const int64_t batch = std::max(s.a.batch, s.b.batch), M = s.c.rows, N = s.c.cols;
+  // Sum post-ops in order: dst = sum_scale * dst_old + result, so several compose to one factor.
+  bool sum = false;
+  float keep = 1.f;
+  for (const PostOp& p : s.post_ops) {
+    keep = sum ? keep * p.sum_scale : p.sum_scale;
+    sum = true;
+  }
+  for (int64_t bb = 0; bb < batch; ++bb) {
+    const float* ab = a + (s.a.batch > 1 ? bb * s.a.batch_stride : 0);
+    const float* bv = b + (s.b.batch > 1 ? bb * s.b.batch_stride : 0);
+    float* cb = c + bb * s.c.batch_stride;
+    for (int64_t i = 0; i < M; ++i) {
+      const float ai = s.scale * ab[i * s.a.row_stride];
+      float* ci = cb + i * s.c.row_stride;
+      const int64_t bs = s.b.col_stride;
+      if (sum) {
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) ci[j] = keep * ci[j] + ai * bv[j * bs] + (bias ? bias[j] : 0.f);
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < N; ++j) ci[j] = ai * bv[j * bs] + (bias ? bias[j] : 0.f);
+      }
+    }
+  }
+}
+
+}  // namespace bsbr::ops

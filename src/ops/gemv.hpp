@@ -1,0 +1,45 @@
+// The decode-shaped product (GEMV): c[m, N] = post_ops(scale * a[m, K] . b[K, N] + bias) for a few
+// rows m (at most kGemvMaxRows), by a hand loop that streams the weights once.
+//
+// Why not oneDNN: a decode step is one pass over the weights, so a GEMV is bound by how fast the
+// weights stream from cache or memory. oneDNN 2.6 serves a [1, 256] x [256, 10000] product (the LM
+// head) with brgemm at 22 GB/s on one thread of the 2-core box (463 us, DNNL_VERBOSE), and its
+// runtime-rows gemm:jit path at about the same; the loop below reads the same 10 MB at 63 GB/s
+// (163 us; one process, both timed), and its threads split the columns, so a step's GEMVs scale.
+//
+// Threads follow the size: a product gets one column block per kGemvBytesPerThread of weights
+// (at least one, at most the context's threads), each block a contiguous range of whole cache lines
+// of the output. A fork/join costs a few microseconds; a thread reads that many bytes in about the
+// same time, so a smaller share would cost more than it saves. Blocks run in one OpenMP region of
+// the context's full team (idle threads skip): libgomp reuses its team only when the size repeats,
+// and a new team is a heap allocation inside the timed region.
+#pragma once
+#include <cstdint>
+
+namespace bsbr::ops {
+
+class Context;
+struct MatMulSpec;
+
+// Weights (bytes of the [K, N] operand) per column block of a GEMV.
+inline constexpr int64_t kGemvBytesPerThread = int64_t{128} << 10;
+
+// True when the hand GEMV computes this product: 2-D, at most kGemvMaxRows rows, a and c with unit
+// column stride, b read row-major ([K, N], unit column stride) or transposed ([N, K] rows, unit row
+// stride: a tied LM head, K^T), and binary post-ops whose operand is [1 or m, 1 or N].
+bool gemv_supports(const MatMulSpec& spec);
+// Column blocks of the product on `threads` threads (1 = run on the calling thread).
+int64_t gemv_column_blocks(const MatMulSpec& spec, int threads);
+// Runs it: c = post_ops(scale * a.b + bias); binary_srcs[i] is the operand of the i-th binary post-op.
+// Inside one of our parallel loops every block runs on the calling thread.
+void gemv_run(const Context& ctx, const MatMulSpec& spec, int64_t blocks, const float* a, const float* b, float* c, const float* bias,
+              const float* const* binary_srcs);
+
+// The rank-1 product (K = 1, any batch): c[b] = sum? c[b] + scale * a[b] b[b]^T (+ bias), the decode
+// step's state update S += k v^T. oneDNN 2.6's brgemm takes 9-10 us for four heads of 64 x 64 on one
+// thread of the 2-core box (DNNL_VERBOSE), a loop over the 16K outputs about a microsecond. Taken
+// when the work is small (one thread's, kSerialWorkThreshold) and the post-ops are sums only.
+bool outer_supports(const MatMulSpec& spec);
+void outer_run(const MatMulSpec& spec, const float* a, const float* b, float* c, const float* bias);
+
+}  // namespace bsbr::ops
