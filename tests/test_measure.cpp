@@ -195,6 +195,7 @@ class AllocatingMixer : public Mixer {
   void step(ops::Context& ctx, const float* x, float* residual, int64_t pos) override { inner_->step(ctx, x, residual, pos); }
   std::vector<Tensor*> overwritten_state() override { return inner_->overwritten_state(); }
   std::size_t state_bytes(int64_t n) const override { return inner_->state_bytes(n); }
+  StepReads step_reads(int64_t pos) const override { return inner_->step_reads(pos); }
   std::size_t estimate_bytes(const RunShape& shape, int threads) const override { return inner_->estimate_bytes(shape, threads); }
   double prefill_flops(int64_t n) const override { return inner_->prefill_flops(n); }
   double step_flops(int64_t pos) const override { return inner_->step_flops(pos); }

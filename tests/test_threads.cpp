@@ -269,9 +269,11 @@ TEST(ThreadSweep, CalibrationIsLookedUpAtThePointsThreadCount) {
 
 TEST(ThreadSweep, DecodeBytesPerToken) {
   ModelConfig cfg;  // V = 10000, d = 256
-  // Every parameter but the embedding rows not read (V - batch of them), plus the state.
-  EXPECT_DOUBLE_EQ(decode_bytes_per_token(cfg, 20'000'000, 1'000'000, 1), 20'000'000 - 9999.0 * 256 * 4 + 1'000'000);
-  EXPECT_DOUBLE_EQ(decode_bytes_per_token(cfg, 20'000'000, 0, 4), 20'000'000 - 9996.0 * 256 * 4);
+  // Every parameter but the embedding rows not read (V - batch of them) and those the steps leave
+  // unread, plus the state read.
+  EXPECT_DOUBLE_EQ(decode_bytes_per_token(cfg, 20'000'000, {1'000'000, 0}, 1), 20'000'000 - 9999.0 * 256 * 4 + 1'000'000);
+  EXPECT_DOUBLE_EQ(decode_bytes_per_token(cfg, 20'000'000, {0, 0}, 4), 20'000'000 - 9996.0 * 256 * 4);
+  EXPECT_DOUBLE_EQ(decode_bytes_per_token(cfg, 20'000'000, {1'000'000, 500'000}, 1), 20'000'000 - 9999.0 * 256 * 4 - 500'000 + 1'000'000);
 }
 
 TEST(ThreadSweep, RooflineFraction) {

@@ -372,13 +372,26 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   rec.gflops = rec.stats.median > 0 ? rec.flops_executed / rec.stats.median / 1e9 : 0;
   rec.model_gflops = rec.stats.median > 0 ? rec.flops_model / rec.stats.median / 1e9 : 0;
   if (p.workload == Workload::kDecode)
-    rec.bytes_per_token = decode_bytes_per_token(model.config(), rec.memory.params_bytes, rec.memory.state_bytes, rec.batch);
+    rec.bytes_per_token = decode_bytes_per_token(model.config(), rec.memory.params_bytes, mean_step_reads(model, p.n, rec.n_tokens), rec.batch);
   return rec;
 }
 
-double decode_bytes_per_token(const ModelConfig& cfg, std::size_t params_bytes, std::size_t state_bytes, int64_t batch) {
+StepReads mean_step_reads(const Model& model, int64_t first, int64_t steps) {
+  StepReads mean;
+  if (steps <= 0) return mean;
+  for (int64_t pos = first; pos < first + steps; ++pos) {
+    const StepReads r = model.step_reads(pos);
+    mean.state_bytes += r.state_bytes;
+    mean.unread_param_bytes += r.unread_param_bytes;
+  }
+  mean.state_bytes /= static_cast<double>(steps);
+  mean.unread_param_bytes /= static_cast<double>(steps);
+  return mean;
+}
+
+double decode_bytes_per_token(const ModelConfig& cfg, std::size_t params_bytes, const StepReads& reads, int64_t batch) {
   const double embedding_unread = static_cast<double>(std::max<int64_t>(0, cfg.vocab_size - batch)) * static_cast<double>(cfg.hidden_dim) * sizeof(float);
-  return std::max(0.0, static_cast<double>(params_bytes) - embedding_unread) + static_cast<double>(state_bytes);
+  return std::max(0.0, static_cast<double>(params_bytes) - embedding_unread - reads.unread_param_bytes) + reads.state_bytes;
 }
 
 namespace {

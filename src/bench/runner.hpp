@@ -62,7 +62,7 @@ struct RunRecord {
   double model_gflops = 0;  // flops_model / median
   // Decode: the positions every sample steps through, [n, n + n_tokens - 1] (empty otherwise).
   std::vector<int64_t> positions;
-  // Decode: bytes one step reads (decode_bytes_per_token); 0 for other workloads.
+  // Decode: bytes one step reads, averaged over the timed steps (decode_bytes_per_token); 0 for other workloads.
   double bytes_per_token = 0;
   // Heap allocations inside the timed region (warm-up and samples), the tool's own (must be 0), and
   // oneDNN's inside its execute calls (its argument maps; core/alloc_count.hpp); -1 = not countable.
@@ -113,11 +113,14 @@ class Runner {
   int64_t token_count_ = 0;      // valid entries of tokens_
 };
 
-// Decode roofline (README "How it measures"): the bytes one decode step (one token per sequence)
-// must read: every parameter but the embedding table, of which it reads one row per sequence
-// (params_bytes - (V - batch) * d * 4), plus the decode state at context n (state_bytes, which
-// counts the batch: Standard/Hopfield the KV cache, the recurrent models their fixed state).
-double decode_bytes_per_token(const ModelConfig& cfg, std::size_t params_bytes, std::size_t state_bytes, int64_t batch);
+// Decode roofline (README "How it measures"): what a decode sample's steps at positions
+// first .. first+steps-1 read (Model::step_reads), averaged over those steps.
+StepReads mean_step_reads(const Model& model, int64_t first, int64_t steps);
+// The bytes one decode step (one token per sequence) reads, averaged over the timed steps (`reads`,
+// from mean_step_reads): every parameter but those the steps leave unread -- of the embedding table
+// one row per sequence ((V - batch) * d * 4 unread), and reads.unread_param_bytes -- plus the decode
+// state the steps read (reads.state_bytes, for the whole batch).
+double decode_bytes_per_token(const ModelConfig& cfg, std::size_t params_bytes, const StepReads& reads, int64_t batch);
 
 // The memory guard for a model's weights, asked before they are allocated (Model::weight_bytes):
 // "" if they fit in the available memory (or it is unknown), else the reason, naming the model and

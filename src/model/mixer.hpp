@@ -32,6 +32,17 @@ struct RunShape {
   int64_t max_prefill() const;
 };
 
+// What one decode step at position pos reads, for the decode roofline (bytes_per_token, README
+// "How it measures"). Activations and scratch (a few rows) are not counted.
+struct StepReads {
+  // Per sequence: bytes of decode state the step reads, each state element once (also one the step
+  // wrote before reading it: the row of its own position).
+  double state_bytes = 0;
+  // Shared by the batch: bytes of the mixer's parameters the step does not read (BSBR's meta and
+  // compression projections, used only at a chunk boundary).
+  double unread_param_bytes = 0;
+};
+
 class Mixer {
  public:
   virtual ~Mixer() = default;
@@ -60,6 +71,10 @@ class Mixer {
   // bytes of decode state (KV cache, recurrent state, chunk states) held after a prefill of n
   // tokens, per the architecture's formula; tests check it against the tracker.
   virtual std::size_t state_bytes(int64_t n) const = 0;
+  // What the step at position pos reads (decode roofline). Default: a step that reads all of its
+  // state as it holds it once it has written position pos (state_bytes(pos + 1): a KV cache's pos + 1
+  // rows, a recurrent state, a ring) and every parameter; chunked mixers override it.
+  virtual StepReads step_reads(int64_t pos) const { return {static_cast<double>(state_bytes(pos + 1)), 0.0}; }
   // For the whole batch: upper bound of the bytes prepare(shape) allocates (buffers, state, tiles); the memory guard
   // uses it to skip a point that would not fit before running it.
   virtual std::size_t estimate_bytes(const RunShape& shape, int threads) const = 0;

@@ -211,6 +211,16 @@ std::size_t Model::state_bytes(int64_t n) const {
   return s * static_cast<std::size_t>(batch_);
 }
 
+StepReads Model::step_reads(int64_t pos) const {
+  StepReads total;
+  for (const Block& blk : blocks_) {
+    const StepReads r = blk.mixer->step_reads(pos);
+    total.state_bytes += r.state_bytes * static_cast<double>(batch_);
+    total.unread_param_bytes += r.unread_param_bytes;
+  }
+  return total;
+}
+
 std::size_t Model::estimate_bytes(const RunShape& shape, int threads, LogitsMode logits) const {
   // Checked: the validated ranges keep each term below 2^60, but the sum over layers may not fit.
   const char* what = "the memory estimate";

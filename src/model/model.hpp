@@ -81,6 +81,9 @@ class Model {
   double step_flops(int64_t pos) const;
   // Decode-state bytes after a prefill of n tokens (sum over layers).
   std::size_t state_bytes(int64_t n) const;
+  // What the step at position pos reads (Mixer::step_reads summed over layers; state_bytes for the
+  // whole batch).
+  StepReads step_reads(int64_t pos) const;
   // Upper bound of the working bytes prepare(shape) allocates (memory guard).
   std::size_t estimate_bytes(const RunShape& shape, int threads, LogitsMode logits = LogitsMode::kLast) const;
   // Bytes of the weights a Model(ctx, cfg, arch, opts) would allocate, computed from the shapes

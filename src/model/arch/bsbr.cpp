@@ -42,6 +42,12 @@
 // + 2 (n - cur B) d  the current chunk's K and V
 // + d dh             the current G_i (h heads of [dh, dh])
 // + d                the last mixer input (x_last(i-1) for H_{i-1} and R_i at the next boundary)
+// A step reads little of it (step_reads, floats per sequence; r = pos mod B, i = pos / B):
+//   2 (r + 1) d + [pos >= B] d dh          the current chunk's K, V rows up to pos; G_i
+//   at a boundary (pos = iB > 0) instead   2 B d + d dh + d + i (d + h dv): the finished chunk's K, V,
+//     G_i, the last input and the chunk memory rows j < i;
+// and between boundaries it leaves W_h, W_r (and W_c, W_d) unread: the chunk memory and those
+// weights are read once per B tokens.
 #include <cmath>
 #include <cstring>
 
@@ -69,6 +75,7 @@ class Bsbr : public Mixer {
   // writes (chunks >= the current one) are written before they are read.
   std::vector<Tensor*> overwritten_state() override { return {&retrieved_, &last_input_, &current_.k_tensor(), &current_.v_tensor()}; }
   std::size_t state_bytes(int64_t n) const override;
+  StepReads step_reads(int64_t pos) const override;
   std::size_t estimate_bytes(const RunShape& shape, int threads) const override;
   double prefill_flops(int64_t n) const override;
   double step_flops(int64_t pos) const override;
@@ -395,6 +402,18 @@ std::size_t Bsbr::state_bytes(int64_t n) const {
   const int64_t cur = chunked::current_chunk(n, chunk_);
   const int64_t floats = cur * memory_width_ + 2 * (n - cur * chunk_) * d_ + d_ * dh_ + d_;
   return sizeof(float) * static_cast<std::size_t>(floats);
+}
+
+StepReads Bsbr::step_reads(int64_t pos) const {
+  const int64_t B = chunk_, i = pos / B, r = pos % B;
+  const bool boundary = pos > 0 && r == 0;
+  // The boundary reads the whole current-chunk buffer (the finished chunk; row 0 then takes pos).
+  int64_t floats = 2 * (boundary ? B : r + 1) * d_ + (pos >= B ? d_ * dh_ : 0);
+  if (boundary) floats += d_ + i * memory_width_;
+  auto bytes = [](const ParamStore::LinearRef& w) { return static_cast<double>(sizeof(float)) * static_cast<double>(w.weight->size() + w.bias->size()); };
+  double unread = 0;  // compress_, decompress_ exist only when compressed
+  if (!boundary) unread = bytes(meta_r_) + bytes(meta_h_) + (compressed() ? bytes(compress_) + bytes(decompress_) : 0.0);
+  return {static_cast<double>(sizeof(float)) * static_cast<double>(floats), unread};
 }
 
 std::size_t Bsbr::estimate_bytes(const RunShape& shape, int threads) const {

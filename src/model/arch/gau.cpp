@@ -29,7 +29,9 @@
 //   step(pos) MACs = 5 d E + 2 E (pos mod B + 1) + [pos >= B] E² + [pos = iB > 0] B E²
 // (the intra-group form above reaches the same cross terms in another order; its extra products
 // are implementation overhead, not counted). Decode state after a prefill of n, per sequence:
-// E² (S) + 2 (n - cur B) E (the current chunk's K and V) floats.
+// E² (S) + 2 (n - cur B) E (the current chunk's K and V) floats. A step at pos (r = pos mod B)
+// reads 2 (r + 1) E + [pos >= B] E² of it, a boundary 2 B E + E² (the finished chunk's K, V folded
+// into S; row 0 then takes pos): step_reads.
 #include <algorithm>
 #include <cmath>
 
@@ -55,6 +57,7 @@ class Gau : public Mixer {
   void step(ops::Context& ctx, const float* x, float* residual, int64_t pos) override;
   std::vector<Tensor*> overwritten_state() override { return {&prefix_state_, &current_.k_tensor(), &current_.v_tensor()}; }
   std::size_t state_bytes(int64_t n) const override;
+  StepReads step_reads(int64_t pos) const override;
   std::size_t estimate_bytes(const RunShape& shape, int threads) const override;
   double prefill_flops(int64_t n) const override;
   double step_flops(int64_t pos) const override;
@@ -249,6 +252,13 @@ void Gau::step(ops::Context& ctx, const float* x, float* residual, int64_t pos) 
 std::size_t Gau::state_bytes(int64_t n) const {
   const int64_t cur = chunked::current_chunk(n, chunk_);
   return sizeof(float) * static_cast<std::size_t>(width_ * width_ + 2 * (n - cur * chunk_) * width_);
+}
+
+StepReads Gau::step_reads(int64_t pos) const {
+  const int64_t B = chunk_, r = pos % B, E = width_;
+  const bool boundary = pos > 0 && r == 0;
+  const int64_t floats = 2 * (boundary ? B : r + 1) * E + (pos >= B ? E * E : 0);
+  return {static_cast<double>(sizeof(float)) * static_cast<double>(floats), 0.0};
 }
 
 std::size_t Gau::estimate_bytes(const RunShape& shape, int threads) const {
