@@ -95,20 +95,23 @@ TEST(Contention, VerifyAndContentionRoundTripThroughTheResultsFile) {
   EXPECT_EQ(back.calibration_end["gflops"], 80.0);
 }
 
-// The tool re-executes itself with OMP_WAIT_POLICY=passive unless the user chose a policy, and
-// records which; BSBR_NO_REEXEC=1 opts out.
+// The tool re-executes itself with OMP_WAIT_POLICY=passive and GOMP_SPINCOUNT=10000 unless the user
+// set either, and records which; BSBR_NO_REEXEC=1 opts out.
 TEST(Contention, WaitPolicyIsChosenAndRecorded) {
   struct Case {
     const char* user_policy;  // nullptr: unset
     const char* no_reexec;
     const char* policy;       // recorded
     const char* source;
+    const char* user_spin = nullptr;  // GOMP_SPINCOUNT set by the user
+    const char* spin = nullptr;       // recorded
   };
   const char* saved = std::getenv("OMP_WAIT_POLICY");
   const std::string saved_value = saved ? saved : "";
-  for (const Case& c : {Case{nullptr, nullptr, "passive", "bsbr-bench"}, Case{"active", nullptr, "active", "user"},
-                        Case{nullptr, "1", nullptr, "unset"}}) {
+  for (const Case& c : {Case{nullptr, nullptr, "passive", "bsbr-bench", nullptr, "10000"}, Case{"active", nullptr, "active", "user"},
+                        Case{nullptr, "1", nullptr, "unset"}, Case{nullptr, nullptr, nullptr, "unset", "500", "500"}}) {
     c.user_policy ? ::setenv("OMP_WAIT_POLICY", c.user_policy, 1) : ::unsetenv("OMP_WAIT_POLICY");
+    c.user_spin ? ::setenv("GOMP_SPINCOUNT", c.user_spin, 1) : ::unsetenv("GOMP_SPINCOUNT");
     c.no_reexec ? ::setenv("BSBR_NO_REEXEC", c.no_reexec, 1) : ::unsetenv("BSBR_NO_REEXEC");
     ::unsetenv("BSBR_OMP_WAIT_POLICY_SET");
     const std::string dir = test::temp_dir("waitpolicy");
@@ -121,8 +124,13 @@ TEST(Contention, WaitPolicyIsChosenAndRecorded) {
     else
       EXPECT_TRUE(env["omp_wait_policy"].is_null()) << env["omp_wait_policy"];
     EXPECT_EQ(env["omp_wait_policy_source"], c.source);
+    if (c.spin)
+      EXPECT_EQ(env["gomp_spincount"], c.spin);
+    else
+      EXPECT_TRUE(env["gomp_spincount"].is_null()) << env["gomp_spincount"];
   }
   ::unsetenv("BSBR_NO_REEXEC");
+  ::unsetenv("GOMP_SPINCOUNT");
   saved ? ::setenv("OMP_WAIT_POLICY", saved_value.c_str(), 1) : ::unsetenv("OMP_WAIT_POLICY");
 }
 

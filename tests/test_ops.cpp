@@ -492,10 +492,10 @@ TEST(AttentionOp, DecodeRowAtArbitraryPositionsAndBatch) {
   }
 }
 
-// A decode row over a long cache with fewer (sequence, head) pairs than threads splits its keys
-// into segments, one work item each, merged after the loop (flash-decoding): the result equals
+// A decode row over a long cache splits its keys into segments, one work item each (every head of
+// a sequence inside it, block by block), merged after the loop (flash-decoding): the result equals
 // the plain loop, with and without a window (segments whose keys a row cannot see weigh 0), and
-// the executed FLOPs are the unsplit tiles' (every visible key tile once).
+// the executed FLOPs are the visible key blocks' (every block holding a visible key once).
 TEST(AttentionOp, DecodeSplitsKeysIntoSegments) {
   ops::Context ctx(5);  // oversubscribed on a small machine: the split does not depend on the cores
   // Work above the serial threshold (2 heads x 2500+ keys x 2 x 128 flops), so the call runs in parallel.
@@ -517,8 +517,10 @@ TEST(AttentionOp, DecodeSplitsKeysIntoSegments) {
       const double flops = ctx.stop_counting_flops();
       auto want = ref_attention(q, k, v, pos + 1, heads, dh, 0.3f, window, pos);
       EXPECT_TRUE(is_close(o.data(), want.data(), d, within(1e-5))) << "pos " << pos << " window " << window;
-      const int64_t first_tile = (window < 0 ? 0 : pos - window) / kt, tiles = pos / kt - first_tile + 1;
-      EXPECT_EQ(flops, heads * tiles * 2.0 * (2.0 * kt * dh)) << "pos " << pos << " window " << window;
+      // Executed: every head's products over the blocks of kDecodeKeys keys that hold a visible key.
+      const int64_t B = ops::CausalAttention::kDecodeKeys;
+      const int64_t first_block = (window < 0 ? 0 : pos - window) / B, blocks = pos / B - first_block + 1;
+      EXPECT_EQ(flops, heads * blocks * 2.0 * (2.0 * B * dh)) << "pos " << pos << " window " << window;
     }
   }
 }

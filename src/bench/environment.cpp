@@ -74,14 +74,17 @@ int process_threads() {
 }
 
 void apply_omp_wait_policy(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("BSBR_OMP_WAIT_POLICY_SET")) return;  // the user's choice, or re-executed already
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("BSBR_OMP_WAIT_POLICY_SET"))
+    return;  // the user's choice, or re-executed already
   const char* opt_out = std::getenv("BSBR_NO_REEXEC");
   if (opt_out && std::strcmp(opt_out, "0") != 0 && *opt_out) return;
   ::setenv("OMP_WAIT_POLICY", kDefaultOmpWaitPolicy, 1);
+  ::setenv("GOMP_SPINCOUNT", kDefaultGompSpinCount, 1);
   ::setenv("BSBR_OMP_WAIT_POLICY_SET", kDefaultOmpWaitPolicy, 1);
   ::execv("/proc/self/exe", argv);
   // Only reached when the exec failed: run on with libgomp's default and say so in the environment.
   ::unsetenv("OMP_WAIT_POLICY");
+  ::unsetenv("GOMP_SPINCOUNT");
   ::unsetenv("BSBR_OMP_WAIT_POLICY_SET");
 }
 
@@ -91,6 +94,8 @@ Environment collect_environment(int threads) {
   const char* ours = std::getenv("BSBR_OMP_WAIT_POLICY_SET");
   e.omp_wait_policy = policy ? policy : "";
   e.omp_wait_policy_source = !policy ? "unset" : (ours && std::strcmp(ours, policy) == 0) ? "bsbr-bench" : "user";
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  e.gomp_spincount = spin ? spin : "";
   e.cpu_model = cpu_model_name();
   e.cores = omp_get_num_procs();
   e.threads = threads;
@@ -118,7 +123,8 @@ nlohmann::json to_json(const Environment& e) {
           {"cxx_flags", e.cxx_flags},     {"build_type", e.build_type}, {"git_commit", e.git_commit},
           {"utc_time", e.utc_time},       {"hostname", e.hostname},   {"tool_version", e.tool_version},
           {"omp_wait_policy", e.omp_wait_policy.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.omp_wait_policy)},
-          {"omp_wait_policy_source", e.omp_wait_policy_source}};
+          {"omp_wait_policy_source", e.omp_wait_policy_source},
+          {"gomp_spincount", e.gomp_spincount.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.gomp_spincount)}};
 }
 
 }  // namespace bsbr

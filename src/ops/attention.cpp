@@ -29,6 +29,10 @@ CausalAttention::CausalAttention(Context& ctx, const AttentionGeometry& g, int64
   };
   products(kt, qk_, pv_);
   if (k_block_ > kt) products(k_block_, qk_block_, pv_block_);
+  if (q_tile_ == 1 && kt % kDecodeKeys == 0) {
+    products(kDecodeKeys, qk_keys_, pv_keys_);
+    single_segments_ = std::max(max_segments(g, max_queries, ctx.threads()) * g.heads, static_cast<int64_t>(ctx.threads()));
+  }
   ws_.resize(ctx.threads());
   for (Workspace& w : ws_) {
     w.q = ctx.tensor(MemCategory::kActivations, {q_tile_, dh});
@@ -40,7 +44,12 @@ CausalAttention::CausalAttention(Context& ctx, const AttentionGeometry& g, int64
     w.hi.resize(q_tile_);
   }
   segments_ = max_segments(g, max_queries, ctx.threads());
-  if (segments_ > 1) partials_ = ctx.tensor(MemCategory::kActivations, {g.batch * g.heads * segments_, q_tile_, dv + 2});
+  const int64_t slots = std::max(segments_ > 1 ? segments_ : 0, single_segments_);
+  if (slots > 0) partials_ = ctx.tensor(MemCategory::kActivations, {partial_floats(g, q_tile_, slots)});
+}
+
+int64_t CausalAttention::partial_floats(const AttentionGeometry& g, int64_t q_tile, int64_t segments) {
+  return g.batch * g.heads * segments * q_tile * ((g.value_dim > 0 ? g.value_dim : g.head_dim) + 2);
 }
 
 int64_t CausalAttention::max_segments(const AttentionGeometry& g, int64_t max_queries, int threads) {
@@ -119,6 +128,10 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
     }
   };
 
+  if (q_count == 1 && single_segments_ > 0) {
+    run_single_query(ctx, q, k, v, o, q_pos);
+    return;
+  }
   // Key segments: one query tile per pair and fewer pairs than threads (decode over a long cache).
   int64_t segments = 1;
   if (parallel && n_qtiles == 1 && segments_ > 1) {
@@ -178,8 +191,71 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
 int64_t CausalAttention::workspace_floats(const AttentionGeometry& g, int64_t max_queries, int threads) {
   const int64_t qt = std::min(g.q_tile, max_queries), dv = g.value_dim > 0 ? g.value_dim : g.head_dim;
   const int64_t segments = max_segments(g, max_queries, threads);
-  return static_cast<int64_t>(threads) * qt * (g.head_dim + std::max(g.k_tile, g.k_block) + dv + 2) +
-         (segments > 1 ? g.batch * g.heads * segments * qt * (dv + 2) : 0);
+  const int64_t single = qt == 1 && g.k_tile % kDecodeKeys == 0 ? std::max(segments * g.heads, static_cast<int64_t>(threads)) : 0;
+  const int64_t slots = std::max(segments > 1 ? segments : 0, single);
+  return static_cast<int64_t>(threads) * qt * (g.head_dim + std::max(g.k_tile, g.k_block) + dv + 2) + (slots > 0 ? partial_floats(g, qt, slots) : 0);
+}
+
+void CausalAttention::run_single_query(Context& ctx, const float* q, const float* k, const float* v, float* o, int64_t pos) const {
+  const int64_t dh = g_.head_dim, dv = value_dim_, H = g_.heads, B = kDecodeKeys;
+  const int64_t lo = g_.window < 0 ? 0 : std::max<int64_t>(0, pos - g_.window);
+  const int64_t first = lo / B, blocks = pos / B - first + 1;  // key blocks [first, first + blocks)
+  const double work = 2.0 * static_cast<double>(g_.batch * H) * static_cast<double>(pos - lo + 1) * (dh + dv);
+  const bool parallel = work >= kSerialWorkThreshold;
+  const int64_t segments = parallel ? std::min(single_segments_, blocks) : 1;
+  const int64_t part = dv + 2;  // floats of one (sequence, head, segment) slot: o [dv], m, l
+  // Item (sequence b, segment seg): its blocks, every head inside each block.
+  parallel_items(ctx, g_.batch * segments, parallel, [&](int64_t item) {
+    Workspace& w = ws_[Context::thread_id()];
+    const int64_t b = item / segments, seg = item % segments;
+    const float* qb = q + b * g_.q_batch_stride;
+    const float* kb = k + b * g_.kv_batch_stride;
+    const float* vb = v + b * g_.kv_batch_stride;
+    for (int64_t h = 0; h < H; ++h) {
+      float* p = partials_.data() + ((b * H + h) * segments + seg) * part;
+      std::fill(p, p + dv, 0.0f);
+      p[dv] = kNegInf;
+      p[dv + 1] = 0.0f;
+    }
+    w.lo[0] = lo;
+    w.hi[0] = pos;
+    const int64_t blk_end = first + (seg + 1) * blocks / segments;
+    for (int64_t blk = first + seg * blocks / segments; blk < blk_end; ++blk) {
+      const int64_t k0 = blk * B;
+      // Ask for the next block's key and value rows (every head's columns) while this one is
+      // computed: the cache streams from memory at a long stride per head otherwise.
+      if (blk + 1 < blk_end)
+        for (int64_t r = k0 + B; r < k0 + 2 * B; ++r) {
+          const float *kr = kb + r * g_.kv_row_stride, *vr = vb + r * g_.kv_row_stride;
+          for (int64_t c = 0; c < H * dh; c += 16) __builtin_prefetch(kr + c);
+          for (int64_t c = 0; c < H * dv; c += 16) __builtin_prefetch(vr + c);
+        }
+      const bool full = k0 >= lo && k0 + B - 1 <= pos;
+      for (int64_t h = 0; h < H; ++h) {
+        float* p = partials_.data() + ((b * H + h) * segments + seg) * part;
+        qk_keys_.run(ctx, qb + h * dh, kb + k0 * g_.kv_row_stride + h * dh, w.s.data());
+        online_softmax_update(w.s.data(), 1, B, k0, full ? nullptr : w.lo.data(), full ? nullptr : w.hi.data(), p + dv, p + dv + 1, p, dv);
+        pv_keys_.run(ctx, w.s.data(), vb + k0 * g_.kv_row_stride + h * dv, p);
+      }
+    }
+  });
+  // Merge each (sequence, head)'s segments (as run() does) and write o = acc / l.
+  for (int64_t bh = 0; bh < g_.batch * H; ++bh) {
+    const float* base = partials_.data() + bh * segments * part;
+    float m = kNegInf;
+    for (int64_t seg = 0; seg < segments; ++seg) m = std::max(m, base[seg * part + dv]);
+    float l = 0.0f;
+    float* out = o + (bh / H) * g_.o_batch_stride + (bh % H) * dv;
+    std::fill(out, out + dv, 0.0f);
+    for (int64_t seg = 0; seg < segments; ++seg) {
+      const float* p = base + seg * part;
+      const float ws = p[dv] == kNegInf ? 0.0f : std::exp(p[dv] - m);
+      l += ws * p[dv + 1];
+      for (int64_t i = 0; i < dv; ++i) out[i] += ws * p[i];
+    }
+    const float inv = 1.0f / l;
+    for (int64_t i = 0; i < dv; ++i) out[i] *= inv;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

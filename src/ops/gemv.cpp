@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/errors.hpp"
 #include "ops/ops.hpp"
@@ -43,17 +44,60 @@ void tile_kn(const float* a, int64_t lda, int64_t m, int64_t K, const float* b, 
   }
 }
 
+// Sixteen floats as one value (GCC vector extension: a zmm register on AVX-512, two ymm on AVX2).
+typedef float F16 __attribute__((vector_size(64)));
+typedef int I16 __attribute__((vector_size(64)));
+
+inline F16 load16(const float* p) {
+  F16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// sums[c] = the sum of the 16 lanes of s[c], for 16 vectors at once: four levels of "fold the
+// halves of each column's lanes, two inputs into one", so no lane is ever summed one by one. After
+// level L each vector holds 2^L columns of 16 / 2^L partial sums, in column order.
+F16 reduce16(const F16* s) {
+  constexpr I16 lo1 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}, hi1 = lo1 + 8;
+  constexpr I16 lo2 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27}, hi2 = lo2 + 4;
+  constexpr I16 lo3 = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29}, hi3 = lo3 + 2;
+  constexpr I16 lo4 = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}, hi4 = lo4 + 1;
+  F16 a[8], b[4], c[2];
+  for (int i = 0; i < 8; ++i) a[i] = __builtin_shuffle(s[2 * i], s[2 * i + 1], lo1) + __builtin_shuffle(s[2 * i], s[2 * i + 1], hi1);
+  for (int i = 0; i < 4; ++i) b[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], lo2) + __builtin_shuffle(a[2 * i], a[2 * i + 1], hi2);
+  for (int i = 0; i < 2; ++i) c[i] = __builtin_shuffle(b[2 * i], b[2 * i + 1], lo3) + __builtin_shuffle(b[2 * i], b[2 * i + 1], hi3);
+  return __builtin_shuffle(c[0], c[1], lo4) + __builtin_shuffle(c[0], c[1], hi4);
+}
+
 // The same for b read transposed: b(k, j) = bt[j * ldb + k], so output column j is the dot
-// product of a row of a with the contiguous row j of bt.
+// product of a row of a with the contiguous row j of bt (a tied LM head; q.K^T of a decode step,
+// where j is a key). Sixteen columns at a time, each accumulated in its own vector over k and the
+// sixteen reduced together (reduce16): a horizontal sum per column cost more than its dot product.
 void tile_nk(const float* a, int64_t lda, int64_t m, int64_t K, const float* bt, int64_t ldb, int64_t j0, int64_t w, float* acc) {
-  for (int64_t j = 0; j < w; ++j) {
-    const float* col = bt + (j0 + j) * ldb;
-    for (int64_t r = 0; r < m; ++r) {
-      const float* ar = a + r * lda;
-      float s = 0.f;
-#pragma omp simd reduction(+ : s)
-      for (int64_t k = 0; k < K; ++k) s += ar[k] * col[k];
-      acc[r * kTile + j] = s;
+  const int64_t K16 = K / 16 * 16;
+  for (int64_t r = 0; r < m; ++r) {
+    const float* ar = a + r * lda;
+    float* y = acc + r * kTile;
+    int64_t j = 0;
+    if (K16 > 0)
+      for (; j + 16 <= w; j += 16) {
+        const float* col0 = bt + (j0 + j) * ldb;
+        F16 s[16] = {};
+        for (int64_t k = 0; k < K16; k += 16) {
+          const F16 av = load16(ar + k);
+          for (int c = 0; c < 16; ++c) s[c] += av * load16(col0 + c * ldb + k);
+        }
+        const F16 sums = reduce16(s);
+        std::memcpy(y + j, &sums, sizeof sums);
+        for (int c = 0; c < 16 && K16 < K; ++c)
+          for (int64_t k = K16; k < K; ++k) y[j + c] += ar[k] * col0[c * ldb + k];
+      }
+    for (; j < w; ++j) {
+      const float* col = bt + (j0 + j) * ldb;
+      float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t k = 0; k < K; ++k) sum += ar[k] * col[k];
+      y[j] = sum;
     }
   }
 }
