@@ -500,11 +500,13 @@ TEST(AttentionOp, DecodeSplitsKeysIntoSegments) {
   ops::Context ctx(5);  // oversubscribed on a small machine: the split does not depend on the cores
   // Work above the serial threshold (2 heads x 2500+ keys x 2 x 128 flops), so the call runs in parallel.
   const int64_t heads = 2, dh = 64, d = heads * dh, cap = 6000, kt = 128;
-  auto k = random_vector(cap * d, 73), v = random_vector(cap * d, 74), q = random_vector(d, 75);
+  // Whole key tiles are read: the buffers hold cap rounded up to kt (the op's contract).
+  const int64_t rows = ops::CausalAttention::padded_kv_rows(cap, kt);
+  auto k = random_vector(rows * d, 73), v = random_vector(rows * d, 74), q = random_vector(d, 75);
   for (int64_t window : {int64_t{-1}, int64_t{2500}}) {
     ops::AttentionGeometry g = ops::AttentionGeometry::packed_heads(1, heads, dh, 0.3f);
     g.q_batch_stride = g.o_batch_stride = d;
-    g.kv_batch_stride = cap * d;
+    g.kv_batch_stride = rows * d;
     g.q_tile = 1;
     g.k_tile = kt;
     g.window = window;
