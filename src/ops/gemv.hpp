@@ -7,6 +7,8 @@
 // runtime-rows gemm:jit path at about the same; the loop below reads the same 10 MB at 63 GB/s
 // (163 us; one process, both timed), and its threads split the columns, so a step's GEMVs scale.
 //
+// MatMul takes it for products of two or more column blocks and for ops made for one thread (inside
+// our parallel loops); one block at the top level stays on oneDNN (ops.cpp says why).
 // Threads follow the size: a product gets one column block per kGemvBytesPerThread of weights
 // (at least one, at most the context's threads), each block a contiguous range of whole cache lines
 // of the output. A fork/join costs a few microseconds; a thread reads that many bytes in about the

@@ -135,8 +135,12 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
     binary_post_op |= p.kind == PostOp::Kind::kBinaryAdd || p.kind == PostOp::Kind::kBinaryMul;
   // Decode-shaped products (a few rows, 2-D): the hand GEMV (ops/gemv.hpp), one column block per
   // thread by the weights' size; made for one thread under SingleThreadOps.
-  if (!nd3 && gemv_supports(spec)) {
-    gemv_blocks_ = ctx.single_thread_ops() ? 1 : gemv_column_blocks(spec, ctx.threads());
+  // Serial at the top level (one block: one thread, or weights under two blocks' worth), oneDNN's
+  // own GEMV below stays: the CI timing gate (interleaved A/B, one thread) measured decode 12-25 %
+  // slower with the hand loop there (main 5dd8bce against e4dc8ad, 2-core box).
+  const int64_t blocks = ctx.single_thread_ops() ? 1 : gemv_column_blocks(spec, ctx.threads());
+  if (!nd3 && gemv_supports(spec) && (ctx.single_thread_ops() || blocks > 1)) {
+    gemv_blocks_ = blocks;
     gemv_impl_ = "gemv:hand" + (gemv_blocks_ > 1 ? "x" + std::to_string(gemv_blocks_) : std::string());
     return;
   }
