@@ -12,6 +12,39 @@
 
 namespace bsbr::ops {
 
+namespace {
+
+// Merges the key segments of one (sequence, head): `segments` slots of [qt, dv] outputs, then m [qt]
+// and l [qt], each rescaled to the common max (a segment with no visible key for a row has
+// m = -inf and weighs 0); writes o rows r < rows = acc / l (row stride o_row_stride).
+void merge_segments(const float* base, int64_t segments, int64_t qt, int64_t rows, int64_t dv, float* o, int64_t o_row_stride) {
+  const int64_t part = qt * (dv + 2);
+  for (int64_t r = 0; r < rows; ++r) {
+    float m = kNegInf;
+    for (int64_t seg = 0; seg < segments; ++seg) m = std::max(m, base[seg * part + qt * dv + r]);
+    float* out = o + r * o_row_stride;
+    const float w0 = std::exp(base[qt * dv + r] - m);
+    float l = base[qt * dv + qt + r] * w0;
+    for (int64_t i = 0; i < dv; ++i) out[i] = base[r * dv + i] * w0;
+    for (int64_t seg = 1; seg < segments; ++seg) {
+      const float* p = base + seg * part;
+      const float ws = std::exp(p[qt * dv + r] - m);
+      l += ws * p[qt * dv + qt + r];
+      for (int64_t i = 0; i < dv; ++i) out[i] += ws * p[r * dv + i];
+    }
+    const float inv = 1.0f / l;
+    for (int64_t i = 0; i < dv; ++i) out[i] *= inv;
+  }
+}
+
+// Key segments per sequence of the single-query path (0: the path is off for this geometry).
+int64_t single_query_segments(const AttentionGeometry& g, int64_t max_queries, int threads) {
+  if (std::min(g.q_tile, max_queries) != 1 || g.k_tile % CausalAttention::kDecodeKeys != 0) return 0;
+  return std::max(CausalAttention::max_segments(g, max_queries, threads) * g.heads, static_cast<int64_t>(threads));
+}
+
+}  // namespace
+
 CausalAttention::CausalAttention(Context& ctx, const AttentionGeometry& g, int64_t max_queries) : g_(g) {
   BSBR_CHECK(max_queries > 0 && g.head_dim > 0 && g.q_tile > 0 && g.k_tile > 0, "bad attention geometry");
   q_tile_ = std::min(g.q_tile, max_queries);
@@ -29,10 +62,8 @@ CausalAttention::CausalAttention(Context& ctx, const AttentionGeometry& g, int64
   };
   products(kt, qk_, pv_);
   if (k_block_ > kt) products(k_block_, qk_block_, pv_block_);
-  if (q_tile_ == 1 && kt % kDecodeKeys == 0) {
-    products(kDecodeKeys, qk_keys_, pv_keys_);
-    single_segments_ = std::max(max_segments(g, max_queries, ctx.threads()) * g.heads, static_cast<int64_t>(ctx.threads()));
-  }
+  single_segments_ = single_query_segments(g, max_queries, ctx.threads());
+  if (single_segments_ > 0) products(kDecodeKeys, qk_keys_, pv_keys_);
   ws_.resize(ctx.threads());
   for (Workspace& w : ws_) {
     w.q = ctx.tensor(MemCategory::kActivations, {q_tile_, dh});
@@ -152,27 +183,9 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
       std::memcpy(p + qt * dv, w.m.data(), sizeof(float) * qt);
       std::memcpy(p + qt * dv + qt, w.l.data(), sizeof(float) * qt);
     });
-    // Merge each pair's segments into segment 0's slot: every segment's sum and output rescaled to
-    // the common max (a segment with no visible key for a row has m = -inf and weighs 0).
-    for (int64_t bh = 0; bh < pairs; ++bh) {
-      float* base = partials_.data() + bh * segments * part;
-      float* l = base + qt * dv + qt;
-      for (int64_t r = 0; r < q_count; ++r) {
-        float m = kNegInf;
-        for (int64_t seg = 0; seg < segments; ++seg) m = std::max(m, base[seg * part + qt * dv + r]);
-        float* acc = base + r * dv;
-        const float w0 = std::exp(base[qt * dv + r] - m);
-        l[r] *= w0;
-        for (int64_t i = 0; i < dv; ++i) acc[i] *= w0;
-        for (int64_t seg = 1; seg < segments; ++seg) {
-          const float* p = base + seg * part;
-          const float ws = std::exp(p[qt * dv + r] - m);
-          l[r] += ws * p[qt * dv + qt + r];
-          for (int64_t i = 0; i < dv; ++i) acc[i] += ws * p[r * dv + i];
-        }
-      }
-      write_out(base, l, Tile{bh / g_.heads, bh % g_.heads, 0, q_count});
-    }
+    for (int64_t bh = 0; bh < pairs; ++bh)
+      merge_segments(partials_.data() + bh * segments * part, segments, qt, q_count, dv,
+                     o + (bh / g_.heads) * g_.o_batch_stride + (bh % g_.heads) * dv, g_.o_row_stride);
     return;
   }
 
@@ -191,8 +204,7 @@ void CausalAttention::run(Context& ctx, const float* q, const float* k, const fl
 int64_t CausalAttention::workspace_floats(const AttentionGeometry& g, int64_t max_queries, int threads) {
   const int64_t qt = std::min(g.q_tile, max_queries), dv = g.value_dim > 0 ? g.value_dim : g.head_dim;
   const int64_t segments = max_segments(g, max_queries, threads);
-  const int64_t single = qt == 1 && g.k_tile % kDecodeKeys == 0 ? std::max(segments * g.heads, static_cast<int64_t>(threads)) : 0;
-  const int64_t slots = std::max(segments > 1 ? segments : 0, single);
+  const int64_t slots = std::max(segments > 1 ? segments : 0, single_query_segments(g, max_queries, threads));
   return static_cast<int64_t>(threads) * qt * (g.head_dim + std::max(g.k_tile, g.k_block) + dv + 2) + (slots > 0 ? partial_floats(g, qt, slots) : 0);
 }
 
@@ -239,23 +251,8 @@ void CausalAttention::run_single_query(Context& ctx, const float* q, const float
       }
     }
   });
-  // Merge each (sequence, head)'s segments (as run() does) and write o = acc / l.
-  for (int64_t bh = 0; bh < g_.batch * H; ++bh) {
-    const float* base = partials_.data() + bh * segments * part;
-    float m = kNegInf;
-    for (int64_t seg = 0; seg < segments; ++seg) m = std::max(m, base[seg * part + dv]);
-    float l = 0.0f;
-    float* out = o + (bh / H) * g_.o_batch_stride + (bh % H) * dv;
-    std::fill(out, out + dv, 0.0f);
-    for (int64_t seg = 0; seg < segments; ++seg) {
-      const float* p = base + seg * part;
-      const float ws = p[dv] == kNegInf ? 0.0f : std::exp(p[dv] - m);
-      l += ws * p[dv + 1];
-      for (int64_t i = 0; i < dv; ++i) out[i] += ws * p[i];
-    }
-    const float inv = 1.0f / l;
-    for (int64_t i = 0; i < dv; ++i) out[i] *= inv;
-  }
+  for (int64_t bh = 0; bh < g_.batch * H; ++bh)
+    merge_segments(partials_.data() + bh * segments * part, segments, 1, 1, dv, o + (bh / H) * g_.o_batch_stride + (bh % H) * dv, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
