@@ -52,7 +52,7 @@ class OpsTest : public ::testing::Test {
 // the loop for 1, 3 and 8 rows, odd K and N (the k remainder and a partial 16-column group), the
 // weights row-major or read transposed (a tied LM head), with a bias, a scale, an accumulate, an
 // eltwise chain (elu + 1) and binary post-ops over [m, N] and [1, N]; on 1, 2 and 5 threads, with
-// one column block per kGemvBytesPerThread of weights (the LM head's 10 MB on every thread; a single block at the top
+// one column block per kGemvBytesPerBlock of weights (here every thread; a single block at the top
 // level is oneDNN's GEMV, checked against the same loop). The
 // FLOPs are counted once, for the whole product.
 TEST(MatMulGemv, MatchesTheLoopOnEveryThreadCount) {
@@ -66,7 +66,7 @@ TEST(MatMulGemv, MatchesTheLoopOnEveryThreadCount) {
         const MatLayout B = transposed ? MatLayout::dense(n, k).transposed() : MatLayout::dense(k, n);
         ops::MatMul mm(ctx, {A, B, C, !transposed, 1.f, {}});
         // One block at the top level is oneDNN's GEMV (column_blocks 0), more are the hand loop's.
-        const int64_t blocks = std::min<int64_t>(threads, k * n * 4 / ops::kGemvBytesPerThread);
+        const int64_t blocks = std::min<int64_t>(threads, k * n * 4 / ops::kGemvBytesPerBlock);
         EXPECT_EQ(mm.column_blocks(), blocks > 1 ? blocks : 0) << threads;
         EXPECT_TRUE(mm.valid());
         std::vector<float> c(m * n, 0.f);
@@ -99,6 +99,59 @@ TEST(MatMulGemv, MatchesTheLoopOnEveryThreadCount) {
         }
       EXPECT_TRUE(is_close(f, want, within(1e-5))) << threads << " threads, fused post-ops";
     }
+  }
+}
+
+// A GEMV is split by its weights' size: one block per kGemvBytesPerBlock, at most one per thread and
+// one per 16-column group of the output.
+TEST(MatMulGemv, BlocksFollowTheWeights) {
+  ops::Context ctx(16);
+  auto blocks = [&](int64_t k, int64_t n) { return ops::gemv_column_blocks({MatLayout::dense(1, k), MatLayout::dense(k, n), MatLayout::dense(1, n), false, 1.f, {}}, 16); };
+  EXPECT_EQ(blocks(256, 256), 16);    // a 256 KiB projection: every thread
+  EXPECT_EQ(blocks(256, 32), 2);      // 32 KiB: two blocks
+  EXPECT_EQ(blocks(64, 32), 1);       // 8 KiB: one
+  EXPECT_EQ(blocks(4096, 40), 3);     // 640 KiB but three 16-column groups
+}
+
+// Independent products in one region (MatMul::run_together): each against the loop, on 1, 2, 5 and
+// 16 threads, for products of different K and N (so the byte shares of the team cut them at
+// different columns, the last group partial), one with an accumulate and an eltwise post-op; the
+// outputs start as NaN, so a column no part covers fails. Also with a product oneDNN runs (then one
+// after another), and the FLOPs counted once per product.
+TEST(MatMulGemv, RunTogetherMatchesEachProduct) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Shape {
+    int64_t k, n;
+  };
+  const std::vector<Shape> shapes{{257, 1043}, {64, 77}, {300, 515}};
+  for (int threads : {1, 2, 5, 16}) {
+    ops::Context ctx(threads);
+    const int64_t m = 3;
+    auto a = random_vector(m * 300, 21);
+    std::vector<std::vector<float>> b, bias, c, want;
+    std::vector<ops::MatMul> mm;
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      const auto [k, n] = shapes[i];
+      const MatLayout A{1, m, k, m * 300, 300, 1}, B = MatLayout::dense(k, n), C = MatLayout::dense(m, n);
+      b.push_back(random_vector(k * n, 22 + static_cast<int>(i)));
+      bias.push_back(random_vector(n, 30 + static_cast<int>(i)));
+      std::vector<ops::PostOp> post;
+      if (i == 1) post = {ops::PostOp::eltwise_op(ops::Eltwise::kElu, 1.f)};
+      if (i == 2) post = {ops::PostOp::accumulate()};
+      mm.emplace_back(ctx, ops::MatMulSpec{A, B, C, i != 2, 1.f, post});
+      c.emplace_back(m * n, i == 2 ? 0.5f : nan);
+      want.push_back(ref_matmul(a, A, b[i], B, C, m * n, i != 2 ? bias[i].data() : nullptr, 1.f));
+      for (float& x : want[i]) x = i == 1 ? (x > 0 ? x : std::expm1(x)) : i == 2 ? x + 0.5f : x;
+    }
+    ctx.start_counting_flops();
+    ops::MatMul::run_together(ctx, {{mm[0], a.data(), b[0].data(), c[0].data(), bias[0].data()},
+                                    {mm[1], a.data(), b[1].data(), c[1].data(), bias[1].data()},
+                                    {mm[2], a.data(), b[2].data(), c[2].data()}});
+    double flops = 0;
+    for (const auto& [k, n] : shapes) flops += 2.0 * m * k * n;
+    EXPECT_EQ(ctx.stop_counting_flops(), flops) << threads;
+    for (std::size_t i = 0; i < shapes.size(); ++i)
+      EXPECT_TRUE(is_close(c[i], want[i], within(1e-5))) << threads << " threads, product " << i << " (" << mm[i].impl() << ")";
   }
 }
 
@@ -348,6 +401,34 @@ TEST(Kernels, ArgmaxFirstOnTies) {
   ops::argmax_rows(x.data(), 2, 4, 4, out);
   EXPECT_EQ(out[0], 1);
   EXPECT_EQ(out[1], 0);
+}
+
+// Rows longer than the 16 lanes against the one-pass loop: the maximum in the tail, in a lane's
+// middle, tied across lanes (the first wins), all negative, a NaN past position 0 (skipped) and at
+// position 0 (index 0, as the one-pass loop gives).
+TEST(Kernels, ArgmaxMatchesTheOnePassLoop) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto one_pass = [](const std::vector<float>& row) {
+    int64_t best = 0;
+    for (std::size_t c = 1; c < row.size(); ++c)
+      if (row[c] > row[best]) best = static_cast<int64_t>(c);
+    return best;
+  };
+  for (int64_t cols : {1, 15, 16, 17, 100, 10000}) {
+    std::vector<std::vector<float>> rows(6, random_vector(cols, 40 + static_cast<int>(cols)));
+    rows[0][cols - 1] = 9.f;
+    rows[1][cols / 2] = 9.f;
+    rows[2][cols / 3] = 9.f;
+    rows[2][cols - 1] = 9.f;
+    for (float& v : rows[3]) v = -std::abs(v) - 1.f;
+    rows[4][cols / 2] = nan;
+    rows[5][0] = nan;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      int32_t got = -1;
+      ops::argmax_rows(rows[i].data(), 1, cols, cols, &got);
+      EXPECT_EQ(got, one_pass(rows[i])) << cols << " columns, row " << i;
+    }
+  }
 }
 
 TEST_F(OpsTest, FrozenContextRejectsPrimitiveCreation) {

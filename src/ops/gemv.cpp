@@ -123,15 +123,10 @@ float eltwise(const EltwiseSpec& f, float x) {
   return x;
 }
 
-struct Operands {
-  const float *a, *b, *bias;
-  float* c;
-  const float* const* binary_srcs;
-};
-
 // Columns [j0, j1) of the product, tile by tile: accumulate, then scale, bias and the post-ops in
 // order (oneDNN's order), written to c.
-void run_columns(const MatMulSpec& s, const Operands& o, int64_t j0, int64_t j1) {
+void run_columns(const GemvCall& o, int64_t j0, int64_t j1) {
+  const MatMulSpec& s = *o.spec;
   alignas(64) float acc[kGemvMaxRows * kTile];
   const int64_t m = s.a.rows, K = s.a.cols;
   const bool transposed = s.b.col_stride != 1;
@@ -175,10 +170,39 @@ void run_columns(const MatMulSpec& s, const Operands& o, int64_t j0, int64_t j1)
   }
 }
 
-// First column of block i of `blocks` over N columns: whole 16-column groups (64-byte lines).
-int64_t block_start(int64_t i, int64_t blocks, int64_t N) {
-  const int64_t groups = (N + 15) / 16;
-  return std::min(N, (groups * i / blocks) * 16);
+// Bytes of weights per output column of a product.
+int64_t column_bytes(const MatMulSpec& s) { return s.b.rows * static_cast<int64_t>(sizeof(float)); }
+
+int64_t set_bytes(const GemvCall* calls, int count) {
+  int64_t total = 0;
+  for (int i = 0; i < count; ++i) total += column_bytes(*calls[i].spec) * calls[i].spec->c.cols;
+  return total;
+}
+
+// Column of a product (N columns, cb bytes of weights each) at which byte p of its weights falls,
+// rounded down to a whole 16-column group (64-byte lines of the output); N at or past its end. Both
+// neighbours of a boundary compute it from the same p, so the parts cover every column once.
+int64_t column_at(int64_t p, int64_t cb, int64_t N) {
+  if (p >= cb * N) return N;
+  return std::min(N, p / cb / 16 * 16);
+}
+
+// First byte of part t of `parts` over `total` bytes (equal shares, the remainder spread).
+int64_t part_start(int64_t t, int64_t parts, int64_t total) { return total / parts * t + total % parts * t / parts; }
+
+// Part t of `parts` of the set: the columns of each product that fall in the part's share of the
+// weights, the products' weights taken one after another as one range of bytes.
+void run_part(const GemvCall* calls, int count, int64_t t, int64_t parts, int64_t total) {
+  const int64_t p0 = part_start(t, parts, total), p1 = part_start(t + 1, parts, total);
+  int64_t offset = 0;  // first byte of product i in that range
+  for (int i = 0; i < count; ++i) {
+    const int64_t N = calls[i].spec->c.cols, cb = column_bytes(*calls[i].spec), bytes = cb * N;
+    if (p1 > offset && p0 < offset + bytes) {
+      const int64_t j0 = p0 <= offset ? 0 : column_at(p0 - offset, cb, N), j1 = column_at(p1 - offset, cb, N);
+      if (j0 < j1) run_columns(calls[i], j0, j1);
+    }
+    offset += bytes;
+  }
 }
 
 }  // namespace
@@ -196,24 +220,34 @@ bool gemv_supports(const MatMulSpec& s) {
 }
 
 int64_t gemv_column_blocks(const MatMulSpec& s, int threads) {
-  const int64_t bytes = s.b.rows * s.b.cols * static_cast<int64_t>(sizeof(float));
-  const int64_t by_size = std::max<int64_t>(1, bytes / kGemvBytesPerThread);
-  return std::max<int64_t>(1, std::min({by_size, static_cast<int64_t>(threads), (s.c.cols + 15) / 16}));
+  const GemvCall one{&s, nullptr, nullptr, nullptr, nullptr, nullptr};
+  return gemv_set_parts(&one, 1, threads);
+}
+
+int64_t gemv_set_parts(const GemvCall* calls, int count, int threads) {
+  int64_t groups = 0;
+  for (int i = 0; i < count; ++i) groups += (calls[i].spec->c.cols + 15) / 16;
+  const int64_t by_size = std::max<int64_t>(1, set_bytes(calls, count) / kGemvBytesPerBlock);
+  return std::max<int64_t>(1, std::min({by_size, static_cast<int64_t>(threads), groups}));
 }
 
 void gemv_run(const Context& ctx, const MatMulSpec& s, int64_t blocks, const float* a, const float* b, float* c, const float* bias,
               const float* const* binary_srcs) {
-  const Operands o{a, b, bias, c, binary_srcs};
-  const int64_t N = s.c.cols;
-  if (blocks <= 1 || omp_in_parallel()) {
-    run_columns(s, o, 0, N);
+  const GemvCall one{&s, a, b, c, bias, binary_srcs};
+  gemv_run_set(ctx, &one, 1, blocks);
+}
+
+void gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t parts) {
+  const int64_t total = set_bytes(calls, count);
+  if (parts <= 1 || omp_in_parallel()) {
+    run_part(calls, count, 0, 1, total);
     return;
   }
-  BSBR_CHECK(blocks <= ctx.threads(), "GEMV with more column blocks than threads");
+  BSBR_CHECK(parts <= ctx.threads(), "GEMV set with more parts than threads");
 #pragma omp parallel num_threads(ctx.threads())
   {
-    const int64_t i = omp_get_thread_num();
-    if (i < blocks) run_columns(s, o, block_start(i, blocks, N), block_start(i + 1, blocks, N));
+    const int64_t t = omp_get_thread_num();
+    if (t < parts) run_part(calls, count, t, parts, total);
   }
 }
 

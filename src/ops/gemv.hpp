@@ -9,12 +9,14 @@
 //
 // MatMul takes it for products of two or more column blocks and for ops made for one thread (inside
 // our parallel loops); one block at the top level stays on oneDNN (ops.cpp says why).
-// Threads follow the size: a product gets one column block per kGemvBytesPerThread of weights
-// (at least one, at most the context's threads), each block a contiguous range of whole cache lines
-// of the output. A fork/join costs a few microseconds; a thread reads that many bytes in about the
-// same time, so a smaller share would cost more than it saves. Blocks run in one OpenMP region of
-// the context's full team (idle threads skip): libgomp reuses its team only when the size repeats,
-// and a new team is a heap allocation inside the timed region.
+// Threads follow the size: a product gets one column block per kGemvBytesPerBlock of weights (at
+// least one, at most the context's threads), each block a contiguous range of whole cache lines of
+// the output. Blocks run in one OpenMP region of the context's full team (idle threads skip):
+// libgomp reuses its team only when the size repeats, and a new team is a heap allocation inside the
+// timed region. Since every thread of the team enters the region whatever the split, the fork/join is
+// paid once; a block only has to be long enough to amortise its tile set-up.
+// Independent products of one step (the q, k and v projections of one x) can share one region
+// (gemv_run with several calls): their weights are split over the team as one range of bytes.
 #pragma once
 #include <cstdint>
 
@@ -23,8 +25,11 @@ namespace bsbr::ops {
 class Context;
 struct MatMulSpec;
 
-// Weights (bytes of the [K, N] operand) per column block of a GEMV.
-inline constexpr int64_t kGemvBytesPerThread = int64_t{128} << 10;
+// Least weights (bytes of the [K, N] operand) per column block of a GEMV: 16 KiB, about half a
+// microsecond of reading on one core, against the 1-3 us fork/join of a region that every thread
+// enters anyway. (It was 128 KiB per block: at 16 threads a 256 KiB projection then ran on 2 threads
+// while 14 waited at the join.)
+inline constexpr int64_t kGemvBytesPerBlock = int64_t{16} << 10;
 
 // True when the hand GEMV computes this product: 2-D, at most kGemvMaxRows rows, a and c with unit
 // column stride, b read row-major ([K, N], unit column stride) or transposed ([N, K] rows, unit row
@@ -36,6 +41,22 @@ int64_t gemv_column_blocks(const MatMulSpec& spec, int threads);
 // Inside one of our parallel loops every block runs on the calling thread.
 void gemv_run(const Context& ctx, const MatMulSpec& spec, int64_t blocks, const float* a, const float* b, float* c, const float* bias,
               const float* const* binary_srcs);
+
+// One product of a set that runs in one region (gemv_run_set).
+struct GemvCall {
+  const MatMulSpec* spec;
+  const float *a, *b;
+  float* c;
+  const float* bias;
+  const float* const* binary_srcs;
+};
+// Parts a set of independent products splits into on `threads` threads: one per kGemvBytesPerBlock
+// of their weights together, at most one per thread and per 16-column group.
+int64_t gemv_set_parts(const GemvCall* calls, int count, int threads);
+// Runs the set (no product reads another's output) in one OpenMP region: thread t of `parts` takes
+// the t-th equal share of the products' weights taken together as one range of bytes, in whole
+// 16-column groups, so the team is balanced whatever the products' sizes.
+void gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t parts);
 
 // The rank-1 product (K = 1, any batch): c[b] = sum? c[b] + scale * a[b] b[b]^T (+ bias), the decode
 // step's state update S += k v^T. oneDNN 2.6's brgemm takes 9-10 us for four heads of 64 x 64 on one

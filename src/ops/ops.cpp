@@ -214,6 +214,30 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
   execute(ctx, p, static_cast<std::size_t>(n));
 }
 
+void MatMul::run_together(Context& ctx, std::initializer_list<MatMulCall> calls) {
+  constexpr std::size_t kMaxTogether = 4;
+  BSBR_CHECK(calls.size() <= kMaxTogether, "MatMul::run_together takes at most 4 products");
+  bool one_region = !omp_in_parallel();
+  for (const MatMulCall& call : calls) {
+    BSBR_CHECK(call.op.spec_.bias == (call.bias != nullptr), "matmul bias pointer does not match its spec");
+    for (const PostOp& p : call.op.spec_.post_ops)
+      BSBR_CHECK(p.kind != PostOp::Kind::kBinaryAdd && p.kind != PostOp::Kind::kBinaryMul, "MatMul::run_together: a binary post-op");
+    one_region = one_region && call.op.gemv_blocks_ > 1;
+  }
+  if (!one_region) {
+    for (const MatMulCall& call : calls) call.op.run(ctx, call.a, call.b, call.c, call.bias);
+    return;
+  }
+  GemvCall set[kMaxTogether];
+  int count = 0;
+  for (const MatMulCall& call : calls) {
+    const MatMulSpec& s = call.op.spec_;
+    if (ctx.counting_flops()) ctx.count_flops(2.0 * static_cast<double>(s.a.rows) * s.a.cols * s.b.cols);
+    set[count++] = GemvCall{&s, call.a, call.b, call.c, call.bias, nullptr};
+  }
+  gemv_run_set(ctx, set, count, gemv_set_parts(set, count, ctx.threads()));
+}
+
 // ---------------------------------------------------------------------------------------------
 EltwiseOp::EltwiseOp(Context& ctx, const MatLayout& src, const MatLayout& dst, EltwiseSpec f) {
   ctx.check_creation_allowed("eltwise creation");

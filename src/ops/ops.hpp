@@ -120,6 +120,17 @@ struct MatMulSpec {
   std::vector<PostOp> post_ops;
 };
 
+class MatMul;
+
+// One product of MatMul::run_together.
+struct MatMulCall {
+  const MatMul& op;
+  const float* a;
+  const float* b;
+  float* c;
+  const float* bias = nullptr;
+};
+
 // c = post_ops(scale * a.b + bias)
 class MatMul : public PrimitiveOp {
  public:
@@ -128,6 +139,11 @@ class MatMul : public PrimitiveOp {
   // binary_srcs: one pointer per binary post-op, in order.
   void run(Context& ctx, const float* a, const float* b, float* c, const float* bias = nullptr,
            std::initializer_list<const float*> binary_srcs = {}) const;
+  // Runs independent products (none reads another's output, none has a binary post-op), such as a
+  // decode step's q, k and v projections of one x: when every one is a hand GEMV of two or more
+  // column blocks, in one OpenMP region, their weights split over the team as one range of bytes
+  // (ops/gemv.hpp): one fork/join instead of one per product. Otherwise one after another.
+  static void run_together(Context& ctx, std::initializer_list<MatMulCall> calls);
   const MatMulSpec& spec() const { return spec_; }
   bool valid() const { return gemv_blocks_ > 0 || outer_ || PrimitiveOp::valid(); }
   const std::string& impl() const { return gemv_blocks_ > 0 || outer_ ? gemv_impl_ : PrimitiveOp::impl(); }

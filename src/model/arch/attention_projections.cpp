@@ -30,9 +30,9 @@ AttentionProjections::Ops AttentionProjections::make_ops(ops::Context& ctx, cons
 }
 
 void AttentionProjections::project(ops::Context& ctx, const Ops& ops, const float* x, float* q, float* k, float* v) const {
-  ops.q.run(ctx, x, q_.weight->data(), q, q_.bias->data());
-  ops.k.run(ctx, x, k_.weight->data(), k, k_.bias->data());
-  ops.v.run(ctx, x, v_.weight->data(), v, v_.bias->data());
+  MatMul::run_together(ctx, {{ops.q, x, q_.weight->data(), q, q_.bias->data()},
+                             {ops.k, x, k_.weight->data(), k, k_.bias->data()},
+                             {ops.v, x, v_.weight->data(), v, v_.bias->data()}});
 }
 
 void AttentionProjections::output(ops::Context& ctx, const Ops& ops, const float* o, float* residual) const {

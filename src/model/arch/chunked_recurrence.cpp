@@ -141,9 +141,9 @@ void ChunkedRecurrence::prefill(ops::Context& ctx, const float* x, float* residu
 
 void ChunkedRecurrence::step(ops::Context& ctx, const float* x, float* residual, int64_t pos) {
   BSBR_CHECK(out1_op_.valid(), "step() without decode capacity");
-  q1_op_.run(ctx, x, q_.weight->data(), q1_.data(), q_.bias->data());
-  k1_op_.run(ctx, x, k_.weight->data(), k1_.data(), k_.bias->data());
-  v1_op_.run(ctx, x, v_.weight->data(), v1_.data(), v_.bias->data());
+  ops::MatMul::run_together(ctx, {{q1_op_, x, q_.weight->data(), q1_.data(), q_.bias->data()},
+                                  {k1_op_, x, k_.weight->data(), k1_.data(), k_.bias->data()},
+                                  {v1_op_, x, v_.weight->data(), v1_.data(), v_.bias->data()}});
   step_core(ctx, x);
   out1_op_.run(ctx, o1_.data(), o_.weight->data(), residual, o_.bias->data());
 }

@@ -240,9 +240,9 @@ void Gau::step(ops::Context& ctx, const float* x, float* residual, int64_t pos) 
   BSBR_CHECK(pos < capacity_, "GAU decode: position " + std::to_string(pos) + " >= capacity " + std::to_string(capacity_));
   // At the first token of a chunk, fold the finished chunk into S before row 0 is overwritten.
   if (pos > 0 && pos % block_ == 0) fold1_.run(ctx, current_.k(), current_.v(), prefix_state_.data());
-  q1_.run(ctx, x, q_.weight->data(), q1_buf_.data(), q_.bias->data());
-  k1_.run(ctx, x, k_.weight->data(), current_.k_row(pos), k_.bias->data());
-  v1_.run(ctx, x, v_.weight->data(), current_.v_row(pos), v_.bias->data());
+  ops::MatMul::run_together(ctx, {{q1_, x, q_.weight->data(), q1_buf_.data(), q_.bias->data()},
+                                  {k1_, x, k_.weight->data(), current_.k_row(pos), k_.bias->data()},
+                                  {v1_, x, v_.weight->data(), current_.v_row(pos), v_.bias->data()}});
   current_.attend(ctx, q1_buf_.data(), o1_buf_.data(), pos);
   if (pos >= block_) cross1_.run(ctx, q1_buf_.data(), prefix_state_.data(), o1_buf_.data());
   gate1_.run(ctx, x, gate_.weight->data(), gated1_buf_.data(), gate_.bias->data(), {o1_buf_.data()});  // sigmoid(x.W_g + b_g) ⊙ o
