@@ -1,11 +1,12 @@
 // The decode-shaped product (GEMV): c[m, N] = post_ops(scale * a[m, K] . b[K, N] + bias) for a few
 // rows m (at most kGemvMaxRows), by a hand loop that streams the weights once.
 //
-// Why not oneDNN: a decode step is one pass over the weights, so a GEMV is bound by how fast the
-// weights stream from cache or memory. oneDNN 2.6 serves a [1, 256] x [256, 10000] product (the LM
-// head) with brgemm at 22 GB/s on one thread of the 2-core box (463 us, DNNL_VERBOSE), and its
-// runtime-rows gemm:jit path at about the same; the loop below reads the same 10 MB at 63 GB/s
-// (163 us; one process, both timed), and its threads split the columns, so a step's GEMVs scale.
+// Why a hand loop: a decode step is one pass over the weights, so a GEMV is bound by how fast the
+// weights stream from cache or memory, and its threads must split the columns for a step to scale.
+// oneDNN 2.6's GEMV did not scale on the 16-core host (LM head 479, 268, 202, 183 and 190-220 us on
+// 1, 2, 4, 8 and 16 threads). On one thread it stays the faster one: the CI gate's interleaved A/B
+// of whole decode steps measured the hand loop 12-25 % slower there (the DNNL_VERBOSE per-call times
+// that had suggested the opposite, 463 against 163 us for the head, did not hold up).
 //
 // MatMul takes it for products of two or more column blocks and for ops made for one thread (inside
 // our parallel loops); one block at the top level stays on oneDNN (ops.cpp says why).
