@@ -38,6 +38,18 @@ TEST(Gau, PrefillTilingsMatchOracleAndDecode) {
   }
 }
 
+// On more threads than groups' worth of cores, the groups' phases (each group's state and intra
+// term, the running sum, each cross term) run concurrently: groups of different sizes (a partial
+// last group with an intra term) each use their own thread's score tile. Several lengths and
+// rounds, since an overlap shows only when two groups' items run at once.
+TEST(Gau, PrefillOnManyThreadsMatchesOracle) {
+  ops::Context ctx(6);
+  ModelConfig c = small_config();
+  const int64_t B = c.chunk_size;
+  Model model(ctx, c, Architecture{"GAU", make_gau_groups_of_two, ""});
+  for (int round = 0; round < 12; ++round) test::expect_prefill_matches_oracle(ctx, model, {3 * B + 5, 7 * B + 7, 11 * B + 9});
+}
+
 TEST(Gau, DecodeAcrossManyChunkBoundaries) {
   ops::Context ctx(2);
   ModelConfig c = small_config();

@@ -403,6 +403,24 @@ TEST(Kernels, ArgmaxFirstOnTies) {
   EXPECT_EQ(out[1], 0);
 }
 
+// The exclusive running sum over a column range of strided blocks: each block becomes the sum before
+// it, the running sum the total; columns outside the range untouched.
+TEST(Kernels, ExclusivePrefixSumOverAColumnRange) {
+  const int64_t count = 5, stride = 37, c0 = 3, width = 29;
+  auto blocks = random_vector(count * stride, 50), running = random_vector(stride, 51);
+  const auto blocks0 = blocks, running0 = running;
+  ops::exclusive_prefix_sum_blocks(running.data() + c0, blocks.data() + c0, count, width, stride);
+  for (int64_t j = 0; j < stride; ++j) {
+    const bool in = j >= c0 && j < c0 + width;
+    double acc = running0[j];
+    for (int64_t i = 0; i < count; ++i) {
+      EXPECT_NEAR(blocks[i * stride + j], in ? acc : blocks0[i * stride + j], 1e-5) << i << ", " << j;
+      acc += blocks0[i * stride + j];
+    }
+    EXPECT_NEAR(running[j], in ? acc : running0[j], 1e-5) << j;
+  }
+}
+
 // Rows longer than the 16 lanes against the one-pass loop: the maximum in the tail, in a lane's
 // middle, tied across lanes (the first wins), all negative, a NaN past position 0 (skipped) and at
 // position 0 (index 0, as the one-pass loop gives).

@@ -126,6 +126,18 @@ void prefix_sum_blocks(float* blocks, int64_t count, int64_t block_size) {
   }
 }
 
+void exclusive_prefix_sum_blocks(float* running, float* blocks, int64_t count, int64_t width, int64_t block_stride) {
+  float* __restrict run = running;
+  for (int64_t i = 0; i < count; ++i) {
+    float* __restrict block = blocks + i * block_stride;
+    for (int64_t j = 0; j < width; ++j) {
+      const float contribution = block[j];
+      block[j] = run[j];
+      run[j] += contribution;
+    }
+  }
+}
+
 void ut_transform(float* t, const float* beta, int64_t beta_stride, int64_t chunk) {
   constexpr int64_t kBlock = 16;  // output columns held in registers (one AVX-512 vector)
   const int64_t C = chunk;

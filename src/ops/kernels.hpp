@@ -82,6 +82,12 @@ void l2_normalize_rows(float* x, int64_t rows, int64_t cols, int64_t row_stride)
 // block[i] += block[i-1] for i = 1 .. count-1. (With block 0 an initial state and block i > 0 the
 // state contribution of chunk i-1, block i becomes the state before chunk i.)
 void prefix_sum_blocks(float* blocks, int64_t count, int64_t block_size);
+// The exclusive form, over `width` floats of `count` blocks `block_stride` floats apart (a column
+// range of larger blocks, so threads can each take one), with the running sum kept apart: in
+// order, block i takes the running sum and the running sum adds what block i held. On entry the
+// blocks hold contributions (a group's K^T V) and `running` the state before the first; on exit
+// block i holds the state before contribution i and `running` the state after the last.
+void exclusive_prefix_sum_blocks(float* running, float* blocks, int64_t count, int64_t width, int64_t block_stride);
 
 // DeltaNet's UT transform of one chunk (Yang et al. 2024, "Parallelizing Linear Transformers with
 // the Delta Rule over Sequence Length", §3): on entry t [C, C] holds K.K^T of the chunk's C keys;

@@ -8,13 +8,18 @@
 // Prefill (per sequence) runs in slabs of whole chunks (chunked.hpp): Q, K, V, G projections and
 // the local attention (batched over the slab's chunks), then the prefix sum over groups of chunks
 // (group_rows rows, a few chunks each). For a group of chunks [c0, c1), S = Σ_{j<c0} K_j^T V_j:
-//   O_g += Q_g.S                                  cross terms from chunks before the group
 //   O_g += (Q_g.K_g^T ⊙ M).V_g                    from earlier chunks of the group: M[r, u] = 1 iff
 //                                                 chunk(u) < chunk(r), else 0 ([Lg, Lg] tile)
+//   O_g += Q_g.S                                  cross terms from chunks before the group
 //   S += K_g^T V_g                                over the group's complete chunks (j < cur)
-// which is q_t.S_i for every row without ever holding more than one [E, E] state (all nc chunk
-// states at n = 65,536 would be 2 GB), and with big matmuls instead of one per chunk. The gate
-// projection comes last, fused with the gating: sigmoid(x.W_g + b_g) ⊙ O in one matmul.
+// which is q_t.S_i for every row without holding a state per chunk (all nc chunk states at
+// n = 65,536 would be 2 GB), only one per group of the slab, and with big matmuls instead of one per
+// chunk. In three phases, as the chunkwise form of linear attention runs (flash-linear-attention):
+// every group's K_g^T V_g and intra term at once, one item per group (made for one thread); the
+// running sum of the groups' contributions ([groups + 1, E, E] slots; slot g becomes S before group
+// g), split over threads by columns; every group's cross term at once. Each step of the old
+// group-after-group order was a oneDNN call over all threads on a [128, 512] tile, which did not fill
+// 16 cores. The gate projection comes last, fused with the gating: sigmoid(x.W_g + b_g) ⊙ O.
 //
 // Decode keeps S (complete chunks) and the current chunk's K, V; at the first token of a chunk
 // (pos = iB > 0) the finished chunk is folded into S: O(B E²) once per chunk, O(d E + B E + E²)
@@ -37,6 +42,7 @@
 
 #include "core/checked.hpp"
 #include "model/arch/chunked.hpp"
+#include "ops/kernels.hpp"
 
 namespace bsbr {
 
@@ -68,6 +74,13 @@ class Gau : public Mixer {
   void make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n);
   void make_decode_ops(ops::Context& ctx);
   void prefill_sequence(ops::Context& ctx, const float* x, float* residual, int64_t n, int64_t s);
+  void groups_in_order(ops::Context& ctx, const chunked::Slab& slab, const chunked::Slabs& groups, int64_t cur, float* state);
+  void groups_in_phases(ops::Context& ctx, const chunked::Slab& slab, const chunked::Slabs& groups, int64_t cur, float* state);
+  // Slots of the running sum over a slab's groups: one per group when the team takes them in phases.
+  static int64_t slot_count(int threads, int64_t slab_chunks, int64_t group_chunks) {
+    const int64_t groups = chunked::chunk_count(slab_chunks, group_chunks);
+    return threads > 1 && groups > 1 ? groups : 0;
+  }
 
   int64_t d_, width_, chunk_;  // d, E, B
   float scale_;                // 1/sqrt(E)
@@ -84,9 +97,10 @@ class Gau : public Mixer {
   std::map<int64_t, ops::ChunkLocalAttention> local_;  // by slab chunks
   std::map<int64_t, MatMul> cross_, intra_scores_, intra_apply_;  // by group rows
   std::map<int64_t, Tensor> intra_mask_;               // by group rows: M [m, m]
-  std::map<int64_t, MatMul> fold_;                     // by folded rows: S += K^T V
+  std::map<int64_t, MatMul> fold_, fold_slot_;         // by folded rows: S += K^T V, slot = K^T V
   Tensor q_buf_, k_buf_, v_buf_, o_buf_;               // [slab rows, E]; q_buf_ takes the gated output once Q is done
-  Tensor intra_;                                       // [group rows, group rows]
+  Tensor intra_;                                       // [threads, group rows, group rows]: each thread's score tile
+  Tensor slots_;                                       // [slab groups, E, E]: the running sum's slots (groups_in_phases)
   // Decode state.
   Tensor prefix_state_;  // [b, E, E]: S = Σ K_j^T V_j over the complete chunks
   chunked::CurrentChunk current_;
@@ -130,6 +144,7 @@ void Gau::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n)
   }
   if (!local_.count(slab.chunks)) local_.emplace(slab.chunks, ops::ChunkLocalAttention(ctx, {1, E, B, E, scale_}, slab.chunks));
   const MatLayout state = MatLayout::dense(E, E);
+  ops::SingleThreadOps single(ctx);  // the group products run inside parallel_items, one group per item
   for (const chunked::Slab& group : chunked::plan_groups(slab, B, group_chunks_)) {
     const int64_t m = group.rows;
     const MatLayout rows = MatLayout::dense(m, E);
@@ -147,6 +162,7 @@ void Gau::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n)
     if (folded > 0 && !fold_.count(folded)) {
       const MatLayout kv = MatLayout::dense(folded, E);
       fold_.emplace(folded, MatMul(ctx, {kv.transposed(), kv, state, false, 1.f, {PostOp::accumulate()}}));
+      fold_slot_.emplace(folded, MatMul(ctx, {kv.transposed(), kv, state, false, 1.f, {}}));
     }
   }
 }
@@ -178,7 +194,8 @@ void Gau::prepare(ops::Context& ctx, const RunShape& shape) {
   current_.prepare(ctx, b, B, 1, E, scale_);
   for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_}) *t = ctx.tensor(MemCategory::kActivations, {slab_chunks_ * B, E});
   const int64_t group_rows = group_chunks_ * B;
-  if (group_chunks_ > 1) intra_ = ctx.tensor(MemCategory::kActivations, {group_rows, group_rows});
+  if (group_chunks_ > 1) intra_ = ctx.tensor(MemCategory::kActivations, {ctx.threads(), group_rows, group_rows});
+  if (const int64_t slots = slot_count(ctx.threads(), slab_chunks_, group_chunks_); slots > 0) slots_ = ctx.tensor(MemCategory::kActivations, {slots, E, E});
   lengths_.insert(shape.prefill_lengths.begin(), shape.prefill_lengths.end());
   for (int64_t n : shape.prefill_lengths)
     for (const chunked::Slab& slab : chunked::plan_slabs(n, B, slab_chunks_)) make_slab_ops(ctx, slab, n);
@@ -186,14 +203,66 @@ void Gau::prepare(ops::Context& ctx, const RunShape& shape) {
 }
 
 void Gau::release() {
-  for (auto* m : {&proj_, &gate_op_, &out_, &cross_, &intra_scores_, &intra_apply_, &fold_}) m->clear();
+  for (auto* m : {&proj_, &gate_op_, &out_, &cross_, &intra_scores_, &intra_apply_, &fold_, &fold_slot_}) m->clear();
   local_.clear();
   intra_mask_.clear();
   for (MatMul* m : {&q1_, &k1_, &v1_, &gate1_, &out1_, &cross1_, &fold1_}) *m = MatMul();
-  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &intra_, &prefix_state_, &q1_buf_, &o1_buf_, &gated1_buf_}) t->reset();
+  for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &intra_, &slots_, &prefix_state_, &q1_buf_, &o1_buf_, &gated1_buf_}) t->reset();
   current_.release();
   lengths_.clear();
   capacity_ = 0;
+}
+
+// One group after another (one thread, or one group): cross term from S, intra term, S += K^T V.
+void Gau::groups_in_order(ops::Context& ctx, const chunked::Slab& slab, const chunked::Slabs& groups, int64_t cur, float* state) {
+  const int64_t E = width_, B = block_;
+  for (const chunked::Slab& group : groups) {
+    const int64_t m = group.rows, offset = (group.row0 - slab.row0) * E;
+    const float *q = q_buf_.data() + offset, *k = k_buf_.data() + offset, *v = v_buf_.data() + offset;
+    float* o = o_buf_.data() + offset;
+    if (group.chunk0 > 0) prepared(cross_, m, "GAU cross term").run(ctx, q, state, o);
+    if (group.chunks > 1) {
+      prepared(intra_scores_, m, "GAU intra-group scores").run(ctx, q, k, intra_.data(), nullptr, {prepared(intra_mask_, m, "GAU mask").data()});
+      prepared(intra_apply_, m, "GAU intra-group term").run(ctx, intra_.data(), v, o);
+    }
+    const int64_t folded = (std::min(group.chunk0 + group.chunks, cur) - group.chunk0) * B;
+    if (folded > 0) prepared(fold_, folded, "GAU state update").run(ctx, k, v, state);
+  }
+}
+
+// The groups in three phases over the team (header): each group's K^T V into its slot and its intra
+// term; the running sum over the slots (slot g becomes S before group g, state S after the last);
+// each group's cross term from its slot.
+void Gau::groups_in_phases(ops::Context& ctx, const chunked::Slab& slab, const chunked::Slabs& groups, int64_t cur, float* state) {
+  const int64_t E = width_, B = block_, count = groups.size();
+  float* slots = slots_.data();  // [count, E, E]
+  ops::parallel_items(ctx, count, true, [&](int64_t g) {
+    const chunked::Slab group = groups[g];
+    const int64_t m = group.rows, offset = (group.row0 - slab.row0) * E;
+    const float *q = q_buf_.data() + offset, *k = k_buf_.data() + offset, *v = v_buf_.data() + offset;
+    float* slot = slots + g * E * E;
+    const int64_t folded = (std::min(group.chunk0 + group.chunks, cur) - group.chunk0) * B;
+    if (folded > 0)
+      prepared(fold_slot_, folded, "GAU group state").run(ctx, k, v, slot);
+    else
+      std::fill(slot, slot + E * E, 0.0f);
+    if (group.chunks > 1) {
+      float* scores = intra_.data() + ctx.thread_id() * intra_.dim(1) * intra_.dim(2);  // this thread's [group rows, group rows] tile
+      prepared(intra_scores_, m, "GAU intra-group scores").run(ctx, q, k, scores, nullptr, {prepared(intra_mask_, m, "GAU mask").data()});
+      prepared(intra_apply_, m, "GAU intra-group term").run(ctx, scores, v, o_buf_.data() + offset);
+    }
+  });
+  constexpr int64_t kScanColumns = 4096;  // [E, E] floats per item of the running sum
+  ops::parallel_items(ctx, (E * E + kScanColumns - 1) / kScanColumns, true, [&](int64_t i) {
+    const int64_t c0 = i * kScanColumns;
+    ops::exclusive_prefix_sum_blocks(state + c0, slots + c0, count, std::min(kScanColumns, E * E - c0), E * E);
+  });
+  ops::parallel_items(ctx, count, true, [&](int64_t g) {
+    const chunked::Slab group = groups[g];
+    if (group.chunk0 == 0) return;  // S = 0 before chunk 0
+    const int64_t m = group.rows, offset = (group.row0 - slab.row0) * E;
+    prepared(cross_, m, "GAU cross term").run(ctx, q_buf_.data() + offset, slots + g * E * E, o_buf_.data() + offset);
+  });
 }
 
 void Gau::prefill_sequence(ops::Context& ctx, const float* x, float* residual, int64_t n, int64_t s) {
@@ -209,18 +278,12 @@ void Gau::prefill_sequence(ops::Context& ctx, const float* x, float* residual, i
     proj.run(ctx, xs, k_.weight->data(), k_buf_.data(), k_.bias->data());
     proj.run(ctx, xs, v_.weight->data(), v_buf_.data(), v_.bias->data());
     prepared(local_, slab.chunks, "GAU local attention").run(ctx, q_buf_.data(), k_buf_.data(), v_buf_.data(), o_buf_.data());
-    for (const chunked::Slab& group : chunked::plan_groups(slab, B, group_chunks_)) {
-      const int64_t m = group.rows, offset = (group.row0 - slab.row0) * E;
-      const float *q = q_buf_.data() + offset, *k = k_buf_.data() + offset, *v = v_buf_.data() + offset;
-      float* o = o_buf_.data() + offset;
-      if (group.chunk0 > 0) prepared(cross_, m, "GAU cross term").run(ctx, q, state, o);
-      if (group.chunks > 1) {
-        prepared(intra_scores_, m, "GAU intra-group scores").run(ctx, q, k, intra_.data(), nullptr, {prepared(intra_mask_, m, "GAU mask").data()});
-        prepared(intra_apply_, m, "GAU intra-group term").run(ctx, intra_.data(), v, o);
-      }
-      const int64_t folded = (std::min(group.chunk0 + group.chunks, cur) - group.chunk0) * B;
-      if (folded > 0) prepared(fold_, folded, "GAU state update").run(ctx, k, v, state);
-    }
+    const chunked::Slabs groups = chunked::plan_groups(slab, B, group_chunks_);
+    const int64_t count = groups.size();
+    if (ctx.threads() == 1 || count == 1)
+      groups_in_order(ctx, slab, groups, cur, state);
+    else
+      groups_in_phases(ctx, slab, groups, cur, state);
     // Gate and gating in one matmul, into q_buf_ (Q is no longer needed), then the output projection.
     prepared(gate_op_, slab.rows, "GAU gate").run(ctx, xs, gate_.weight->data(), q_buf_.data(), gate_.bias->data(), {o_buf_.data()});
     prepared(out_, slab.rows, "GAU output projection").run(ctx, q_buf_.data(), o_.weight->data(), residual + slab.row0 * d, o_.bias->data());
@@ -265,7 +328,8 @@ std::size_t Gau::estimate_bytes(const RunShape& shape, int threads) const {
   const int64_t b = shape.batch, E = width_, B = chunked::point_chunk(chunk_, shape), group_rows = group_chunks_ * B;
   const int64_t slab_chunks = chunked::point_slab_chunks(tiling_slab_chunks_, shape.max_prefill(), B, group_chunks_);
   int64_t floats = b * E * E + chunked::CurrentChunk::allocated_floats(b, B, 1, E) +  // decode state
-                   4 * slab_chunks * B * E + (group_chunks_ > 1 ? group_rows * group_rows : 0);  // slab buffers, intra tile
+                   4 * slab_chunks * B * E + (group_chunks_ > 1 ? threads * group_rows * group_rows : 0) +  // slab buffers, intra tiles
+                   slot_count(threads, slab_chunks, group_chunks_) * E * E;                                 // the running sum's slots
   for (int64_t c : chunked::slab_chunk_counts(shape.prefill_lengths, B, slab_chunks)) floats += ops::ChunkLocalAttention::workspace_floats(B, c, 1, threads);
   for (int64_t m : intra_group_rows(shape.prefill_lengths, B, slab_chunks)) floats += m * m;  // masks
   if (shape.capacity > 0) floats += 3 * b * E;
