@@ -19,7 +19,9 @@
 // running sum of the groups' contributions ([groups + 1, E, E] slots; slot g becomes S before group
 // g), split over threads by columns; every group's cross term at once. Each step of the old
 // group-after-group order was a oneDNN call over all threads on a [128, 512] tile, which did not fill
-// 16 cores. The gate projection comes last, fused with the gating: sigmoid(x.W_g + b_g) ⊙ O.
+// 16 cores; on one thread, or for a slab of one group, the groups still go one after another
+// (groups_in_order), which reads no slots. The gate projection comes last, fused with the gating:
+// sigmoid(x.W_g + b_g) ⊙ O.
 //
 // Decode keeps S (complete chunks) and the current chunk's K, V; at the first token of a chunk
 // (pos = iB > 0) the finished chunk is folded into S: O(B E²) once per chunk, O(d E + B E + E²)
