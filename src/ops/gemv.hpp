@@ -17,7 +17,7 @@
 // timed region. Since every thread of the team enters the region whatever the split, the fork/join is
 // paid once; a block only has to be long enough to amortise its tile set-up.
 // Independent products of one step (the q, k and v projections of one x) can share one region
-// (gemv_run with several calls): their weights are split over the team as one range of bytes.
+// (gemv_run_set, MatMul::run_together): their weights are split over the team as one range of bytes.
 #pragma once
 #include <cstdint>
 
@@ -27,8 +27,8 @@ class Context;
 struct MatMulSpec;
 
 // Least weights (bytes of the [K, N] operand) per column block of a GEMV: 16 KiB, about half a
-// microsecond of reading on one core, against the 1-3 us fork/join of a region that every thread
-// enters anyway. (It was 128 KiB per block: at 16 threads a 256 KiB projection then ran on 2 threads
+// microsecond of reading on one core, against the fork/join of a region that every thread enters
+// anyway (about 2 us on the 2-core box; 5-7 us at 16 threads on the 16-core host, from a perf profile). (It was 128 KiB per block: at 16 threads a 256 KiB projection then ran on 2 threads
 // while 14 waited at the join.)
 inline constexpr int64_t kGemvBytesPerBlock = int64_t{16} << 10;
 
