@@ -28,8 +28,9 @@ struct MatMulSpec;
 
 // Least weights (bytes of the [K, N] operand) per column block of a GEMV: 16 KiB, about half a
 // microsecond of reading on one core, against the fork/join of a region that every thread enters
-// anyway (about 2 us on the 2-core box; 5-7 us at 16 threads on the 16-core host, from a perf profile). (It was 128 KiB per block: at 16 threads a 256 KiB projection then ran on 2 threads
-// while 14 waited at the join.)
+// anyway (about 2 us on the 2-core box; 5-7 us at 16 threads on the 16-core host, from a perf
+// profile). It was 128 KiB per block: at 16 threads a 256 KiB projection then ran on 2 threads while
+// 14 waited at the join.
 inline constexpr int64_t kGemvBytesPerBlock = int64_t{16} << 10;
 
 // True when the hand GEMV computes this product: 2-D, at most kGemvMaxRows rows, a and c with unit
