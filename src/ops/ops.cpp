@@ -185,9 +185,15 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
   init(ctx, pd, dnnl::matmul(pd), args, serial);
 }
 
+void MatMul::check_bias_and_count(Context& ctx, const float* bias) const {
+  BSBR_CHECK(spec_.bias == (bias != nullptr), "matmul bias pointer does not match its spec");
+  if (ctx.counting_flops())
+    ctx.count_flops(2.0 * static_cast<double>(std::max(spec_.a.batch, spec_.b.batch)) * spec_.a.rows * spec_.a.cols * spec_.b.cols);
+}
+
 void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const float* bias,
                  std::initializer_list<const float*> binary_srcs) const {
-  BSBR_CHECK(spec_.bias == (bias != nullptr), "matmul bias pointer does not match its spec");
+  check_bias_and_count(ctx, bias);
   // Pointers in argument order: src, weights, dst, [bias], binary post-op sources.
   const void* p[8];
   int n = 0;
@@ -197,8 +203,6 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
   if (bias) p[n++] = bias;
   BSBR_CHECK(binary_srcs.size() + n <= 8, "too many binary post-ops");
   for (const float* s : binary_srcs) p[n++] = s;
-  if (ctx.counting_flops())
-    ctx.count_flops(2.0 * static_cast<double>(std::max(spec_.a.batch, spec_.b.batch)) * spec_.a.rows * spec_.a.cols * spec_.b.cols);
   if (gemv_blocks_ > 0) {
     BSBR_CHECK(static_cast<int64_t>(binary_srcs.size()) ==
                    std::count_if(spec_.post_ops.begin(), spec_.post_ops.end(),
@@ -219,7 +223,6 @@ void MatMul::run_together(Context& ctx, std::initializer_list<MatMulCall> calls)
   BSBR_CHECK(calls.size() <= kMaxTogether, "MatMul::run_together takes at most 4 products");
   bool one_region = !omp_in_parallel();
   for (const MatMulCall& call : calls) {
-    BSBR_CHECK(call.op.spec_.bias == (call.bias != nullptr), "matmul bias pointer does not match its spec");
     for (const PostOp& p : call.op.spec_.post_ops)
       BSBR_CHECK(p.kind != PostOp::Kind::kBinaryAdd && p.kind != PostOp::Kind::kBinaryMul, "MatMul::run_together: a binary post-op");
     one_region = one_region && call.op.gemv_blocks_ > 1;
@@ -231,9 +234,8 @@ void MatMul::run_together(Context& ctx, std::initializer_list<MatMulCall> calls)
   GemvCall set[kMaxTogether];
   int count = 0;
   for (const MatMulCall& call : calls) {
-    const MatMulSpec& s = call.op.spec_;
-    if (ctx.counting_flops()) ctx.count_flops(2.0 * static_cast<double>(s.a.rows) * s.a.cols * s.b.cols);
-    set[count++] = GemvCall{&s, call.a, call.b, call.c, call.bias, nullptr};
+    call.op.check_bias_and_count(ctx, call.bias);
+    set[count++] = GemvCall{&call.op.spec_, call.a, call.b, call.c, call.bias, nullptr};
   }
   gemv_run_set(ctx, set, count, gemv_set_parts(set, count, ctx.threads()));
 }

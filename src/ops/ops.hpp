@@ -151,6 +151,10 @@ class MatMul : public PrimitiveOp {
   int64_t column_blocks() const { return gemv_blocks_; }
 
  private:
+  // Checks the bias pointer against the spec and adds the product's FLOPs to the counter (run and
+  // run_together).
+  void check_bias_and_count(Context& ctx, const float* bias) const;
+
   MatMulSpec spec_;
   int64_t gemv_blocks_ = 0;
   bool outer_ = false;  // a small rank-1 product (K = 1) by a loop (ops/gemv.hpp)

@@ -16,8 +16,8 @@
 // n = 65,536 would be 2 GB), only one per group of the slab, and with big matmuls instead of one per
 // chunk. In three phases, as the chunkwise form of linear attention runs (flash-linear-attention):
 // every group's K_g^T V_g and intra term at once, one item per group (made for one thread); the
-// running sum of the groups' contributions ([groups + 1, E, E] slots; slot g becomes S before group
-// g), split over threads by columns; every group's cross term at once. Each step of the old
+// exclusive running sum of the groups' contributions ([groups, E, E] slots; slot g becomes S before
+// group g, the running S the sum after the last), split over threads by columns; every group's cross term at once. Each step of the old
 // group-after-group order was a oneDNN call over all threads on a [128, 512] tile, which did not fill
 // 16 cores; on one thread, or for a slab of one group, the groups still go one after another
 // (groups_in_order), which reads no slots. The gate projection comes last, fused with the gating:
@@ -76,6 +76,11 @@ class Gau : public Mixer {
   void make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n);
   void make_decode_ops(ops::Context& ctx);
   void prefill_sequence(ops::Context& ctx, const float* x, float* residual, int64_t n, int64_t s);
+  // Rows of a group's complete chunks (j < cur, the current chunk after a prefill): the rows folded into S.
+  int64_t folded_rows(const chunked::Slab& group, int64_t cur) const { return (std::min(group.chunk0 + group.chunks, cur) - group.chunk0) * block_; }
+  // O_g += (Q_g.K_g^T ⊙ M).V_g for the group of m rows at `offset` floats into the slab buffers,
+  // through the [m, m] score tile `scores`.
+  void intra_term(ops::Context& ctx, int64_t m, int64_t offset, float* scores);
   void groups_in_order(ops::Context& ctx, const chunked::Slab& slab, const chunked::Slabs& groups, int64_t cur, float* state);
   void groups_in_phases(ops::Context& ctx, const chunked::Slab& slab, const chunked::Slabs& groups, int64_t cur, float* state);
   // Slots of the running sum over a slab's groups: one per group when the team takes them in phases.
@@ -160,7 +165,7 @@ void Gau::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n)
       intra_apply_.emplace(m, MatMul(ctx, {scores, rows, rows, false, 1.f, {PostOp::accumulate()}}));
       intra_mask_.emplace(m, std::move(mask));
     }
-    const int64_t folded = (std::min(group.chunk0 + group.chunks, cur) - group.chunk0) * B;  // rows of complete chunks j < cur
+    const int64_t folded = folded_rows(group, cur);
     if (folded > 0 && !fold_.count(folded)) {
       const MatLayout kv = MatLayout::dense(folded, E);
       fold_.emplace(folded, MatMul(ctx, {kv.transposed(), kv, state, false, 1.f, {PostOp::accumulate()}}));
@@ -197,7 +202,8 @@ void Gau::prepare(ops::Context& ctx, const RunShape& shape) {
   for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_}) *t = ctx.tensor(MemCategory::kActivations, {slab_chunks_ * B, E});
   const int64_t group_rows = group_chunks_ * B;
   if (group_chunks_ > 1) intra_ = ctx.tensor(MemCategory::kActivations, {ctx.threads(), group_rows, group_rows});
-  if (const int64_t slots = slot_count(ctx.threads(), slab_chunks_, group_chunks_); slots > 0) slots_ = ctx.tensor(MemCategory::kActivations, {slots, E, E});
+  if (const int64_t slots = slot_count(ctx.threads(), slab_chunks_, group_chunks_); slots > 0)
+    slots_ = ctx.tensor(MemCategory::kActivations, {slots, E, E});
   lengths_.insert(shape.prefill_lengths.begin(), shape.prefill_lengths.end());
   for (int64_t n : shape.prefill_lengths)
     for (const chunked::Slab& slab : chunked::plan_slabs(n, B, slab_chunks_)) make_slab_ops(ctx, slab, n);
@@ -215,20 +221,21 @@ void Gau::release() {
   capacity_ = 0;
 }
 
+void Gau::intra_term(ops::Context& ctx, int64_t m, int64_t offset, float* scores) {
+  prepared(intra_scores_, m, "GAU intra-group scores").run(ctx, q_buf_.data() + offset, k_buf_.data() + offset, scores, nullptr,
+                                                          {prepared(intra_mask_, m, "GAU mask").data()});
+  prepared(intra_apply_, m, "GAU intra-group term").run(ctx, scores, v_buf_.data() + offset, o_buf_.data() + offset);
+}
+
 // One group after another (one thread, or one group): cross term from S, intra term, S += K^T V.
 void Gau::groups_in_order(ops::Context& ctx, const chunked::Slab& slab, const chunked::Slabs& groups, int64_t cur, float* state) {
-  const int64_t E = width_, B = block_;
+  const int64_t E = width_;
   for (const chunked::Slab& group : groups) {
     const int64_t m = group.rows, offset = (group.row0 - slab.row0) * E;
-    const float *q = q_buf_.data() + offset, *k = k_buf_.data() + offset, *v = v_buf_.data() + offset;
-    float* o = o_buf_.data() + offset;
-    if (group.chunk0 > 0) prepared(cross_, m, "GAU cross term").run(ctx, q, state, o);
-    if (group.chunks > 1) {
-      prepared(intra_scores_, m, "GAU intra-group scores").run(ctx, q, k, intra_.data(), nullptr, {prepared(intra_mask_, m, "GAU mask").data()});
-      prepared(intra_apply_, m, "GAU intra-group term").run(ctx, intra_.data(), v, o);
-    }
-    const int64_t folded = (std::min(group.chunk0 + group.chunks, cur) - group.chunk0) * B;
-    if (folded > 0) prepared(fold_, folded, "GAU state update").run(ctx, k, v, state);
+    if (group.chunk0 > 0) prepared(cross_, m, "GAU cross term").run(ctx, q_buf_.data() + offset, state, o_buf_.data() + offset);
+    if (group.chunks > 1) intra_term(ctx, m, offset, intra_.data());
+    const int64_t folded = folded_rows(group, cur);
+    if (folded > 0) prepared(fold_, folded, "GAU state update").run(ctx, k_buf_.data() + offset, v_buf_.data() + offset, state);
   }
 }
 
@@ -236,23 +243,18 @@ void Gau::groups_in_order(ops::Context& ctx, const chunked::Slab& slab, const ch
 // term; the running sum over the slots (slot g becomes S before group g, state S after the last);
 // each group's cross term from its slot.
 void Gau::groups_in_phases(ops::Context& ctx, const chunked::Slab& slab, const chunked::Slabs& groups, int64_t cur, float* state) {
-  const int64_t E = width_, B = block_, count = groups.size();
+  const int64_t E = width_, count = groups.size();
   float* slots = slots_.data();  // [count, E, E]
   ops::parallel_items(ctx, count, true, [&](int64_t g) {
     const chunked::Slab group = groups[g];
     const int64_t m = group.rows, offset = (group.row0 - slab.row0) * E;
-    const float *q = q_buf_.data() + offset, *k = k_buf_.data() + offset, *v = v_buf_.data() + offset;
     float* slot = slots + g * E * E;
-    const int64_t folded = (std::min(group.chunk0 + group.chunks, cur) - group.chunk0) * B;
+    const int64_t folded = folded_rows(group, cur);
     if (folded > 0)
-      prepared(fold_slot_, folded, "GAU group state").run(ctx, k, v, slot);
+      prepared(fold_slot_, folded, "GAU group state").run(ctx, k_buf_.data() + offset, v_buf_.data() + offset, slot);
     else
       std::fill(slot, slot + E * E, 0.0f);
-    if (group.chunks > 1) {
-      float* scores = intra_.data() + ctx.thread_id() * intra_.dim(1) * intra_.dim(2);  // this thread's [group rows, group rows] tile
-      prepared(intra_scores_, m, "GAU intra-group scores").run(ctx, q, k, scores, nullptr, {prepared(intra_mask_, m, "GAU mask").data()});
-      prepared(intra_apply_, m, "GAU intra-group term").run(ctx, scores, v, o_buf_.data() + offset);
-    }
+    if (group.chunks > 1) intra_term(ctx, m, offset, intra_.data() + ctx.thread_id() * intra_.dim(1) * intra_.dim(2));  // this thread's tile
   });
   constexpr int64_t kScanColumns = 4096;  // [E, E] floats per item of the running sum
   ops::parallel_items(ctx, (E * E + kScanColumns - 1) / kScanColumns, true, [&](int64_t i) {
