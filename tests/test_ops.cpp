@@ -632,6 +632,43 @@ TEST(AttentionOp, DecodeSplitsKeysIntoSegments) {
   }
 }
 
+// The single-query path's kernels (ops/gemv.hpp) against per-head loops in double: every head
+// side by side in a row, rows wider than the heads (keys and values in one buffer); the register
+// path (heads * dv = 256), the four-row path and dh not a multiple of 16 (scalar dot products);
+// odd key counts (the tail of sixteen columns, of four rows). The weighted sum accumulates into
+// acc, one slot every acc_stride floats per head.
+TEST(MultiheadKernels, MatchThePerHeadLoops) {
+  struct Shape {
+    int64_t heads, dh, stride;
+  };
+  for (const Shape& sh : {Shape{4, 64, 256}, Shape{4, 64, 512}, Shape{2, 64, 128}, Shape{3, 8, 30}, Shape{16, 16, 256}})
+    for (int64_t keys : {int64_t{1}, int64_t{5}, int64_t{37}, int64_t{256}}) {
+      const int64_t H = sh.heads, dh = sh.dh, stride = sh.stride, acc_stride = dh + 2;
+      const std::string what = "heads " + std::to_string(H) + " dh " + std::to_string(dh) + " stride " + std::to_string(stride) +
+                               " keys " + std::to_string(keys);
+      const auto q = random_vector(H * dh, 90), rows = random_vector(keys * stride, 91), p = random_vector(H * keys, 92);
+      const auto acc0 = random_vector(H * acc_stride, 93);
+      std::vector<float> scores(H * keys, std::numeric_limits<float>::quiet_NaN()), want_scores(scores.size());
+      ops::multihead_scores(q.data(), rows.data(), stride, keys, H, dh, 0.3f, scores.data());
+      std::vector<float> acc = acc0, want_acc = acc0;
+      ops::multihead_weighted_sum(p.data(), rows.data(), stride, keys, H, dh, acc.data(), acc_stride);
+      for (int64_t h = 0; h < H; ++h) {
+        for (int64_t j = 0; j < keys; ++j) {
+          double dot = 0;
+          for (int64_t e = 0; e < dh; ++e) dot += static_cast<double>(q[h * dh + e]) * rows[j * stride + h * dh + e];
+          want_scores[h * keys + j] = static_cast<float>(0.3 * dot);
+        }
+        for (int64_t i = 0; i < dh; ++i) {
+          double sum = acc0[h * acc_stride + i];
+          for (int64_t j = 0; j < keys; ++j) sum += static_cast<double>(p[h * keys + j]) * rows[j * stride + h * dh + i];
+          want_acc[h * acc_stride + i] = static_cast<float>(sum);
+        }
+      }
+      EXPECT_TRUE(is_close(scores, want_scores, within(1e-5))) << what;
+      EXPECT_TRUE(is_close(acc, want_acc, within(1e-5))) << what;
+    }
+}
+
 // Values wider than the keys (BSBR's retrieval: keys H_j, values f_j or F_j) in one buffer whose
 // rows are [keys (heads x dh) | values (heads x dv)], queries at arbitrary positions.
 TEST(AttentionOp, ValueDimWiderThanKeys) {

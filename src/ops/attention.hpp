@@ -15,10 +15,12 @@
 // keeps its own running max, sum and output, and the segments are merged after the parallel loop,
 // so a long KV cache is read by every thread once, not by as many threads as there are heads.
 // A single query per sequence (a decode step, q_tile 1) goes further: an item is (sequence, key
-// segment) and walks its keys in blocks of kDecodeKeys rows, every head inside each block, so the
-// cache is read as whole rows in order (all heads of a row are adjacent) rather than once per head
-// as a quarter of every row: at n = 8,192 on one thread of the 2-core box the per-head order read
-// the cache at 6 GB/s, a third of what a stream of whole rows gets from memory there.
+// segment) and walks its keys in passes of up to kDecodeSpan rows (whole blocks of kDecodeKeys),
+// every head inside each pass, so the cache is read as whole rows in order (all heads of a row are
+// adjacent) rather than once per head as a quarter of every row: at n = 8,192 on one thread of the
+// 2-core box the per-head order read the cache at 6 GB/s, a third of what a stream of whole rows
+// gets from memory there. A pass reads its key rows once, front to back, for every head's scores
+// (multihead_scores), then its value rows once (multihead_weighted_sum).
 #pragma once
 #include <cstdint>
 #include <utility>
@@ -81,8 +83,9 @@ class CausalAttention {
   static constexpr int64_t kSplitMaxQueries = 8;
   // Most key segments per (batch, head) pair on `threads` threads: about two items per thread.
   static int64_t max_segments(const AttentionGeometry& g, int64_t max_queries, int threads);
-  // Keys per block of the single-query path (each head's products over one block at a time).
-  static constexpr int64_t kDecodeKeys = 32;
+  // The single-query path reads keys in blocks of kDecodeKeys (the cache's padding unit there) and
+  // takes up to kDecodeSpan of them (whole blocks) per pass.
+  static constexpr int64_t kDecodeKeys = 32, kDecodeSpan = 256;
 
  private:
   struct Workspace;
@@ -109,7 +112,6 @@ class CausalAttention {
   MatMul qk_;  // S[q_tile, k_tile] = scale * Q[q_tile, dh] . K^T[dh, k_tile]
   MatMul pv_;  // O[q_tile, dv] += P[q_tile, k_tile] . V[k_tile, dv]
   MatMul qk_block_, pv_block_;  // the same over k_block keys (when k_block > k_tile)
-  MatMul qk_keys_, pv_keys_;    // the same over kDecodeKeys keys (single-query path; when q_tile is 1)
   int64_t single_segments_ = 0; // key segments per sequence of the single-query path (0: not prepared)
   struct Workspace {
     Tensor q, s, o, m, l;  // [q_tile, dh], [q_tile, k_block], [q_tile, dv], [q_tile], [q_tile]

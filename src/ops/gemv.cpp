@@ -251,6 +251,84 @@ void gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t 
   }
 }
 
+void multihead_scores(const float* q, const float* k, int64_t stride, int64_t keys, int64_t heads, int64_t dh, float scale, float* scores) {
+  // Columns c = j * heads + h in memory order: sixteen at a time, each a dot product over dh kept
+  // in its own vector and the sixteen reduced together (reduce16), as tile_nk does.
+  const int64_t columns = keys * heads;
+  int64_t c = 0;
+  if (dh % 16 == 0)
+    for (; c + 16 <= columns; c += 16) {
+      F16 s[16] = {};
+      int64_t j = c / heads, h = c % heads;
+      int64_t js[16], hs[16];
+      for (int i = 0; i < 16; ++i) {
+        js[i] = j;
+        hs[i] = h;
+        const float *qh = q + h * dh, *kj = k + j * stride + h * dh;
+        for (int64_t e = 0; e < dh; e += 16) s[i] += load16(qh + e) * load16(kj + e);
+        if (++h == heads) h = 0, ++j;
+      }
+      const F16 sums = reduce16(s);
+      for (int i = 0; i < 16; ++i) scores[hs[i] * keys + js[i]] = scale * sums[i];
+    }
+  for (; c < columns; ++c) {
+    const int64_t j = c / heads, h = c % heads;
+    const float *qh = q + h * dh, *kj = k + j * stride + h * dh;
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t e = 0; e < dh; ++e) sum += qh[e] * kj[e];
+    scores[h * keys + j] = scale * sum;
+  }
+}
+
+// Sixteen-float pieces of a row the weighted sum keeps in registers (zmm0-15 of 32).
+constexpr int kRowVectors = 16;
+
+void multihead_weighted_sum(const float* p, const float* v, int64_t stride, int64_t keys, int64_t heads, int64_t dv, float* acc,
+                            int64_t acc_stride) {
+  // The common shape (every head of a row in 256 floats, dv a multiple of 16, as d = 256 has):
+  // sixteen accumulators in registers, each row read once, front to back.
+  if (heads * dv == kRowVectors * 16 && dv % 16 == 0) {
+    int64_t head_of[kRowVectors];  // the head of each 16-float piece of a row
+    for (int u = 0; u < kRowVectors; ++u) head_of[u] = u * 16 / dv;
+    F16 sum[kRowVectors] = {};
+    for (int64_t j = 0; j < keys; ++j) {
+      const float* vj = v + j * stride;
+#pragma GCC unroll 16
+      for (int u = 0; u < kRowVectors; ++u) sum[u] += p[head_of[u] * keys + j] * load16(vj + u * 16);
+    }
+    for (int u = 0; u < kRowVectors; ++u) {
+      float* a = acc + head_of[u] * acc_stride + u * 16 % dv;
+      const F16 total = load16(a) + sum[u];
+      std::memcpy(a, &total, sizeof total);
+    }
+    return;
+  }
+  // Otherwise four rows per pass, so each head's accumulator is loaded and stored once per four rows.
+  int64_t j = 0;
+  for (; j + 4 <= keys; j += 4) {
+    const float* v0 = v + j * stride;
+    const float *v1 = v0 + stride, *v2 = v1 + stride, *v3 = v2 + stride;
+    for (int64_t h = 0; h < heads; ++h) {
+      const float* ph = p + h * keys + j;
+      const float p0 = ph[0], p1 = ph[1], p2 = ph[2], p3 = ph[3];
+      float* a = acc + h * acc_stride;
+      const int64_t o = h * dv;
+#pragma omp simd
+      for (int64_t i = 0; i < dv; ++i) a[i] += p0 * v0[o + i] + p1 * v1[o + i] + p2 * v2[o + i] + p3 * v3[o + i];
+    }
+  }
+  for (; j < keys; ++j) {
+    const float* vj = v + j * stride;
+    for (int64_t h = 0; h < heads; ++h) {
+      const float pj = p[h * keys + j];
+      float* a = acc + h * acc_stride;
+#pragma omp simd
+      for (int64_t i = 0; i < dv; ++i) a[i] += pj * vj[h * dv + i];
+    }
+  }
+}
+
 bool outer_supports(const MatMulSpec& s) {
   if (s.a.cols != 1 || s.c.col_stride != 1) return false;
   for (const PostOp& p : s.post_ops)

@@ -60,6 +60,17 @@ int64_t gemv_set_parts(const GemvCall* calls, int count, int threads);
 // 16-column groups, so the team is balanced whatever the products' sizes.
 void gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t parts);
 
+// A single query against a block of `keys` key/value rows holding every head side by side (row j:
+// head h at columns [h*dh, (h+1)*dh) of k, [h*dv, (h+1)*dv) of v; row stride `stride` floats), the
+// decode step of softmax attention. The rows are read front to back, every head of a row before the
+// next row, so a block is one contiguous stream the hardware prefetchers follow; a product per head
+// read a quarter of every row at a 1 KiB stride and ran at about half the memory's bandwidth.
+//   scores[h * keys + j] = scale * q[h*dh, (h+1)*dh) . k[j*stride + h*dh, ...)     (SPEC 2.1: q.k / sqrt(dh))
+void multihead_scores(const float* q, const float* k, int64_t stride, int64_t keys, int64_t heads, int64_t dh, float scale, float* scores);
+//   acc[h * acc_stride + i] += p[h * keys + j] * v[j*stride + h*dv + i], for every j < keys, i < dv.
+void multihead_weighted_sum(const float* p, const float* v, int64_t stride, int64_t keys, int64_t heads, int64_t dv, float* acc,
+                            int64_t acc_stride);
+
 // The rank-1 product (K = 1, any batch): c[b] = sum? c[b] + scale * a[b] b[b]^T (+ bias), the decode
 // step's state update S += k v^T. oneDNN 2.6's brgemm takes 9-10 us for four heads of 64 x 64 on one
 // thread of the 2-core box (DNNL_VERBOSE), a loop over the 16K outputs about a microsecond. Taken
