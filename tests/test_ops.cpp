@@ -635,23 +635,25 @@ TEST(AttentionOp, DecodeSplitsKeysIntoSegments) {
 // The single-query path's kernels (ops/gemv.hpp) against per-head loops in double: every head
 // side by side in a row, rows wider than the heads (keys and values in one buffer); the register
 // path (heads * dv = 256), the four-row path and dh not a multiple of 16 (scalar dot products);
-// odd key counts (the tail of sixteen columns, of four rows). The weighted sum accumulates into
-// acc, one slot every acc_stride floats per head.
+// odd key counts (the tail of a vector's columns, of four rows); both vector widths, whatever the
+// build's own (8 lanes: four 64-float slices of d = 256 and one of heads x dv = 2 x 32; 16 lanes: one
+// 256-float slice). The weighted sum accumulates into acc, one slot every acc_stride floats per head.
 TEST(MultiheadKernels, MatchThePerHeadLoops) {
   struct Shape {
     int64_t heads, dh, stride;
   };
-  for (const Shape& sh : {Shape{4, 64, 256}, Shape{4, 64, 512}, Shape{2, 64, 128}, Shape{3, 8, 30}, Shape{16, 16, 256}})
+  for (int lanes : {8, 16})
+  for (const Shape& sh : {Shape{4, 64, 256}, Shape{4, 64, 512}, Shape{2, 64, 128}, Shape{3, 8, 30}, Shape{16, 16, 256}, Shape{2, 32, 70}})
     for (int64_t keys : {int64_t{1}, int64_t{5}, int64_t{37}, int64_t{256}}) {
       const int64_t H = sh.heads, dh = sh.dh, stride = sh.stride, acc_stride = dh + 2;
-      const std::string what = "heads " + std::to_string(H) + " dh " + std::to_string(dh) + " stride " + std::to_string(stride) +
-                               " keys " + std::to_string(keys);
+      const std::string what = "lanes " + std::to_string(lanes) + " heads " + std::to_string(H) + " dh " + std::to_string(dh) + " stride " +
+                               std::to_string(stride) + " keys " + std::to_string(keys);
       const auto q = random_vector(H * dh, 90), rows = random_vector(keys * stride, 91), p = random_vector(H * keys, 92);
       const auto acc0 = random_vector(H * acc_stride, 93);
       std::vector<float> scores(H * keys, std::numeric_limits<float>::quiet_NaN()), want_scores(scores.size());
-      ops::multihead_scores(q.data(), rows.data(), stride, keys, H, dh, 0.3f, scores.data());
+      ops::multihead_scores(q.data(), rows.data(), stride, keys, H, dh, 0.3f, scores.data(), lanes);
       std::vector<float> acc = acc0, want_acc = acc0;
-      ops::multihead_weighted_sum(p.data(), rows.data(), stride, keys, H, dh, acc.data(), acc_stride);
+      ops::multihead_weighted_sum(p.data(), rows.data(), stride, keys, H, dh, acc.data(), acc_stride, lanes);
       for (int64_t h = 0; h < H; ++h) {
         for (int64_t j = 0; j < keys; ++j) {
           double dot = 0;

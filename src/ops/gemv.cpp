@@ -251,25 +251,54 @@ void gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t 
   }
 }
 
-void multihead_scores(const float* q, const float* k, int64_t stride, int64_t keys, int64_t heads, int64_t dh, float scale, float* scores) {
-  // Columns c = j * heads + h in memory order: sixteen at a time, each a dot product over dh kept
-  // in its own vector and the sixteen reduced together (reduce16), as tile_nk does.
+namespace {
+
+// The single-query kernels in two vector widths: 16 floats (a zmm register) and 8 (a ymm). A build
+// uses its own register's (kNativeLanes): with AVX-512 enabled 16, otherwise 8 (the x86-64-v3 build
+// of the 16-core host's bundle), where sixteen 16-float accumulators are 32 ymm registers of 16 and
+// spilling them made the scores kernel half of a Standard decode step.
+typedef float F8 __attribute__((vector_size(32)));
+typedef int I8 __attribute__((vector_size(32)));
+
+template <class V>
+V load_v(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+F16 reduce_lanes(const F16* s) { return reduce16(s); }
+// reduce16's folding for 8 lanes: three levels.
+F8 reduce_lanes(const F8* s) {
+  constexpr I8 lo1 = {0, 1, 2, 3, 8, 9, 10, 11}, hi1 = lo1 + 4;
+  constexpr I8 lo2 = {0, 1, 4, 5, 8, 9, 12, 13}, hi2 = lo2 + 2;
+  constexpr I8 lo3 = {0, 2, 4, 6, 8, 10, 12, 14}, hi3 = lo3 + 1;
+  F8 a[4], b[2];
+  for (int i = 0; i < 4; ++i) a[i] = __builtin_shuffle(s[2 * i], s[2 * i + 1], lo1) + __builtin_shuffle(s[2 * i], s[2 * i + 1], hi1);
+  for (int i = 0; i < 2; ++i) b[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], lo2) + __builtin_shuffle(a[2 * i], a[2 * i + 1], hi2);
+  return __builtin_shuffle(b[0], b[1], lo3) + __builtin_shuffle(b[0], b[1], hi3);
+}
+
+template <class V>
+void scores_in(const float* q, const float* k, int64_t stride, int64_t keys, int64_t heads, int64_t dh, float scale, float* scores) {
+  constexpr int L = sizeof(V) / sizeof(float);
+  // Columns c = j * heads + h in memory order: L at a time, each a dot product over dh kept in its
+  // own vector and the L reduced together (reduce_lanes), as tile_nk does.
   const int64_t columns = keys * heads;
   int64_t c = 0;
-  if (dh % 16 == 0)
-    for (; c + 16 <= columns; c += 16) {
-      F16 s[16] = {};
+  if (dh % L == 0)
+    for (; c + L <= columns; c += L) {
+      V s[L] = {};
       int64_t j = c / heads, h = c % heads;
-      int64_t js[16], hs[16];
-      for (int i = 0; i < 16; ++i) {
-        js[i] = j;
-        hs[i] = h;
+      int64_t out[L];  // where column c + i's score goes
+      for (int i = 0; i < L; ++i) {
+        out[i] = h * keys + j;
         const float *qh = q + h * dh, *kj = k + j * stride + h * dh;
-        for (int64_t e = 0; e < dh; e += 16) s[i] += load16(qh + e) * load16(kj + e);
+        for (int64_t e = 0; e < dh; e += L) s[i] += load_v<V>(qh + e) * load_v<V>(kj + e);
         if (++h == heads) h = 0, ++j;
       }
-      const F16 sums = reduce16(s);
-      for (int i = 0; i < 16; ++i) scores[hs[i] * keys + js[i]] = scale * sums[i];
+      const V sums = reduce_lanes(s);
+      for (int i = 0; i < L; ++i) scores[out[i]] = scale * sums[i];
     }
   for (; c < columns; ++c) {
     const int64_t j = c / heads, h = c % heads;
@@ -281,26 +310,30 @@ void multihead_scores(const float* q, const float* k, int64_t stride, int64_t ke
   }
 }
 
-// Sixteen-float pieces of a row the weighted sum keeps in registers (zmm0-15 of 32).
-constexpr int kRowVectors = 16;
-
-void multihead_weighted_sum(const float* p, const float* v, int64_t stride, int64_t keys, int64_t heads, int64_t dv, float* acc,
-                            int64_t acc_stride) {
-  // The common shape (every head of a row in 256 floats, dv a multiple of 16, as d = 256 has):
-  // sixteen accumulators in registers, each row read once, front to back.
-  if (heads * dv == kRowVectors * 16 && dv % 16 == 0) {
-    int64_t head_of[kRowVectors];  // the head of each 16-float piece of a row
-    for (int u = 0; u < kRowVectors; ++u) head_of[u] = u * 16 / dv;
-    F16 sum[kRowVectors] = {};
-    for (int64_t j = 0; j < keys; ++j) {
-      const float* vj = v + j * stride;
+// R: vectors of a row kept in registers, 16 of AVX-512's 32 zmm or 8 of AVX2's 16 ymm (the rest
+// hold the loaded values and the broadcast weights).
+template <class V, int R>
+void weighted_sum_in(const float* p, const float* v, int64_t stride, int64_t keys, int64_t heads, int64_t dv, float* acc, int64_t acc_stride) {
+  constexpr int L = sizeof(V) / sizeof(float);
+  constexpr int64_t slice = int64_t{R} * L;  // floats of a row per pass: 256 or 64
+  // The common shapes (a multiple of `slice` floats across the heads, dv a multiple of L; d = 256
+  // is one slice of 16-float vectors, four of 8-float ones): the slice's accumulators in registers,
+  // its part of every row read front to back.
+  if ((heads * dv) % slice == 0 && dv % L == 0) {
+    for (int64_t c0 = 0; c0 < heads * dv; c0 += slice) {
+      int64_t head_of[R];  // the head of each vector of the slice
+      for (int u = 0; u < R; ++u) head_of[u] = (c0 + u * L) / dv;
+      V sum[R] = {};
+      for (int64_t j = 0; j < keys; ++j) {
+        const float* vj = v + j * stride + c0;
 #pragma GCC unroll 16
-      for (int u = 0; u < kRowVectors; ++u) sum[u] += p[head_of[u] * keys + j] * load16(vj + u * 16);
-    }
-    for (int u = 0; u < kRowVectors; ++u) {
-      float* a = acc + head_of[u] * acc_stride + u * 16 % dv;
-      const F16 total = load16(a) + sum[u];
-      std::memcpy(a, &total, sizeof total);
+        for (int u = 0; u < R; ++u) sum[u] += p[head_of[u] * keys + j] * load_v<V>(vj + u * L);
+      }
+      for (int u = 0; u < R; ++u) {
+        float* a = acc + head_of[u] * acc_stride + (c0 + u * L) % dv;
+        const V total = load_v<V>(a) + sum[u];
+        std::memcpy(a, &total, sizeof total);
+      }
     }
     return;
   }
@@ -327,6 +360,26 @@ void multihead_weighted_sum(const float* p, const float* v, int64_t stride, int6
       for (int64_t i = 0; i < dv; ++i) a[i] += pj * vj[h * dv + i];
     }
   }
+}
+
+}  // namespace
+
+void multihead_scores(const float* q, const float* k, int64_t stride, int64_t keys, int64_t heads, int64_t dh, float scale, float* scores,
+                      int lanes) {
+  BSBR_CHECK(lanes == 8 || lanes == 16, "multihead_scores: lanes must be 8 or 16");
+  if (lanes == 16)
+    scores_in<F16>(q, k, stride, keys, heads, dh, scale, scores);
+  else
+    scores_in<F8>(q, k, stride, keys, heads, dh, scale, scores);
+}
+
+void multihead_weighted_sum(const float* p, const float* v, int64_t stride, int64_t keys, int64_t heads, int64_t dv, float* acc,
+                            int64_t acc_stride, int lanes) {
+  BSBR_CHECK(lanes == 8 || lanes == 16, "multihead_weighted_sum: lanes must be 8 or 16");
+  if (lanes == 16)
+    weighted_sum_in<F16, 16>(p, v, stride, keys, heads, dv, acc, acc_stride);
+  else
+    weighted_sum_in<F8, 8>(p, v, stride, keys, heads, dv, acc, acc_stride);
 }
 
 bool outer_supports(const MatMulSpec& s) {

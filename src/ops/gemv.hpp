@@ -66,10 +66,18 @@ void gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t 
 // next row, so a block is one contiguous stream the hardware prefetchers follow; a product per head
 // read a quarter of every row at a 1 KiB stride and ran at about half the memory's bandwidth.
 //   scores[h * keys + j] = scale * q[h*dh, (h+1)*dh) . k[j*stride + h*dh, ...)     (SPEC 2.1: q.k / sqrt(dh))
-void multihead_scores(const float* q, const float* k, int64_t stride, int64_t keys, int64_t heads, int64_t dh, float scale, float* scores);
+// `lanes`: the vector width the loops use, 8 or 16 floats; the build's own register's by default
+// (kNativeLanes; the tests run both).
+#if defined(__AVX512F__)
+inline constexpr int kNativeLanes = 16;
+#else
+inline constexpr int kNativeLanes = 8;
+#endif
+void multihead_scores(const float* q, const float* k, int64_t stride, int64_t keys, int64_t heads, int64_t dh, float scale, float* scores,
+                      int lanes = kNativeLanes);
 //   acc[h * acc_stride + i] += p[h * keys + j] * v[j*stride + h*dv + i], for every j < keys, i < dv.
 void multihead_weighted_sum(const float* p, const float* v, int64_t stride, int64_t keys, int64_t heads, int64_t dv, float* acc,
-                            int64_t acc_stride);
+                            int64_t acc_stride, int lanes = kNativeLanes);
 
 // The rank-1 product (K = 1, any batch): c[b] = sum? c[b] + scale * a[b] b[b]^T (+ bias), the decode
 // step's state update S += k v^T. oneDNN 2.6's brgemm takes 9-10 us for four heads of 64 x 64 on one
