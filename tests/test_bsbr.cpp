@@ -27,6 +27,13 @@ std::unique_ptr<Mixer> make_bsbr_small_slabs(const ModelConfig& cfg, ParamStore&
   return make_bsbr(cfg, params, prefix, chunked::PrefillTiling{2 * cfg.chunk_size, 128});
 }
 const Architecture kSmallSlabs{"BSBR", make_bsbr_small_slabs, "BSBR with two-chunk prefill slabs"};
+// BSBR whose compression/decompression groups hold 16 chunks, so a slab has several.
+std::unique_ptr<Mixer> make_bsbr_small_groups(const ModelConfig& cfg, ParamStore& params, const std::string& prefix) {
+  chunked::PrefillTiling tiling;
+  tiling.state_group_chunks = 16;
+  return make_bsbr(cfg, params, prefix, tiling);
+}
+const Architecture kSmallGroups{"BSBR", make_bsbr_small_groups, "BSBR with 16-chunk state groups"};
 
 TEST(Bsbr, OneChunkEqualsStandardAttention) {
   // chunk_size >= n: no chunk is complete, nothing is retrieved, and the local attention is full
@@ -102,10 +109,10 @@ TEST(Bsbr, DecodeAcrossManyChunkBoundaries) {
   for (int64_t compression : {int64_t{0}, int64_t{2}}) {
     ModelConfig c = small_config(compression);
     c.chunk_size = 4;
-    Model model(ctx, c, find_architecture("BSBR"));
+    Model model(ctx, c, kSmallGroups);
     test::expect_decode_matches_prefill(ctx, model, 100, {1, 4, 5, 8, 69, 72});
     c.batch_size = 2;
-    Model batched(ctx, c, find_architecture("BSBR"));
+    Model batched(ctx, c, kSmallGroups);
     const int64_t n = 30, V = c.vocab_size;
     auto both = Runner::input_tokens(c, 2, n);  // [2, n]: sequences a and b
     batched.prepare(ctx, test::run_shape({n, 9}, n, 2), LogitsMode::kAll);

@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/alloc_count.hpp"
 #include "core/errors.hpp"
@@ -298,10 +299,36 @@ LayerNormOp::LayerNormOp(Context& ctx, const MatLayout& src, const MatLayout& ds
   memory::desc gd({src.cols}, dt::f32, tag::a);
   init(ctx, pd, dnnl::layer_normalization_forward(pd),
        {{DNNL_ARG_SRC, s}, {DNNL_ARG_DST, d}, {DNNL_ARG_SCALE, gd}, {DNNL_ARG_SHIFT, gd}}, serial);
+  by_rows_ = src.batch == 1 && src.rows <= kGemvMaxRows && src.col_stride == 1 && dst.col_stride == 1;
+  rows_ = src.rows;
+  cols_ = src.cols;
+  src_stride_ = src.row_stride;
+  dst_stride_ = dst.row_stride;
+  eps_ = eps;
 }
 
 void LayerNormOp::run(Context& ctx, const float* src, const float* gamma, const float* beta, float* dst) const {
-  execute(ctx, {src, dst, gamma, beta});
+  if (!by_rows_) {
+    execute(ctx, {src, dst, gamma, beta});
+    return;
+  }
+  // y = (x - mean) / sqrt(var + eps) * gamma + beta per row, var the biased variance (oneDNN's
+  // definition), from the mean in a second pass.
+  const float n = static_cast<float>(cols_);
+  for (int64_t r = 0; r < rows_; ++r) {
+    const float* x = src + r * src_stride_;
+    float* y = dst + r * dst_stride_;
+    float sum = 0.f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < cols_; ++c) sum += x[c];
+    const float mean = sum / n;
+    float squares = 0.f;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t c = 0; c < cols_; ++c) squares += (x[c] - mean) * (x[c] - mean);
+    const float inv = 1.f / std::sqrt(squares / n + eps_);
+#pragma omp simd
+    for (int64_t c = 0; c < cols_; ++c) y[c] = (x[c] - mean) * inv * gamma[c] + beta[c];
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -81,8 +81,8 @@ class Bsbr : public Mixer {
   double step_flops(int64_t pos) const override;
 
   // Largest key tile of the retrieval attention (the chunk memory is padded to whole key tiles);
-  // query tile of prefill retrieval; chunks per step of compression / decompression in prefill.
-  static constexpr int64_t kRetrievalKeyTile = 128, kRetrievalQueryTile = 64, kStateGroupChunks = 16;
+  // query tile of prefill retrieval.
+  static constexpr int64_t kRetrievalKeyTile = 128, kRetrievalQueryTile = 64;
 
  private:
   bool compressed() const { return coded_dim_ > 0; }
@@ -97,12 +97,12 @@ class Bsbr : public Mixer {
   // whole key tiles up to row i only (not over the whole prepared capacity).
   ops::AttentionGeometry decode_retrieval_geometry(int64_t batch, int64_t key_tile) const;
   // How `count` consecutive chunks are processed between the chunk states and the chunk memory:
-  // compressed, in groups of kStateGroupChunks (F_j is only a step towards f_j, and G_i only towards
+  // compressed, in groups of state_group_chunks_ (F_j is only a step towards f_j, and G_i only towards
   // q.G_i, so the [chunks, h, dh²] tile stays small); uncompressed, all at once (F_j is written
   // straight into the chunk memory and G_i is the retrieval's output).
   chunked::Pieces state_groups(int64_t count) const;
   // Chunks the state tile holds for slabs of slab_chunks chunks.
-  int64_t tile_chunks(int64_t slab_chunks) const { return compressed() ? std::min(slab_chunks, kStateGroupChunks) : slab_chunks; }
+  int64_t tile_chunks(int64_t slab_chunks) const { return compressed() ? std::min(slab_chunks, state_group_chunks_) : slab_chunks; }
   void make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n);
   void make_decode_ops(ops::Context& ctx);
   void prefill_sequence(ops::Context& ctx, const float* x, float* residual, int64_t n, int64_t s);
@@ -114,6 +114,7 @@ class Bsbr : public Mixer {
   int64_t memory_width_; // floats per chunk memory row: [H_j (d) | heads x value_dim_]
   float scale_;
   int64_t tiling_slab_chunks_;  // chunks per slab of the tiling (a point uses up to this many)
+  int64_t state_group_chunks_;  // chunks per group of compression / decompression (the tiling's)
   AttentionProjections projections_;  // q_proj, k_proj, v_proj, out_proj
   ParamStore::LinearRef meta_r_, meta_h_, compress_, decompress_;
 
@@ -156,6 +157,7 @@ Bsbr::Bsbr(const ModelConfig& cfg, ParamStore& params, const std::string& prefix
       memory_width_(d_ + heads_ * value_dim_),
       scale_(static_cast<float>(1.0 / std::sqrt(static_cast<double>(dh_)))),
       tiling_slab_chunks_(std::max<int64_t>(1, tiling.slab_rows / cfg.chunk_size)),
+      state_group_chunks_(std::max<int64_t>(1, tiling.state_group_chunks)),
       projections_(params, prefix, d_) {
   meta_r_ = params.add_linear(prefix + ".meta_r_proj", d_, d_);
   meta_h_ = params.add_linear(prefix + ".meta_h_proj", d_, d_);
@@ -166,7 +168,7 @@ Bsbr::Bsbr(const ModelConfig& cfg, ParamStore& params, const std::string& prefix
 }
 
 chunked::Pieces Bsbr::state_groups(int64_t count) const {
-  return chunked::split(count, compressed() ? kStateGroupChunks : count);
+  return chunked::split(count, compressed() ? state_group_chunks_ : count);
 }
 
 ops::AttentionGeometry Bsbr::retrieval_geometry(int64_t key_tile) const {

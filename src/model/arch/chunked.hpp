@@ -36,6 +36,11 @@ double local_pairs(int64_t n, int64_t chunk);
 struct PrefillTiling {
   int64_t slab_rows = 2048;  // rows per slab (rounded to whole chunks / groups)
   int64_t group_rows = 128;  // GAU: rows per step of the running chunk-state recurrence
+  // BSBR (compressed): chunks per group of its chunk-state, compression, decompression and q.G
+  // products (the [chunks, h, dh²] state tile). 64 chunks (a 2048-row slab of chunk 32): on the
+  // 16-core host groups of 16 gave oneDNN 16-64-row products that did not spread over 16 threads
+  // (BSBR prefill n = 16,384: 70.8 -> 59.3 ms with 64, interleaved A/B).
+  int64_t state_group_chunks = 64;
 };
 
 // Chunks per slab for a point whose longest prefill is max_n: the tiling's slab_chunks, but no more
