@@ -114,7 +114,7 @@ class CausalAttention {
   MatMul qk_block_, pv_block_;  // the same over k_block keys (when k_block > k_tile)
   int64_t single_segments_ = 0; // key segments per sequence of the single-query path (0: not prepared)
   struct Workspace {
-    Tensor q, s, o, m, l;  // [q_tile, dh], [q_tile, k_block], [q_tile, dv], [q_tile], [q_tile]
+    Tensor q, s, o, m, l;  // [q_tile, dh], [q_tile, score_floats] (a key block; a single-query pass's [heads, kDecodeSpan]), [q_tile, dv], [q_tile], [q_tile]
     std::vector<int64_t> lo, hi;  // visible key range per tile row
   };
   mutable std::vector<Workspace> ws_;  // one per worker thread

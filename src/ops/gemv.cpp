@@ -44,12 +44,17 @@ void tile_kn(const float* a, int64_t lda, int64_t m, int64_t K, const float* b, 
   }
 }
 
-// Sixteen floats as one value (GCC vector extension: a zmm register on AVX-512, two ymm on AVX2).
+// Sixteen floats as one value (GCC vector extension: a zmm register on AVX-512, two ymm on AVX2);
+// eight (a ymm register).
 typedef float F16 __attribute__((vector_size(64)));
 typedef int I16 __attribute__((vector_size(64)));
+typedef float F8 __attribute__((vector_size(32)));
+typedef int I8 __attribute__((vector_size(32)));
 
-inline F16 load16(const float* p) {
-  F16 v;
+// A vector loaded from unaligned floats.
+template <class V>
+V load_v(const float* p) {
+  V v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
@@ -84,8 +89,8 @@ void tile_nk(const float* a, int64_t lda, int64_t m, int64_t K, const float* bt,
         const float* col0 = bt + (j0 + j) * ldb;
         F16 s[16] = {};
         for (int64_t k = 0; k < K16; k += 16) {
-          const F16 av = load16(ar + k);
-          for (int c = 0; c < 16; ++c) s[c] += av * load16(col0 + c * ldb + k);
+          const F16 av = load_v<F16>(ar + k);
+          for (int c = 0; c < 16; ++c) s[c] += av * load_v<F16>(col0 + c * ldb + k);
         }
         const F16 sums = reduce16(s);
         std::memcpy(y + j, &sums, sizeof sums);
@@ -257,15 +262,6 @@ namespace {
 // uses its own register's (kNativeLanes): with AVX-512 enabled 16, otherwise 8 (the x86-64-v3 build
 // of the 16-core host's bundle), where sixteen 16-float accumulators are 32 ymm registers of 16 and
 // spilling them made the scores kernel half of a Standard decode step.
-typedef float F8 __attribute__((vector_size(32)));
-typedef int I8 __attribute__((vector_size(32)));
-
-template <class V>
-V load_v(const float* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 F16 reduce_lanes(const F16* s) { return reduce16(s); }
 // reduce16's folding for 8 lanes: three levels.
