@@ -183,9 +183,13 @@ void Model::prefill(ops::Context& ctx, const int32_t* tokens, int64_t n) {
 void Model::step(ops::Context& ctx, const int32_t* tokens, int64_t pos) {
   BSBR_CHECK(has_step_, "step() on a model prepared without decode capacity");
   const int64_t d = cfg_.hidden_dim;
-  for (int64_t b = 0; b < batch_; ++b) embed(tokens + b, 1, pos, xs_.data() + b * d);
-  run_blocks(ctx, step_ops_, xs_.data(), hs_.data(), fs_.data(), 1, true, pos);
-  step_ops_.head.run(ctx, hs_.data(), head_weight(), logits_.data(), opts_.tied_lm_head ? nullptr : lm_head_.bias->data());
+  // One held team for the whole step (ops/team.hpp): its dozen dependent products hand their parts
+  // to threads that wait between them, instead of opening an OpenMP region each.
+  ctx.hold_team([&] {
+    for (int64_t b = 0; b < batch_; ++b) embed(tokens + b, 1, pos, xs_.data() + b * d);
+    run_blocks(ctx, step_ops_, xs_.data(), hs_.data(), fs_.data(), 1, true, pos);
+    step_ops_.head.run(ctx, hs_.data(), head_weight(), logits_.data(), opts_.tied_lm_head ? nullptr : lm_head_.bias->data());
+  });
 }
 
 void Model::argmax(int32_t* out) const { ops::argmax_rows(logits_.data(), batch_, cfg_.vocab_size, cfg_.vocab_size, out); }

@@ -9,7 +9,7 @@
 
 namespace bsbr::ops {
 
-Context::Context(int threads) : threads_(threads > 0 ? threads : omp_get_num_procs()), engine_(dnnl::engine::kind::cpu, 0) {
+Context::Context(int threads) : threads_(threads > 0 ? threads : omp_get_num_procs()), team_(threads_), engine_(dnnl::engine::kind::cpu, 0) {
   omp_set_num_threads(threads_);
   omp_set_max_active_levels(1);  // oneDNN calls inside our parallel loops run single-threaded
   for (int i = 0; i < threads_; ++i) streams_.emplace_back(engine_);
@@ -19,6 +19,8 @@ Context::Context(int threads) : threads_(threads > 0 ? threads : omp_get_num_pro
 dnnl::stream& Context::stream() { return streams_[thread_id()]; }
 
 int Context::thread_id() { return omp_get_thread_num(); }
+
+bool Context::may_fork() const { return !omp_in_parallel() || team_.dispatching(); }
 
 void Context::reserve_scratchpad(std::size_t bytes, bool any_thread) {
   const std::size_t team = any_thread ? team_scratch_ : std::max(team_scratch_, bytes);

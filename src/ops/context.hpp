@@ -17,6 +17,7 @@
 
 #include "core/memory.hpp"
 #include "core/tensor.hpp"
+#include "ops/team.hpp"
 
 namespace bsbr::ops {
 
@@ -31,6 +32,17 @@ class Context {
   // The stream of the calling thread (thread 0 outside parallel regions).
   dnnl::stream& stream();
   int threads() const { return threads_; }
+  // The threads held for a decode step (ops/team.hpp). Mutable like a mutex: holding it and handing
+  // it jobs changes no observable state of the context.
+  Team& team() const { return team_; }
+  // Runs main() with the team held (Team::hold): the ops inside hand their parallel parts to it.
+  template <class Main>
+  void hold_team(Main&& main) {
+    team_.hold(std::forward<Main>(main));
+  }
+  // True when the calling code may spread work over the threads: at the top level (outside any
+  // OpenMP region) or on a held team's main line. Inside a parallel loop or a team's job, false.
+  bool may_fork() const;
   // Index of the calling worker thread, in [0, threads()).
   static int thread_id();
 
@@ -86,6 +98,7 @@ class Context {
 
  private:
   int threads_;
+  mutable Team team_;
   dnnl::engine engine_;
   std::vector<dnnl::stream> streams_;
   MemoryTracker memory_;
@@ -162,9 +175,15 @@ inline constexpr double kSerialWorkThreshold = 1 << 20;
 // when `parallel` and there is more than one thread and item, else as a plain loop on the caller.
 // Serial work must not enter an OpenMP region at all: libgomp allocates a team (gomp_new_team) for
 // every region of one thread, which would be a heap allocation inside the timed region.
+// On a held team's main line the items go to the team; inside a parallel loop or a job they run on
+// the calling thread.
 template <class Body>
 void parallel_items(const Context& ctx, int64_t count, bool parallel, Body&& body) {
-  if (parallel && ctx.threads() > 1 && count > 1) {
+  if (parallel && ctx.threads() > 1 && count > 1 && ctx.may_fork()) {
+    if (ctx.team().dispatching()) {
+      ctx.team().run_items(count, body);
+      return;
+    }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ctx.threads())
     for (int64_t i = 0; i < count; ++i) body(i);
   } else {

@@ -244,11 +244,15 @@ void gemv_run(const Context& ctx, const MatMulSpec& s, int64_t blocks, const flo
 
 void gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t parts) {
   const int64_t total = set_bytes(calls, count);
-  if (parts <= 1 || omp_in_parallel()) {
+  if (parts <= 1 || !ctx.may_fork()) {
     run_part(calls, count, 0, 1, total);
     return;
   }
   BSBR_CHECK(parts <= ctx.threads(), "GEMV set with more parts than threads");
+  if (ctx.team().dispatching()) {  // a held step: part t on thread t, as in the region below
+    ctx.team().run_parts(parts, [&](int64_t t) { run_part(calls, count, t, parts, total); });
+    return;
+  }
 #pragma omp parallel num_threads(ctx.threads())
   {
     const int64_t t = omp_get_thread_num();

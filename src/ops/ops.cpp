@@ -1,8 +1,6 @@
 // Op layer implementation: descriptor building, primitive creation, allocation-free execution.
 #include "ops/ops.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cmath>
 
@@ -103,9 +101,10 @@ void PrimitiveOp::init(Context& ctx, const dnnl::primitive_desc_base& pd, dnnl::
 
 void PrimitiveOp::execute(Context& ctx, const void* const* ptrs, std::size_t count) const {
   BSBR_CHECK(valid(), "op used before it was created in prepare()");
-  const bool nested = omp_in_parallel();
+  const bool nested = !ctx.may_fork();
   // An op made for the whole team inside one of our parallel loops would share thread 0's
-  // scratchpad with the other workers (and oneDNN would run it on one thread anyway).
+  // scratchpad with the other workers (and oneDNN would run it on one thread anyway). On a held
+  // team's main line (ops/team.hpp) it runs on thread 0 alone, with thread 0's scratchpad.
   if (nested && !serial_)
     invariant_failed("serial_", __FILE__, __LINE__, "the op " + impl_ + " was made for the whole team and runs inside a parallel loop: create it under ops::SingleThreadOps");
   Binding& b = bindings_[Context::thread_id()];
@@ -222,7 +221,7 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
 void MatMul::run_together(Context& ctx, std::initializer_list<MatMulCall> calls) {
   constexpr std::size_t kMaxTogether = 4;
   BSBR_CHECK(calls.size() <= kMaxTogether, "MatMul::run_together takes at most 4 products");
-  bool one_region = !omp_in_parallel();
+  bool one_region = ctx.may_fork();
   for (const MatMulCall& call : calls) {
     for (const PostOp& p : call.op.spec_.post_ops)
       BSBR_CHECK(p.kind != PostOp::Kind::kBinaryAdd && p.kind != PostOp::Kind::kBinaryMul, "MatMul::run_together: a binary post-op");
