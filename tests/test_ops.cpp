@@ -824,5 +824,78 @@ TEST(Kernels, UtTransformSolvesTheTriangularSystem) {
   }
 }
 
+// The rank-1 state steps (ops::linear_attention_step, ops::delta_rule_step) against the recurrences
+// written out in double (SPEC §2), for several pairs and a head width that is not a multiple of the
+// vector width. For Linear, a second case whose normaliser is exactly zero before the 1e-6: only
+// there does the epsilon show (anywhere else it is far below the tolerance), and dropping it gives
+// infinities.
+TEST(RankOneStateSteps, MatchTheRecurrences) {
+  const int64_t pairs = 3, dh = 20;
+  const float eps = 1e-6f;
+  const std::vector<float> q = random_vector(pairs * dh, 1), k = random_vector(pairs * dh, 2), v = random_vector(pairs * dh, 3);
+  const std::vector<float> s0 = random_vector(pairs * dh * dh, 4), z0 = random_vector(pairs * dh, 5), beta = {0.3f, 0.9f, 1.0f};
+  for (const bool zero_normaliser : {false, true}) {
+    std::vector<float> s = s0, z = z0, o(pairs * dh);
+    if (zero_normaliser)
+      for (int64_t i = 0; i < pairs * dh; ++i) z[i] = -k[i];  // z + k = 0: the denominator is eps alone
+    std::vector<float> s_ref(pairs * dh * dh), z_ref(pairs * dh), o_ref(pairs * dh);
+    for (int64_t p = 0; p < pairs; ++p) {
+      double den = eps;
+      for (int64_t i = 0; i < dh; ++i) {
+        z_ref[p * dh + i] = static_cast<float>(static_cast<double>(z[p * dh + i]) + k[p * dh + i]);
+        den += static_cast<double>(q[p * dh + i]) * (static_cast<double>(z[p * dh + i]) + k[p * dh + i]);
+      }
+      for (int64_t j = 0; j < dh; ++j) {
+        double acc = 0;
+        for (int64_t i = 0; i < dh; ++i) {
+          const double m = static_cast<double>(s[(p * dh + i) * dh + j]) + static_cast<double>(k[p * dh + i]) * v[p * dh + j];
+          s_ref[(p * dh + i) * dh + j] = static_cast<float>(m);
+          acc += static_cast<double>(q[p * dh + i]) * m;
+        }
+        o_ref[p * dh + j] = static_cast<float>(acc / den);
+      }
+    }
+    ops::linear_attention_step(pairs, dh, q.data(), k.data(), v.data(), s.data(), z.data(), eps, o.data());
+    EXPECT_TRUE(is_close(s, s_ref, within(1e-5))) << "state, zero normaliser " << zero_normaliser;
+    EXPECT_TRUE(is_close(z, z_ref, within(1e-6))) << "normaliser, zero normaliser " << zero_normaliser;
+    EXPECT_TRUE(is_close(o, o_ref, within(zero_normaliser ? 1e-3 : 1e-5))) << "output, zero normaliser " << zero_normaliser;
+    // Without z: the unnormalised read.
+    std::vector<float> s2 = s0, o2(pairs * dh), o2_ref(pairs * dh, 0.f);
+    for (int64_t p = 0; p < pairs; ++p)
+      for (int64_t j = 0; j < dh; ++j) {
+        double acc = 0;
+        for (int64_t i = 0; i < dh; ++i)
+          acc += static_cast<double>(q[p * dh + i]) * (static_cast<double>(s0[(p * dh + i) * dh + j]) + static_cast<double>(k[p * dh + i]) * v[p * dh + j]);
+        o2_ref[p * dh + j] = static_cast<float>(acc);
+      }
+    ops::linear_attention_step(pairs, dh, q.data(), k.data(), v.data(), s2.data(), nullptr, eps, o2.data());
+    EXPECT_TRUE(is_close(o2, o2_ref, within(1e-5)));
+  }
+
+  // DeltaNet, M = S^T: u = v - M^T k; M += beta k u^T; o = q^T M.
+  std::vector<float> m = s0, u(pairs * dh), o(pairs * dh);
+  std::vector<float> m_ref(pairs * dh * dh), u_ref(pairs * dh), o_ref(pairs * dh);
+  for (int64_t p = 0; p < pairs; ++p) {
+    for (int64_t j = 0; j < dh; ++j) {
+      double r = v[p * dh + j];
+      for (int64_t i = 0; i < dh; ++i) r -= static_cast<double>(k[p * dh + i]) * s0[(p * dh + i) * dh + j];
+      u_ref[p * dh + j] = static_cast<float>(r);
+    }
+    for (int64_t j = 0; j < dh; ++j) {
+      double acc = 0;
+      for (int64_t i = 0; i < dh; ++i) {
+        const double mm = static_cast<double>(s0[(p * dh + i) * dh + j]) + static_cast<double>(beta[p]) * k[p * dh + i] * u_ref[p * dh + j];
+        m_ref[(p * dh + i) * dh + j] = static_cast<float>(mm);
+        acc += static_cast<double>(q[p * dh + i]) * mm;
+      }
+      o_ref[p * dh + j] = static_cast<float>(acc);
+    }
+  }
+  ops::delta_rule_step(pairs, dh, q.data(), k.data(), v.data(), beta.data(), m.data(), u.data(), o.data());
+  EXPECT_TRUE(is_close(u, u_ref, within(1e-5)));
+  EXPECT_TRUE(is_close(m, m_ref, within(1e-5)));
+  EXPECT_TRUE(is_close(o, o_ref, within(1e-4)));
+}
+
 }  // namespace
 }  // namespace bsbr

@@ -179,4 +179,55 @@ double ut_transform_macs(int64_t chunk) {
   return macs;
 }
 
+// Row i of M: M[i, :] += a * u; o += q_i * M[i, :] (the updated row).
+namespace {
+void update_read_rows(int64_t dh, const float* q, const float* k, const float* u, float scale, float* m, float* o) {
+  std::fill(o, o + dh, 0.f);
+  for (int64_t i = 0; i < dh; ++i) {
+    float* row = m + i * dh;
+    const float a = scale * k[i], qi = q[i];
+#pragma omp simd
+    for (int64_t j = 0; j < dh; ++j) {
+      row[j] += a * u[j];
+      o[j] += qi * row[j];
+    }
+  }
+}
+}  // namespace
+
+void linear_attention_step(int64_t pairs, int64_t dh, const float* q, const float* k, const float* v, float* state, float* z, float eps,
+                           float* o) {
+  for (int64_t p = 0; p < pairs; ++p) {
+    const float *qp = q + p * dh, *kp = k + p * dh;
+    float* op = o + p * dh;
+    update_read_rows(dh, qp, kp, v + p * dh, 1.f, state + p * dh * dh, op);
+    if (!z) continue;
+    float* zp = z + p * dh;
+    float den = 0.f;
+    for (int64_t i = 0; i < dh; ++i) {
+      zp[i] += kp[i];
+      den += qp[i] * zp[i];
+    }
+    den += eps;
+    for (int64_t j = 0; j < dh; ++j) op[j] /= den;
+  }
+}
+
+void delta_rule_step(int64_t pairs, int64_t dh, const float* q, const float* k, const float* v, const float* beta, float* state, float* u,
+                     float* o) {
+  for (int64_t p = 0; p < pairs; ++p) {
+    const float* kp = k + p * dh;
+    const float* m = state + p * dh * dh;
+    float* up = u + p * dh;
+    std::copy(v + p * dh, v + (p + 1) * dh, up);  // u = v - M^T k, M read row by row
+    for (int64_t i = 0; i < dh; ++i) {
+      const float ki = kp[i];
+      const float* row = m + i * dh;
+#pragma omp simd
+      for (int64_t j = 0; j < dh; ++j) up[j] -= ki * row[j];
+    }
+    update_read_rows(dh, q + p * dh, kp, up, beta[p], state + p * dh * dh, o + p * dh);
+  }
+}
+
 }  // namespace bsbr::ops

@@ -100,4 +100,21 @@ void ut_transform(float* t, const float* beta, int64_t beta_stride, int64_t chun
 // whole 16-column blocks are accumulated): for the executed-FLOP count.
 double ut_transform_macs(int64_t chunk);
 
+// The decode steps of the rank-1 matrix-state recurrences (SPEC §2), per pair p (a sequence's head)
+// of `pairs`: state M_p [dh, dh] row-major (pairs one after another), rows q_p, k_p, v_p, o_p of
+// [pairs, dh]. Each is one pass over M for the update and the read of the updated state (DeltaNet:
+// one more for its retrieval), row i of M updated and then read while it is in registers. The four
+// or five oneDNN calls per layer these replace (4 x 64 x 64 and smaller, 0.6-1.7 us each on one
+// thread of the 2-core box, DNNL_VERBOSE; 10-11 us together at 16 threads on the 16-core host, per-job
+// timings of the held step) were most of a decode step's serial work.
+//
+// Linear: M_p += k_p v_p^T; o_p = q_p^T M_p; with z (not null, [pairs, dh]): z_p += k_p and
+// o_p /= (q_p.z_p + eps).
+void linear_attention_step(int64_t pairs, int64_t dh, const float* q, const float* k, const float* v, float* state, float* z, float eps,
+                           float* o);
+// DeltaNet (M = S^T): u_p = v_p - M_p^T k_p; M_p += beta_p k_p u_p^T; o_p = q_p^T M_p.
+// beta: [pairs]; u: [pairs, dh], written (the pseudo-values).
+void delta_rule_step(int64_t pairs, int64_t dh, const float* q, const float* k, const float* v, const float* beta, float* state, float* u,
+                     float* o);
+
 }  // namespace bsbr::ops

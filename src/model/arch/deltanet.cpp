@@ -105,10 +105,8 @@ class DeltaNet : public ChunkedRecurrence {
   Tensor beta_;       // [b, slab_rows, h]
   Tensor state_;      // decode state M [b*h, dh, dh]
   Tensor beta1_;      // [b, h]
-  Tensor k_beta1_;    // [b*h, dh]: beta_t k_t
   Tensor u1_;         // [b*h, dh]: v_t - M^T k_t
-  MatMul beta1_op_, retrieve1_, update1_, read1_;
-  BinaryOp k_beta1_op_;
+  MatMul beta1_op_;
 };
 
 DeltaNet::BlockOps DeltaNet::make_block_ops(ops::Context& ctx, int64_t count) const {
@@ -167,26 +165,19 @@ void DeltaNet::prepare_core(ops::Context& ctx, const RunShape& shape) {
   if (shape.capacity > 0) {
     beta1_ = ctx.tensor(MemCategory::kActivations, {b, heads_});
     if (!learned_beta_) std::fill(beta1_.data(), beta1_.data() + beta1_.size(), constant_beta_);
-    k_beta1_ = ctx.tensor(MemCategory::kActivations, {bh, dh});
     u1_ = ctx.tensor(MemCategory::kActivations, {bh, dh});
     if (learned_beta_)
       beta1_op_ = MatMul(ctx, {MatLayout::dense(b, d_), MatLayout::dense(d_, heads_), MatLayout::dense(b, heads_), true, 1.f,
                                {PostOp::eltwise_op(ops::Eltwise::kSigmoid)}});
-    const auto [row, col, states] = step_layouts();
-    k_beta1_op_ = BinaryOp(ctx, BinaryOp::Kind::kMul, MatLayout::dense(bh, dh), MatLayout::dense(bh, 1), MatLayout::dense(bh, dh));
-    retrieve1_ = MatMul(ctx, {row, states, row, false, -1.f, {PostOp::add(row)}});      // u = v - k^T M
-    update1_ = MatMul(ctx, {col, row, states, false, 1.f, {PostOp::accumulate()}});     // M += (beta k) u^T
-    read1_ = MatMul(ctx, {row, states, row, false, 1.f, {}});                           // o = q^T M
   }
 }
 
 void DeltaNet::release_core() {
   block_ops_.clear();
   beta_ops_.clear();
-  chunk_state_ = beta1_op_ = retrieve1_ = update1_ = read1_ = MatMul();
-  k_beta1_op_ = BinaryOp();
+  chunk_state_ = beta1_op_ = MatMul();
   ws_.clear();
-  for (Tensor* t : {&beta_, &g_states_, &state_, &beta1_, &k_beta1_, &u1_}) t->reset();
+  for (Tensor* t : {&beta_, &g_states_, &state_, &beta1_, &u1_}) t->reset();
 }
 
 // Phase 1: everything of the block's chunks that does not need the state before them.
@@ -252,10 +243,12 @@ void DeltaNet::step_core(ops::Context& ctx, const float* x) {
   if (learned_beta_) beta1_op_.run(ctx, x, beta_proj_.weight->data(), beta1_.data(), beta_proj_.bias->data());
   ops::l2_normalize_rows(q1_.data(), batch_ * heads_, dh_, dh_);
   ops::l2_normalize_rows(k1_.data(), batch_ * heads_, dh_, dh_);
-  k_beta1_op_.run(ctx, k1_.data(), beta1_.data(), k_beta1_.data());
-  retrieve1_.run(ctx, k1_.data(), state_.data(), u1_.data(), nullptr, {v1_.data()});
-  update1_.run(ctx, k_beta1_.data(), u1_.data(), state_.data());
-  read1_.run(ctx, q1_.data(), state_.data(), o1_.data());
+  // u = v - M^T k, M += beta k u^T, o = q^T M in two passes over M (ops::delta_rule_step). Executed
+  // FLOPs: the retrieval, the update and the read, 2 dh^2 each per head.
+  const int64_t pairs = batch_ * heads_;
+  ops::delta_rule_step(pairs, dh_, q1_.data(), k1_.data(), v1_.data(), beta1_.data(), state_.data(), u1_.data(), o1_.data());
+  const double dh = static_cast<double>(dh_);
+  ctx.count_flops(static_cast<double>(pairs) * 6.0 * dh * dh);
 }
 
 // Per sequence: M [h, dh, dh].
@@ -264,7 +257,7 @@ std::size_t DeltaNet::state_bytes(int64_t /*n*/) const { return sizeof(float) * 
 std::size_t DeltaNet::estimate_bytes(const RunShape& shape, int threads) const {
   const std::size_t f = sizeof(float), b = shape.batch, bh = b * heads_, dh = dh_, C = chunk_;
   const std::size_t blk = block_chunks(shape, threads), rows = buffer_rows(shape), slab = slab_chunks(shape);
-  std::size_t bytes = base_bytes(shape) + f * (b * rows * heads_ + bh * slab * dh * dh + bh * dh * dh + b * heads_ + 2 * bh * dh);
+  std::size_t bytes = base_bytes(shape) + f * (b * rows * heads_ + bh * slab * dh * dh + bh * dh * dh + b * heads_ + bh * dh);
   bytes += f * threads * (2 * blk * C * C + 2 * blk * C * dh);
   return bytes;
 }

@@ -93,9 +93,6 @@ class LinearAttention : public ChunkedRecurrence {
   Tensor z_states_;       // [b*h, slab_chunks + 1, dh]: normaliser slots, as chunk_states()
   Tensor ones_;           // [C]
   Tensor state_, z_;      // decode state: S [b*h, dh, dh], z [b*h, dh]
-  Tensor den1_;           // [b*h]
-  MatMul update1_, read1_, den1_op_;
-  BinaryOp z_add1_, divide1_;
 };
 
 LinearAttention::BlockOps LinearAttention::make_block_ops(ops::Context& ctx, int64_t count) const {
@@ -137,27 +134,13 @@ void LinearAttention::prepare_core(ops::Context& ctx, const RunShape& shape) {
     z_ = ctx.tensor(MemCategory::kState, {bh, dh});
     z_states_ = ctx.tensor(MemCategory::kActivations, {bh, slab_chunks_ + 1, dh});
   }
-  if (shape.capacity > 0) {
-    const auto [row, col, states] = step_layouts();
-    update1_ = MatMul(ctx, {col, row, states, false, 1.f, {PostOp::accumulate()}});  // S += phi(k) v^T
-    read1_ = MatMul(ctx, {row, states, row, false, 1.f, {}});                         // o = phi(q)^T S
-    if (normalize_) {
-      den1_ = ctx.tensor(MemCategory::kActivations, {bh});
-      z_add1_ = BinaryOp(ctx, BinaryOp::Kind::kAdd, MatLayout::dense(bh, dh), MatLayout::dense(bh, dh), MatLayout::dense(bh, dh));
-      den1_op_ = MatMul(ctx, {row, col, MatLayout::batched(bh, 1, 1), false, 1.f,
-                              {PostOp::eltwise_op(ops::Eltwise::kLinear, 1.f, kDenominatorEps)}});  // phi(q).z + eps
-      divide1_ = BinaryOp(ctx, BinaryOp::Kind::kDiv, MatLayout::dense(bh, dh), MatLayout::dense(bh, 1), MatLayout::dense(bh, dh));
-    }
-  }
 }
 
 void LinearAttention::release_core() {
   block_ops_.clear();
   divide_.clear();
   ws_.clear();
-  update1_ = read1_ = den1_op_ = MatMul();
-  z_add1_ = divide1_ = BinaryOp();
-  for (Tensor* t : {&den_, &z_states_, &ones_, &state_, &z_, &den1_}) t->reset();
+  for (Tensor* t : {&den_, &z_states_, &ones_, &state_, &z_}) t->reset();
 }
 
 // Phase 1: the block's state contributions (slots first+1 .. first+count) and intra-chunk outputs.
@@ -211,13 +194,15 @@ void LinearAttention::prefill_slab(ops::Context& ctx, const float* /*x*/, int64_
   }
 }
 
+// One token: S += phi(k) v^T, o = phi(q)^T S, and with normalize z += phi(k), o /= phi(q).z + eps, in
+// one pass over S (ops::linear_attention_step). Executed FLOPs: the update and the read, 2 dh^2 each
+// per head, and the denominator's dot product, 2 dh.
 void LinearAttention::step_core(ops::Context& ctx, const float* /*x*/) {
-  update1_.run(ctx, k1_.data(), v1_.data(), state_.data());
-  read1_.run(ctx, q1_.data(), state_.data(), o1_.data());
-  if (!normalize_) return;
-  z_add1_.run(ctx, z_.data(), k1_.data(), z_.data());
-  den1_op_.run(ctx, q1_.data(), z_.data(), den1_.data());
-  divide1_.run(ctx, o1_.data(), den1_.data(), o1_.data());
+  const int64_t pairs = batch_ * heads_;
+  ops::linear_attention_step(pairs, dh_, q1_.data(), k1_.data(), v1_.data(), state_.data(), normalize_ ? z_.data() : nullptr,
+                             kDenominatorEps, o1_.data());
+  const double dh = static_cast<double>(dh_);
+  ctx.count_flops(static_cast<double>(pairs) * (4.0 * dh * dh + (normalize_ ? 2.0 * dh : 0.0)));
 }
 
 // Per sequence: S [h, dh, dh] and, with normalize, z [h, dh].
@@ -230,7 +215,7 @@ std::size_t LinearAttention::estimate_bytes(const RunShape& shape, int threads) 
   const std::size_t blk = block_chunks(shape, threads), rows = buffer_rows(shape), slots = slab_chunks(shape) + 1;
   std::size_t bytes = base_bytes(shape) + f * bh * dh * dh;
   bytes += f * threads * blk * C * C;
-  if (normalize_) bytes += f * (b * rows * heads_ + bh * slots * dh + C + bh * dh + bh);
+  if (normalize_) bytes += f * (b * rows * heads_ + bh * slots * dh + C + bh * dh);
   return bytes;
 }
 
