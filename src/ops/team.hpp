@@ -16,7 +16,8 @@
 //    as inside any of our parallel loops.
 //  - oneDNN primitives called on the main line run on thread 0 alone (oneDNN sees an OpenMP region),
 //    as any op made for one thread. A step's primitives are small; the few made for the whole team
-//    (GAU's and BSBR's chunk-boundary products, once per chunk) run single-threaded while held.
+//    (BSBR's chunk-boundary products, once per chunk) run single-threaded while held. GAU's fold of a
+//    chunk into its state, the largest, is split into row slabs through parallel_items instead.
 //  - Waiting spins with a pause, then yields, sooner when the threads outnumber the processors.
 #pragma once
 #include <atomic>
