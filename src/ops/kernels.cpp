@@ -217,7 +217,7 @@ void delta_rule_step(int64_t pairs, int64_t dh, const float* q, const float* k, 
                      float* o) {
   for (int64_t p = 0; p < pairs; ++p) {
     const float* kp = k + p * dh;
-    const float* m = state + p * dh * dh;
+    float* m = state + p * dh * dh;
     float* up = u + p * dh;
     std::copy(v + p * dh, v + (p + 1) * dh, up);  // u = v - M^T k, M read row by row
     for (int64_t i = 0; i < dh; ++i) {
@@ -226,7 +226,7 @@ void delta_rule_step(int64_t pairs, int64_t dh, const float* q, const float* k, 
 #pragma omp simd
       for (int64_t j = 0; j < dh; ++j) up[j] -= ki * row[j];
     }
-    update_read_rows(dh, q + p * dh, kp, up, beta[p], state + p * dh * dh, o + p * dh);
+    update_read_rows(dh, q + p * dh, kp, up, beta[p], m, o + p * dh);
   }
 }
 

@@ -35,8 +35,6 @@ class Team {
   Team(const Team&) = delete;
   Team& operator=(const Team&) = delete;
 
-  int threads() const { return threads_; }
-
   // Runs main() on thread 0 with the team held: the other threads wait for run_parts/run_items.
   // With one thread, inside an OpenMP region, or when the runtime grants fewer threads, main() runs
   // without a team (dispatching() stays false, so the ops fork as usual or run serially).

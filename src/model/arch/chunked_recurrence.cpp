@@ -61,11 +61,6 @@ void ChunkedRecurrence::load_running_state(float* slot0, const float* running, i
     std::memcpy(slot0, running, sizeof(float) * size);
 }
 
-ChunkedRecurrence::StepLayouts ChunkedRecurrence::step_layouts() const {
-  const int64_t pairs = batch_ * heads_;
-  return {MatLayout::batched(pairs, 1, dh_), MatLayout{pairs, dh_, 1, dh_, 1, 1}, MatLayout::batched(pairs, dh_, dh_)};
-}
-
 ops::BinaryOp ChunkedRecurrence::make_mask_op(ops::Context& ctx, int64_t count) const {
   const int64_t cc = chunk_ * chunk_;
   return ops::BinaryOp(ctx, ops::BinaryOp::Kind::kMul, MatLayout::dense(count, cc), MatLayout::dense(1, cc), MatLayout::dense(count, cc));

@@ -121,13 +121,6 @@ class ChunkedRecurrence : public Mixer {
   // running state (left by the previous slab).
   static void load_running_state(float* slot0, const float* running, int64_t size, bool first);
 
-  // Decode-step views of [b, d] rows as one row per (sequence, head) pair, and of the states.
-  struct StepLayouts {
-    ops::MatLayout row;     // [b*h, 1, dh]
-    ops::MatLayout col;     // [b*h, dh, 1]: the same memory as a column
-    ops::MatLayout states;  // [b*h, dh, dh]
-  };
-  StepLayouts step_layouts() const;
   // One head's chunks of a [rows, d] buffer as a batch of `count` [C, dh] matrices, or transposed
   // ([dh, C], e.g. K_c^T).
   ops::MatLayout head_chunks(int64_t count) const { return ops::MatLayout::chunks(count, chunk_, dh_, d_); }

@@ -112,11 +112,11 @@ class Gau : public Mixer {
   Tensor prefix_state_;  // [b, E, E]: S = Σ K_j^T V_j over the complete chunks
   chunked::CurrentChunk current_;
   // Decode ops and buffers.
-  MatMul q1_, k1_, v1_, gate1_, out1_, cross1_, fold1_;
-  // The fold in fold_parts_ row slabs of S, one thread each (made for one thread, run through
-  // parallel_items): a decode step holds its threads (ops/team.hpp), so a product made for the whole
-  // team would run on one thread there (16.8 MFLOP at the default sizes, once per chunk).
-  MatMul fold1_part_;
+  MatMul q1_, k1_, v1_, gate1_, out1_, cross1_;
+  // The fold S += K^T V in fold_parts_ row slabs of S, one thread each (made for one thread, run
+  // through parallel_items): a decode step holds its threads (ops/team.hpp), so a product made for
+  // the whole team would run on one thread there (16.8 MFLOP at the default sizes, once per chunk).
+  MatMul fold1_;
   int64_t fold_parts_ = 1;
   Tensor q1_buf_, o1_buf_, gated1_buf_;  // [b, E]
 };
@@ -190,22 +190,21 @@ void Gau::make_decode_ops(ops::Context& ctx) {
   // Per sequence: o += q.S  ([b, 1, E] . [b, E, E]) and, at a boundary, S += K^T V ([b, E, B] . [b, B, E]).
   const MatLayout q_rows = MatLayout::dense(1, E).with_batch(b, E), states = MatLayout::batched(b, E, E);
   cross1_ = MatMul(ctx, {q_rows, states, q_rows, false, 1.f, {PostOp::accumulate()}});
-  const MatLayout chunk_rows = MatLayout::batched(b, B, E);
-  fold1_ = MatMul(ctx, {chunk_rows.transposed(), chunk_rows, states, false, 1.f, {PostOp::accumulate()}});
   // Row slab r of S [b, E, E]: rows [r*R, (r+1)*R) = K^T's rows there = K's columns there, R = E / parts
-  // (parts: the largest divisor of E up to the thread count, so every slab has one shape).
+  // (parts: the largest divisor of E up to the thread count, so every slab has one shape; one slab,
+  // K^T V whole, on one thread).
   fold_parts_ = 1;
   for (int64_t p = std::min<int64_t>(ctx.threads(), E); p > 1; --p)
     if (E % p == 0) {
       fold_parts_ = p;
       break;
     }
-  if (fold_parts_ > 1) {
+  {
     const int64_t R = E / fold_parts_;
-    const MatLayout k_cols{b, R, B, B * E, 1, E};  // [b, R, B]: columns of K, read as rows of K^T
+    const MatLayout k_cols{b, R, B, B * E, 1, E};  // [b, R, B]: columns of K ([b, B, E]), read as rows of K^T
     const MatLayout s_rows{b, R, E, E * E, E, 1};  // [b, R, E]: rows of S
     ops::SingleThreadOps single(ctx);
-    fold1_part_ = MatMul(ctx, {k_cols, chunk_rows, s_rows, false, 1.f, {PostOp::accumulate()}});
+    fold1_ = MatMul(ctx, {k_cols, MatLayout::batched(b, B, E), s_rows, false, 1.f, {PostOp::accumulate()}});
   }
   for (Tensor* t : {&q1_buf_, &o1_buf_, &gated1_buf_}) *t = ctx.tensor(MemCategory::kActivations, {b, E});
 }
@@ -234,7 +233,7 @@ void Gau::release() {
   for (auto* m : {&proj_, &gate_op_, &out_, &cross_, &intra_scores_, &intra_apply_, &fold_, &fold_slot_}) m->clear();
   local_.clear();
   intra_mask_.clear();
-  for (MatMul* m : {&q1_, &k1_, &v1_, &gate1_, &out1_, &cross1_, &fold1_, &fold1_part_}) *m = MatMul();
+  for (MatMul* m : {&q1_, &k1_, &v1_, &gate1_, &out1_, &cross1_, &fold1_}) *m = MatMul();
   fold_parts_ = 1;
   for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &intra_, &slots_, &prefix_state_, &q1_buf_, &o1_buf_, &gated1_buf_}) t->reset();
   current_.release();
@@ -328,14 +327,10 @@ void Gau::step(ops::Context& ctx, const float* x, float* residual, int64_t pos) 
   BSBR_CHECK(pos < capacity_, "GAU decode: position " + std::to_string(pos) + " >= capacity " + std::to_string(capacity_));
   // At the first token of a chunk, fold the finished chunk into S before row 0 is overwritten.
   if (pos > 0 && pos % block_ == 0) {
-    if (fold_parts_ > 1) {
-      const int64_t R = width_ / fold_parts_;
-      ops::parallel_items(ctx, fold_parts_, true, [&](int64_t r) {
-        fold1_part_.run(ctx, current_.k() + r * R, current_.v(), prefix_state_.data() + r * R * width_);
-      });
-    } else {
-      fold1_.run(ctx, current_.k(), current_.v(), prefix_state_.data());
-    }
+    const int64_t R = width_ / fold_parts_;
+    ops::parallel_items(ctx, fold_parts_, true, [&](int64_t r) {
+      fold1_.run(ctx, current_.k() + r * R, current_.v(), prefix_state_.data() + r * R * width_);
+    });
   }
   ops::MatMul::run_together(ctx, {{q1_, x, q_.weight->data(), q1_buf_.data(), q_.bias->data()},
                                   {k1_, x, k_.weight->data(), current_.k_row(pos), k_.bias->data()},
