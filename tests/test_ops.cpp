@@ -155,6 +155,55 @@ TEST(MatMulGemv, RunTogetherMatchesEachProduct) {
   }
 }
 
+// Products bound to their weights (MatMul's bound_weights, a decode step's) read a packed copy in
+// the GEMV's panel layout, on every thread count, one block included: against the loop for 1, 2, 3,
+// 5 and 8 rows (each row grouping of the panel kernel and a group of four plus one), odd K and N (the
+// k remainder after the kernel's chains and a partial last panel), row-major and transposed weights,
+// with a bias, an accumulate and an eltwise chain, alone and in run_together; outputs start as NaN,
+// so an unwritten column fails. The copy is counted as packed weights, exactly its size; run() given other
+// weights than the bound ones is a broken invariant.
+TEST(MatMulGemv, BoundWeightsMatchTheLoop) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t k = 257, n = 1043;
+  const int64_t packed_bytes = (n + 15) / 16 * 16 * k * static_cast<int64_t>(sizeof(float));
+  for (int threads : {1, 2, 5}) {
+    ops::Context ctx(threads);
+    for (int64_t m : {int64_t{1}, int64_t{2}, int64_t{3}, int64_t{5}, ops::kGemvMaxRows}) {
+      auto a = random_vector(m * k, 41), b = random_vector(k * n, 42), b2 = random_vector(k * n, 43), bias = random_vector(n, 44);
+      const MatLayout A = MatLayout::dense(m, k), C = MatLayout::dense(m, n);
+      for (bool transposed : {false, true}) {
+        const MatLayout B = transposed ? MatLayout::dense(n, k).transposed() : MatLayout::dense(k, n);
+        const std::size_t packed_before = ctx.memory().current(MemCategory::kPackedParams);
+        ops::MatMul mm(ctx, {A, B, C, !transposed, 1.f, {}}, b.data());
+        EXPECT_EQ(ctx.memory().current(MemCategory::kPackedParams) - packed_before, static_cast<std::size_t>(packed_bytes));
+        EXPECT_TRUE(mm.weights_packed()) << threads;
+        EXPECT_NE(mm.impl().find(":packed"), std::string::npos) << mm.impl();
+        std::vector<float> c(m * n, nan);
+        ctx.start_counting_flops();
+        mm.run(ctx, a.data(), b.data(), c.data(), transposed ? nullptr : bias.data());
+        EXPECT_EQ(ctx.stop_counting_flops(), 2.0 * m * k * n);
+        auto want = ref_matmul(a, A, b, B, C, m * n, transposed ? nullptr : bias.data(), 1.f);
+        EXPECT_TRUE(is_close(c, want, within(1e-5))) << threads << " threads, " << m << " rows, transposed " << transposed;
+        EXPECT_THROW(mm.run(ctx, a.data(), b2.data(), c.data(), transposed ? nullptr : bias.data()), InvariantError);
+      }
+      // Accumulate and elu + 1, run together with a second bound product of other weights.
+      ops::MatMul acc(ctx, {A, MatLayout::dense(k, n), C, false, 0.5f, {ops::PostOp::accumulate()}}, b.data());
+      ops::MatMul elu(ctx,
+                      {A, MatLayout::dense(k, n), C, true, 1.f,
+                       {ops::PostOp::eltwise_op(ops::Eltwise::kElu, 1.f), ops::PostOp::eltwise_op(ops::Eltwise::kLinear, 1.f, 1.f)}},
+                      b2.data());
+      std::vector<float> c1 = random_vector(m * n, 45), c2(m * n, nan);
+      auto want1 = ref_matmul(a, A, b, MatLayout::dense(k, n), C, m * n, nullptr, 0.5f);
+      for (std::size_t i = 0; i < c1.size(); ++i) want1[i] += c1[i];
+      auto want2 = ref_matmul(a, A, b2, MatLayout::dense(k, n), C, m * n, bias.data(), 1.f);
+      for (float& x : want2) x = (x > 0 ? x : std::expm1(x)) + 1.f;
+      ops::MatMul::run_together(ctx, {{acc, a.data(), b.data(), c1.data()}, {elu, a.data(), b2.data(), c2.data(), bias.data()}});
+      EXPECT_TRUE(is_close(c1, want1, within(1e-5))) << threads << " threads, " << m << " rows, accumulate";
+      EXPECT_TRUE(is_close(c2, want2, within(1e-5))) << threads << " threads, " << m << " rows, elu + 1";
+    }
+  }
+}
+
 // The GEMV's eltwise post-ops follow oneDNN's definitions: each against the primitive oneDNN runs for
 // a product it cannot hand to the GEMV (a batched one), on the same inputs.
 TEST(MatMulGemv, EltwisePostOpsMatchOneDnn) {

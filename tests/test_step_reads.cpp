@@ -152,7 +152,10 @@ TEST(StepReads, BsbrFarBelowWeightsPlusState) {
   }
 }
 
-// The runner records exactly this figure for a decode point: its timed positions n .. n+N-1.
+// The runner records exactly this figure for a decode point: its timed positions n .. n+N-1. Its
+// weights are the model's parameters, each read once per step: the step's products read packed
+// copies instead of them (ops::MatMul's bound_weights), reported apart (packed_params_bytes) and
+// not counted twice; a prefill point packs nothing.
 TEST(StepReads, DecodePointRecordsTheMeanOverItsTimedSteps) {
   ops::Context ctx(1);
   Config cfg = test::small_run_config(12, 2);  // crosses the boundary at 24 from n = 21
@@ -170,6 +173,15 @@ TEST(StepReads, DecodePointRecordsTheMeanOverItsTimedSteps) {
   }
   const double embedding_unread = kF * static_cast<double>((cfg.model.vocab_size - b) * cfg.model.hidden_dim);
   EXPECT_NEAR(r.bytes_per_token, static_cast<double>(r.memory.params_bytes) - embedding_unread - unread + state, 1e-9 * r.bytes_per_token);
+  std::size_t params = 0;
+  for (const Param& p : model.params().all()) params += sizeof(float) * static_cast<std::size_t>(p.value.size());
+  EXPECT_EQ(r.memory.params_bytes, params);
+  EXPECT_GT(r.memory.packed_params_bytes, 0u);
+  EXPECT_LT(r.memory.packed_params_bytes, params);
+  const RunRecord prefill = runner.run(model, {"BSBR", Workload::kPrefill, n});
+  ASSERT_EQ(prefill.status, "ok") << prefill.reason;
+  EXPECT_EQ(prefill.memory.params_bytes, params);
+  EXPECT_EQ(prefill.memory.packed_params_bytes, 0u);
 }
 
 }  // namespace

@@ -358,6 +358,7 @@ RunRecord Runner::run(Model& model, const Problem& p) {
   rec.memory.scratchpad_bytes = mem.peak(MemCategory::kScratch);
   rec.memory.state_allocated_bytes = mem.current(MemCategory::kState);
   rec.memory.params_bytes = mem.current(MemCategory::kParams);
+  rec.memory.packed_params_bytes = mem.current(MemCategory::kPackedParams);
   rec.memory.snapshot_bytes = mem.current(MemCategory::kSnapshot);
   rec.memory.peak_rss_bytes = rss_reset ? ProcessMemory::peak_rss_bytes() : 0;
   model.release(ctx_);
@@ -528,6 +529,7 @@ RunRecord Runner::run_train(Model& model, const Problem& p) {
   rec.memory.gradient_bytes = mem.peak(MemCategory::kGrads);
   rec.memory.optimizer_bytes = mem.peak(MemCategory::kOptimizer);
   rec.memory.params_bytes = mem.current(MemCategory::kParams);
+  rec.memory.packed_params_bytes = mem.current(MemCategory::kPackedParams);
   rec.memory.snapshot_bytes = mem.peak(MemCategory::kSnapshot);
   rec.memory.peak_rss_bytes = rss_reset ? ProcessMemory::peak_rss_bytes() : 0;
   ctx_.release_scratchpad();

@@ -36,6 +36,7 @@ struct MemoryFigures {
   std::size_t state_bytes = 0;            // decode state after a prefill of n, by the mixer's formula
   std::size_t state_allocated_bytes = 0;  // state buffers as allocated (capacity n + n_tokens, padded to tiles)
   std::size_t params_bytes = 0;           // weights
+  std::size_t packed_params_bytes = 0;    // decode: the step's packed copies of weights (read instead of them)
   std::size_t snapshot_bytes = 0;         // decode: the copy of the state restored before each sample (harness)
   std::size_t peak_rss_bytes = 0;         // process VmHWM during the point (0 if unavailable)
   std::size_t estimate_bytes = 0;         // the memory guard's estimate

@@ -19,6 +19,7 @@ const char* to_string(MemCategory c) {
     case MemCategory::kSaved: return "saved";
     case MemCategory::kGrads: return "grads";
     case MemCategory::kOptimizer: return "optimizer";
+    case MemCategory::kPackedParams: return "packed_params";
     default: return "?";
   }
 }

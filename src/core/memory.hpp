@@ -11,7 +11,7 @@
 namespace bsbr {
 
 enum class MemCategory : int {
-  kParams = 0,     // model weights (and any packed copies of them)
+  kParams = 0,     // model weights
   kActivations,    // per-run work buffers (hidden states, scores tiles, ...)
   kState,          // decode state: KV cache, recurrent state, chunk states
   kScratch,        // oneDNN user-managed scratchpad
@@ -21,6 +21,8 @@ enum class MemCategory : int {
   kSaved,          // activations a training forward keeps for its backward (part of working memory)
   kGrads,          // parameter gradients (parameter-sized, not working memory)
   kOptimizer,      // optimiser state: AdamW's two moments (parameter-sized, not working memory)
+  kPackedParams,   // copies of weights in a kernel's layout, read instead of the originals (a decode
+                   // step's products, ops::MatMul's bound_weights); parameter-sized, not working memory
   kCount
 };
 const char* to_string(MemCategory c);

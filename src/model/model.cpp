@@ -62,14 +62,22 @@ Model::RowOps Model::make_row_ops(ops::Context& ctx, int64_t n, bool head_all_ro
   ro.ln = ops::LayerNormOp(ctx, MatLayout::dense(rows, d), MatLayout::dense(rows, d), static_cast<float>(cfg_.layer_norm_eps));
   MatMulSpec s1{MatLayout::dense(rows, d), MatLayout::dense(d, ff), MatLayout::dense(rows, ff), true, 1.f,
                 {PostOp::eltwise_op(opts_.ffn_activation)}};
-  ro.ff1 = MatMul(ctx, s1);
   MatMulSpec s2{MatLayout::dense(rows, ff), MatLayout::dense(ff, d), MatLayout::dense(rows, d), true, 1.f, {PostOp::accumulate()}};
-  ro.ff2 = MatMul(ctx, s2);
   // LM head: every row, or the last position of each sequence (row stride n*d).
   MatLayout hin = (step || head_all_rows) ? MatLayout::dense(rows, d) : MatLayout::strided(b, d, n * d);
   MatLayout w = opts_.tied_lm_head ? MatLayout::dense(V, d).transposed() : MatLayout::dense(d, V);
   MatMulSpec sh{hin, w, MatLayout::dense(hin.rows, V), !opts_.tied_lm_head, 1.f, {}};
-  ro.head = MatMul(ctx, sh);
+  if (step) {
+    for (const Block& blk : blocks_) {
+      ro.step_ff1.emplace_back(ctx, s1, blk.ff1.weight->data());
+      ro.step_ff2.emplace_back(ctx, s2, blk.ff2.weight->data());
+    }
+    ro.head = MatMul(ctx, sh, head_weight());
+  } else {
+    ro.ff1 = MatMul(ctx, s1);
+    ro.ff2 = MatMul(ctx, s2);
+    ro.head = MatMul(ctx, sh);
+  }
   return ro;
 }
 
@@ -160,8 +168,8 @@ void Model::run_blocks(ops::Context& ctx, const RowOps& ro, float* x, float* h, 
     else
       blk.mixer->prefill(ctx, h, x, n);
     ro.ln.run(ctx, x, blk.ln2.gamma->data(), blk.ln2.beta->data(), h);
-    ro.ff1.run(ctx, h, blk.ff1.weight->data(), f, blk.ff1.bias->data());
-    ro.ff2.run(ctx, f, blk.ff2.weight->data(), x, blk.ff2.bias->data());
+    (step ? ro.step_ff1[l] : ro.ff1).run(ctx, h, blk.ff1.weight->data(), f, blk.ff1.bias->data());
+    (step ? ro.step_ff2[l] : ro.ff2).run(ctx, f, blk.ff2.weight->data(), x, blk.ff2.bias->data());
     if (capture && capture_.residuals) std::copy(x, x + rows * d, capture_.residuals + layer_offset);
   }
   ro.ln.run(ctx, x, final_ln_.gamma->data(), final_ln_.beta->data(), h);
@@ -234,7 +242,16 @@ std::size_t Model::estimate_bytes(const RunShape& shape, int threads, LogitsMode
                               checked_product(what, f, b, logits == LogitsMode::kAll ? checked_mul(n, V, what) : V), what);
   if (opts_.positions == SkeletonOptions::Positions::kSinusoidal)  // the point's position table
     bytes = checked_add(bytes, checked_product(what, f, std::max(n, shape.capacity), d), what);
-  if (shape.capacity > 0) bytes = checked_add(bytes, checked_product(what, f, b, 2 * d + ff), what);
+  if (shape.capacity > 0) {
+    bytes = checked_add(bytes, checked_product(what, f, b, 2 * d + ff), what);
+    // The step's packed weights (ops::MatMul's bound_weights), at most every matrix [K, N] once with
+    // N rounded up to whole 16-column panels: the position table never, the embedding as a tied head.
+    for (const Param& p : params_.all()) {
+      if (p.value.shape().size() != 2 || &p.value == pos_embed_ || (&p.value == embed_ && !opts_.tied_lm_head)) continue;
+      const int64_t K = &p.value == embed_ ? d : p.value.dim(0), N = &p.value == embed_ ? V : p.value.dim(1);
+      bytes = checked_add(bytes, checked_product(what, f, K, (N + 15) / 16 * 16), what);
+    }
+  }
   std::size_t total = static_cast<std::size_t>(bytes);
   for (const Block& blk : blocks_) total = checked_add(total, blk.mixer->estimate_bytes(shape, threads), what);
   return total;

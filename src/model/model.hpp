@@ -55,7 +55,9 @@ class Model {
   int64_t param_count(bool with_head) const { return params_.count(with_head); }
 
   // Creates every primitive and buffer the point needs. logits: last position only (what
-  // generation needs) or every position (forward dumps).
+  // generation needs) or every position (forward dumps). With decode capacity, the step's products
+  // keep packed copies of their weights (ops::MatMul's bound_weights): prepare again after changing
+  // the weights, or step() computes with the old ones.
   void prepare(ops::Context& ctx, const RunShape& shape, LogitsMode logits = LogitsMode::kLast);
   void release(ops::Context& ctx);
 
@@ -84,7 +86,8 @@ class Model {
   // What the step at position pos reads (Mixer::step_reads summed over layers; state_bytes for the
   // whole batch).
   StepReads step_reads(int64_t pos) const;
-  // Upper bound of the working bytes prepare(shape) allocates (memory guard).
+  // Upper bound of the bytes prepare(shape) allocates (memory guard): working memory and, with decode
+  // capacity, the step's packed weights.
   std::size_t estimate_bytes(const RunShape& shape, int threads, LogitsMode logits = LogitsMode::kLast) const;
   // Bytes of the weights a Model(ctx, cfg, arch, opts) would allocate, computed from the shapes
   // without allocating them (the memory guard asks before the weights exist). Checked arithmetic.
@@ -100,10 +103,13 @@ class Model {
     std::unique_ptr<Mixer> mixer;
     ParamStore::LinearRef ff1, ff2;
   };
-  // Ops for one sequence length (rows = b * n).
+  // Ops for one sequence length (rows = b * n), or for the decode step (rows = b), whose products
+  // are bound to their weights (ops::MatMul's bound_weights: a packed copy for the hand GEMV), so
+  // the step has its FFN products per block (each block has its own weights).
   struct RowOps {
     ops::LayerNormOp ln;
-    ops::MatMul ff1, ff2, head;
+    ops::MatMul ff1, ff2, head;                      // prefill (ff1, ff2 for every block), head
+    std::vector<ops::MatMul> step_ff1, step_ff2;     // step: block l's
   };
   RowOps make_row_ops(ops::Context& ctx, int64_t n, bool head_all_rows, bool step) const;
   void run_blocks(ops::Context& ctx, const RowOps& ro, float* x, float* h, float* f, int64_t n, bool step, int64_t pos);

@@ -107,6 +107,50 @@ void tile_nk(const float* a, int64_t lda, int64_t m, int64_t K, const float* bt,
   }
 }
 
+// Columns of one panel: out[r] = sum_k a[r, k] p[k, 0:16) for R rows of a, over a panel of the
+// packed layout ([K, 16] contiguous, read front to back). C independent chains per row over k (k mod
+// C) keep the FMA latency hidden when there are few rows; R * C accumulators at most 4 (8 ymm
+// registers on AVX2).
+template <int R, int C>
+void panel_rows(const float* a, int64_t lda, int64_t K, const float* p, F16* out) {
+  F16 s[R][C] = {};
+  int64_t k = 0;
+  for (; k + C <= K; k += C)
+    for (int c = 0; c < C; ++c) {
+      const F16 w = load_v<F16>(p + (k + c) * 16);
+      for (int r = 0; r < R; ++r) s[r][c] += a[r * lda + k + c] * w;
+    }
+  for (; k < K; ++k) {
+    const F16 w = load_v<F16>(p + k * 16);
+    for (int r = 0; r < R; ++r) s[r][0] += a[r * lda + k] * w;
+  }
+  for (int r = 0; r < R; ++r) {
+    F16 total = s[r][0];
+    for (int c = 1; c < C; ++c) total += s[r][c];
+    out[r] = total;
+  }
+}
+
+// acc[r, 0:w) = sum_k a[r, k] b[k, j0 + 0:w) for b in the panel layout (gemv_pack), j0 a multiple
+// of 16: panel by panel, rows of a four at a time.
+void tile_packed(const float* a, int64_t lda, int64_t m, int64_t K, const float* panels, int64_t j0, int64_t w, float* acc) {
+  for (int64_t j = 0; j < w; j += 16) {
+    const float* p = panels + (j0 + j) * K;  // panel (j0 + j) / 16
+    const int64_t cols = std::min<int64_t>(16, w - j);
+    for (int64_t r = 0; r < m; r += 4) {
+      F16 out[4];
+      const float* ar = a + r * lda;
+      switch (std::min<int64_t>(4, m - r)) {
+        case 1: panel_rows<1, 4>(ar, lda, K, p, out); break;
+        case 2: panel_rows<2, 2>(ar, lda, K, p, out); break;
+        case 3: panel_rows<3, 1>(ar, lda, K, p, out); break;
+        default: panel_rows<4, 1>(ar, lda, K, p, out); break;
+      }
+      for (int64_t i = 0; i < std::min<int64_t>(4, m - r); ++i) std::memcpy(acc + (r + i) * kTile + j, &out[i], cols * sizeof(float));
+    }
+  }
+}
+
 // oneDNN's definitions of the eltwise algorithms (dnnl_types.h), alpha and beta as eltwise_params
 // passes them.
 float eltwise(const EltwiseSpec& f, float x) {
@@ -137,7 +181,9 @@ void run_columns(const GemvCall& o, int64_t j0, int64_t j1) {
   const bool transposed = s.b.col_stride != 1;
   for (int64_t t0 = j0; t0 < j1; t0 += kTile) {
     const int64_t w = std::min(kTile, j1 - t0);
-    if (transposed)
+    if (o.b_packed)
+      tile_packed(o.a, s.a.row_stride, m, K, o.b, t0, w, acc);
+    else if (transposed)
       tile_nk(o.a, s.a.row_stride, m, K, o.b, s.b.col_stride, t0, w, acc);
     else
       tile_kn(o.a, s.a.row_stride, m, K, o.b, s.b.row_stride, t0, w, acc);
@@ -225,7 +271,7 @@ bool gemv_supports(const MatMulSpec& s) {
 }
 
 int64_t gemv_column_blocks(const MatMulSpec& s, int threads) {
-  const GemvCall one{&s, nullptr, nullptr, nullptr, nullptr, nullptr};
+  const GemvCall one{&s, nullptr, nullptr, nullptr, nullptr, nullptr, false};
   return gemv_set_parts(&one, 1, threads);
 }
 
@@ -236,9 +282,24 @@ int64_t gemv_set_parts(const GemvCall* calls, int count, int threads) {
   return std::max<int64_t>(1, std::min({by_size, static_cast<int64_t>(threads), groups}));
 }
 
-void gemv_run(const Context& ctx, const MatMulSpec& s, int64_t blocks, const float* a, const float* b, float* c, const float* bias,
-              const float* const* binary_srcs) {
-  const GemvCall one{&s, a, b, c, bias, binary_srcs};
+int64_t gemv_packed_floats(const MatMulSpec& s) { return (s.b.cols + 15) / 16 * 16 * s.b.rows; }
+
+void gemv_pack(const MatMulSpec& s, const float* b, float* packed) {
+  const MatLayout& B = s.b;
+  const int64_t K = B.rows, N = B.cols;
+  for (int64_t g = 0; g * 16 < N; ++g)
+    for (int64_t k = 0; k < K; ++k) {
+      float* out = packed + (g * K + k) * 16;
+      for (int64_t i = 0; i < 16; ++i) {
+        const int64_t j = g * 16 + i;
+        out[i] = j < N ? b[k * B.row_stride + j * B.col_stride] : 0.f;
+      }
+    }
+}
+
+void gemv_run(const Context& ctx, const MatMulSpec& s, int64_t blocks, const float* a, const float* b, bool b_packed, float* c,
+              const float* bias, const float* const* binary_srcs) {
+  const GemvCall one{&s, a, b, c, bias, binary_srcs, b_packed};
   gemv_run_set(ctx, &one, 1, blocks);
 }
 

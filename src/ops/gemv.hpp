@@ -18,6 +18,13 @@
 // paid once; a block only has to be long enough to amortise its tile set-up.
 // Independent products of one step (the q, k and v projections of one x) can share one region
 // (gemv_run_set, MatMul::run_together): their weights are split over the team as one range of bytes.
+// Weights that stay the same from step to step are read from a packed copy (gemv_pack, kept by a
+// MatMul made with bound_weights): panels of 16 columns, each [K, 16] contiguous, so a thread's
+// share of a product is one contiguous range read front to back. Row-major [K, N] weights split by
+// columns are K short segments per thread, one per weight row (2.5 KiB each for the LM head on 16
+// threads, 512 B for a [512, 256] product on two), which the hardware prefetchers follow poorly: a
+// standalone loop over a decode step's products (2 layers and the head, 14 MiB) on the 2-core box
+// took 118-168 us per step on two threads reading them row-major, 86-113 us packed.
 #pragma once
 #include <cstdint>
 
@@ -41,16 +48,24 @@ bool gemv_supports(const MatMulSpec& spec);
 int64_t gemv_column_blocks(const MatMulSpec& spec, int threads);
 // Runs it: c = post_ops(scale * a.b + bias); binary_srcs[i] is the operand of the i-th binary post-op.
 // Inside one of our parallel loops every block runs on the calling thread.
-void gemv_run(const Context& ctx, const MatMulSpec& spec, int64_t blocks, const float* a, const float* b, float* c, const float* bias,
-              const float* const* binary_srcs);
+// b_packed: b is in the panel layout (gemv_pack).
+void gemv_run(const Context& ctx, const MatMulSpec& spec, int64_t blocks, const float* a, const float* b, bool b_packed, float* c,
+              const float* bias, const float* const* binary_srcs);
+
+// Floats of spec.b ([K, N]) in the panel layout: ceil(N / 16) panels of [K, 16], the last one
+// zero-padded past column N. Element (k, j) sits at (j / 16) * K * 16 + k * 16 + j % 16.
+int64_t gemv_packed_floats(const MatMulSpec& spec);
+// Copies b (laid out as spec.b: row-major, or read transposed) into that layout.
+void gemv_pack(const MatMulSpec& spec, const float* b, float* packed);
 
 // One product of a set that runs in one region (gemv_run_set).
 struct GemvCall {
   const MatMulSpec* spec;
-  const float *a, *b;
+  const float *a, *b;  // b: laid out as spec->b, or packed (gemv_pack) when b_packed
   float* c;
   const float* bias;
   const float* const* binary_srcs;
+  bool b_packed = false;
 };
 // Parts a set of independent products splits into on `threads` threads: one per kGemvBytesPerBlock
 // of their weights together, at most one per thread and per 16-column group.

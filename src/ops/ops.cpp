@@ -123,7 +123,7 @@ void PrimitiveOp::execute(Context& ctx, const void* const* ptrs, std::size_t cou
 }
 
 // ---------------------------------------------------------------------------------------------
-MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
+MatMul::MatMul(Context& ctx, const MatMulSpec& spec, const float* bound_weights) : spec_(spec) {
   ctx.check_creation_allowed("matmul creation");
   const MatLayout &A = spec.a, &B = spec.b, &C = spec.c;
   BSBR_CHECK(A.cols == B.rows && A.rows == C.rows && B.cols == C.cols,
@@ -135,13 +135,22 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec) : spec_(spec) {
     binary_post_op |= p.kind == PostOp::Kind::kBinaryAdd || p.kind == PostOp::Kind::kBinaryMul;
   // Decode-shaped products (a few rows, 2-D): the hand GEMV (ops/gemv.hpp), one column block per
   // thread by the weights' size; made for one thread under SingleThreadOps.
-  // Serial at the top level (one block: one thread, or weights under two blocks' worth), oneDNN's
-  // own GEMV below stays: the CI timing gate (interleaved A/B, one thread) measured decode 12-25 %
-  // slower with the hand loop there (main 5dd8bce against e4dc8ad, 2-core box).
+  // Serial at the top level (one block: one thread, or weights under two blocks' worth), the hand
+  // loop runs only bound (packed) weights, and oneDNN's own GEMV the rest: reading row-major
+  // weights, the CI timing gate (interleaved A/B, one thread) measured decode 12-25 % slower with
+  // the hand loop (main 5dd8bce against e4dc8ad, 2-core box); reading them packed, the hand loop
+  // made one-thread decode steps 24-40 % faster than oneDNN's (interleaved A/B, n = 4,096, 2-core
+  // box, bound weights on one thread against bound weights on two or more only).
   const int64_t blocks = ctx.single_thread_ops() ? 1 : gemv_column_blocks(spec, ctx.threads());
-  if (!nd3 && gemv_supports(spec) && (ctx.single_thread_ops() || blocks > 1)) {
+  if (!nd3 && gemv_supports(spec) && (ctx.single_thread_ops() || blocks > 1 || bound_weights)) {
     gemv_blocks_ = blocks;
     gemv_impl_ = "gemv:hand" + (gemv_blocks_ > 1 ? "x" + std::to_string(gemv_blocks_) : std::string());
+    if (bound_weights) {
+      packed_ = ctx.tensor(MemCategory::kPackedParams, {gemv_packed_floats(spec)});
+      gemv_pack(spec, bound_weights, packed_.data());
+      bound_weights_ = bound_weights;
+      gemv_impl_ += ":packed";
+    }
     return;
   }
   if (outer_supports(spec)) {  // K = 1, small: a loop (ops/gemv.hpp)
@@ -191,6 +200,12 @@ void MatMul::check_bias_and_count(Context& ctx, const float* bias) const {
     ctx.count_flops(2.0 * static_cast<double>(std::max(spec_.a.batch, spec_.b.batch)) * spec_.a.rows * spec_.a.cols * spec_.b.cols);
 }
 
+const float* MatMul::gemv_weights(const float* b) const {
+  if (!bound_weights_) return b;
+  BSBR_CHECK(b == bound_weights_, "matmul run() given other weights than the ones bound to it");
+  return packed_.data();
+}
+
 void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const float* bias,
                  std::initializer_list<const float*> binary_srcs) const {
   check_bias_and_count(ctx, bias);
@@ -208,7 +223,7 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
                    std::count_if(spec_.post_ops.begin(), spec_.post_ops.end(),
                                  [](const PostOp& q) { return q.kind == PostOp::Kind::kBinaryAdd || q.kind == PostOp::Kind::kBinaryMul; }),
                "matmul run() given the wrong number of binary post-op sources");
-    gemv_run(ctx, spec_, gemv_blocks_, a, b, c, bias, binary_srcs.begin());
+    gemv_run(ctx, spec_, gemv_blocks_, a, gemv_weights(b), weights_packed(), c, bias, binary_srcs.begin());
     return;
   }
   if (outer_) {
@@ -235,7 +250,7 @@ void MatMul::run_together(Context& ctx, std::initializer_list<MatMulCall> calls)
   int count = 0;
   for (const MatMulCall& call : calls) {
     call.op.check_bias_and_count(ctx, call.bias);
-    set[count++] = GemvCall{&call.op.spec_, call.a, call.b, call.c, call.bias, nullptr};
+    set[count++] = GemvCall{&call.op.spec_, call.a, call.op.gemv_weights(call.b), call.c, call.bias, nullptr, call.op.weights_packed()};
   }
   gemv_run_set(ctx, set, count, gemv_set_parts(set, count, ctx.threads()));
 }

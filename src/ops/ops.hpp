@@ -135,7 +135,15 @@ struct MatMulCall {
 class MatMul : public PrimitiveOp {
  public:
   MatMul() = default;
-  MatMul(Context& ctx, const MatMulSpec& spec);
+  MatMul(Context& ctx, const MatMulSpec& spec) : MatMul(ctx, spec, nullptr) {}
+  // A product whose weights b stay the same from call to call (a decode step's projections): when
+  // the hand GEMV takes it (decode-shaped, a layout it reads; on any thread count, one block
+  // included), it keeps a copy of b in the GEMV's panel layout (ops/gemv.hpp: each thread's share
+  // one contiguous range), counted as MemCategory::kPackedParams, and reads that instead. run()
+  // and run_together() must then be given this same b (checked), and b must not change while the op
+  // lives: a model makes its step's ops again (prepare) after its weights change. Otherwise (oneDNN
+  // runs it) bound_weights is ignored. Null: as the two-argument form.
+  MatMul(Context& ctx, const MatMulSpec& spec, const float* bound_weights);
   // binary_srcs: one pointer per binary post-op, in order.
   void run(Context& ctx, const float* a, const float* b, float* c, const float* bias = nullptr,
            std::initializer_list<const float*> binary_srcs = {}) const;
@@ -144,6 +152,8 @@ class MatMul : public PrimitiveOp {
   // column blocks, in one OpenMP region, their weights split over the team as one range of bytes
   // (ops/gemv.hpp): one fork/join instead of one per product. Otherwise one after another.
   static void run_together(Context& ctx, std::initializer_list<MatMulCall> calls);
+  // True when run() reads a packed copy of its weights (the bound_weights constructor).
+  bool weights_packed() const { return bound_weights_ != nullptr; }
   const MatMulSpec& spec() const { return spec_; }
   bool valid() const { return gemv_blocks_ > 0 || outer_ || PrimitiveOp::valid(); }
   const std::string& impl() const { return gemv_blocks_ > 0 || outer_ ? gemv_impl_ : PrimitiveOp::impl(); }
@@ -154,8 +164,13 @@ class MatMul : public PrimitiveOp {
   // Checks the bias pointer against the spec and adds the product's FLOPs to the counter (run and
   // run_together).
   void check_bias_and_count(Context& ctx, const float* bias) const;
+  // The weights a GEMV reads for the b its caller passed: the packed copy when bound (checked to be
+  // the bound b), else b itself.
+  const float* gemv_weights(const float* b) const;
 
   MatMulSpec spec_;
+  Tensor packed_;                         // the bound weights in the GEMV's panel layout
+  const float* bound_weights_ = nullptr;  // the b that packed_ copies
   int64_t gemv_blocks_ = 0;
   bool outer_ = false;  // a small rank-1 product (K = 1) by a loop (ops/gemv.hpp)
   std::string gemv_impl_;

@@ -173,6 +173,7 @@ json to_json(const RunRecord& r) {
               {"state_bytes", r.memory.state_bytes},
               {"state_allocated_bytes", r.memory.state_allocated_bytes},
               {"params_bytes", r.memory.params_bytes},
+              {"packed_params_bytes", r.memory.packed_params_bytes},
               {"snapshot_bytes", r.memory.snapshot_bytes},
               {"peak_rss_bytes", r.memory.peak_rss_bytes},
               {"estimate_bytes", r.memory.estimate_bytes},
@@ -432,6 +433,7 @@ RunRecord run_from_json(const json& j, const std::string& where) {
     r.memory.state_bytes = bytes("state_bytes");
     r.memory.state_allocated_bytes = bytes("state_allocated_bytes");
     r.memory.params_bytes = bytes("params_bytes");
+    r.memory.packed_params_bytes = bytes("packed_params_bytes");
     r.memory.peak_rss_bytes = bytes("peak_rss_bytes");
     r.memory.snapshot_bytes = bytes("snapshot_bytes");
     r.memory.estimate_bytes = bytes("estimate_bytes");

@@ -158,7 +158,7 @@ void TrainModel::release() {
   gelu_back_ = {};
   softmax_ = {};
   head_op_ = {};
-  tied_fwd_ = tied_dx_ = tied_dw_ = {};
+  for (ops::MatMul* m : {&tied_fwd_, &tied_dx_, &tied_dw_}) *m = ops::MatMul();
   for (Tensor* t : {&positions_, &x_, &hf_, &meanf_, &varf_, &probs_, &dres_, &dh_, &dtmp_, &df_}) t->reset();
   shared_saved_.clear();  // after the views of them (above) are gone
   shared_work_.clear();

@@ -29,6 +29,16 @@ AttentionProjections::Ops AttentionProjections::make_ops(ops::Context& ctx, cons
   return ops;
 }
 
+AttentionProjections::Ops AttentionProjections::make_step_ops(ops::Context& ctx, const MatLayout& rows, const MatLayout& kv) const {
+  const MatLayout w = MatLayout::dense(d_, d_);
+  Ops ops;
+  ops.q = MatMul(ctx, {rows, w, rows, true, 1.f, {}}, q_.weight->data());
+  ops.k = MatMul(ctx, {rows, w, kv, true, 1.f, {}}, k_.weight->data());
+  ops.v = MatMul(ctx, {rows, w, kv, true, 1.f, {}}, v_.weight->data());
+  ops.out = MatMul(ctx, {rows, w, rows, true, 1.f, {PostOp::accumulate()}}, out_.weight->data());  // residual += o.Wo + bo
+  return ops;
+}
+
 void AttentionProjections::project(ops::Context& ctx, const Ops& ops, const float* x, float* q, float* k, float* v) const {
   MatMul::run_together(ctx, {{ops.q, x, q_.weight->data(), q, q_.bias->data()},
                              {ops.k, x, k_.weight->data(), k, k_.bias->data()},

@@ -27,6 +27,11 @@ class AttentionProjections {
   Ops make_ops(ops::Context& ctx, const ops::MatLayout& x, const ops::MatLayout& q, const ops::MatLayout& kv,
                const ops::MatLayout& o, const ops::MatLayout& residual) const;
 
+  // A decode step's: x, q and o are [rows, d], k and v written in layout `kv`, each product bound to
+  // its weights (ops::MatMul's bound_weights: a packed copy for the hand GEMV), which stay the same
+  // from token to token.
+  Ops make_step_ops(ops::Context& ctx, const ops::MatLayout& rows, const ops::MatLayout& kv) const;
+
   // q = x.Wq + bq, k = x.Wk + bk, v = x.Wv + bv.
   void project(ops::Context& ctx, const Ops& ops, const float* x, float* q, float* k, float* v) const;
   // residual += o.Wo + bo.

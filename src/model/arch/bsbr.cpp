@@ -239,19 +239,22 @@ void Bsbr::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n
 void Bsbr::make_decode_ops(ops::Context& ctx) {
   const int64_t b = batch_, d = d_, B = block_, dh = dh_, h = heads_, dd = dh_ * dh_;
   const MatLayout x1 = MatLayout::dense(b, d), w_dd = MatLayout::dense(d, d);
-  proj1_ = projections_.make_ops(ctx, x1, current_.row_layout());
+  proj1_ = projections_.make_step_ops(ctx, x1, current_.row_layout());
   // Finishing a chunk (per sequence): F = K^T V batched over heads, [h, dh, B] . [h, B, dh] -> [h, dh, dh].
   const MatLayout head_rows = MatLayout::strided(B, dh, d).with_batch(h, dh);
   state1_ = MatMul(ctx, {head_rows.transposed(), head_rows, MatLayout::batched(h, dh, dh), false, 1.f, {}});
   if (compressed()) {
-    compress1_ = MatMul(ctx, {MatLayout::dense(h, dd), MatLayout::dense(dd, coded_dim_), MatLayout::dense(h, coded_dim_), true, 1.f, {}});
-    decompress1_ = MatMul(ctx, {MatLayout::dense(b * h, coded_dim_), MatLayout::dense(coded_dim_, dd), MatLayout::dense(b * h, dd), true, 1.f, {}});
+    // The step's products with weights are bound to them (ops::MatMul's bound_weights), here and below.
+    compress1_ = MatMul(ctx, {MatLayout::dense(h, dd), MatLayout::dense(dd, coded_dim_), MatLayout::dense(h, coded_dim_), true, 1.f, {}},
+                        compress_.weight->data());
+    decompress1_ = MatMul(ctx, {MatLayout::dense(b * h, coded_dim_), MatLayout::dense(coded_dim_, dd), MatLayout::dense(b * h, dd), true, 1.f, {}},
+                          decompress_.weight->data());
     state1_tile_ = ctx.tensor(MemCategory::kActivations, {h, dd});
     coded_retrieved1_ = ctx.tensor(MemCategory::kActivations, {b, h, coded_dim_});
   }
   // Meta key into each sequence's chunk memory row (row stride = the memory's batch stride), meta query.
-  meta_h1_ = MatMul(ctx, {x1, w_dd, MatLayout::strided(b, d, memory_rows_ * memory_width_), true, 1.f, {}});
-  meta_r1_ = MatMul(ctx, {x1, w_dd, x1, true, 1.f, {}});
+  meta_h1_ = MatMul(ctx, {x1, w_dd, MatLayout::strided(b, d, memory_rows_ * memory_width_), true, 1.f, {}}, meta_h_.weight->data());
+  meta_r1_ = MatMul(ctx, {x1, w_dd, x1, true, 1.f, {}}, meta_r_.weight->data());
   retrieval1_ = ops::CausalAttention(ctx, decode_retrieval_geometry(b, key_tile_), 1);
   // o += q.G per (sequence, head): [b*h, 1, dh] . [b*h, dh, dh].
   const MatLayout q_heads = MatLayout::dense(1, dh).with_batch(b * h, dh);

@@ -93,10 +93,11 @@ void ChunkedRecurrence::prepare(ops::Context& ctx, const RunShape& shape) {
   }
   if (shape.capacity > 0) {
     const MatLayout x1 = MatLayout::dense(b, d);
-    q1_op_ = MatMul(ctx, {x1, w, x1, true, 1.f, qk_post_ops_});
-    k1_op_ = MatMul(ctx, {x1, w, x1, true, 1.f, qk_post_ops_});
-    v1_op_ = MatMul(ctx, {x1, w, x1, true, 1.f, {}});
-    out1_op_ = MatMul(ctx, {x1, w, x1, true, 1.f, {PostOp::accumulate()}});
+    // A step's products are bound to their weights (ops::MatMul's bound_weights: packed for the hand GEMV).
+    q1_op_ = MatMul(ctx, {x1, w, x1, true, 1.f, qk_post_ops_}, q_.weight->data());
+    k1_op_ = MatMul(ctx, {x1, w, x1, true, 1.f, qk_post_ops_}, k_.weight->data());
+    v1_op_ = MatMul(ctx, {x1, w, x1, true, 1.f, {}}, v_.weight->data());
+    out1_op_ = MatMul(ctx, {x1, w, x1, true, 1.f, {PostOp::accumulate()}}, o_.weight->data());
   }
   prepare_core(ctx, shape);
 }
@@ -104,7 +105,7 @@ void ChunkedRecurrence::prepare(ops::Context& ctx, const RunShape& shape) {
 void ChunkedRecurrence::release() {
   release_core();
   by_slab_.clear();
-  q1_op_ = k1_op_ = v1_op_ = out1_op_ = MatMul();
+  for (MatMul* m : {&q1_op_, &k1_op_, &v1_op_, &out1_op_}) *m = MatMul();
   for (Tensor* t : {&q_buf_, &k_buf_, &v_buf_, &o_buf_, &chunk_states_, &q1_, &k1_, &v1_, &o1_, &causal_mask_}) t->reset();
 }
 

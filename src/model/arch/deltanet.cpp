@@ -168,14 +168,16 @@ void DeltaNet::prepare_core(ops::Context& ctx, const RunShape& shape) {
     u1_ = ctx.tensor(MemCategory::kActivations, {bh, dh});
     if (learned_beta_)
       beta1_op_ = MatMul(ctx, {MatLayout::dense(b, d_), MatLayout::dense(d_, heads_), MatLayout::dense(b, heads_), true, 1.f,
-                               {PostOp::eltwise_op(ops::Eltwise::kSigmoid)}});
+                               {PostOp::eltwise_op(ops::Eltwise::kSigmoid)}},
+                         beta_proj_.weight->data());
   }
 }
 
 void DeltaNet::release_core() {
   block_ops_.clear();
   beta_ops_.clear();
-  chunk_state_ = beta1_op_ = MatMul();
+  chunk_state_ = MatMul();
+  beta1_op_ = MatMul();
   ws_.clear();
   for (Tensor* t : {&beta_, &g_states_, &state_, &beta1_, &u1_}) t->reset();
 }

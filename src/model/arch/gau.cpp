@@ -182,11 +182,12 @@ void Gau::make_slab_ops(ops::Context& ctx, const chunked::Slab& slab, int64_t n)
 void Gau::make_decode_ops(ops::Context& ctx) {
   const int64_t b = batch_, d = d_, E = width_, B = block_;
   const MatLayout x1 = MatLayout::dense(b, d), y1 = MatLayout::dense(b, E), w = MatLayout::dense(d, E);
-  q1_ = MatMul(ctx, {x1, w, y1, true, 1.f, {}});
-  k1_ = MatMul(ctx, {x1, w, current_.row_layout(), true, 1.f, {}});
-  v1_ = MatMul(ctx, {x1, w, current_.row_layout(), true, 1.f, {}});
-  gate1_ = MatMul(ctx, {x1, w, y1, true, 1.f, {PostOp::eltwise_op(ops::Eltwise::kSigmoid), PostOp::mul(y1)}});
-  out1_ = MatMul(ctx, {y1, MatLayout::dense(E, d), x1, true, 1.f, {PostOp::accumulate()}});
+  // The projections are bound to their weights (ops::MatMul's bound_weights: packed for the hand GEMV).
+  q1_ = MatMul(ctx, {x1, w, y1, true, 1.f, {}}, q_.weight->data());
+  k1_ = MatMul(ctx, {x1, w, current_.row_layout(), true, 1.f, {}}, k_.weight->data());
+  v1_ = MatMul(ctx, {x1, w, current_.row_layout(), true, 1.f, {}}, v_.weight->data());
+  gate1_ = MatMul(ctx, {x1, w, y1, true, 1.f, {PostOp::eltwise_op(ops::Eltwise::kSigmoid), PostOp::mul(y1)}}, gate_.weight->data());
+  out1_ = MatMul(ctx, {y1, MatLayout::dense(E, d), x1, true, 1.f, {PostOp::accumulate()}}, o_.weight->data());
   // Per sequence: o += q.S  ([b, 1, E] . [b, E, E]) and, at a boundary, S += K^T V ([b, E, B] . [b, B, E]).
   const MatLayout q_rows = MatLayout::dense(1, E).with_batch(b, E), states = MatLayout::batched(b, E, E);
   cross1_ = MatMul(ctx, {q_rows, states, q_rows, false, 1.f, {PostOp::accumulate()}});

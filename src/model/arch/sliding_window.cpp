@@ -208,7 +208,7 @@ void SlidingWindowAttention::prepare(ops::Context& ctx, const RunShape& shape) {
     k_ring_ = ctx.tensor(MemCategory::kState, {b, ring_rows_, d_});
     v_ring_ = ctx.tensor(MemCategory::kState, {b, ring_rows_, d_});
     // One new row per sequence, written at its ring slot (row stride = the ring's batch stride).
-    proj1_ = proj_.make_ops(ctx, MatLayout::dense(b, d_), MatLayout::strided(b, d_, ring_rows_ * d_));
+    proj1_ = proj_.make_step_ops(ctx, MatLayout::dense(b, d_), MatLayout::strided(b, d_, ring_rows_ * d_));
     ops::AttentionGeometry g = ops::AttentionGeometry::packed_heads(b, heads_, dh_, scale_);
     g.q_batch_stride = g.o_batch_stride = d_;
     g.kv_batch_stride = ring_rows_ * d_;

@@ -39,7 +39,7 @@ void SoftmaxAttention::prepare(ops::Context& ctx, const RunShape& shape) {
   for (int64_t n : shape.prefill_lengths) by_length_.emplace(n, make_length_ops(ctx, n));
   if (shape.capacity > 0) {
     // One new row per sequence, written at the cache row of its position (row stride = batch stride).
-    proj1_ = proj_.make_ops(ctx, MatLayout::dense(b, d_), MatLayout::strided(b, d_, cache_rows_ * d_));
+    proj1_ = proj_.make_step_ops(ctx, MatLayout::dense(b, d_), MatLayout::strided(b, d_, cache_rows_ * d_));
     ops::AttentionGeometry g = ops::AttentionGeometry::packed_heads(b, heads_, dh_, scale_);
     g.q_batch_stride = g.o_batch_stride = d_;
     g.kv_batch_stride = cache_rows_ * d_;
