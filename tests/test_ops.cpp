@@ -204,6 +204,38 @@ TEST(MatMulGemv, BoundWeightsMatchTheLoop) {
   }
 }
 
+// The packed GEMV's kernel in both vector widths (16 floats: the AVX-512 build's; 8: the portable
+// x86-64-v3 build's), against a double loop: every row count up to kGemvMaxRows (each grouping of
+// rows by four), odd K (the k remainder after the chains), column ranges starting at several panels
+// and a partial last panel; the rest of each output row stays NaN, so a write past w fails too.
+TEST(MatMulGemv, PackedColumnsMatchTheLoopInBothWidths) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t k = 257, n = 1043, m_max = ops::kGemvMaxRows;
+  auto a = random_vector(m_max * (k + 5), 51), b = random_vector(k * n, 52);
+  const ops::MatMulSpec spec{MatLayout::dense(1, k), MatLayout::dense(k, n), MatLayout::dense(1, n), false, 1.f, {}};
+  std::vector<float> packed(ops::gemv_packed_floats(spec));
+  ops::gemv_pack(spec, b.data(), packed.data());
+  for (int lanes : {8, 16})
+    for (int64_t m = 1; m <= m_max; ++m)
+      for (auto [j0, w] : std::vector<std::pair<int64_t, int64_t>>{{0, 512}, {16, 35}, {512, 531}, {1024, 19}}) {
+        const int64_t ldo = w + 3;
+        std::vector<float> out(m * ldo, nan), want(m * ldo, nan);
+        ops::gemv_packed_columns(a.data(), k + 5, m, k, packed.data(), j0, w, out.data(), ldo, lanes);
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t j = 0; j < w; ++j) {
+            double acc = 0;
+            for (int64_t kk = 0; kk < k; ++kk) acc += static_cast<double>(a[r * (k + 5) + kk]) * b[kk * n + j0 + j];
+            want[r * ldo + j] = static_cast<float>(acc);
+          }
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t j = w; j < ldo; ++j) EXPECT_TRUE(std::isnan(out[r * ldo + j])) << lanes << " lanes, row " << r << ", column " << j;
+        for (int64_t i = 0; i < m * ldo; ++i)
+          if (std::isnan(want[i])) out[i] = want[i] = 0.f;
+        // 257 float products summed in one chain per row (three rows or more): 1e-4, not 1e-5.
+        EXPECT_TRUE(is_close(out, want, within(1e-4))) << lanes << " lanes, " << m << " rows, columns " << j0 << " + " << w;
+      }
+}
+
 // The GEMV's eltwise post-ops follow oneDNN's definitions: each against the primitive oneDNN runs for
 // a product it cannot hand to the GEMV (a batched one), on the same inputs.
 TEST(MatMulGemv, EltwisePostOpsMatchOneDnn) {

@@ -107,50 +107,6 @@ void tile_nk(const float* a, int64_t lda, int64_t m, int64_t K, const float* bt,
   }
 }
 
-// Columns of one panel: out[r] = sum_k a[r, k] p[k, 0:16) for R rows of a, over a panel of the
-// packed layout ([K, 16] contiguous, read front to back). C independent chains per row over k (k mod
-// C) keep the FMA latency hidden when there are few rows; R * C accumulators at most 4 (8 ymm
-// registers on AVX2).
-template <int R, int C>
-void panel_rows(const float* a, int64_t lda, int64_t K, const float* p, F16* out) {
-  F16 s[R][C] = {};
-  int64_t k = 0;
-  for (; k + C <= K; k += C)
-    for (int c = 0; c < C; ++c) {
-      const F16 w = load_v<F16>(p + (k + c) * 16);
-      for (int r = 0; r < R; ++r) s[r][c] += a[r * lda + k + c] * w;
-    }
-  for (; k < K; ++k) {
-    const F16 w = load_v<F16>(p + k * 16);
-    for (int r = 0; r < R; ++r) s[r][0] += a[r * lda + k] * w;
-  }
-  for (int r = 0; r < R; ++r) {
-    F16 total = s[r][0];
-    for (int c = 1; c < C; ++c) total += s[r][c];
-    out[r] = total;
-  }
-}
-
-// acc[r, 0:w) = sum_k a[r, k] b[k, j0 + 0:w) for b in the panel layout (gemv_pack), j0 a multiple
-// of 16: panel by panel, rows of a four at a time.
-void tile_packed(const float* a, int64_t lda, int64_t m, int64_t K, const float* panels, int64_t j0, int64_t w, float* acc) {
-  for (int64_t j = 0; j < w; j += 16) {
-    const float* p = panels + (j0 + j) * K;  // panel (j0 + j) / 16
-    const int64_t cols = std::min<int64_t>(16, w - j);
-    for (int64_t r = 0; r < m; r += 4) {
-      F16 out[4];
-      const float* ar = a + r * lda;
-      switch (std::min<int64_t>(4, m - r)) {
-        case 1: panel_rows<1, 4>(ar, lda, K, p, out); break;
-        case 2: panel_rows<2, 2>(ar, lda, K, p, out); break;
-        case 3: panel_rows<3, 1>(ar, lda, K, p, out); break;
-        default: panel_rows<4, 1>(ar, lda, K, p, out); break;
-      }
-      for (int64_t i = 0; i < std::min<int64_t>(4, m - r); ++i) std::memcpy(acc + (r + i) * kTile + j, &out[i], cols * sizeof(float));
-    }
-  }
-}
-
 // oneDNN's definitions of the eltwise algorithms (dnnl_types.h), alpha and beta as eltwise_params
 // passes them.
 float eltwise(const EltwiseSpec& f, float x) {
@@ -182,7 +138,7 @@ void run_columns(const GemvCall& o, int64_t j0, int64_t j1) {
   for (int64_t t0 = j0; t0 < j1; t0 += kTile) {
     const int64_t w = std::min(kTile, j1 - t0);
     if (o.b_packed)
-      tile_packed(o.a, s.a.row_stride, m, K, o.b, t0, w, acc);
+      gemv_packed_columns(o.a, s.a.row_stride, m, K, o.b, t0, w, acc, kTile);
     else if (transposed)
       tile_nk(o.a, s.a.row_stride, m, K, o.b, s.b.col_stride, t0, w, acc);
     else
@@ -441,6 +397,69 @@ void multihead_weighted_sum(const float* p, const float* v, int64_t stride, int6
     weighted_sum_in<F16, 16>(p, v, stride, keys, heads, dv, acc, acc_stride);
   else
     weighted_sum_in<F8, 8>(p, v, stride, keys, heads, dv, acc, acc_stride);
+}
+
+namespace {
+
+// One panel of the packed layout ([K, 16] contiguous, read front to back) against R rows of a:
+// out[r * 16 + 0:16) = sum_k a[r, k] p[k, 0:16), in vectors V of L floats (16 / L per panel row).
+// C independent chains per row over k (k mod C) hide the FMA latency when there are few rows;
+// R * C * 16 / L accumulators, at most 8 registers (16-float vectors on AVX-512, 8-float ones on
+// AVX2, where 16-float GCC vectors were lowered through the stack: 3-4x slower).
+template <class V, int R, int C>
+void panel_rows(const float* a, int64_t lda, int64_t K, const float* p, float* out) {
+  constexpr int L = sizeof(V) / sizeof(float), H = 16 / L;
+  V s[R][C][H] = {};
+  int64_t k = 0;
+  for (; k + C <= K; k += C)
+    for (int c = 0; c < C; ++c)
+      for (int h = 0; h < H; ++h) {
+        const V w = load_v<V>(p + (k + c) * 16 + h * L);
+        for (int r = 0; r < R; ++r) s[r][c][h] += a[r * lda + k + c] * w;
+      }
+  for (; k < K; ++k)
+    for (int h = 0; h < H; ++h) {
+      const V w = load_v<V>(p + k * 16 + h * L);
+      for (int r = 0; r < R; ++r) s[r][0][h] += a[r * lda + k] * w;
+    }
+  for (int r = 0; r < R; ++r)
+    for (int h = 0; h < H; ++h) {
+      V total = s[r][0][h];
+      for (int c = 1; c < C; ++c) total += s[r][c][h];
+      std::memcpy(out + r * 16 + h * L, &total, sizeof total);
+    }
+}
+
+template <class V>
+void packed_columns(const float* a, int64_t lda, int64_t m, int64_t K, const float* panels, int64_t j0, int64_t w, float* out, int64_t ldo) {
+  alignas(64) float rows[4 * 16];
+  for (int64_t j = 0; j < w; j += 16) {
+    const float* p = panels + (j0 + j) * K;  // panel (j0 + j) / 16
+    const int64_t cols = std::min<int64_t>(16, w - j);
+    for (int64_t r = 0; r < m; r += 4) {
+      const float* ar = a + r * lda;
+      const int64_t count = std::min<int64_t>(4, m - r);
+      switch (count) {
+        case 1: panel_rows<V, 1, 4>(ar, lda, K, p, rows); break;
+        case 2: panel_rows<V, 2, 2>(ar, lda, K, p, rows); break;
+        case 3: panel_rows<V, 3, 1>(ar, lda, K, p, rows); break;
+        default: panel_rows<V, 4, 1>(ar, lda, K, p, rows); break;
+      }
+      for (int64_t i = 0; i < count; ++i) std::memcpy(out + (r + i) * ldo + j, rows + i * 16, cols * sizeof(float));
+    }
+  }
+}
+
+}  // namespace
+
+void gemv_packed_columns(const float* a, int64_t lda, int64_t m, int64_t K, const float* packed, int64_t j0, int64_t w, float* out,
+                         int64_t ldo, int lanes) {
+  BSBR_CHECK(lanes == 8 || lanes == 16, "gemv_packed_columns: lanes must be 8 or 16");
+  BSBR_CHECK(j0 % 16 == 0, "gemv_packed_columns: the first column must start a panel");
+  if (lanes == 16)
+    packed_columns<F16>(a, lda, m, K, packed, j0, w, out, ldo);
+  else
+    packed_columns<F8>(a, lda, m, K, packed, j0, w, out, ldo);
 }
 
 bool outer_supports(const MatMulSpec& s) {

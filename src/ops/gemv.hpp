@@ -88,6 +88,12 @@ inline constexpr int kNativeLanes = 16;
 #else
 inline constexpr int kNativeLanes = 8;
 #endif
+// The packed GEMV's kernel: out[r * ldo + 0:w) = sum_k a[r * lda + k] b(k, j0 + 0:w) for b in the
+// panel layout (gemv_pack) of a [K, N] operand, j0 a multiple of 16, j0 + w <= N, m <= kGemvMaxRows.
+// `lanes` as for the single-query kernels below (the tests run both).
+void gemv_packed_columns(const float* a, int64_t lda, int64_t m, int64_t K, const float* packed, int64_t j0, int64_t w, float* out,
+                         int64_t ldo, int lanes = kNativeLanes);
+
 void multihead_scores(const float* q, const float* k, int64_t stride, int64_t keys, int64_t heads, int64_t dh, float scale, float* scores,
                       int lanes = kNativeLanes);
 //   acc[h * acc_stride + i] += p[h * keys + j] * v[j*stride + h*dv + i], for every j < keys, i < dv.
