@@ -4,12 +4,14 @@
 // Why a hand loop: a decode step is one pass over the weights, so a GEMV is bound by how fast the
 // weights stream from cache or memory, and its threads must split the columns for a step to scale.
 // oneDNN 2.6's GEMV did not scale on the 16-core host (LM head 479, 268, 202, 183 and 190-220 us on
-// 1, 2, 4, 8 and 16 threads). On one thread it stays the faster one: the CI gate's interleaved A/B
-// of whole decode steps measured the hand loop 12-25 % slower there (the DNNL_VERBOSE per-call times
-// that had suggested the opposite, 463 against 163 us for the head, did not hold up).
+// 1, 2, 4, 8 and 16 threads). On one thread it is faster than the loop over row-major weights: the
+// CI gate's interleaved A/B of whole decode steps measured that loop 12-25 % slower there (the
+// DNNL_VERBOSE per-call times that had suggested the opposite, 463 against 163 us for the head, did
+// not hold up); the loop over packed weights is faster than both (ops.cpp).
 //
-// MatMul takes it for products of two or more column blocks and for ops made for one thread (inside
-// our parallel loops); one block at the top level stays on oneDNN (ops.cpp says why).
+// MatMul takes it for products of two or more column blocks, for ops made for one thread (inside
+// our parallel loops) and for products with bound (packed) weights; one block of row-major weights
+// at the top level stays on oneDNN (ops.cpp says why).
 // Threads follow the size: a product gets one column block per kGemvBytesPerBlock of weights (at
 // least one, at most the context's threads), each block a contiguous range of whole cache lines of
 // the output. Blocks run in one OpenMP region of the context's full team (idle threads skip):
