@@ -183,7 +183,9 @@ TEST(MatMulGemv, BoundWeightsMatchTheLoop) {
         mm.run(ctx, a.data(), b.data(), c.data(), transposed ? nullptr : bias.data());
         EXPECT_EQ(ctx.stop_counting_flops(), 2.0 * m * k * n);
         auto want = ref_matmul(a, A, b, B, C, m * n, transposed ? nullptr : bias.data(), 1.f);
-        EXPECT_TRUE(is_close(c, want, within(1e-5))) << threads << " threads, " << m << " rows, transposed " << transposed;
+        // 257 float products in one chain per row (three rows or more): 1e-4 (the sanitizer build,
+        // without -march=native, measured 1.08e-5 at 1e-5).
+        EXPECT_TRUE(is_close(c, want, within(1e-4))) << threads << " threads, " << m << " rows, transposed " << transposed;
         EXPECT_THROW(mm.run(ctx, a.data(), b2.data(), c.data(), transposed ? nullptr : bias.data()), InvariantError);
       }
       // Accumulate and elu + 1, run together with a second bound product of other weights.
@@ -198,8 +200,8 @@ TEST(MatMulGemv, BoundWeightsMatchTheLoop) {
       auto want2 = ref_matmul(a, A, b2, MatLayout::dense(k, n), C, m * n, bias.data(), 1.f);
       for (float& x : want2) x = (x > 0 ? x : std::expm1(x)) + 1.f;
       ops::MatMul::run_together(ctx, {{acc, a.data(), b.data(), c1.data()}, {elu, a.data(), b2.data(), c2.data(), bias.data()}});
-      EXPECT_TRUE(is_close(c1, want1, within(1e-5))) << threads << " threads, " << m << " rows, accumulate";
-      EXPECT_TRUE(is_close(c2, want2, within(1e-5))) << threads << " threads, " << m << " rows, elu + 1";
+      EXPECT_TRUE(is_close(c1, want1, within(1e-4))) << threads << " threads, " << m << " rows, accumulate";
+      EXPECT_TRUE(is_close(c2, want2, within(1e-4))) << threads << " threads, " << m << " rows, elu + 1";
     }
   }
 }
