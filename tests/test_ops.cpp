@@ -215,7 +215,7 @@ TEST(MatMulGemv, PackedColumnsMatchTheLoopInBothWidths) {
   const int64_t k = 257, n = 1043, m_max = ops::kGemvMaxRows;
   auto a = random_vector(m_max * (k + 5), 51), b = random_vector(k * n, 52);
   const ops::MatMulSpec spec{MatLayout::dense(1, k), MatLayout::dense(k, n), MatLayout::dense(1, n), false, 1.f, {}};
-  std::vector<float> packed(ops::gemv_packed_floats(spec));
+  std::vector<float> packed(ops::gemv_packed_floats(k, n));
   ops::gemv_pack(spec, b.data(), packed.data());
   for (int lanes : {8, 16})
     for (int64_t m = 1; m <= m_max; ++m)

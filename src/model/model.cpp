@@ -5,6 +5,7 @@
 
 #include "core/checked.hpp"
 #include "core/errors.hpp"
+#include "ops/gemv.hpp"
 #include "ops/kernels.hpp"
 
 namespace bsbr {
@@ -249,7 +250,7 @@ std::size_t Model::estimate_bytes(const RunShape& shape, int threads, LogitsMode
     for (const Param& p : params_.all()) {
       if (p.value.shape().size() != 2 || &p.value == pos_embed_ || (&p.value == embed_ && !opts_.tied_lm_head)) continue;
       const int64_t K = &p.value == embed_ ? d : p.value.dim(0), N = &p.value == embed_ ? V : p.value.dim(1);
-      bytes = checked_add(bytes, checked_product(what, f, K, (N + 15) / 16 * 16), what);
+      bytes = checked_add(bytes, checked_mul(f, ops::gemv_packed_floats(K, N), what), what);
     }
   }
   std::size_t total = static_cast<std::size_t>(bytes);

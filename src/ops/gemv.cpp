@@ -239,7 +239,7 @@ int64_t gemv_set_parts(const GemvCall* calls, int count, int threads) {
   return std::max<int64_t>(1, std::min({by_size, static_cast<int64_t>(threads), groups}));
 }
 
-int64_t gemv_packed_floats(const MatMulSpec& s) { return (s.b.cols + 15) / 16 * 16 * s.b.rows; }
+int64_t gemv_packed_floats(int64_t K, int64_t N) { return (N + 15) / 16 * 16 * K; }
 
 void gemv_pack(const MatMulSpec& s, const float* b, float* packed) {
   const MatLayout& B = s.b;

@@ -54,9 +54,9 @@ int64_t gemv_column_blocks(const MatMulSpec& spec, int threads);
 void gemv_run(const Context& ctx, const MatMulSpec& spec, int64_t blocks, const float* a, const float* b, bool b_packed, float* c,
               const float* bias, const float* const* binary_srcs);
 
-// Floats of spec.b ([K, N]) in the panel layout: ceil(N / 16) panels of [K, 16], the last one
+// Floats of a [K, N] operand in the panel layout: ceil(N / 16) panels of [K, 16], the last one
 // zero-padded past column N. Element (k, j) sits at (j / 16) * K * 16 + k * 16 + j % 16.
-int64_t gemv_packed_floats(const MatMulSpec& spec);
+int64_t gemv_packed_floats(int64_t K, int64_t N);
 // Copies b (laid out as spec.b: row-major, or read transposed) into that layout.
 void gemv_pack(const MatMulSpec& spec, const float* b, float* packed);
 

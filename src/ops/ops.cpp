@@ -146,7 +146,7 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec, const float* bound_weights)
     gemv_blocks_ = blocks;
     gemv_impl_ = "gemv:hand" + (gemv_blocks_ > 1 ? "x" + std::to_string(gemv_blocks_) : std::string());
     if (bound_weights) {
-      packed_ = ctx.tensor(MemCategory::kPackedParams, {gemv_packed_floats(spec)});
+      packed_ = ctx.tensor(MemCategory::kPackedParams, {gemv_packed_floats(B.rows, B.cols)});
       gemv_pack(spec, bound_weights, packed_.data());
       bound_weights_ = bound_weights;
       gemv_impl_ += ":packed";
