@@ -323,6 +323,40 @@ TEST_F(OpsTest, MatMulBatchedBroadcastWeights) {
   EXPECT_TRUE(is_close(c, want, within(1e-5)));
 }
 
+// Small batched products of a few rows per entry (BSBR's o_h += q_h . G_h of a decode step) run by
+// the hand GEMV entry by entry: every entry's own a, b and c (batch strides past the dense ones),
+// b row-major and transposed, the bias broadcast over entries, scale, accumulate, 1 and 3 rows.
+TEST_F(OpsTest, MatMulSmallBatchedByTheHandGemv) {
+  const int64_t bt = 4, k = 19, n = 13;
+  for (int64_t m : {int64_t{1}, int64_t{3}})
+    for (bool transposed : {false, true})
+      for (bool accumulate : {false, true}) {
+        const MatLayout A = MatLayout::dense(m, k).with_batch(bt, m * k + 5), C = MatLayout::dense(m, n).with_batch(bt, m * n + 3);
+        const MatLayout B = transposed ? MatLayout::dense(n, k).with_batch(bt, n * k + 7).transposed() : MatLayout::dense(k, n).with_batch(bt, k * n + 7);
+        auto a = random_vector(bt * A.batch_stride, 20), b = random_vector(bt * B.batch_stride, 21), bias = random_vector(n, 22);
+        const auto c0 = random_vector(bt * C.batch_stride, 23);
+        std::vector<ops::PostOp> post;
+        if (accumulate) post.push_back(ops::PostOp::accumulate());
+        const bool with_bias = !accumulate;  // bias and scale are exclusive in this layer
+        ops::MatMul mm(ctx, {A, B, C, with_bias, with_bias ? 1.f : 0.5f, post});
+        ASSERT_EQ(mm.impl(), "gemv:hand:batch4");
+        std::vector<float> c = c0;
+        mm.run(ctx, a.data(), b.data(), c.data(), with_bias ? bias.data() : nullptr);
+        auto lin = ref_matmul(a, A, b, B, C, c.size(), with_bias ? bias.data() : nullptr, with_bias ? 1.f : 0.5f);
+        std::vector<float> want = c0;  // the gaps between entries keep their values
+        for (int64_t e = 0; e < bt; ++e)
+          for (int64_t r = 0; r < m; ++r)
+            for (int64_t j = 0; j < n; ++j) {
+              const int64_t i = e * C.batch_stride + r * n + j;
+              want[i] = (accumulate ? c0[i] : 0.f) + lin[i];
+            }
+        EXPECT_TRUE(is_close(c, want, within(1e-5))) << "m " << m << " transposed " << transposed << " accumulate " << accumulate;
+      }
+  // Past one thread's work, oneDNN's batched matmul as before.
+  ops::MatMul large(ctx, {MatLayout::batched(64, 4, 256), MatLayout::batched(64, 256, 256), MatLayout::batched(64, 4, 256), false, 1.f, {}});
+  EXPECT_EQ(large.impl().rfind("gemv", 0), std::string::npos) << large.impl();
+}
+
 TEST_F(OpsTest, MatMulPostOpsGeluAndAccumulate) {
   const int64_t m = 7, k = 12, n = 10;
   auto a = random_vector(m * k, 8), b = random_vector(k * n, 9), bias = random_vector(n, 10);

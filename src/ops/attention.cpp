@@ -268,29 +268,34 @@ void CausalAttention::run_single_query(Context& ctx, const float* q, const float
 // ---------------------------------------------------------------------------------------------
 DecodeAttention::DecodeAttention(Context& ctx, const DecodeAttentionGeometry& g) : g_(g) {
   BSBR_CHECK(g.batch > 0 && g.heads > 0 && g.head_dim > 0 && g.capacity > 0, "bad decode attention geometry");
-  const int64_t h = g.heads, dh = g.head_dim, dv = g.value_dim > 0 ? g.value_dim : g.head_dim, cap = g.capacity;
-  g_.value_dim = dv;
-  // One sequence, every head as a batch entry: q head h at column h*dh, key/value head h at
-  // column h*dh / h*dv of rows with stride kv_row_stride.
-  const MatLayout q = MatLayout::dense(1, dh).with_batch(h, dh);
-  const MatLayout keys = MatLayout::strided(cap, dh, g.kv_row_stride).with_batch(h, dh);
-  const MatLayout values = MatLayout::strided(cap, dv, g.kv_row_stride).with_batch(h, dv);
-  const MatLayout scores = MatLayout::batched(h, 1, cap), out = MatLayout::dense(1, dv).with_batch(h, dv);
-  qk_ = MatMul(ctx, {q, keys.transposed(), scores, false, g.scale, {}});
-  softmax_ = SoftmaxOp(ctx, MatLayout::dense(g.batch * h, cap));
-  pv_ = MatMul(ctx, {scores, values, out, false, 1.f, {}});
-  scores_ = ctx.tensor(MemCategory::kActivations, {g.batch, h, cap});
+  g_.value_dim = g.value_dim > 0 ? g.value_dim : g.head_dim;
+  scores_ = ctx.tensor(MemCategory::kActivations, {g.batch, g.heads, g.capacity});
+  stats_ = ctx.tensor(MemCategory::kActivations, {2, g.heads});
 }
 
 void DecodeAttention::run(Context& ctx, const float* q, const float* k, const float* v, float* o, int64_t len) const {
-  BSBR_CHECK(qk_.valid(), "decode attention used before prepare()");
+  BSBR_CHECK(valid(), "decode attention used before prepare()");
   BSBR_CHECK(len >= 1 && len <= g_.capacity, "decode attention: " + std::to_string(len) + " keys, capacity " + std::to_string(g_.capacity));
-  const int64_t rows = g_.batch * g_.heads, cap = g_.capacity;
-  float* scores = scores_.data();
-  for (int64_t b = 0; b < g_.batch; ++b) qk_.run(ctx, q + b * g_.q_batch_stride, k + b * g_.kv_batch_stride, scores + b * g_.heads * cap);
-  for (int64_t r = 0; r < rows; ++r) std::fill(scores + r * cap + len, scores + (r + 1) * cap, kNegInf);
-  softmax_.run(ctx, scores, scores);
-  for (int64_t b = 0; b < g_.batch; ++b) pv_.run(ctx, scores + b * g_.heads * cap, v + b * g_.kv_batch_stride, o + b * g_.o_batch_stride);
+  const int64_t H = g_.heads, dh = g_.head_dim, dv = g_.value_dim;
+  float* m = stats_.data();      // [H] running max
+  float* l = stats_.data() + H;  // [H] softmax denominators
+  for (int64_t b = 0; b < g_.batch; ++b) {
+    float* s = scores_.data() + b * H * g_.capacity;  // [H, len]
+    float* ob = o + b * g_.o_batch_stride;           // [H, dv]: accumulated in place
+    const float* kb = k + b * g_.kv_batch_stride;
+    multihead_scores(q + b * g_.q_batch_stride, kb, g_.kv_row_stride, len, H, dh, g_.scale, s);
+    std::fill(ob, ob + H * dv, 0.0f);
+    std::fill(m, m + H, kNegInf);
+    std::fill(l, l + H, 0.0f);
+    online_softmax_update(s, H, len, 0, nullptr, nullptr, m, l, ob, dv);  // s becomes exp(s - max)
+    multihead_weighted_sum(s, v + b * g_.kv_batch_stride, g_.kv_row_stride, len, H, dv, ob, dv);
+    for (int64_t h = 0; h < H; ++h) {
+      const float inv = 1.0f / l[h];
+      for (int64_t i = 0; i < dv; ++i) ob[h * dv + i] *= inv;
+    }
+  }
+  // Executed work: the len keys' scores and weighted sums, 2 (dh + dv) FLOPs per key and head.
+  ctx.count_flops(2.0 * static_cast<double>(g_.batch * H * len * (dh + dv)));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -121,11 +121,12 @@ class CausalAttention {
 };
 
 // One query per (sequence, head) attending to the first `len` rows of a fixed-capacity key/value
-// buffer: decode over the current chunk (BSBR, GAU) or over BSBR's chunk memory. Per sequence,
-// three oneDNN calls cover every head at once instead of a tile loop per head:
-//   S[h, 1, cap] = scale * q_h . K_h^T;  S[h, len:] = -inf;  P = softmax(S);  o_h = P[h] . V_h
-// The -inf fill is a plain loop: 2.6's softmax takes no valid length, and `len` changes every call.
-// Work is O(capacity), so the buffer should be sized to what decode uses (a chunk, a chunk memory).
+// buffer: decode over the current chunk (BSBR, GAU). Per sequence, every head at once with the
+// single-query kernels of ops/gemv.hpp (CausalAttention's decode path), on the calling thread:
+//   S[h, :len] = scale * q_h . K_h^T;  P = softmax(S[h, :len]);  o_h = P[h] . V_h
+// Work is O(len). It was three oneDNN calls (batched matmul, softmax, matmul) over the whole
+// capacity: 5-10 us of primitive overhead per call set on a decode step whose own work is about a
+// microsecond (a chunk of 32 keys; the step profile of the 16-core host, issue 14).
 struct DecodeAttentionGeometry {
   int64_t batch = 1, heads = 1, head_dim = 64;
   int64_t value_dim = 0;  // 0 = head_dim; value/output head h at columns [h*value_dim, (h+1)*value_dim)
@@ -141,16 +142,14 @@ class DecodeAttention {
   DecodeAttention(Context& ctx, const DecodeAttentionGeometry& g);
   // q [batch rows], k and v at key row 0, o [batch rows]; keys 0 .. len-1 are visible.
   void run(Context& ctx, const float* q, const float* k, const float* v, float* o, int64_t len) const;
-  bool valid() const { return qk_.valid(); }
-  // Floats the op allocates (the score rows).
-  static int64_t workspace_floats(const DecodeAttentionGeometry& g) { return g.batch * g.heads * g.capacity; }
+  bool valid() const { return scores_.size() > 0; }
+  // Floats the op allocates (the score rows, a max and a sum per head).
+  static int64_t workspace_floats(const DecodeAttentionGeometry& g) { return g.batch * g.heads * g.capacity + 2 * g.heads; }
 
  private:
   DecodeAttentionGeometry g_;
-  MatMul qk_;          // S[h, 1, cap] = scale * q[h, 1, dh] . K^T[h, dh, cap], one sequence
-  SoftmaxOp softmax_;  // over the rows of S [batch * heads, cap]
-  MatMul pv_;          // o[h, 1, dv] = P[h, 1, cap] . V[h, cap, dv], one sequence
-  mutable Tensor scores_;  // [batch, heads, cap]
+  mutable Tensor scores_;  // [batch, heads, capacity]: a sequence's [heads, len] scores, then weights
+  mutable Tensor stats_;   // [2, heads]: running max, softmax denominator
 };
 
 // Causal softmax attention inside chunks (the "local" attention of BSBR and GAU, SPEC §2): rows are

@@ -153,6 +153,20 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec, const float* bound_weights)
     }
     return;
   }
+  // Batched decode-shaped products, a few rows per entry and one thread's work in all (BSBR's
+  // o_h += q_h . G_h over the heads of a step): the hand GEMV entry by entry. oneDNN's batched
+  // matmul spent 2-3 us of call overhead on these 16K multiply-adds (step profile, issue 14).
+  if (nd3 && !binary_post_op && A.batch == B.batch && B.batch == C.batch &&
+      2.0 * A.batch * A.rows * A.cols * B.cols < kSerialWorkThreshold) {
+    MatMulSpec entry = spec;
+    for (MatLayout* l : {&entry.a, &entry.b, &entry.c}) l->batch = 1, l->batch_stride = 0;
+    if (gemv_supports(entry)) {
+      entry_spec_ = entry;
+      gemv_entries_ = A.batch;
+      gemv_impl_ = "gemv:hand:batch" + std::to_string(A.batch);
+      return;
+    }
+  }
   if (outer_supports(spec)) {  // K = 1, small: a loop (ops/gemv.hpp)
     outer_ = true;
     gemv_impl_ = "outer:hand";
@@ -224,6 +238,12 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
                                  [](const PostOp& q) { return q.kind == PostOp::Kind::kBinaryAdd || q.kind == PostOp::Kind::kBinaryMul; }),
                "matmul run() given the wrong number of binary post-op sources");
     gemv_run(ctx, spec_, gemv_blocks_, a, gemv_weights(b), weights_packed(), c, bias, binary_srcs.begin());
+    return;
+  }
+  if (gemv_entries_ > 0) {
+    for (int64_t i = 0; i < gemv_entries_; ++i)
+      gemv_run(ctx, entry_spec_, 1, a + i * spec_.a.batch_stride, b + i * spec_.b.batch_stride, false, c + i * spec_.c.batch_stride, bias,
+               nullptr);
     return;
   }
   if (outer_) {

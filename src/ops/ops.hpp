@@ -155,8 +155,8 @@ class MatMul : public PrimitiveOp {
   // True when run() reads a packed copy of its weights (the bound_weights constructor).
   bool weights_packed() const { return bound_weights_ != nullptr; }
   const MatMulSpec& spec() const { return spec_; }
-  bool valid() const { return gemv_blocks_ > 0 || outer_ || PrimitiveOp::valid(); }
-  const std::string& impl() const { return gemv_blocks_ > 0 || outer_ ? gemv_impl_ : PrimitiveOp::impl(); }
+  bool valid() const { return hand() || PrimitiveOp::valid(); }
+  const std::string& impl() const { return hand() ? gemv_impl_ : PrimitiveOp::impl(); }
   // Column blocks of a hand GEMV (ops/gemv.hpp), each on its own thread; 0 when oneDNN runs it.
   int64_t column_blocks() const { return gemv_blocks_; }
 
@@ -167,12 +167,17 @@ class MatMul : public PrimitiveOp {
   // The weights a GEMV reads for the b its caller passed: the packed copy when bound (checked to be
   // the bound b), else b itself.
   const float* gemv_weights(const float* b) const;
+  bool hand() const { return gemv_blocks_ > 0 || gemv_entries_ > 0 || outer_; }
 
   MatMulSpec spec_;
   Tensor packed_;                         // the bound weights in the GEMV's panel layout
   const float* bound_weights_ = nullptr;  // the b that packed_ copies
   int64_t gemv_blocks_ = 0;
   bool outer_ = false;  // a small rank-1 product (K = 1) by a loop (ops/gemv.hpp)
+  // A small batched product of a few rows per entry: the hand GEMV once per batch entry, on the
+  // calling thread, with entry_spec_ (spec_'s layouts at batch 1).
+  int64_t gemv_entries_ = 0;
+  MatMulSpec entry_spec_;
   std::string gemv_impl_;
 };
 

@@ -23,9 +23,9 @@
 // Decode keeps the current chunk's K, V (<= B rows), the chunk memory (H_j and f_j or F_j) of past
 // chunks, the current G_i and the last mixer input. At the first token of chunk i (pos = iB > 0) it
 // finishes chunk i-1 (F, f, H) and computes R_i and G_i once: O((n/B) d + (n/B) h dv) plus
-// O(B d dh + d dh d/c) per chunk; every token costs O(d² + B d + d dh). Both attentions of a step
-// (over the current chunk, and R_i over the chunk memory) are ops::DecodeAttention: all heads in
-// three oneDNN calls.
+// O(B d dh + d dh d/c) per chunk; every token costs O(d² + B d + d dh). A step's attention over the
+// current chunk is ops::DecodeAttention (all heads at once, hand single-query kernels); R_i over the
+// chunk memory is ops::CausalAttention; o += q.G is a small batched MatMul (the hand GEMV per head).
 //
 // FLOPs (multiply-add = 2; SPEC §2's arithmetic, which the oracle tests/ref/ref_bsbr.cpp counts),
 // with cur = (n-1)/B the current chunk, P(n) = Σ_{t<n} (t mod B + 1), dv = d/c (or dh²):

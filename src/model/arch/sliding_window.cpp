@@ -82,8 +82,14 @@ class SlidingWindowAttention : public Mixer {
   }
   // Ring slots R: the w+1 keys a step can see, or fewer when the run never holds that many positions.
   static int64_t ring_slots(int64_t window, const RunShape& shape) { return std::min(window + 1, std::max(shape.capacity, shape.max_prefill())); }
-  // Decode reads the ring in one key tile of up to 256 rows (several for larger windows).
-  static int64_t decode_key_tile(int64_t slots) { return std::min<int64_t>((slots + 15) / 16 * 16, 256); }
+  // Decode reads the ring in one key tile of up to 256 rows (several for larger windows), a whole
+  // number of the single-query path's key blocks (CausalAttention::kDecodeKeys): with another tile
+  // (48 rows for the default w = 32) a step's attention took the tile path, two oneDNN calls per
+  // head, 6-10 us against about one of work (step profile of the 16-core host, issue 14).
+  static int64_t decode_key_tile(int64_t slots) {
+    constexpr int64_t B = ops::CausalAttention::kDecodeKeys;
+    return std::min<int64_t>((slots + B - 1) / B * B, 256);
+  }
   // Keys visible at position t.
   int64_t keys_at(int64_t t) const { return std::min(t, window_) + 1; }
 
