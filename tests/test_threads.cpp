@@ -158,6 +158,35 @@ TEST(ThreadSweep, LastLevelCacheFromSysfsElseFallback) {
   EXPECT_EQ(none.source, "fallback");
 }
 
+// The sampling protocol against a scripted clock: 10 us a pass plus 0.3 ms a sample (the fork/join and
+// the cold first pass of a rung), and one sizing run slowed to 50 ms by a neighbour. Sized from that run
+// alone, a sample would be 2 passes (0.32 ms, a third of the rate); the protocol must still time samples
+// of at least 5 ms. And a neighbour that slows the first samples makes it size them again.
+TEST(ThreadSweep, BandwidthSamplesAreLongDespiteASlowSizingRun) {
+  for (int slow_call : {3, 4, 5}) {  // calls 1-3: 1, 8, 64 passes (64: 0.94 ms); 4: 512 passes; 5: its repeat
+    int calls = 0;
+    const auto run = [&](int64_t passes) {
+      ++calls;
+      return calls == slow_call ? 0.05 : 3e-4 + 1e-5 * static_cast<double>(passes);
+    };
+    const BandwidthSample s = sample_read_bandwidth(std::size_t{1} << 20, 3, run);
+    ASSERT_EQ(s.samples_s.size(), 3u) << slow_call;
+    EXPECT_GE(s.best_s, 0.005) << slow_call;
+    EXPECT_NEAR(s.gbps, (1 << 20) * static_cast<double>(s.passes) / s.best_s / 1e9, 1e-9 * s.gbps) << slow_call;
+    EXPECT_GT(s.gbps, 0.9 * (1 << 20) / 1e-5 / 1e9) << slow_call;  // within 10 % of the scripted rate
+  }
+  // The first samples short because the rate rose after sizing (a neighbour left): 1 ms a pass in the
+  // four sizing runs (1, 8, then 8 twice: 10 passes a sample), 10 us after (a 0.1 ms sample).
+  int calls = 0;
+  const auto speeding = [&](int64_t passes) {
+    ++calls;
+    return (calls <= 4 ? 1e-3 : 1e-5) * static_cast<double>(passes);
+  };
+  const BandwidthSample s = sample_read_bandwidth(std::size_t{1} << 20, 2, speeding);
+  EXPECT_GE(s.best_s, 0.005);
+  EXPECT_NEAR(s.gbps, (1 << 20) / 1e-5 / 1e9, 1e-6 * s.gbps);
+}
+
 TEST(ThreadSweep, BandwidthCalibrationMeasuresBothBuffersAndTheLadder) {
   ops::Context ctx(1);
   LastLevelCache llc;

@@ -5,8 +5,10 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "bench/stats.hpp"
+#include "core/errors.hpp"
 #include "core/rng.hpp"
 #include "ops/ops.hpp"
 
@@ -131,21 +133,7 @@ BandwidthSample time_reads(ops::Context& ctx, const float* buf, int64_t floats, 
     });
     return std::chrono::duration<double>(Clock::now() - t0).count();
   };
-  // Passes per sample: enough for about 10 ms, so a cache-resident buffer is not timed at the
-  // clock's resolution; sized by untimed runs (which also warm the caches), growing 8x until one
-  // takes 2 ms.
-  constexpr int64_t kMaxPasses = 1000000;
-  int64_t passes = 1;
-  double took = run(passes);
-  while (took < 0.002 && passes < kMaxPasses) took = run(passes = std::min(kMaxPasses, passes * 8));
-  BandwidthSample s;
-  s.bytes = static_cast<std::size_t>(floats) * sizeof(float);
-  s.passes = std::clamp<int64_t>(static_cast<int64_t>(static_cast<double>(passes) * 0.01 / std::max(took, 1e-9)), 1, kMaxPasses);
-  for (int r = 0; r < repeats; ++r) s.samples_s.push_back(run(s.passes));
-  s.median_s = compute_stats(s.samples_s).median;
-  s.best_s = *std::min_element(s.samples_s.begin(), s.samples_s.end());
-  s.gbps = static_cast<double>(s.bytes) * static_cast<double>(s.passes) / s.best_s / 1e9;
-  return s;
+  return sample_read_bandwidth(static_cast<std::size_t>(floats) * sizeof(float), repeats, run);
 }
 
 nlohmann::json to_json(const BandwidthSample& s) {
@@ -153,6 +141,34 @@ nlohmann::json to_json(const BandwidthSample& s) {
 }
 
 }  // namespace
+
+BandwidthSample sample_read_bandwidth(std::size_t bytes, int repeats, const std::function<double(int64_t passes)>& run) {
+  constexpr int64_t kMaxPasses = 1000000;
+  constexpr double kTargetS = 0.01, kSizingS = 0.002, kShortS = 0.005;
+  constexpr int kResizes = 2;
+  BSBR_CHECK(repeats >= 1, "read-bandwidth calibration with no samples");
+  const auto passes_for = [&](int64_t passes, double took) {  // passes for about kTargetS at that rate
+    return std::clamp<int64_t>(static_cast<int64_t>(static_cast<double>(passes) * kTargetS / std::max(took, 1e-9)), 1, kMaxPasses);
+  };
+  // Untimed sizing runs (they also warm the caches).
+  int64_t passes = 1;
+  double took = run(passes);
+  while (took < kSizingS && passes < kMaxPasses) took = run(passes = std::min(kMaxPasses, passes * 8));
+  for (int i = 0; i < 2; ++i) took = std::min(took, run(passes));
+  BandwidthSample s;
+  s.bytes = bytes;
+  s.passes = passes_for(passes, took);
+  for (int attempt = 0;; ++attempt) {
+    s.samples_s.clear();
+    for (int r = 0; r < repeats; ++r) s.samples_s.push_back(run(s.passes));
+    s.best_s = *std::min_element(s.samples_s.begin(), s.samples_s.end());
+    if (s.best_s >= kShortS || s.passes >= kMaxPasses || attempt == kResizes) break;
+    s.passes = std::max(s.passes + 1, passes_for(s.passes, s.best_s));
+  }
+  s.median_s = compute_stats(s.samples_s).median;
+  s.gbps = static_cast<double>(s.bytes) * static_cast<double>(s.passes) / s.best_s / 1e9;
+  return s;
+}
 
 std::vector<std::size_t> bandwidth_ladder_bytes(std::size_t large) {
   std::vector<std::size_t> out;

@@ -2,6 +2,8 @@
 // attainable GFLOP/s. Results from different machines then compare as ratios (SPEC §3), and
 // `check` normalises timings by it.
 #pragma once
+#include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -54,6 +56,15 @@ struct BandwidthSample {
   double best_s = 0;  // the fastest sample
   double gbps = 0;    // bytes x passes / best_s / 1e9 (a ceiling: the best of the samples)
 };
+// The sampling protocol of one rung, given run(passes) (one timed sample of that many passes, in
+// seconds). Passes per sample are sized for about 10 ms from untimed runs growing 8x until one takes
+// 2 ms; at that count the least of three runs sizes them, so one run slowed by a neighbour cannot
+// shrink every sample. If the samples still come out shorter than 5 ms, passes are sized again from
+// the best sample and the samples taken again (at most twice): a rung of few passes is timed at its
+// fork/join and cold first pass, not its bandwidth (a loud host gave 9 GB/s at 16 threads, 1.5 MiB,
+// 2 passes, between rungs of 700-970 GB/s).
+BandwidthSample sample_read_bandwidth(std::size_t bytes, int repeats, const std::function<double(int64_t passes)>& run);
+
 // The second calibration, on ctx.threads() threads, each thread reading its contiguous slice
 // `passes` times inside one parallel item (so a slice that fits a core's cache stays there, as a
 // decode step's share of the weights does from token to token). The buffer is allocated and written
