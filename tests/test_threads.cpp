@@ -160,8 +160,9 @@ TEST(ThreadSweep, LastLevelCacheFromSysfsElseFallback) {
 
 // The sampling protocol against a scripted clock: 10 us a pass plus 0.3 ms a sample (the fork/join and
 // the cold first pass of a rung), and one sizing run slowed to 50 ms by a neighbour. Sized from that run
-// alone, a sample would be 2 passes (0.32 ms, a third of the rate); the protocol must still time samples
-// of at least 5 ms. And a neighbour that slows the first samples makes it size them again.
+// alone, a sample would be a few passes (12 for the slowed 64-pass run: 0.42 ms, most of it overhead);
+// the protocol must still time samples of at least 5 ms. And when the rate rises after sizing (a
+// neighbour left), the short samples make it size them again.
 TEST(ThreadSweep, BandwidthSamplesAreLongDespiteASlowSizingRun) {
   for (int slow_call : {3, 4, 5}) {  // calls 1-3: 1, 8, 64 passes (64: 0.94 ms); 4: 512 passes; 5: its repeat
     int calls = 0;
