@@ -3,12 +3,18 @@
 # results/baseline.rev in a separate git worktree, builds HEAD, and runs `bsbr-bench ab` between
 # them, interleaved, on the CI point set. Exit code: ab's (0 nothing slower, 1 a point slower,
 # 2 unusable input or environment, e.g. the machine never got quiet, 3 a bug).
-# Usage: tools/ab-gate.sh [extra ab flags]; AB_SAMPLES, AB_MAX_ROUNDS, AB_BUDGET_S override the samples
-# per round (3), valid rounds (12) and seconds of rounds (300), AB_DELTA the noise floor (0.05).
-# These are the settings the A/A runs
-# that chose --delta used (results/ab-aa/README.md); change them together.
+# Usage: tools/ab-gate.sh [extra ab flags]; AB_CONFIG, AB_SAMPLES, AB_MAX_ROUNDS, AB_MIN_ROUNDS,
+# AB_BUDGET_S override the point set (configs/ab-gate.yaml), samples per round (3), valid rounds to
+# stop at (12), valid rounds below which the run is unusable (8) and seconds of rounds (420),
+# AB_DELTA the noise floor (0.05). These are the settings the A/A runs that chose --delta used
+# (results/ab-aa/README.md); change them together.
+# Rounds, not seconds, set the gate's power: 12 rounds stop it on a fast machine (a round of
+# configs/ab-gate.yaml is ~15 s on the 2-core dev box), and the budget leaves room for about 10 on a
+# machine 2.6x slower (the CI machine ran configs/ci.yaml's points 2.6x slower than the dev box).
+# Fewer than 8 valid rounds is exit 2, not a pass: with 8 + 8 round values the smallest one-sided p
+# is 7.8e-5, 2.2e-3 after Holm over 28 points; with 5 + 5 (0.11 after Holm) no point could be flagged.
 # Time on 2 cores: the baseline build (bsbr-bench target only, no tests; about a minute from a warm
-# ccache, a few minutes cold) + at most AB_BUDGET_S of rounds (a round of configs/ci.yaml is ~31 s).
+# ccache, a few minutes cold) + HEAD's (none when build/ is already built) + the rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rev_file=results/baseline.rev
@@ -45,8 +51,8 @@ else
 fi
 mkdir -p results/ab
 status=0
-build/bsbr-bench ab --a "$work/build/bsbr-bench" --b build/bsbr-bench --config configs/ci.yaml \
-  --samples-per-round "${AB_SAMPLES:-3}" --max-rounds "${AB_MAX_ROUNDS:-12}" --budget-s "${AB_BUDGET_S:-300}" \
+build/bsbr-bench ab --a "$work/build/bsbr-bench" --b build/bsbr-bench --config "${AB_CONFIG:-configs/ab-gate.yaml}" \
+  --samples-per-round "${AB_SAMPLES:-3}" --max-rounds "${AB_MAX_ROUNDS:-12}" --min-rounds "${AB_MIN_ROUNDS:-8}" --budget-s "${AB_BUDGET_S:-420}" \
   --delta "${AB_DELTA:-0.05}" --out results/ab "$@" || status=$?
 if [ -n "${GITHUB_STEP_SUMMARY:-}" ] && [ -f results/ab/ab_report.md ]; then cat results/ab/ab_report.md >>"$GITHUB_STEP_SUMMARY"; fi
 exit $status
