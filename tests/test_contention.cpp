@@ -115,7 +115,7 @@ TEST(Contention, WaitPolicyIsChosenAndRecorded) {
     c.no_reexec ? ::setenv("BSBR_NO_REEXEC", c.no_reexec, 1) : ::unsetenv("BSBR_NO_REEXEC");
     ::unsetenv("BSBR_OMP_WAIT_POLICY_SET");
     const std::string dir = test::temp_dir("waitpolicy");
-    test::CliResult r = test::run_cli("compare --models Linear --seq_lengths 8 --workloads prefill --repeats 1 --warmup 0 --threads 1 --out '" + dir + "'");
+    test::CliResult r = test::run_cli("compare --models Linear --seq_lengths 8 --workloads prefill --repeats 1 --warmup 0 --threads 1 --no-calibration --out '" + dir + "'");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     std::ifstream in(dir + "/comparison_results.json");
     nlohmann::json env = nlohmann::json::parse(in)["environment"];

@@ -165,7 +165,9 @@ TEST(Weights, BadFilesAreOneLineUserErrorsAndChangeNothing) {
 
 // Through the CLI. The small_config() model as --set flags, shared by the commands below.
 const std::string kSmall = " --set model.vocab_size=61 --set model.hidden_dim=32 --set model.num_heads=2 --set model.ff_dim=48";
-const std::string kQuickCompare = " --models Standard --seq_lengths 8 --workloads prefill --repeats 1 --warmup 0 --threads 1";
+// No calibration: these tests read the weights files and the runs, not the machine's figures (and
+// the calibration costs ~6 s a run under the sanitizers).
+const std::string kQuickCompare = " --models Standard --seq_lengths 8 --workloads prefill --repeats 1 --warmup 0 --threads 1 --no-calibration";
 
 TEST(WeightsCli, BadFilesExitTwoWithOneLine) {
   for (const BadWeights& c : bad_weight_files()) {

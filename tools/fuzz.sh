@@ -23,20 +23,18 @@ cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1 || { cat "$build/b
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-status=0
-summary=()
-for t in "${targets[@]}"; do
-  exe="$build/fuzz_$t"
-  findings="$build/findings/$t"
+# One target: replay its regression inputs, then fuzz; writes its summary line to
+# $build/findings/<target>/summary and returns non-zero on a finding.
+fuzz_one() {
+  local t=$1 exe="$build/fuzz_$1" findings="$build/findings/$1" runs log
   mkdir -p "$findings" "$build/corpus/$t"
   # 1. Regression inputs: each must run clean.
   if compgen -G "tests/fuzz/regressions/$t/*" >/dev/null; then
     if ! "$exe" -timeout=10 -rss_limit_mb=4096 tests/fuzz/regressions/$t/* >"$findings/regressions.log" 2>&1; then
       echo "fuzz: $t: a regression input fails again:" >&2
       tail -40 "$findings/regressions.log" >&2
-      status=1
-      summary+=("$t: REGRESSION FAILS")
-      continue
+      echo "$t: REGRESSION FAILS" >"$findings/summary"
+      return 1
     fi
   fi
   # 2. Bounded fuzzing from the seed corpus (new inputs go to build-fuzz/corpus/<t>, not to git).
@@ -44,15 +42,31 @@ for t in "${targets[@]}"; do
   if "$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
        -artifact_prefix="$findings/" "$build/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1; then
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
-    summary+=("$t: $runs executions in ${seconds}s, no finding")
+    echo "$t: $runs executions in ${seconds}s, no finding" >"$findings/summary"
   else
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
     echo "fuzz: $t: FINDING (log $log, input kept in $findings/):" >&2
     grep -E 'ERROR|SUMMARY|runtime error|terminate|Test unit written' "$log" | head -20 >&2 || tail -40 "$log" >&2
-    status=1
-    summary+=("$t: FINDING after $runs executions")
+    echo "$t: FINDING after $runs executions" >"$findings/summary"
+    return 1
   fi
+}
+
+# Each fuzzer is one single-threaded process: as many run at once as there are cores (each target
+# still gets its full SECONDS), so 2 cores take half the wall time of one after another.
+slots=$(nproc)
+rm -f "$build"/findings/*/summary
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$slots" ]; do wait -n || true; done
+  fuzz_one "$t" &
 done
-echo "fuzz summary (${seconds}s per target):"
-printf '  %s\n' "${summary[@]}"
+wait
+# The verdict comes from each target's summary line: a target that wrote none did not finish.
+status=0
+echo "fuzz summary (${seconds}s per target, $slots at a time):"
+for t in "${targets[@]}"; do
+  line=$(cat "$build/findings/$t/summary" 2>/dev/null || echo "$t: no summary (the run did not finish)")
+  printf '  %s\n' "$line"
+  case $line in *", no finding") ;; *) status=1 ;; esac
+done
 exit $status
