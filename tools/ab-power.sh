@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Power of `bsbr-bench ab`, shown rather than claimed (README "bsbr-bench ab"): A is build/bsbr-bench,
 # B is the same binary given BSBR's compression_factor 1 instead of 2 (--b-set, B alone). That key
-# changes BSBR and no other model: BSBR does more work (analytic FLOPs from the results' `flops`:
-# +10 % per prefill at n = 64 rising to +19 % at 2048, +7 % per decode token), every
+# changes BSBR and no other model: BSBR does more work (analytic FLOPs, the results' `flops_model`, on
+# configs/ab-gate.yaml: +15 % per prefill at n = 128, +18 % at 1024, +7 % per decode token), every
 # other model runs exactly what A runs. No test hook in src/. (A stronger candidate, for a first look:
 # AB_POWER_SET=model.expansion_factor=3 AB_POWER_MODEL=GAU, +55..68 % prefill, +36 % decode.)
 # Passes (exit 0) when ab flags at least one point of that model and no other point; exit 1 otherwise,

@@ -24,7 +24,7 @@ cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1 || { cat "$build/b
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # One target: replay its regression inputs, then fuzz; writes its summary line to
-# $build/findings/<target>/summary and returns non-zero on a finding.
+# $build/findings/<target>/summary, from which the verdict below is taken.
 fuzz_one() {
   local t=$1 exe="$build/fuzz_$1" findings="$build/findings/$1" runs log
   mkdir -p "$findings" "$build/corpus/$t"
