@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/contention.hpp"
+#include "core/limits.hpp"
 #include "report/results.hpp"
 #include "test_util.hpp"
 
@@ -132,6 +133,43 @@ TEST(Contention, WaitPolicyIsChosenAndRecorded) {
   ::unsetenv("BSBR_NO_REEXEC");
   ::unsetenv("GOMP_SPINCOUNT");
   saved ? ::setenv("OMP_WAIT_POLICY", saved_value.c_str(), 1) : ::unsetenv("OMP_WAIT_POLICY");
+}
+
+// Thread binding (OMP_PROC_BIND, OMP_PLACES) is recorded, and does not lower the --threads limit.
+// libgomp binds the initial thread to its first place when it loads: the limit (4 x the CPUs) was
+// taken from that thread's mask, one core, and the wait-policy re-exec inherited that mask, so
+// --threads 16 on a 16-core host exited 2. Bound with the re-exec, bound without it, and unbound.
+TEST(Contention, ThreadBindingIsRecordedAndKeepsTheThreadsLimit) {
+  const std::string most = std::to_string(max_threads());  // this process is not bound
+  struct Case {
+    bool bound, reexec;
+  };
+  for (const Case c : {Case{true, true}, Case{true, false}, Case{false, true}}) {
+    if (c.bound) {
+      ::setenv("OMP_PROC_BIND", "close", 1);
+      ::setenv("OMP_PLACES", "cores", 1);
+    }
+    if (!c.reexec) ::setenv("BSBR_NO_REEXEC", "1", 1);
+    const std::string dir = test::temp_dir("binding");
+    test::CliResult r = test::run_cli("compare --models Linear --seq_lengths 8 --workloads prefill --repeats 1 --warmup 0 --threads " + most +
+                                      " --no-calibration --no-verify --out '" + dir + "'");
+    ::unsetenv("OMP_PROC_BIND");
+    ::unsetenv("OMP_PLACES");
+    ::unsetenv("BSBR_NO_REEXEC");
+    const std::string which = std::string(c.bound ? "bound" : "unbound") + (c.reexec ? ", re-executed" : ", not re-executed");
+    ASSERT_EQ(r.exit_code, 0) << which << ": " << r.err;
+    std::ifstream in(dir + "/comparison_results.json");
+    nlohmann::json env = nlohmann::json::parse(in)["environment"];
+    EXPECT_EQ(env["threads"], max_threads()) << which;
+    EXPECT_EQ(env["omp_wait_policy_source"], c.reexec ? "bsbr-bench" : "unset") << which;
+    if (c.bound) {
+      EXPECT_EQ(env["omp_proc_bind"], "close") << which;
+      EXPECT_EQ(env["omp_places"], "cores") << which;
+    } else {
+      EXPECT_EQ(env["omp_proc_bind"], "false") << which;
+      EXPECT_TRUE(env["omp_places"].is_null()) << which << ": " << env["omp_places"];
+    }
+  }
 }
 
 }  // namespace

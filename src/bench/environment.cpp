@@ -3,8 +3,10 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
+#include <sched.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +14,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <vector>
 
 #include "build_info.hpp"
 
@@ -73,6 +76,27 @@ int process_threads() {
   return ec ? 0 : n;
 }
 
+namespace {
+
+// The CPUs of every OpenMP place, when the runtime binds threads (OMP_PROC_BIND or OMP_PLACES); an
+// empty set otherwise. libgomp binds the initial thread to its first place when it loads, and an
+// exec'd image inherits that thread's mask: without widening it back, the re-executed process would
+// see one core (libgomp's omp_get_num_procs 1, and a --threads limit of 4).
+cpu_set_t places_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (omp_get_proc_bind() == omp_proc_bind_false) return set;
+  for (int p = 0; p < omp_get_num_places(); ++p) {
+    std::vector<int> ids(static_cast<std::size_t>(std::max(0, omp_get_place_num_procs(p))));
+    omp_get_place_proc_ids(p, ids.data());
+    for (int id : ids)
+      if (id >= 0 && id < CPU_SETSIZE) CPU_SET(id, &set);
+  }
+  return set;
+}
+
+}  // namespace
+
 void apply_omp_wait_policy(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("BSBR_OMP_WAIT_POLICY_SET"))
     return;  // the user's choice, or re-executed already
@@ -81,8 +105,13 @@ void apply_omp_wait_policy(char** argv) {
   ::setenv("OMP_WAIT_POLICY", kDefaultOmpWaitPolicy, 1);
   ::setenv("GOMP_SPINCOUNT", kDefaultGompSpinCount, 1);
   ::setenv("BSBR_OMP_WAIT_POLICY_SET", kDefaultOmpWaitPolicy, 1);
+  const cpu_set_t places = places_cpus();
+  cpu_set_t bound;  // the initial thread's mask as libgomp left it
+  const bool widen = CPU_COUNT(&places) > 0 && sched_getaffinity(0, sizeof bound, &bound) == 0;
+  if (widen) sched_setaffinity(0, sizeof places, &places);
   ::execv("/proc/self/exe", argv);
   // Only reached when the exec failed: run on with libgomp's default and say so in the environment.
+  if (widen) sched_setaffinity(0, sizeof bound, &bound);
   ::unsetenv("OMP_WAIT_POLICY");
   ::unsetenv("GOMP_SPINCOUNT");
   ::unsetenv("BSBR_OMP_WAIT_POLICY_SET");
@@ -96,6 +125,16 @@ Environment collect_environment(int threads) {
   e.omp_wait_policy_source = !policy ? "unset" : (ours && std::strcmp(ours, policy) == 0) ? "bsbr-bench" : "user";
   const char* spin = std::getenv("GOMP_SPINCOUNT");
   e.gomp_spincount = spin ? spin : "";
+  switch (omp_get_proc_bind()) {
+    case omp_proc_bind_false: e.omp_proc_bind = "false"; break;
+    case omp_proc_bind_true: e.omp_proc_bind = "true"; break;
+    case omp_proc_bind_master: e.omp_proc_bind = "primary"; break;
+    case omp_proc_bind_close: e.omp_proc_bind = "close"; break;
+    case omp_proc_bind_spread: e.omp_proc_bind = "spread"; break;
+    default: e.omp_proc_bind = "unknown"; break;
+  }
+  const char* places = std::getenv("OMP_PLACES");
+  e.omp_places = places ? places : "";
   e.cpu_model = cpu_model_name();
   e.cores = omp_get_num_procs();
   e.threads = threads;
@@ -124,7 +163,9 @@ nlohmann::json to_json(const Environment& e) {
           {"utc_time", e.utc_time},       {"hostname", e.hostname},   {"tool_version", e.tool_version},
           {"omp_wait_policy", e.omp_wait_policy.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.omp_wait_policy)},
           {"omp_wait_policy_source", e.omp_wait_policy_source},
-          {"gomp_spincount", e.gomp_spincount.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.gomp_spincount)}};
+          {"gomp_spincount", e.gomp_spincount.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.gomp_spincount)},
+          {"omp_proc_bind", e.omp_proc_bind},
+          {"omp_places", e.omp_places.empty() ? nlohmann::json(nullptr) : nlohmann::json(e.omp_places)}};
 }
 
 }  // namespace bsbr

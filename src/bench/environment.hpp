@@ -19,6 +19,10 @@ struct Environment {
   std::string omp_wait_policy;         // OMP_WAIT_POLICY as libgomp read it at load ("" = unset: libgomp's default, spin then sleep)
   std::string omp_wait_policy_source;  // "bsbr-bench" (set by the re-exec), "user" (set before starting), "unset"
   std::string gomp_spincount;          // GOMP_SPINCOUNT as libgomp read it ("" = unset), set by the same re-exec
+  // Thread binding: the runtime's policy (omp_get_proc_bind: "false", "true", "primary", "close",
+  // "spread"; OMP_PROC_BIND, or "true" when only OMP_PLACES is set) and OMP_PLACES ("" = unset).
+  std::string omp_proc_bind;
+  std::string omp_places;
 };
 
 Environment collect_environment(int threads);

@@ -8,12 +8,20 @@
 
 #include "core/errors.hpp"
 
+// OpenMP's count of processors, where the program links an OpenMP runtime (a weak reference: the
+// parsers' fuzz targets link none and take the fallback below).
+extern "C" int omp_get_num_procs(void) __attribute__((weak));
+
 namespace bsbr {
 
 namespace {
-// CPUs this process may run on (its affinity mask), as OpenMP's omp_get_num_procs counts them; read
-// from the kernel so the parsers (and their fuzz targets) need no OpenMP runtime.
+// CPUs this process may run on, as OpenMP's omp_get_num_procs counts them: the affinity mask the
+// process started with. With OMP_PROC_BIND (or OMP_PLACES) set, libgomp binds the initial thread to
+// its first place when it loads, so the thread's own mask (sched_getaffinity) then holds one core,
+// and --threads 16 on a 16-core host was refused as above 4 x the CPUs; libgomp counted its
+// processors before that binding. Without an OpenMP runtime: the kernel's affinity mask.
 int64_t usable_cpus() {
+  if (omp_get_num_procs != nullptr) return std::max(1, omp_get_num_procs());
   cpu_set_t set;
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
