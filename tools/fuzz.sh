@@ -23,6 +23,9 @@ cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1 || { cat "$build/b
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:allocator_may_return_null=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Executions libFuzzer reports in its final stats ("?" when the log has none).
+executions() { grep -o 'stat::number_of_executed_units: *[0-9]*' "$1" | grep -o '[0-9]*$' || echo "?"; }
+
 # One target: replay its regression inputs, then fuzz; writes its summary line to
 # $build/findings/<target>/summary, from which the verdict below is taken.
 fuzz_one() {
@@ -41,10 +44,9 @@ fuzz_one() {
   log="$findings/fuzz.log"
   if "$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
        -artifact_prefix="$findings/" "$build/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1; then
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
-    echo "$t: $runs executions in ${seconds}s, no finding" >"$findings/summary"
+    echo "$t: $(executions "$log") executions in ${seconds}s, no finding" >"$findings/summary"
   else
-    runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo "?")
+    runs=$(executions "$log")
     echo "fuzz: $t: FINDING (log $log, input kept in $findings/):" >&2
     grep -E 'ERROR|SUMMARY|runtime error|terminate|Test unit written' "$log" | head -20 >&2 || tail -40 "$log" >&2
     echo "$t: FINDING after $runs executions" >"$findings/summary"

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Issue 14's tables from bsbr-bench results files (compare --threads ...): prefill median time and
 efficiency (the run's `efficiency`: executed GFLOP/s over the calibration matmul at that count),
-decode median time per token and `roofline_fraction`, and the 1 -> max-threads speed-up. Marks:
-(c) contended, (~) noisy (cv > 10 %). Reads only the fields bsbr-bench wrote; prints Markdown.
+decode median time per token and `roofline_fraction`, and prefill's speed-up from the fewest threads
+to the most. Marks: (c) contended, (~) noisy (cv > 10 %). Reads only the fields bsbr-bench wrote;
+prints Markdown.
 
 usage: tools/scaling_tables.py RESULTS.json [RESULTS.json ...]
 """
@@ -35,7 +36,7 @@ def main(paths):
             else:
                 print(f"#### decode n = {n}: median time per token, roofline fraction (bytes_per_token / ladder bandwidth, over the time)\n")
             speedup = workload == "prefill" and len(threads) > 1
-            head = ["model"] + [f"{t} thread{'s' if t > 1 else ''}" for t in threads] + ([f"speed-up 1→{threads[-1]}"] if speedup else [])
+            head = ["model"] + [f"{t} thread{'s' if t > 1 else ''}" for t in threads] + ([f"speed-up {threads[0]}→{threads[-1]}"] if speedup else [])
             print("| " + " | ".join(head) + " |")
             print("|" + "---|" * len(head))
             for m in MODELS:
