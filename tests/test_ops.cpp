@@ -9,6 +9,7 @@
 #include "core/errors.hpp"
 #include "ops/attention.hpp"
 #include "ops/gemv.hpp"
+#include "ops/vmath.hpp"
 #include "ops/kernels.hpp"
 #include "ops/ops.hpp"
 #include "ref/ref_common.hpp"
@@ -265,6 +266,42 @@ TEST(MatMulGemv, EltwisePostOpsMatchOneDnn) {
     want.resize(n);
     EXPECT_TRUE(is_close(got, want, within(1e-5))) << static_cast<int>(kind);
   }
+}
+
+// The GEMV's post-op math (ops/vmath.hpp) against double-precision libm, per element
+// (|got - want| <= 1e-37 + rtol |want|), on a 1e-3 grid over [-30, 30], both sides of every branch
+// (|x| = 0.5, 0), and NaN in, NaN out (exp is fast_exp, tested below). The tolerances are each
+// function's bound (vmath.hpp) with little room, so a dropped series term fails: erf without its x^11
+// term is 6.4e-7 off at 0.49, expm1 without x^8 2.6e-7 at 0.49.
+TEST(VMath, MatchesLibmPerElement) {
+  struct Fn {
+    const char* name;
+    float (*got)(float);
+    double (*want)(double);
+    double rtol, lo, hi;
+  };
+  const Fn fns[] = {{"expm1", ops::vmath::expm1, [](double x) { return std::expm1(x); }, 2e-7, -30.0, 30.0},
+                    {"erf", ops::vmath::erf, [](double x) { return std::erf(x); }, 6e-7, -30.0, 30.0},
+                    {"tanh", ops::vmath::tanh, [](double x) { return std::tanh(x); }, 2.5e-7, -30.0, 30.0},
+                    {"sigmoid", ops::vmath::sigmoid, [](double x) { return 1.0 / (1.0 + std::exp(-x)); }, 2e-7, -30.0, 30.0}};
+  for (const Fn& f : fns) {
+    std::vector<float> xs;
+    for (int64_t i = 0; f.lo + i * 1e-3 <= f.hi; ++i) xs.push_back(static_cast<float>(f.lo + i * 1e-3));
+    for (float edge : {0.5f, -0.5f, 0.f, -0.f, 1e-30f, -1e-30f, 1e-6f, -1e-6f})
+      xs.insert(xs.end(), {edge, std::nextafter(edge, 1.f), std::nextafter(edge, -1.f)});
+    int64_t bad = 0;
+    for (float x : xs) {
+      const double want = f.want(x), got = f.got(x);
+      if (!(std::fabs(got - want) <= 1e-37 + f.rtol * std::fabs(want)) && bad++ < 3)  // 1e-37: denormal results
+        ADD_FAILURE() << f.name << "(" << x << ") = " << got << ", want " << want;
+    }
+    EXPECT_EQ(bad, 0) << f.name;
+    EXPECT_TRUE(std::isnan(f.got(std::nanf("")))) << f.name;
+  }
+  EXPECT_EQ(ops::vmath::tanh(100.f), 1.f);
+  EXPECT_EQ(ops::vmath::tanh(-std::numeric_limits<float>::infinity()), -1.f);
+  EXPECT_EQ(ops::vmath::sigmoid(-100.f) + 1.f, 1.f);
+  EXPECT_EQ(ops::vmath::erf(-30.f), -1.f);
 }
 
 // Small rank-1 products (K = 1: a decode step's S += k v^T) run on a loop (ops/gemv.hpp): batched

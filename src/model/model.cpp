@@ -193,7 +193,8 @@ void Model::step(ops::Context& ctx, const int32_t* tokens, int64_t pos) {
   BSBR_CHECK(has_step_, "step() on a model prepared without decode capacity");
   const int64_t d = cfg_.hidden_dim;
   // One held team for the whole step (ops/team.hpp): its dozen dependent products hand their parts
-  // to threads that wait between them, instead of opening an OpenMP region each.
+  // to threads that wait between them, instead of opening an OpenMP region each. A caller that
+  // already holds it (the runner holds it across a sample's steps) keeps it: this hold then runs inline.
   ctx.hold_team([&] {
     for (int64_t b = 0; b < batch_; ++b) embed(tokens + b, 1, pos, xs_.data() + b * d);
     run_blocks(ctx, step_ops_, xs_.data(), hs_.data(), fs_.data(), 1, true, pos);
