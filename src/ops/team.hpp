@@ -86,11 +86,15 @@ class Team {
   int threads_;
   int spins_before_yield_;
   std::unique_ptr<Slot[]> slots_;  // [threads]
-  // Written by the main line before a job's generation is published (release), read by the workers
-  // after they see it (acquire).
+  // job_ and stop_ are written by the main line before a job's generation is published (release),
+  // read by the workers after they see it (acquire). All three share one cache line, so a waking
+  // worker fetches the job with the generation in one transfer: tools/team_handoff_bench put the last
+  // worker's start 0.49 -> 0.30 us after the publish on the 2-core box and 0.72-0.88 -> 0.45-0.50 us
+  // on the 16-core host (16 threads, 32 KiB parts: job 2.1-2.6 -> 2.05-2.08 us), against job_ on a
+  // line of its own.
+  alignas(64) std::atomic<uint64_t> generation_{0};
   Job job_{};
   bool stop_ = false;
-  alignas(64) std::atomic<uint64_t> generation_{0};
   alignas(64) std::atomic<int64_t> next_item_{0};
   std::atomic<bool> held_{false};   // main line running with the team
   std::atomic<bool> in_job_{false}; // a job is running (every thread runs serially inside)
