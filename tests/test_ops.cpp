@@ -9,9 +9,9 @@
 #include "core/errors.hpp"
 #include "ops/attention.hpp"
 #include "ops/gemv.hpp"
-#include "ops/vmath.hpp"
 #include "ops/kernels.hpp"
 #include "ops/ops.hpp"
+#include "ops/vmath.hpp"
 #include "ref/ref_common.hpp"
 #include "test_util.hpp"
 

@@ -166,6 +166,19 @@ double Runner::time_once(Model& model, const Problem& p, const RunRecord& rec) {
     std::copy(next.begin(), next.end(), tokens_.begin() + token_count_);
     token_count_ += b;
   };
+  // Steps n .. n+N-1, each with its argmax, under one held team (ops/team.hpp): each step's products
+  // hand their parts to threads that spin between steps too, where a region per step paid a
+  // fork/join and a worker's wake-up each token (an instrumented 2-thread build saw the worker start
+  // the first product of a step 10.7 us late on average in one run, against 0.4 us inside a step).
+  auto held_steps = [&]() {
+    ctx_.hold_team([&] {
+      for (int64_t i = 0; i < N; ++i) {
+        model.step(ctx_, next.data(), n + i);
+        model.argmax(next.data());
+        keep();
+      }
+    });
+  };
   switch (p.workload) {
     case Workload::kPrefill: {
       auto t0 = Clock::now();
@@ -177,18 +190,8 @@ double Runner::time_once(Model& model, const Problem& p, const RunRecord& rec) {
       // untimed), so each one measures context n.
       model.restore_state();
       std::copy(first_.begin(), first_.end(), next.begin());
-      // One held team for the whole sample (ops/team.hpp): each step's products hand their parts
-      // to threads that spin between steps too, where a region per step paid a fork/join and a
-      // worker's wake-up each token (an instrumented 2-thread build saw the worker start the first
-      // product of a step 10.7 us late on average in one run, against 0.4 us inside a step).
       auto t0 = Clock::now();
-      ctx_.hold_team([&] {
-        for (int64_t i = 0; i < N; ++i) {
-          model.step(ctx_, next.data(), n + i);
-          model.argmax(next.data());
-          keep();
-        }
-      });
+      held_steps();
       return seconds_since(t0) / static_cast<double>(N);
     }
     case Workload::kGenerate: {
@@ -196,13 +199,7 @@ double Runner::time_once(Model& model, const Problem& p, const RunRecord& rec) {
       model.prefill(ctx_, prompt.data(), n);
       model.argmax(next.data());
       keep();
-      ctx_.hold_team([&] {  // as decode's
-        for (int64_t i = 0; i < N; ++i) {
-          model.step(ctx_, next.data(), n + i);
-          model.argmax(next.data());
-          keep();
-        }
-      });
+      held_steps();
       return seconds_since(t0);
     }
     case Workload::kRecompute: {
