@@ -207,6 +207,93 @@ TEST(MatMulGemv, BoundWeightsMatchTheLoop) {
   }
 }
 
+// A decode step's FFN as one job (ops::FfnStep): x += gelu(h.W1 + b1).W2 + b2 against a double
+// loop, per element, for 1, 3 and kGemvMaxRows rows, odd d and ff (a partial last panel and a hidden
+// range that ends inside a 16-column group), on 1, 2 and 5 threads, in a held team and in its own
+// region; x starts random (the accumulate), f as NaN (an unwritten hidden column fails). Every count
+// above one thread splits it into parts, and the FLOPs counted are the two products'.
+TEST(MatMulGemv, FfnStepMatchesTheLoop) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const int64_t d = 67, ff = 403;
+  auto w1 = random_vector(d * ff, 61), w2 = random_vector(ff * d, 62), b1 = random_vector(ff, 63), b2 = random_vector(d, 64);
+  for (int threads : {1, 2, 5})
+    for (int64_t m : {int64_t{1}, int64_t{3}, ops::kGemvMaxRows})
+      for (bool held : {false, true}) {
+        ops::Context ctx(threads);
+        const ops::MatMulSpec s1{MatLayout::dense(m, d), MatLayout::dense(d, ff), MatLayout::dense(m, ff), true, 1.f,
+                                 {ops::PostOp::eltwise_op(ops::Eltwise::kGeluErf)}};
+        const ops::MatMulSpec s2{MatLayout::dense(m, ff), MatLayout::dense(ff, d), MatLayout::dense(m, d), true, 1.f,
+                                 {ops::PostOp::accumulate()}};
+        ops::FfnStep ffn(ctx, s1, s2, w1.data(), w2.data());
+        EXPECT_EQ(ffn.parts(), threads) << threads << " threads";
+        auto h = random_vector(m * d, 65), x = random_vector(m * d, 66);
+        std::vector<float> f(m * ff, nan), want(x.begin(), x.end());
+        for (int64_t r = 0; r < m; ++r) {
+          std::vector<double> hidden(ff);
+          for (int64_t j = 0; j < ff; ++j) {
+            double acc = b1[j];
+            for (int64_t k = 0; k < d; ++k) acc += static_cast<double>(h[r * d + k]) * w1[k * ff + j];
+            hidden[j] = 0.5 * acc * (1.0 + std::erf(acc / std::sqrt(2.0)));
+          }
+          for (int64_t j = 0; j < d; ++j) {
+            double acc = b2[j];
+            for (int64_t k = 0; k < ff; ++k) acc += hidden[k] * w2[k * d + j];
+            want[r * d + j] = static_cast<float>(want[r * d + j] + acc);
+          }
+        }
+        ctx.start_counting_flops();
+        auto run = [&] { ffn.run(ctx, h.data(), w1.data(), b1.data(), w2.data(), b2.data(), f.data(), x.data()); };
+        if (held)
+          ctx.hold_team(run);
+        else
+          run();
+        EXPECT_EQ(ctx.stop_counting_flops(), 2.0 * 2.0 * m * d * ff);
+        for (float v : f) ASSERT_FALSE(std::isnan(v)) << threads << " threads, " << m << " rows: a hidden column unwritten";
+        // 403 products of O(1) terms per output in float: 1e-4.
+        EXPECT_TRUE(is_close(x, want, within(1e-4))) << threads << " threads, " << m << " rows, held " << held;
+      }
+}
+
+// The LM head's product with its argmax (MatMul::run_argmax: each part's argmax of the columns it
+// wrote, taken in order) gives argmax_rows's index on the logits it wrote, on 1, 2 and 5 threads, in a
+// held team and in its own region, for 1 and 3 rows: random logits, the maximum tied between a column
+// of the first part and columns of later parts (the first wins), a NaN at column 0 (index 0) and one
+// in the middle (skipped), every logit -inf (index 0).
+TEST(MatMulGemv, RunArgmaxMatchesArgmaxOfItsLogits) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const int64_t k = 64, n = 1043;
+  auto b = random_vector(k * n, 71);
+  for (int64_t j : {700, 1042})  // columns 700 and 1042 equal column 5: the same products, bit for bit
+    for (int64_t kk = 0; kk < k; ++kk) b[kk * n + j] = b[kk * n + 5];
+  for (int threads : {1, 2, 5})
+    for (int64_t m : {1, 3})
+      for (bool held : {false, true}) {
+        ops::Context ctx(threads);
+        ops::MatMul head(ctx, {MatLayout::dense(m, k), MatLayout::dense(k, n), MatLayout::dense(m, n), true, 1.f, {}}, b.data());
+        EXPECT_EQ(head.column_blocks(), threads) << threads;
+        auto a = random_vector(m * k, 72);
+        for (int c = 0; c < 5; ++c) {
+          std::vector<float> bias = random_vector(n, 73 + c), logits(m * n, nan);
+          if (c == 1) bias[5] = bias[700] = bias[1042] = 1e3f;
+          if (c == 2) bias[0] = nan;
+          if (c == 3) bias[500] = nan;
+          if (c == 4) std::fill(bias.begin(), bias.end(), -inf);
+          std::vector<int32_t> got(m, -1), want(m, -1);
+          auto run = [&] { head.run_argmax(ctx, a.data(), b.data(), logits.data(), bias.data(), got.data()); };
+          if (held)
+            ctx.hold_team(run);
+          else
+            run();
+          ops::argmax_rows(logits.data(), m, n, n, want.data());
+          EXPECT_EQ(got, want) << threads << " threads, " << m << " rows, case " << c << ", held " << held;
+          const int32_t expected[] = {-1, 5, 0, -1, 0};
+          if (expected[c] >= 0) {
+            for (int64_t r = 0; r < m; ++r) EXPECT_EQ(got[r], expected[c]) << threads << " threads, case " << c;
+          }
+        }
+      }
+}
+
 // The packed GEMV's kernel in both vector widths (16 floats: the AVX-512 build's; 8: the portable
 // x86-64-v3 build's), against a double loop: every row count up to kGemvMaxRows (each grouping of
 // rows by four), odd K (the k remainder after the chains), column ranges starting at several panels
