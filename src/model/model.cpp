@@ -69,7 +69,10 @@ Model::RowOps Model::make_row_ops(ops::Context& ctx, int64_t n, bool head_all_ro
   MatLayout w = opts_.tied_lm_head ? MatLayout::dense(V, d).transposed() : MatLayout::dense(d, V);
   MatMulSpec sh{hin, w, MatLayout::dense(hin.rows, V), !opts_.tied_lm_head, 1.f, {}};
   if (step) {
-    for (const Block& blk : blocks_) ro.step_ffn.emplace_back(ctx, s1, s2, blk.ff1.weight->data(), blk.ff2.weight->data());
+    for (const Block& blk : blocks_) {
+      ro.step_ff1.emplace_back(ctx, s1, blk.ff1.weight->data());
+      ro.step_ff2.emplace_back(ctx, s2, blk.ff2.weight->data());
+    }
     ro.head = MatMul(ctx, sh, head_weight());
   } else {
     ro.ff1 = MatMul(ctx, s1);
@@ -107,7 +110,6 @@ void Model::prepare(ops::Context& ctx, const RunShape& shape, LogitsMode logits)
     hs_ = ctx.tensor(MemCategory::kActivations, {b, d});
     fs_ = ctx.tensor(MemCategory::kActivations, {b, ff});
     step_ops_ = make_row_ops(ctx, 1, false, true);
-    step_argmax_.assign(static_cast<std::size_t>(b), 0);
   }
   for (Block& blk : blocks_) blk.mixer->prepare(ctx, shape);
   if (shape.snapshot && has_step_)
@@ -133,7 +135,6 @@ void Model::release(ops::Context& ctx) {
   positions_.reset();
   step_ops_ = RowOps{};
   has_step_ = false;
-  argmax_of_step_ = false;
   for (Tensor* t : {&x_, &h_, &f_, &logits_, &xs_, &hs_, &fs_}) t->reset();
 }
 
@@ -168,12 +169,8 @@ void Model::run_blocks(ops::Context& ctx, const RowOps& ro, float* x, float* h, 
     else
       blk.mixer->prefill(ctx, h, x, n);
     ro.ln.run(ctx, x, blk.ln2.gamma->data(), blk.ln2.beta->data(), h);
-    if (step) {
-      ro.step_ffn[l].run(ctx, h, blk.ff1.weight->data(), blk.ff1.bias->data(), blk.ff2.weight->data(), blk.ff2.bias->data(), f, x);
-    } else {
-      ro.ff1.run(ctx, h, blk.ff1.weight->data(), f, blk.ff1.bias->data());
-      ro.ff2.run(ctx, f, blk.ff2.weight->data(), x, blk.ff2.bias->data());
-    }
+    (step ? ro.step_ff1[l] : ro.ff1).run(ctx, h, blk.ff1.weight->data(), f, blk.ff1.bias->data());
+    (step ? ro.step_ff2[l] : ro.ff2).run(ctx, f, blk.ff2.weight->data(), x, blk.ff2.bias->data());
     if (capture && capture_.residuals) std::copy(x, x + rows * d, capture_.residuals + layer_offset);
   }
   ro.ln.run(ctx, x, final_ln_.gamma->data(), final_ln_.beta->data(), h);
@@ -189,7 +186,6 @@ void Model::prefill(ops::Context& ctx, const int32_t* tokens, int64_t n) {
   // Head input: the final hidden states of every row, or (row stride n*d) each sequence's last.
   const float* hin = logits_mode_ == LogitsMode::kAll ? h_.data() : h_.data() + (n - 1) * d;
   ro.head.run(ctx, hin, head_weight(), logits_.data(), opts_.tied_lm_head ? nullptr : lm_head_.bias->data());
-  argmax_of_step_ = false;
   last_n_ = n;
 }
 
@@ -202,20 +198,11 @@ void Model::step(ops::Context& ctx, const int32_t* tokens, int64_t pos) {
   ctx.hold_team([&] {
     for (int64_t b = 0; b < batch_; ++b) embed(tokens + b, 1, pos, xs_.data() + b * d);
     run_blocks(ctx, step_ops_, xs_.data(), hs_.data(), fs_.data(), 1, true, pos);
-    // The next token as part of the head's job (MatMul::run_argmax): each thread's columns while
-    // they are in its cache.
-    step_ops_.head.run_argmax(ctx, hs_.data(), head_weight(), logits_.data(), opts_.tied_lm_head ? nullptr : lm_head_.bias->data(),
-                              step_argmax_.data());
+    step_ops_.head.run(ctx, hs_.data(), head_weight(), logits_.data(), opts_.tied_lm_head ? nullptr : lm_head_.bias->data());
   });
-  argmax_of_step_ = true;
 }
 
-void Model::argmax(int32_t* out) const {
-  if (argmax_of_step_)
-    std::copy(step_argmax_.begin(), step_argmax_.end(), out);
-  else
-    ops::argmax_rows(logits_.data(), batch_, cfg_.vocab_size, cfg_.vocab_size, out);
-}
+void Model::argmax(int32_t* out) const { ops::argmax_rows(logits_.data(), batch_, cfg_.vocab_size, cfg_.vocab_size, out); }
 
 double Model::prefill_flops(int64_t n) const {
   const double b = static_cast<double>(batch_), d = cfg_.hidden_dim, ff = cfg_.ff_dim, V = cfg_.vocab_size;
@@ -259,8 +246,6 @@ std::size_t Model::estimate_bytes(const RunShape& shape, int threads, LogitsMode
     bytes = checked_add(bytes, checked_product(what, f, std::max(n, shape.capacity), d), what);
   if (shape.capacity > 0) {
     bytes = checked_add(bytes, checked_product(what, f, b, 2 * d + ff), what);
-    // Each block's FFN job's partial sums (ops::FfnStep): at most one [b, d] per thread.
-    bytes = checked_add(bytes, checked_product(what, f, cfg_.num_layers, std::max(threads, 1), b, d), what);
     // The step's packed weights (ops::MatMul's bound_weights), at most every matrix [K, N] once with
     // N rounded up to whole 16-column panels: the position table never, the embedding as a tied head.
     for (const Param& p : params_.all()) {

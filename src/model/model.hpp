@@ -105,11 +105,11 @@ class Model {
   };
   // Ops for one sequence length (rows = b * n), or for the decode step (rows = b), whose products
   // are bound to their weights (ops::MatMul's bound_weights: a packed copy for the hand GEMV), so
-  // the step has its FFN per block (each block has its own weights), both products one job.
+  // the step has its FFN products per block (each block has its own weights).
   struct RowOps {
     ops::LayerNormOp ln;
-    ops::MatMul ff1, ff2, head;          // prefill (ff1, ff2 for every block), head
-    std::vector<ops::FfnStep> step_ffn;  // step: block l's
+    ops::MatMul ff1, ff2, head;                      // prefill (ff1, ff2 for every block), head
+    std::vector<ops::MatMul> step_ff1, step_ff2;     // step: block l's
   };
   RowOps make_row_ops(ops::Context& ctx, int64_t n, bool head_all_rows, bool step) const;
   void run_blocks(ops::Context& ctx, const RowOps& ro, float* x, float* h, float* f, int64_t n, bool step, int64_t pos);
@@ -137,8 +137,6 @@ class Model {
   bool has_step_ = false;
   Tensor x_, h_, f_, logits_;      // prefill: [b, n, d], [b, n, d], [b, n, ff], logits
   Tensor xs_, hs_, fs_;            // step: [b, d], [b, d], [b, ff]
-  std::vector<int32_t> step_argmax_;  // [b]: the last step's next tokens (its head's run_argmax)
-  bool argmax_of_step_ = false;       // the logits are a step's: argmax() returns step_argmax_
   int64_t last_n_ = 0;
   LayerCapture capture_;
 };

@@ -7,8 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
-#include <type_traits>
 
 #include "core/errors.hpp"
 #include "ops/kernels.hpp"
@@ -236,18 +234,11 @@ void run_part(const GemvCall* calls, int count, int64_t t, int64_t parts, int64_
   const int64_t p0 = part_start(t, parts, total), p1 = part_start(t + 1, parts, total);
   int64_t offset = 0;  // first byte of product i in that range
   for (int i = 0; i < count; ++i) {
-    const GemvCall& o = calls[i];
-    const MatMulSpec& s = *o.spec;
-    const int64_t N = s.c.cols, cb = column_bytes(s), bytes = cb * N;
-    int64_t j0 = 0, j1 = 0;
+    const int64_t N = calls[i].spec->c.cols, cb = column_bytes(*calls[i].spec), bytes = cb * N;
     if (p1 > offset && p0 < offset + bytes) {
-      j0 = p0 <= offset ? 0 : column_at(p0 - offset, cb, N), j1 = column_at(p1 - offset, cb, N);
-      if (j0 < j1) run_columns(o, j0, j1);
+      const int64_t j0 = p0 <= offset ? 0 : column_at(p0 - offset, cb, N), j1 = column_at(p1 - offset, cb, N);
+      if (j0 < j1) run_columns(calls[i], j0, j1);
     }
-    if (o.argmax)
-      for (int64_t r = 0; r < s.c.rows; ++r)
-        o.argmax[t * s.c.rows + r] = j0 < j1 ? argmax_range(o.c + r * s.c.row_stride, j0, j1)
-                                             : ArgmaxResult{-std::numeric_limits<float>::infinity(), -1};
     offset += bytes;
   }
 }
@@ -299,24 +290,22 @@ void gemv_run(const Context& ctx, const MatMulSpec& s, int64_t blocks, const flo
   gemv_run_set(ctx, &one, 1, blocks);
 }
 
-int64_t gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t parts) {
+void gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t parts) {
   const int64_t total = set_bytes(calls, count);
-  for (int i = 0; i < count; ++i) BSBR_CHECK(!calls[i].argmax || count == 1, "GEMV set: argmax of a set of more than one product");
   if (parts <= 1 || !ctx.may_fork()) {
     run_part(calls, count, 0, 1, total);
-    return 1;
+    return;
   }
   BSBR_CHECK(parts <= ctx.threads(), "GEMV set with more parts than threads");
   if (ctx.team().dispatching()) {  // a held step: part t on thread t, as in the region below
     ctx.team().run_parts(parts, [&](int64_t t) { run_part(calls, count, t, parts, total); });
-    return parts;
+    return;
   }
 #pragma omp parallel num_threads(ctx.threads())
   {
     const int64_t t = omp_get_thread_num();
     if (t < parts) run_part(calls, count, t, parts, total);
   }
-  return parts;
 }
 
 namespace {
@@ -472,14 +461,11 @@ void panel_rows(const float* a, int64_t lda, int64_t K, const float* p, float* o
     }
 }
 
-// panel_k: rows of a whole panel (the operand's K); K <= panel_k rows of each panel are read, from
-// `panels` on (a K-slice of the operand starts at panels + k0 * 16, with a + k0).
 template <class V>
-void packed_columns(const float* a, int64_t lda, int64_t m, int64_t K, const float* panels, int64_t panel_k, int64_t j0, int64_t w,
-                    float* out, int64_t ldo) {
+void packed_columns(const float* a, int64_t lda, int64_t m, int64_t K, const float* panels, int64_t j0, int64_t w, float* out, int64_t ldo) {
   alignas(64) float rows[4 * 16];
   for (int64_t j = 0; j < w; j += 16) {
-    const float* p = panels + (j0 + j) * panel_k;  // panel (j0 + j) / 16
+    const float* p = panels + (j0 + j) * K;  // panel (j0 + j) / 16
     const int64_t cols = std::min<int64_t>(16, w - j);
     for (int64_t r = 0; r < m; r += 4) {
       const float* ar = a + r * lda;
@@ -502,71 +488,9 @@ void gemv_packed_columns(const float* a, int64_t lda, int64_t m, int64_t K, cons
   BSBR_CHECK(lanes == 8 || lanes == 16, "gemv_packed_columns: lanes must be 8 or 16");
   BSBR_CHECK(j0 % 16 == 0, "gemv_packed_columns: the first column must start a panel");
   if (lanes == 16)
-    packed_columns<F16>(a, lda, m, K, packed, K, j0, w, out, ldo);
+    packed_columns<F16>(a, lda, m, K, packed, j0, w, out, ldo);
   else
-    packed_columns<F8>(a, lda, m, K, packed, K, j0, w, out, ldo);
-}
-
-namespace {
-
-// Part t of the FFN job (gemv.hpp, FfnCall): hidden columns [c0, c1), then their share of the
-// second product into partial[t].
-void ffn_part(const FfnCall& o, int64_t t, int64_t parts) {
-  const MatMulSpec &s1 = *o.spec1, &s2 = *o.spec2;
-  const int64_t m = s1.a.rows, ff = s1.c.cols, d = s2.c.cols;
-  const int64_t groups = (ff + 15) / 16;
-  const int64_t c0 = std::min(ff, part_start(t, parts, groups) * 16), c1 = std::min(ff, part_start(t + 1, parts, groups) * 16);
-  if (c0 < c1) run_columns(GemvCall{o.spec1, o.h, o.w1, o.f, o.b1, nullptr, true}, c0, c1);
-  // [m, d] = f[:, c0:c1) . W2[c0:c1, :]: rows c0..c1 of every panel of W2 (K-slices; none when c0 == c1).
-  packed_columns<std::conditional_t<kNativeLanes == 16, F16, F8>>(o.f + c0, s2.a.row_stride, m, c1 - c0, o.w2 + c0 * 16, ff, 0, d,
-                                                                  o.partial + t * m * d, d);
-}
-
-}  // namespace
-
-bool gemv_ffn_supports(const MatMulSpec& s1, const MatMulSpec& s2) {
-  if (!gemv_supports(s1) || !gemv_supports(s2) || s1.b.col_stride != 1 || s2.b.col_stride != 1) return false;
-  if (s1.c.cols != s2.a.cols || s1.a.rows != s2.a.rows || s1.a.cols != s2.c.cols || s1.scale != 1.f || s2.scale != 1.f || !s2.bias) return false;
-  for (const PostOp& p : s1.post_ops)
-    if (p.kind == PostOp::Kind::kBinaryAdd || p.kind == PostOp::Kind::kBinaryMul) return false;
-  return s2.post_ops.size() == 1 && s2.post_ops[0].kind == PostOp::Kind::kSum && s2.post_ops[0].sum_scale == 1.f;
-}
-
-int64_t gemv_ffn_parts(const MatMulSpec& s1, int threads) {
-  const int64_t groups = (s1.c.cols + 15) / 16;
-  const int64_t by_size = std::max<int64_t>(1, 2 * column_bytes(s1) * s1.c.cols / kGemvBytesPerBlock);
-  return std::max<int64_t>(1, std::min({by_size, static_cast<int64_t>(threads), groups}));
-}
-
-void gemv_ffn_run(const Context& ctx, const FfnCall& o, int64_t parts) {
-  if (parts <= 1 || !ctx.may_fork()) {
-    parts = 1;
-    ffn_part(o, 0, 1);
-  } else {
-    BSBR_CHECK(parts <= ctx.threads(), "FFN job with more parts than threads");
-    if (ctx.team().dispatching()) {  // a held step: part t on thread t
-      ctx.team().run_parts(parts, [&](int64_t t) { ffn_part(o, t, parts); });
-    } else {
-#pragma omp parallel num_threads(ctx.threads())
-      {
-        const int64_t t = omp_get_thread_num();
-        if (t < parts) ffn_part(o, t, parts);
-      }
-    }
-  }
-  // x += (sum of the parts, in part order) + b2: spec2's bias, then its accumulate (oneDNN's order).
-  const MatMulSpec& s2 = *o.spec2;
-  const int64_t m = s2.c.rows, d = s2.c.cols;
-  for (int64_t r = 0; r < m; ++r) {
-    float* x = o.x + r * s2.c.row_stride;
-    const float* p = o.partial + r * d;
-#pragma omp simd
-    for (int64_t j = 0; j < d; ++j) {
-      float y = p[j];
-      for (int64_t t = 1; t < parts; ++t) y += p[t * m * d + j];
-      x[j] += y + o.b2[j];
-    }
-  }
+    packed_columns<F8>(a, lda, m, K, packed, j0, w, out, ldo);
 }
 
 bool outer_supports(const MatMulSpec& s) {

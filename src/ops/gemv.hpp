@@ -34,7 +34,6 @@ namespace bsbr::ops {
 
 class Context;
 struct MatMulSpec;
-struct ArgmaxResult;
 
 // Least weights (bytes of the [K, N] operand) per column block of a GEMV: 16 KiB, about half a
 // microsecond of reading on one core, against the fork/join of a region that every thread enters
@@ -69,9 +68,6 @@ struct GemvCall {
   const float* bias;
   const float* const* binary_srcs;
   bool b_packed = false;
-  // When set (a set of one product): [parts, m], part t's argmax_range of each row over the columns
-  // it wrote ((-inf, -1) when it wrote none), while they are in its cache (MatMul::run_argmax).
-  ArgmaxResult* argmax = nullptr;
 };
 // Parts a set of independent products splits into on `threads` threads: one per kGemvBytesPerBlock
 // of their weights together, at most one per thread and per 16-column group.
@@ -79,36 +75,7 @@ int64_t gemv_set_parts(const GemvCall* calls, int count, int threads);
 // Runs the set (no product reads another's output) in one OpenMP region: thread t of `parts` takes
 // the t-th equal share of the products' weights taken together as one range of bytes, in whole
 // 16-column groups, so the team is balanced whatever the products' sizes.
-// Returns the parts it ran: `parts`, or 1 where it may not fork (the whole set on this thread).
-int64_t gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t parts);
-
-// A decode step's feed-forward block as one job of the team (FfnStep, ops.hpp):
-//   x[m, d] += act(h[m, d] . W1[d, ff] + b1) . W2[ff, d] + b2
-// Part t of `parts` takes a range of whole 16-column groups of the hidden layer, [c0, c1): it writes
-// f[:, c0:c1) = act(h . W1[:, c0:c1) + b1) (spec1's bias and post-ops) and its share of the second
-// product, partial[t] = f[:, c0:c1) . W2[c0:c1, :] ([m, d]), from the rows c0..c1 of W2's panels;
-// after the job the main line adds b2 and the parts' sums, in part order, into x. The second product
-// needs every hidden column, so as two GEMVs it was two dependent jobs (hand-off and wait twice); the
-// parts' sums are parts x m x d floats, a few KiB to gather.
-struct FfnCall {
-  const MatMulSpec* spec1;  // [m, d] x [d, ff] -> f, bias b1, its post-ops (the activation)
-  const MatMulSpec* spec2;  // [m, ff] x [ff, d] -> x: bias b2, one accumulate post-op, scale 1
-  const float* h;
-  const float* w1;  // packed (gemv_pack)
-  const float* b1;
-  const float* w2;  // packed (gemv_pack)
-  const float* b2;
-  float* f;        // [m, ff], laid out as spec1->c
-  float* partial;  // [parts, m, d], dense
-  float* x;        // laid out as spec2->c
-};
-// True when the pair can run as one job: each a GEMV gemv_supports, spec1 without binary post-ops,
-// spec2 with its bias, scale 1 and exactly one accumulate post-op of scale 1, chained shapes.
-bool gemv_ffn_supports(const MatMulSpec& spec1, const MatMulSpec& spec2);
-// Parts of the job on `threads` threads: one per kGemvBytesPerBlock of both products' weights, at
-// most one per thread and per 16-column group of the hidden layer.
-int64_t gemv_ffn_parts(const MatMulSpec& spec1, int threads);
-void gemv_ffn_run(const Context& ctx, const FfnCall& call, int64_t parts);
+void gemv_run_set(const Context& ctx, const GemvCall* calls, int count, int64_t parts);
 
 // A single query against a block of `keys` key/value rows holding every head side by side (row j:
 // head h at columns [h*dh, (h+1)*dh) of k, [h*dv, (h+1)*dv) of v; row stride `stride` floats), the

@@ -63,19 +63,8 @@ void embed_tokens(const int32_t* tokens, int64_t n, const float* table, int64_t 
 // Sinusoidal positions (SPEC §1): pe[p, 2i] = sin(p / 10000^(2i/d)), pe[p, 2i+1] = cos(same). [n, d]
 void sinusoidal_positions(int64_t first_pos, int64_t n, int64_t d, float* out);
 
-// Index of the largest value in each row of [rows, cols] (first one on ties; NaN never wins over
-// row[0], and a NaN row[0] gives 0).
+// Index of the largest value in each row of [rows, cols] (first one on ties).
 void argmax_rows(const float* x, int64_t rows, int64_t cols, int64_t row_stride, int32_t* out);
-
-// The greatest value of x[begin, end) and the first index holding it; (-inf, -1) when no value
-// exceeds -inf (NaN never wins). argmax_rows is a row's argmax_range against (row[0], 0); a row split
-// into ranges gives the same index when the ranges' results are taken in order, each only when its
-// value is strictly greater (the decode step's LM head: each thread's range of the logits).
-struct ArgmaxResult {
-  float value;
-  int32_t index;
-};
-ArgmaxResult argmax_range(const float* x, int64_t begin, int64_t end);
 
 // One step of the online softmax (Milakov & Gimelshein 2018) over a [rows, cols] score tile:
 // for each row r, visible keys are columns c with key_first + c in [lo[r], hi[r]] (inclusive);

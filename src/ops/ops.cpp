@@ -144,7 +144,6 @@ MatMul::MatMul(Context& ctx, const MatMulSpec& spec, const float* bound_weights)
   const int64_t blocks = ctx.single_thread_ops() ? 1 : gemv_column_blocks(spec, ctx.threads());
   if (!nd3 && gemv_supports(spec) && (ctx.single_thread_ops() || blocks > 1 || bound_weights)) {
     gemv_blocks_ = blocks;
-    argmax_parts_.resize(static_cast<std::size_t>(blocks * C.rows));
     gemv_impl_ = "gemv:hand" + (gemv_blocks_ > 1 ? "x" + std::to_string(gemv_blocks_) : std::string());
     if (bound_weights) {
       packed_ = ctx.tensor(MemCategory::kPackedParams, {gemv_packed_floats(B.rows, B.cols)});
@@ -254,27 +253,6 @@ void MatMul::run(Context& ctx, const float* a, const float* b, float* c, const f
   execute(ctx, p, static_cast<std::size_t>(n));
 }
 
-void MatMul::run_argmax(Context& ctx, const float* a, const float* b, float* c, const float* bias, int32_t* out) const {
-  const int64_t m = spec_.c.rows;
-  if (gemv_blocks_ == 0) {
-    run(ctx, a, b, c, bias);
-    argmax_rows(c, m, spec_.c.cols, spec_.c.row_stride, out);
-    return;
-  }
-  check_bias_and_count(ctx, bias);
-  const GemvCall one{&spec_, a, gemv_weights(b), c, bias, nullptr, weights_packed(), argmax_parts_.data()};
-  const int64_t parts = gemv_run_set(ctx, &one, 1, gemv_blocks_);
-  for (int64_t r = 0; r < m; ++r) {
-    // Against (c[r, 0], 0), each part's result in column order when strictly greater: argmax_rows's.
-    ArgmaxResult best{c[r * spec_.c.row_stride], 0};
-    for (int64_t t = 0; t < parts; ++t) {
-      const ArgmaxResult& p = argmax_parts_[t * m + r];
-      if (p.value > best.value) best = p;
-    }
-    out[r] = best.index;
-  }
-}
-
 void MatMul::run_together(Context& ctx, std::initializer_list<MatMulCall> calls) {
   constexpr std::size_t kMaxTogether = 4;
   BSBR_CHECK(calls.size() <= kMaxTogether, "MatMul::run_together takes at most 4 products");
@@ -298,26 +276,6 @@ void MatMul::run_together(Context& ctx, std::initializer_list<MatMulCall> calls)
 }
 
 // ---------------------------------------------------------------------------------------------
-FfnStep::FfnStep(Context& ctx, const MatMulSpec& s1, const MatMulSpec& s2, const float* w1, const float* w2)
-    : ff1_(ctx, s1, w1), ff2_(ctx, s2, w2) {
-  if (!ff1_.weights_packed() || !ff2_.weights_packed() || !gemv_ffn_supports(s1, s2)) return;
-  parts_ = ctx.single_thread_ops() ? 1 : gemv_ffn_parts(s1, ctx.threads());
-  partial_ = ctx.tensor(MemCategory::kActivations, {parts_, s2.c.rows, s2.c.cols});
-}
-
-void FfnStep::run(Context& ctx, const float* h, const float* w1, const float* b1, const float* w2, const float* b2, float* f,
-                  float* x) const {
-  if (parts_ == 0) {
-    ff1_.run(ctx, h, w1, f, b1);
-    ff2_.run(ctx, f, w2, x, b2);
-    return;
-  }
-  ff1_.check_bias_and_count(ctx, b1);
-  ff2_.check_bias_and_count(ctx, b2);
-  const FfnCall call{&ff1_.spec_, &ff2_.spec_, h, ff1_.gemv_weights(w1), b1, ff2_.gemv_weights(w2), b2, f, partial_.data(), x};
-  gemv_ffn_run(ctx, call, parts_);
-}
-
 EltwiseOp::EltwiseOp(Context& ctx, const MatLayout& src, const MatLayout& dst, EltwiseSpec f) {
   ctx.check_creation_allowed("eltwise creation");
   const bool serial = ctx.single_thread_ops() || small(src);

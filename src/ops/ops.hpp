@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "ops/context.hpp"
-#include "ops/kernels.hpp"
 
 namespace bsbr::ops {
 
@@ -153,11 +152,6 @@ class MatMul : public PrimitiveOp {
   // column blocks, in one OpenMP region, their weights split over the team as one range of bytes
   // (ops/gemv.hpp): one fork/join instead of one per product. Otherwise one after another.
   static void run_together(Context& ctx, std::initializer_list<MatMulCall> calls);
-  // run() without binary post-ops, then out[r] = the first column of the greatest c[r, :]
-  // (ops::argmax_rows's rule): a decode step's LM head and its next token. As a GEMV of several parts,
-  // each part finds the argmax of the columns it wrote while they are in its cache, and the main
-  // line takes the parts' in order, instead of reading every logit back from the other threads.
-  void run_argmax(Context& ctx, const float* a, const float* b, float* c, const float* bias, int32_t* out) const;
   // True when run() reads a packed copy of its weights (the bound_weights constructor).
   bool weights_packed() const { return bound_weights_ != nullptr; }
   const MatMulSpec& spec() const { return spec_; }
@@ -185,30 +179,6 @@ class MatMul : public PrimitiveOp {
   int64_t gemv_entries_ = 0;
   MatMulSpec entry_spec_;
   std::string gemv_impl_;
-  mutable std::vector<ArgmaxResult> argmax_parts_;  // [column blocks, rows]: run_argmax's scratch
-  friend class FfnStep;  // reads the packed copies and counts through check_bias_and_count
-};
-
-// A decode step's feed-forward block, x += act(h.W1 + b1).W2 + b2 (the pre-LN block's FFN, SPEC §1),
-// for the few rows of a step, its weights bound as MatMul's bound_weights. When the hand GEMV runs
-// both products from packed copies, they are one job of the team (ops/gemv.hpp, FfnCall): each part
-// computes its hidden columns and their share of the second product, and the main line adds the
-// shares. One dependent job per block instead of two. Otherwise it runs the two products in turn.
-class FfnStep {
- public:
-  FfnStep() = default;
-  // spec1: [m, d] x [d, ff] with a bias and the activation as post-ops; spec2: [m, ff] x [ff, d]
-  // with a bias, accumulating into its c (one accumulate post-op).
-  FfnStep(Context& ctx, const MatMulSpec& spec1, const MatMulSpec& spec2, const float* w1, const float* w2);
-  // h: [m, d]; f: [m, ff] (the hidden activations, laid out as spec1.c); x: [m, d], accumulated.
-  void run(Context& ctx, const float* h, const float* w1, const float* b1, const float* w2, const float* b2, float* f, float* x) const;
-  // Parts of the one job (0: the products run in turn). Its partial sums are [parts, m, d] floats.
-  int64_t parts() const { return parts_; }
-
- private:
-  MatMul ff1_, ff2_;  // the packed copies, and the products in turn when not fused
-  mutable Tensor partial_;  // [parts, m, d]: scratch each run() overwrites
-  int64_t parts_ = 0;
 };
 
 // dst = f(src), elementwise; src and dst may alias when their layouts match.
