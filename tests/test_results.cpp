@@ -2,8 +2,10 @@
 // file loads; malformed files are one-line errors.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <nlohmann/json.hpp>
 
 #include "core/errors.hpp"
@@ -39,6 +41,13 @@ TEST(Results, CompareWritesStudyKeysAndRuns) {
   EXPECT_NE(run["repro"].get<std::string>().find("--models Standard --workloads prefill --seq_lengths 8"), std::string::npos);
   for (const char* key : {"onednn_version", "onednn_isa", "cpu_model", "git_commit", "utc_time", "compiler", "build_type"})
     EXPECT_TRUE(j["environment"].contains(key)) << key;
+  // The binary's own commit, from its build (tools/git_commit.cmake): a checkout's, or "unknown" for
+  // a build of a tree without one.
+  const std::string commit = j["environment"]["git_commit"].get<std::string>();
+  if (std::filesystem::exists(std::string(BSBR_SOURCE_DIR) + "/.git"))
+    EXPECT_TRUE(std::regex_match(commit, std::regex("[0-9a-f]{40}(-dirty)?"))) << commit;
+  else
+    EXPECT_EQ(commit, "unknown");
 
   // Re-read through the loader: same runs and stats.
   Results back = load_results(dir + "/comparison_results.json");
@@ -176,6 +185,49 @@ TEST(Results, HostileFilesAreExitTwoInEveryCommand) {
       EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
     }
   }
+}
+
+// tools/git_commit.cmake, which the build runs to name the binary's commit (results' git_commit):
+// "unknown" outside a repository, the checkout's HEAD in one, "-dirty" once a tracked file differs
+// from it, and not for an untracked file; the header is rewritten only when that text changes.
+TEST(BuildInfo, GitCommitScriptNamesTheCheckoutsCommit) {
+  ASSERT_EQ(std::system("git --version > /dev/null 2>&1"), 0) << "git is needed at build time to name the commit";
+  const std::string dir = test::temp_dir("git_commit"), repo = dir + "/repo", out = dir + "/git_commit.hpp";
+  std::filesystem::create_directories(repo);
+  auto run_script = [&]() {
+    const std::string cmd = std::string("'") + BSBR_CMAKE_COMMAND + "' -DSOURCE_DIR='" + repo + "' -DTEMPLATE='" + BSBR_SOURCE_DIR +
+                            "/src/core/git_commit.hpp.in' -DOUT='" + out + "' -P '" + BSBR_SOURCE_DIR + "/tools/git_commit.cmake'";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::ifstream in(out);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::smatch m;
+    EXPECT_TRUE(std::regex_search(text, m, std::regex("kGitCommit = \"([^\"]*)\";"))) << text;
+    return m.size() > 1 ? m[1].str() : std::string();
+  };
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  EXPECT_EQ(run_script(), "unknown");
+  const std::string git = "git -C '" + repo + "' ";
+  std::ofstream(repo + "/a.txt") << "one\n";
+  ASSERT_EQ(std::system((git + "init -q && " + git + "add a.txt && " + git +
+                         "-c user.name=t -c user.email=t@t commit -q -m one && " + git + "rev-parse HEAD > '" + dir + "/head'")
+                            .c_str()),
+            0);
+  const std::string head = read(dir + "/head");
+  ASSERT_EQ(head.size(), 40u) << head;
+  EXPECT_EQ(run_script(), head);
+  const auto written = std::filesystem::last_write_time(out);
+  EXPECT_EQ(run_script(), head);
+  EXPECT_EQ(std::filesystem::last_write_time(out), written) << "an unchanged commit rewrote the header";
+  std::ofstream(repo + "/untracked.txt") << "x\n";
+  EXPECT_EQ(run_script(), head);
+  std::ofstream(repo + "/a.txt") << "two\n";
+  EXPECT_EQ(run_script(), head + "-dirty");
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Results, MissingFile) { EXPECT_THROW(load_results("/nonexistent/results.json"), UserError); }

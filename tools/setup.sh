@@ -36,8 +36,10 @@ done
 #   libgtest-dev googletest                 the test suite
 #   gnuplot-nox                             plots
 #   npm (only when no npm command exists)   installs the npm data packages below
+#   git                                     names the commit a build is of (results' git_commit,
+#                                           tools/git_commit.cmake) and its test
 packages=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libcli11-dev nlohmann-json3-dev
-          libspdlog-dev libyaml-cpp-dev libgtest-dev googletest gnuplot-nox libicu-dev)
+          libspdlog-dev libyaml-cpp-dev libgtest-dev googletest gnuplot-nox libicu-dev git)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 if [ $ci -eq 1 ]; then
   packages+=(clang libclang-rt-14-dev mmdebstrap ccache)

@@ -7,16 +7,15 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <cstdio>
 #include <ctime>
 #include <fstream>
 #include <vector>
 
 #include "build_info.hpp"
+#include "git_commit.hpp"
 
 namespace bsbr {
 
@@ -48,24 +47,10 @@ std::string isa_name(dnnl::cpu_isa isa) {
   }
 }
 
-std::string run_command(const std::string& cmd) {
-  std::array<char, 256> buf{};
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return "";
-  while (fgets(buf.data(), buf.size(), p)) out += buf.data();
-  pclose(p);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out;
-}
-
-std::string git_commit() {
-  std::string dir = build_info::kSourceDir;
-  std::string sha = run_command("git -C '" + dir + "' rev-parse HEAD 2>/dev/null");
-  if (sha.empty()) return "unknown";
-  std::string dirty = run_command("git -C '" + dir + "' status --porcelain --untracked-files=no 2>/dev/null");
-  return dirty.empty() ? sha : sha + "-dirty";
-}
+// The commit the binary was built from (tools/git_commit.cmake, at build time): the run's results
+// describe this binary, whatever the source tree holds when it runs, and a host without git or the
+// tree (a portable bundle) still records it.
+std::string git_commit() { return build_info::kGitCommit; }
 
 }  // namespace
 
