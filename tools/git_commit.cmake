@@ -1,5 +1,6 @@
 # Writes OUT from TEMPLATE with BSBR_GIT_COMMIT = the commit of SOURCE_DIR's checkout: "<sha>", with
-# "-dirty" when tracked files differ from it, or "unknown" without git or a repository. Run at every
+# "-dirty" when tracked files differ from it ("-unknown-state" when `git status` fails), or "unknown"
+# without git or a repository. Run at every
 # build (the bsbr_git_commit target); configure_file rewrites OUT only when the text changes, so an
 # unchanged commit recompiles nothing.
 # usage: cmake -DSOURCE_DIR=... -DTEMPLATE=... -DOUT=... -P tools/git_commit.cmake

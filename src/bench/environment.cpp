@@ -47,11 +47,6 @@ std::string isa_name(dnnl::cpu_isa isa) {
   }
 }
 
-// The commit the binary was built from (tools/git_commit.cmake, at build time): the run's results
-// describe this binary, whatever the source tree holds when it runs, and a host without git or the
-// tree (a portable bundle) still records it.
-std::string git_commit() { return build_info::kGitCommit; }
-
 }  // namespace
 
 int process_threads() {
@@ -130,7 +125,10 @@ Environment collect_environment(int threads) {
   e.compiler = build_info::kCompiler;
   e.cxx_flags = build_info::kCxxFlags;
   e.build_type = build_info::kBuildType;
-  e.git_commit = git_commit();
+  // The commit the binary was built from (tools/git_commit.cmake, at build time): the run's results
+  // describe this binary, whatever the source tree holds when it runs, and a host without git or the
+  // tree (a portable bundle) still records it.
+  e.git_commit = build_info::kGitCommit;
   e.tool_version = build_info::kVersion;
   std::time_t now = std::time(nullptr);
   char buf[32];

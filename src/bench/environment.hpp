@@ -12,7 +12,7 @@ struct Environment {
   std::string onednn_version;
   std::string onednn_isa;  // the ISA oneDNN dispatches on this machine
   std::string compiler, cxx_flags, build_type;
-  std::string git_commit;  // "<sha>[-dirty]" or "unknown"
+  std::string git_commit;  // the build's commit (generated/git_commit.hpp): "<sha>[-dirty or -unknown-state]" or "unknown"
   std::string utc_time;    // ISO 8601
   std::string hostname;
   std::string tool_version;
